@@ -1,0 +1,103 @@
+"""From the contract models to the numerics' inputs: tensors to float64 arrays, specs to service objects."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+from numpy.typing import NDArray
+
+from jacspec.models import AnalysisRequest, Inputs, Network, Tensor, activation_parts
+from jacspec.models.activations import Activation as ActivationModel
+from service.activations import Activation, make_activation
+from service.errors import InvalidInputError, Location
+from service.network import InitRecipe, Layer, network_from_layers
+from service.network import Network as ServiceNetwork
+from service.probes import ProbeSpec
+
+Array = NDArray[np.float64]
+LITTLE_ENDIAN = {"FP32": "<f4", "FP64": "<f8"}
+
+
+def to_array(value: Tensor | list[float] | list[list[float]], location: Location) -> Array:
+    """A float64 array; FP32 values are first rounded to float32, as the caller's model holds them."""
+    if isinstance(value, list):
+        try:
+            return np.array(value, dtype=np.float64)
+        except ValueError:
+            raise InvalidInputError(location, "rows of a nested list must all have the same length") from None
+    if value.b64 is not None:
+        try:
+            raw = base64.b64decode(value.b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInputError((*location, "b64"), "b64 is not valid base64") from None
+        dtype = np.dtype(LITTLE_ENDIAN[value.datatype])
+        if len(raw) != value.size * dtype.itemsize:
+            raise InvalidInputError(
+                (*location, "b64"),
+                f"b64 decodes to {len(raw)} bytes; shape {value.shape} needs {value.size * dtype.itemsize}",
+            )
+        return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(value.shape)
+    array = np.array(value.data, dtype=np.float32 if value.datatype == "FP32" else np.float64)
+    return array.astype(np.float64).reshape(value.shape)
+
+
+def to_activation(spec: ActivationModel, location: Location) -> Activation:
+    name, parameters = activation_parts(spec)
+    return make_activation(name, location, **parameters)
+
+
+def explicit_network(network: Network) -> ServiceNetwork:
+    """The explicit layers as arrays, each activation resolved (a layer's own, else the network's)."""
+    assert network.layers is not None
+    default = to_activation(network.activation, ("network", "activation"))
+    layers = []
+    for j, layer in enumerate(network.layers):
+        where = ("network", "layers", j)
+        activation = default if layer.activation is None else to_activation(layer.activation, (*where, "activation"))
+        bias = None if layer.bias is None else to_array(layer.bias, (*where, "bias"))
+        layers.append(Layer(to_array(layer.weight, (*where, "weight")), bias, activation))
+    return network_from_layers(layers)
+
+
+def init_recipe(network: Network) -> InitRecipe:
+    assert network.init is not None
+    init = network.init
+    output = network.output_activation
+    return InitRecipe(
+        widths=tuple(init.widths),
+        scheme=init.scheme,
+        activation=to_activation(network.activation, ("network", "activation")),
+        output_activation=None if output is None else to_activation(output, ("network", "output_activation")),
+        gain=init.gain,
+        std=init.std,
+        bias_std=init.bias_std,
+        seed=init.seed,
+    )
+
+
+def probe_spec(inputs: Inputs) -> ProbeSpec:
+    return ProbeSpec(
+        data=None if inputs.data is None else to_array(inputs.data, ("inputs", "data")),
+        targets=None if inputs.targets is None else to_array(inputs.targets, ("inputs", "targets")),
+        count=inputs.count,
+        scale=inputs.scale,
+        seed=inputs.seed,
+    )
+
+
+def widths_of(request: AnalysisRequest) -> list[int]:
+    """[n_0, …, n_L] as the request declares it, without decoding any tensor."""
+    network = request.network
+    if network.init is not None:
+        return list(network.init.widths)
+    assert network.layers is not None
+    shapes = [_shape(layer.weight) for layer in network.layers]
+    return [shapes[0][-1], *(shape[0] for shape in shapes)]
+
+
+def _shape(value: Tensor | list[list[float]]) -> list[int]:
+    if isinstance(value, list):
+        return [len(value), len(value[0]) if value else 0]
+    return value.shape

@@ -1,0 +1,64 @@
+"""From the numerics' results to the contract's response models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from jacspec.models import AnalysisReport, BoundsResponse, LayerReport, Meta, Methods, Summary, Thresholds
+from service.analysis import Analysis
+from service.bounds import Bound
+from service.spectral import DENSE_MAX_DIM, LANCZOS_MIN_RTOL
+from service.verdict import Thresholds as ServiceThresholds
+
+SPECTRAL_METHOD = (
+    f"dense SVD (LAPACK gesdd) when min(m, n) ≤ {DENSE_MAX_DIM} or rtol < {LANCZOS_MIN_RTOL:g}; otherwise Lanczos "
+    "(ARPACK eigsh on the Gram operator AᵀA, tol = rtol, so σ is within rtol/2), falling back to dense SVD"
+)
+
+
+def thresholds_model(t: ServiceThresholds) -> Thresholds:
+    return Thresholds(vanishing_log10=t.vanishing_log10, exploding_log10=t.exploding_log10)
+
+
+def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]) -> AnalysisReport:
+    layers = [
+        LayerReport(
+            **{**asdict(layer), "shape": list(layer.shape), "flags": list(layer.flags)},
+            backward_bound=layer.backward_bound,
+            backward_norm=layer.backward_norm,
+        )
+        for layer in result.layers
+    ]
+    s = result.summary
+    summary = Summary(
+        **{**asdict(s), "thresholds": thresholds_model(s.thresholds), "flags": list(s.flags)},
+        input_bound=s.input_bound,
+        input_norm=s.input_norm,
+    )
+    m = result.methods
+    methods = Methods(
+        rtol=m.rtol,
+        probes=m.probes,
+        loss="mse: mean over probes and outputs of (a_L − y)²",
+        spectral_norm=SPECTRAL_METHOD,
+        dense_max_dim=DENSE_MAX_DIM,
+        weight_norms_dense=m.dense_svd,
+        weight_norms_lanczos=m.lanczos,
+        matvecs=m.matvecs,
+    )
+    return AnalysisReport(
+        layers=layers, summary=summary, meta=Meta(version=version, timings_ms=timings_ms, methods=methods)
+    )
+
+
+def bounds_response(bound: Bound, thresholds: ServiceThresholds) -> BoundsResponse:
+    return BoundsResponse(
+        depth=bound.depth,
+        log10=bound.log10,
+        value=bound.value,
+        rate_log10=bound.rate_log10,
+        verdict=bound.verdict,
+        thresholds=thresholds_model(thresholds),
+        backward_bound_log10=None if bound.suffix_log10 is None else list(bound.suffix_log10),
+        flags=["zero_factor"] if bound.log10 is None else [],
+    )

@@ -1,0 +1,39 @@
+"""Refuse work that is too large, from the request's declared sizes, before any array is allocated."""
+
+from __future__ import annotations
+
+from api.decode import widths_of
+from api.problems import ProblemError
+from api.settings import Settings
+from jacspec.models import AnalysisRequest
+from service.cost import estimate_flops, parameter_count
+
+
+def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
+    """413 when the network's parameters or the analysis's estimated work exceed the settings."""
+    widths = widths_of(request)
+    network = request.network
+    biases = network.init.bias_std > 0 if network.init is not None else True
+    parameters = parameter_count(widths, biases)
+    if parameters > settings.max_parameters:
+        raise ProblemError(
+            413,
+            "Content Too Large",
+            f"the network has {parameters} parameters; this server accepts at most {settings.max_parameters} "
+            "(JACSPEC_MAX_PARAMETERS)",
+        )
+    inputs = request.inputs
+    probes = inputs.count if inputs.data is None else _rows(inputs.data)
+    flops = estimate_flops(widths, probes)
+    if flops > settings.max_flops:
+        raise ProblemError(
+            413,
+            "Content Too Large",
+            f"the analysis would take about {flops:.3g} floating-point operations; this server accepts at most "
+            f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)",
+        )
+
+
+def _rows(data: object) -> int:
+    shape = getattr(data, "shape", None)
+    return shape[0] if shape else len(data) if isinstance(data, list) else 1

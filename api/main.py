@@ -1,0 +1,45 @@
+"""The FastAPI application factory: ``uvicorn api.main:app`` or ``create_app(Settings(...))`` in tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import docs, openapi, problems
+from api.compute import ComputeSlots
+from api.routes import analyses, bounds, catalog, health
+from api.settings import Settings
+from jacspec import __version__
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = True
+        yield
+        app.state.ready = False
+
+    app = FastAPI(
+        title="jacspec",
+        version=__version__,
+        description=openapi.DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.compute = ComputeSlots(settings.compute_slots)
+    app.state.ready = False
+    for module in (analyses, bounds, catalog, health):
+        app.include_router(module.router)
+    problems.install(app)
+    docs.install(app)
+    openapi.install(app)
+    return app
+
+
+app = create_app()

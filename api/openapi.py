@@ -1,0 +1,41 @@
+"""The OpenAPI document, with the request models that the routes parse themselves added to its components."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from jacspec.models import AnalysisRequest, BoundsRequest, Problem
+
+DESCRIPTION = """
+jacspec tells you, before or during training, whether the gradients of a feed-forward network will vanish or
+explode, and by how much, layer by layer.
+
+For z_j = W_j a_{j−1} + b_j and a_j = h_j(z_j), backpropagation multiplies the layer Jacobians
+J_j = diag(h_j'(z_j)) W_j, so ‖∂a_L/∂a_l‖ ≤ ∏_{j=l+1}^{L} σ_j·sup|h_j'| with σ_j = ‖W_j‖₂. jacspec reports
+that bound next to the true norms on probe inputs. Products are carried as log10 (`*_log10`); a plain float is
+given only where it fits a float64. Every error is RFC 9457 `application/problem+json`.
+"""
+
+
+def install(app: FastAPI) -> None:
+    """Replace ``app.openapi`` with one that also publishes the hand-parsed request models."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _, extra = models_json_schema(
+            [(AnalysisRequest, "validation"), (BoundsRequest, "validation"), (Problem, "serialization")],
+            ref_template="#/components/schemas/{model}",
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in extra.get("$defs", {}).items():
+            components.setdefault(name, definition)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,172 @@
+"""RFC 9457 problem+json for every error, with JSON pointers to the fields at fault; nothing echoes the body."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from pydantic_core import from_json
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from jacspec.models import FieldError, Problem
+from service.errors import InvalidInputError
+
+logger = logging.getLogger("jacspec")
+
+MEDIA_TYPE = "application/problem+json"
+INVALID = "urn:jacspec:problem:invalid-request"
+MAX_MESSAGE = 400
+
+
+class ProblemError(Exception):
+    """An error answered with a problem+json body."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        type_: str = "about:blank",
+        errors: Sequence[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.problem = Problem(
+            type=type_, title=title, status=status, detail=detail, errors=list(errors) if errors else None
+        )
+        self.headers = headers
+
+
+def invalid(errors: Sequence[FieldError], status: int = 422) -> ProblemError:
+    """A 4xx naming each offending field; ``detail`` repeats the first."""
+    first = errors[0]
+    detail = f"{first.pointer or '/'}: {first.detail}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return ProblemError(status, "Invalid request", detail, type_=INVALID, errors=errors)
+
+
+UNION_TAGS = frozenset({"tensor", "list", "name", "object"})
+"""The tags the contract models' unions put into pydantic error locations."""
+
+
+def pointer(location: Sequence[str | int], document: Any) -> str:
+    """The RFC 6901 pointer for a pydantic error location, walking the parsed body.
+
+    A union tag in the location that is not also a key of the document at that point is dropped.
+    """
+    parts: list[str] = []
+    node = document
+    for step in location:
+        if isinstance(step, str) and step in UNION_TAGS and not (isinstance(node, dict) and step in node):
+            continue
+        parts.append(_escape(str(step)))
+        node = _child(node, step)
+    return "".join("/" + p for p in parts)
+
+
+def _child(node: Any, step: str | int) -> Any:
+    if isinstance(node, dict) and isinstance(step, str):
+        return node.get(step)
+    if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+        return node[step]
+    return None
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def from_validation(exc: ValidationError, raw: bytes) -> ProblemError:
+    """422 for a body that fails the contract (400 for one that is not JSON at all)."""
+    details = exc.errors(include_url=False, include_input=False, include_context=False)
+    if any(d["type"] == "json_invalid" for d in details):
+        message = details[0]["msg"][:MAX_MESSAGE]
+        return invalid([FieldError(pointer="", detail=f"the body is not valid JSON: {message}")], status=400)
+    try:
+        document = from_json(raw)
+    except ValueError:
+        document = None
+    errors = [FieldError(pointer=pointer(d["loc"], document), detail=_message(d["msg"])) for d in details]
+    return invalid(errors)
+
+
+def _message(text: str) -> str:
+    return text.removeprefix("Value error, ")[:MAX_MESSAGE]
+
+
+def from_invalid_input(exc: InvalidInputError) -> ProblemError:
+    """422 for input the numerics refused (shapes that do not chain, NaN, ...)."""
+    path = "".join("/" + _escape(str(step)) for step in exc.location)
+    return invalid([FieldError(pointer=path, detail=exc.message[:MAX_MESSAGE])])
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(exclude_none=True), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers
+    )
+
+
+async def _on_problem(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc.problem, exc.headers)
+
+
+async def _on_invalid_input(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidInputError)
+    return problem_response(from_invalid_input(exc).problem)
+
+
+async def _on_request_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(pointer="/" + "/".join(_escape(str(step)) for step in d["loc"]), detail=_message(d["msg"]))
+        for d in exc.errors()
+    ]
+    return problem_response(invalid(errors).problem)
+
+
+async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP error")
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem_response(Problem(title=title, status=exc.status_code, detail=detail), dict(exc.headers or {}))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        Problem(title="Internal Server Error", status=500, detail="an unexpected error; it has been logged")
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Route every error through problem+json."""
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(InvalidInputError, _on_invalid_input)
+    app.add_exception_handler(RequestValidationError, _on_request_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses."""
+    descriptions = {
+        400: "The body is not JSON.",
+        413: "The body, the network or its estimated work is larger than this server accepts.",
+        415: "The body is not application/json.",
+        422: "The body does not satisfy the contract; `errors` points at each offending field.",
+    }
+    return {
+        status: {"description": descriptions[status], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+        for status in statuses
+    }

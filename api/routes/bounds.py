@@ -1,0 +1,36 @@
+"""POST /v1/bounds: the product bound alone, from per-layer factors or from (factor, depth)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.body import json_body, openapi_body
+from api.encode import bounds_response
+from api.problems import problem_responses
+from jacspec.models import BoundsRequest, BoundsResponse
+from service.bounds import bound_from_factors, bound_from_power
+from service.verdict import Thresholds
+
+router = APIRouter(prefix="/v1", tags=["bounds"])
+
+
+@router.post(
+    "/bounds",
+    response_model=BoundsResponse,
+    summary="The product bound from factors",
+    description="∏_{j=1}^{L} f_j with f_j = σ_j·γ_j, or f^L, carried as log10 so that no depth overflows.",
+    openapi_extra=openapi_body(BoundsRequest),
+    responses=problem_responses(400, 413, 415, 422),
+)
+async def create_bound(request: Request, body: Annotated[BoundsRequest, Depends(json_body(BoundsRequest))]) -> Response:
+    t = Thresholds(body.thresholds.vanishing_log10, body.thresholds.exploding_log10)
+    if body.factors is not None:
+        factors = body.factors
+        bound = await request.app.state.compute.run(lambda: bound_from_factors(factors, t))
+    else:
+        assert body.factor is not None
+        assert body.depth is not None
+        bound = bound_from_power(body.factor, body.depth, t)
+    return Response(bounds_response(bound, t).model_dump_json(), media_type="application/json")

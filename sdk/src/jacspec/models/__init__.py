@@ -1,0 +1,43 @@
+"""The contract of the jacspec service, as pydantic models (the server imports these; they import nothing of it)."""
+
+from jacspec.models.activations import Activation, ActivationName, ActivationSpec, activation_parts
+from jacspec.models.analysis import AnalysisRequest, Inputs, Options, Thresholds
+from jacspec.models.bounds import BoundsRequest, BoundsResponse
+from jacspec.models.catalog import ActivationInfo, InitSchemeInfo, Parameter
+from jacspec.models.health import Health
+from jacspec.models.network import InitRecipe, InitSchemeName, Layer, Network
+from jacspec.models.problem import FieldError, Problem
+from jacspec.models.report import AnalysisReport, LayerReport, Meta, Methods, Summary, Verdict
+from jacspec.models.tensor import Matrix, Tensor, Vector
+
+__all__ = [
+    "Activation",
+    "ActivationInfo",
+    "ActivationName",
+    "ActivationSpec",
+    "AnalysisReport",
+    "AnalysisRequest",
+    "BoundsRequest",
+    "BoundsResponse",
+    "FieldError",
+    "Health",
+    "InitRecipe",
+    "InitSchemeInfo",
+    "InitSchemeName",
+    "Inputs",
+    "Layer",
+    "LayerReport",
+    "Matrix",
+    "Meta",
+    "Methods",
+    "Network",
+    "Options",
+    "Parameter",
+    "Problem",
+    "Summary",
+    "Tensor",
+    "Thresholds",
+    "Vector",
+    "Verdict",
+    "activation_parts",
+]

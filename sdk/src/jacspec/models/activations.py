@@ -1,0 +1,97 @@
+"""Activation functions: a bare name, or an object with the name and its parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from jacspec.models._base import ContractModel
+
+ActivationName = Literal[
+    "linear", "relu", "leaky_relu", "tanh", "sigmoid", "hard_tanh", "elu", "selu", "gelu", "silu", "softplus"
+]
+
+
+class Linear(ContractModel):
+    name: Literal["linear"]
+
+
+class ReLU(ContractModel):
+    name: Literal["relu"]
+
+
+class LeakyReLU(ContractModel):
+    name: Literal["leaky_relu"]
+    negative_slope: float = Field(0.01, description="Slope for z ≤ 0.")
+
+
+class Tanh(ContractModel):
+    name: Literal["tanh"]
+
+
+class Sigmoid(ContractModel):
+    name: Literal["sigmoid"]
+
+
+class HardTanh(ContractModel):
+    name: Literal["hard_tanh"]
+    min_val: float = Field(-1.0, description="Lower clip point.")
+    max_val: float = Field(1.0, description="Upper clip point (> min_val).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HardTanh:
+        if not self.min_val < self.max_val:
+            raise ValueError("hard_tanh needs min_val < max_val")
+        return self
+
+
+class ELU(ContractModel):
+    name: Literal["elu"]
+    alpha: float = Field(1.0, ge=0, description="Scale of the negative branch.")
+
+
+class SELU(ContractModel):
+    name: Literal["selu"]
+
+
+class GELU(ContractModel):
+    name: Literal["gelu"]
+
+
+class SiLU(ContractModel):
+    name: Literal["silu"]
+
+
+class Softplus(ContractModel):
+    name: Literal["softplus"]
+    beta: float = Field(1.0, gt=0, description="Sharpness.")
+
+
+ActivationSpec = Annotated[
+    Linear | ReLU | LeakyReLU | Tanh | Sigmoid | HardTanh | ELU | SELU | GELU | SiLU | Softplus,
+    Field(discriminator="name"),
+]
+
+
+def _name_or_object(value: object) -> str:
+    return "name" if isinstance(value, str) else "object"
+
+
+Activation = Annotated[
+    Annotated[ActivationName, Tag("name")] | Annotated[ActivationSpec, Tag("object")],
+    Discriminator(_name_or_object),
+    Field(
+        description="An activation's name (its parameters at their defaults), or an object with `name` and parameters.",
+        examples=["tanh", {"name": "leaky_relu", "negative_slope": 0.1}],
+    ),
+]
+"""``"tanh"`` or ``{"name": "leaky_relu", "negative_slope": 0.1}``."""
+
+
+def activation_parts(activation: str | ContractModel) -> tuple[str, dict[str, float]]:
+    """(name, parameters) of an activation in either form."""
+    if isinstance(activation, str):
+        return activation, {}
+    params = activation.model_dump()
+    return params.pop("name"), params

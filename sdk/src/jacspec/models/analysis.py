@@ -1,0 +1,78 @@
+"""The body of POST /v1/analyses: a network, its probe inputs and the numerical options."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, Field, model_validator
+
+from jacspec.models._base import ContractModel
+from jacspec.models.network import MAX_SEED, Network
+from jacspec.models.tensor import Matrix
+
+
+class Inputs(ContractModel):
+    """Probe inputs: given as `data` ([count, n_0]), or drawn x ~ N(0, scale²) from `seed`.
+    MSE targets for `gradient_norm`: given as `targets` ([count, n_L]), or drawn y ~ N(0, 1) after x."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"count": 16, "scale": 1.0, "seed": 0}]})
+
+    data: Matrix | None = None
+    targets: Matrix | None = None
+    count: int = Field(16, ge=1, le=4096, description="Probes drawn when `data` is not given.")
+    scale: float = Field(1.0, gt=0, description="Std of the drawn probes.")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+
+
+class Thresholds(ContractModel):
+    """Total growth ‖∂a_L/∂a_0‖ below 10^vanishing_log10 is `vanishing`, above 10^exploding_log10 `exploding`."""
+
+    vanishing_log10: float = -2.0
+    exploding_log10: float = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if not self.vanishing_log10 <= self.exploding_log10:
+            raise ValueError("vanishing_log10 must not exceed exploding_log10")
+        return self
+
+
+class Options(ContractModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"rtol": 1e-6}]})
+
+    rtol: float = Field(1e-6, gt=0, le=0.1, description="Relative accuracy of every spectral norm.")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+
+class AnalysisRequest(ContractModel):
+    """Analyse one network."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "network": {
+                        "activation": "tanh",
+                        "init": {"widths": [64, 64, 64, 64, 10], "scheme": "orthogonal", "gain": 0.5},
+                    },
+                    "inputs": {"count": 8, "seed": 0},
+                    "options": {"rtol": 1e-6},
+                },
+                {
+                    "network": {
+                        "activation": "tanh",
+                        "layers": [
+                            {
+                                "weight": {"shape": [2, 2], "datatype": "FP64", "data": [[1.0, 0.5], [-0.5, 1.0]]},
+                                "bias": [0.0, 0.1],
+                            },
+                            {"weight": [[0.3, 0.7]], "activation": "linear"},
+                        ],
+                    },
+                    "inputs": {"data": [[1.0, -1.0], [0.5, 2.0]]},
+                },
+            ]
+        }
+    )
+
+    network: Network
+    inputs: Inputs = Field(default_factory=Inputs)
+    options: Options = Field(default_factory=Options)

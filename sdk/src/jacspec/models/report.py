@@ -1,0 +1,150 @@
+"""The answer of POST /v1/analyses: per-layer diagnostics, a summary and how they were computed.
+
+Products are carried as base-10 logarithms (`*_log10`); a plain float is given only where it is a normal
+float64, else null. A log10 of an exact zero is null, with a flag saying why.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jacspec.models.analysis import Thresholds
+
+Verdict = Literal["vanishing", "exploding", "stable"]
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class LayerReport(_Report):
+    index: int = Field(description="j, 1-based.")
+    shape: list[int] = Field(description="[n_j, n_{j−1}].")
+    activation: str
+    weight_norm: float = Field(description="σ_j = ‖W_j‖₂.")
+    derivative_bound: float = Field(description="sup_z |h_j'(z)|.")
+    derivative_max: float | None = Field(
+        description="max over probes and units of |h_j'(z_j)| (null where the forward pass overflowed)."
+    )
+    jacobian_norm_bound: float = Field(description="σ_j·sup|h_j'|.")
+    jacobian_norm: float | None = Field(description="max over probes of ‖diag(h_j'(z_j)) W_j‖₂.")
+    backward_bound_log10: float | None = Field(
+        description="log10 ∏_{i=j+1}^{L} σ_i·sup|h_i'|, the bound on ‖∂a_L/∂a_j‖ (0 for j = L)."
+    )
+    backward_bound: float | None = Field(description="10^backward_bound_log10 where it fits a float64.")
+    backward_norm_log10: float | None = Field(description="log10 max over probes of ‖∂a_L/∂a_j‖₂.")
+    backward_norm: float | None = Field(description="10^backward_norm_log10 where it fits a float64.")
+    gradient_norm: float | None = Field(description="‖∂ℓ/∂W_j‖_F for the probe batch and the MSE loss.")
+    gradient_norm_log10: float | None = Field(
+        description="log10 of gradient_norm (given even where the plain value does not fit)."
+    )
+    flags: list[str] = Field(
+        description="zero_weight (σ_j = 0), dead (h_j' = 0 everywhere), backward_bound_zero, backward_norm_zero, "
+        "overflow (z_j not finite), downstream_overflow (a later layer overflowed)."
+    )
+
+
+class Summary(_Report):
+    depth: int = Field(description="L.")
+    input_bound_log10: float | None = Field(description="log10 ∏_{j=1}^{L} σ_j·sup|h_j'|, the bound on ‖∂a_L/∂a_0‖.")
+    input_bound: float | None
+    input_norm_log10: float | None = Field(description="log10 max over probes of ‖∂a_L/∂a_0‖₂.")
+    input_norm: float | None
+    rate_log10: float | None = Field(description="input_bound_log10 / L: the bound's growth per layer.")
+    observed_rate_log10: float | None = Field(description="input_norm_log10 / L: the true growth per layer.")
+    verdict: Verdict = Field(description="From input_norm_log10 and the thresholds.")
+    bound_verdict: Verdict = Field(description="From input_bound_log10 and the thresholds.")
+    thresholds: Thresholds
+    gain: float | None = Field(description="The init gain (null for explicit weights).")
+    suggested_gain: float | None = Field(
+        description="gain·10^(−rate_log10): the gain (for explicit weights, the factor to scale every weight by) "
+        "at which the bound's growth per layer is 1."
+    )
+    advice: str
+    flags: list[str] = Field(description="overflow, input_bound_zero, input_norm_zero.")
+
+
+class Methods(_Report):
+    dtype: str = "float64"
+    rtol: float
+    probes: int
+    loss: str = Field(description="The loss behind gradient_norm.")
+    spectral_norm: str = Field(description="How each σ and each per-probe Jacobian norm was computed.")
+    dense_max_dim: int = Field(description="Matrices with min(m, n) ≤ this use dense SVD.")
+    weight_norms_dense: int
+    weight_norms_lanczos: int
+    matvecs: int = Field(description="Matrix-vector products taken by Lanczos over the whole analysis.")
+
+
+class Meta(_Report):
+    version: str
+    timings_ms: dict[str, float] = Field(description="parse, compute and total wall time in milliseconds.")
+    methods: Methods
+
+
+class AnalysisReport(_Report):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "layers": [
+                        {
+                            "index": 1,
+                            "shape": [2, 2],
+                            "activation": "tanh",
+                            "weight_norm": 1.118033988749895,
+                            "derivative_bound": 1.0,
+                            "derivative_max": 0.9,
+                            "jacobian_norm_bound": 1.118033988749895,
+                            "jacobian_norm": 1.0,
+                            "backward_bound_log10": -0.12,
+                            "backward_bound": 0.76,
+                            "backward_norm_log10": -0.15,
+                            "backward_norm": 0.71,
+                            "gradient_norm": 0.3,
+                            "gradient_norm_log10": -0.52,
+                            "flags": [],
+                        }
+                    ],
+                    "summary": {
+                        "depth": 2,
+                        "input_bound_log10": -0.07,
+                        "input_bound": 0.85,
+                        "input_norm_log10": -0.1,
+                        "input_norm": 0.79,
+                        "rate_log10": -0.035,
+                        "observed_rate_log10": -0.05,
+                        "verdict": "stable",
+                        "bound_verdict": "stable",
+                        "thresholds": {"vanishing_log10": -2.0, "exploding_log10": 2.0},
+                        "gain": None,
+                        "suggested_gain": 1.08,
+                        "advice": "Gradients are stable: …",
+                        "flags": [],
+                    },
+                    "meta": {
+                        "version": "0.1.0",
+                        "timings_ms": {"parse": 0.1, "compute": 1.2, "total": 1.4},
+                        "methods": {
+                            "dtype": "float64",
+                            "rtol": 1e-6,
+                            "probes": 2,
+                            "loss": "mse",
+                            "spectral_norm": "…",
+                            "dense_max_dim": 512,
+                            "weight_norms_dense": 2,
+                            "weight_norms_lanczos": 0,
+                            "matvecs": 0,
+                        },
+                    },
+                }
+            ]
+        },
+    )
+
+    layers: list[LayerReport]
+    summary: Summary
+    meta: Meta

@@ -1,0 +1,298 @@
+"""The per-layer report: bounds on the backpropagated gradient next to the true Jacobian and gradient norms.
+
+For z_j = W_j a_{j−1} + b_j, a_j = h_j(z_j), the layer Jacobian is J_j = diag(h_j'(z_j)) W_j and
+
+    ‖∂a_L/∂a_l‖₂ = ‖J_L ⋯ J_{l+1}‖₂ ≤ ∏_{j=l+1}^{L} σ_j·sup|h_j'|,    σ_j = ‖W_j‖₂.
+
+The true products are accumulated once, from the output side, for every probe at a time:
+P_L = I, P_{j−1} = P_j·diag(h_j'(z_j))·W_j, each rescaled by its largest entry with the scale kept in log10,
+so that no depth overflows. The loss gradient ∂ℓ/∂W_j = δ_jᵀ a_{j−1}, with δ_j = ∂ℓ/∂z_j, is backpropagated
+the same way. Everything is float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.bounds import bound_from_factors
+from service.logscale import plain
+from service.network import Network
+from service.spectral import spectral_norm, spectral_norms
+from service.verdict import Thresholds, VerdictName, advise, classify, critical_gain
+
+Array = NDArray[np.float64]
+
+STACK_MAX_ENTRIES = 1 << 24
+"""Per-probe Jacobians diag(h'(z_b))·W are formed this many entries at a time (128 MiB of float64)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    rtol: float = 1e-6
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    index: int
+    shape: tuple[int, int]
+    activation: str
+    weight_norm: float
+    derivative_bound: float
+    derivative_max: float | None
+    jacobian_norm_bound: float
+    jacobian_norm: float | None
+    backward_bound_log10: float | None
+    backward_norm_log10: float | None
+    gradient_norm: float | None
+    gradient_norm_log10: float | None
+    flags: tuple[str, ...]
+
+    @property
+    def backward_bound(self) -> float | None:
+        return plain(self.backward_bound_log10)
+
+    @property
+    def backward_norm(self) -> float | None:
+        return plain(self.backward_norm_log10)
+
+
+@dataclass(frozen=True)
+class Summary:
+    depth: int
+    input_bound_log10: float | None
+    input_norm_log10: float | None
+    rate_log10: float | None
+    observed_rate_log10: float | None
+    verdict: VerdictName
+    bound_verdict: VerdictName
+    thresholds: Thresholds
+    gain: float | None
+    suggested_gain: float | None
+    advice: str
+    flags: tuple[str, ...]
+
+    @property
+    def input_bound(self) -> float | None:
+        return plain(self.input_bound_log10)
+
+    @property
+    def input_norm(self) -> float | None:
+        return plain(self.input_norm_log10)
+
+
+@dataclass(frozen=True)
+class Methods:
+    rtol: float
+    probes: int
+    dense_svd: int
+    lanczos: int
+    matvecs: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    layers: tuple[LayerReport, ...]
+    summary: Summary
+    methods: Methods
+
+
+@dataclass
+class _Forward:
+    """a_0 … a_L and h_j'(z_j) per layer (rows are probes); ``overflow``: the first layer whose z is not finite."""
+
+    activations: list[Array]
+    derivatives: list[Array]
+    overflow: int | None
+
+
+def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
+    """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``."""
+    layers = network.layers
+    depth = len(layers)
+    weight = [spectral_norm(layer.weight, options.rtol) for layer in layers]
+    sigma = [w.value for w in weight]
+    sup = [layer.activation.derivative_bound for layer in layers]
+    bound = bound_from_factors([s * g for s, g in zip(sigma, sup, strict=True)], options.thresholds)
+    assert bound.suffix_log10 is not None
+
+    fwd = _forward(network, x)
+    valid = depth if fwd.overflow is None else fwd.overflow
+    jacobian: list[float | None] = [None] * depth
+    derivative_max: list[float | None] = [None] * depth
+    matvecs = sum(w.matvecs for w in weight)
+    for j in range(valid):
+        derivative_max[j] = float(np.abs(fwd.derivatives[j]).max())
+        norms, used = _jacobian_norms(fwd.derivatives[j], layers[j].weight, options.rtol)
+        jacobian[j] = float(norms.max())
+        matvecs += used
+    backward, input_norm, used = (
+        _backward_norms(network, fwd, options.rtol) if valid == depth else ([None] * depth, None, 0)
+    )
+    matvecs += used
+    gradient = _gradient_norms(network, fwd, y) if valid == depth else [None] * depth
+
+    reports = tuple(
+        LayerReport(
+            index=j + 1,
+            shape=(int(layers[j].weight.shape[0]), int(layers[j].weight.shape[1])),
+            activation=layers[j].activation.name,
+            weight_norm=sigma[j],
+            derivative_bound=sup[j],
+            derivative_max=derivative_max[j],
+            jacobian_norm_bound=sigma[j] * sup[j],
+            jacobian_norm=jacobian[j],
+            backward_bound_log10=bound.suffix_log10[j],
+            backward_norm_log10=backward[j],
+            gradient_norm=plain(gradient[j]) if gradient[j] is not None else None,
+            gradient_norm_log10=gradient[j],
+            flags=_layer_flags(j, sigma[j], derivative_max[j], bound.suffix_log10[j], backward[j], fwd.overflow),
+        )
+        for j in range(depth)
+    )
+    summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds)
+    methods = Methods(
+        rtol=options.rtol,
+        probes=x.shape[0],
+        dense_svd=sum(w.method == "dense_svd" for w in weight),
+        lanczos=sum(w.method == "lanczos" for w in weight),
+        matvecs=matvecs,
+    )
+    return Analysis(reports, summary, methods)
+
+
+def _forward(network: Network, x: Array) -> _Forward:
+    activations = [x]
+    derivatives = []
+    overflow = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for j, layer in enumerate(network.layers):
+            z = activations[-1] @ layer.weight.T
+            if layer.bias is not None:
+                z += layer.bias
+            if not np.isfinite(z).all():
+                overflow = j
+                break
+            derivatives.append(layer.activation.derivative(z))
+            activations.append(layer.activation.value(z))
+    return _Forward(activations, derivatives, overflow)
+
+
+def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
+    """‖diag(d_b)·W‖₂ for every probe b (rows of d), formed a chunk of probes at a time."""
+    chunk = max(1, STACK_MAX_ENTRIES // w.size)
+    norms, matvecs = [], 0
+    for start in range(0, len(d), chunk):
+        part, used = spectral_norms(d[start : start + chunk, :, None] * w, rtol)
+        norms.append(part)
+        matvecs += used
+    return np.concatenate(norms), matvecs
+
+
+def _backward_norms(network: Network, fwd: _Forward, rtol: float) -> tuple[list[float | None], float | None, int]:
+    """log10 max_b ‖∂a_L/∂a_j‖₂ for j = 1..L (per layer) and for j = 0 (the input), and the matvecs taken.
+
+    P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·diag(h_j'(z_j))·W_j.
+    """
+    layers = network.layers
+    depth, probes, n_out = len(layers), fwd.derivatives[0].shape[0], layers[-1].weight.shape[0]
+    p = np.broadcast_to(np.eye(n_out), (probes, n_out, n_out)).copy()
+    scale = np.zeros(probes)
+    logs: list[float | None] = [None] * depth
+    logs[-1] = 0.0
+    matvecs = 0
+    for j in range(depth - 1, -1, -1):
+        w = layers[j].weight
+        p = ((p * fwd.derivatives[j][:, None, :]).reshape(-1, w.shape[0]) @ w).reshape(probes, n_out, w.shape[1])
+        largest = np.abs(p).max(axis=(1, 2))
+        alive = largest > 0
+        p[alive] /= largest[alive, None, None]
+        scale[alive] += np.log10(largest[alive])
+        norms, used = spectral_norms(p, rtol)
+        matvecs += used
+        with np.errstate(divide="ignore"):
+            candidates = np.where(alive & (norms > 0), scale + np.log10(norms), -np.inf)
+        best = float(candidates.max())
+        value = best if math.isfinite(best) else None
+        if j == 0:
+            return logs, value, matvecs
+        logs[j - 1] = value
+    raise AssertionError("unreachable: a network has at least one layer")
+
+
+def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | None]:
+    """log10 ‖∂ℓ/∂W_j‖_F for ℓ = mean over probes and outputs of (a_L − y)², by backpropagation.
+
+    δ_L = ∂ℓ/∂z_L = 2(a_L − y)/(count·n_L) ⊙ h_L'(z_L), ∂ℓ/∂W_j = δ_jᵀ a_{j−1}, δ_{j−1} = (δ_j W_j) ⊙ h_{j−1}'(z_{j−1}).
+    δ is rescaled to a largest entry of 1 at each step, with the scale kept in log10.
+    """
+    layers, acts, ders = network.layers, fwd.activations, fwd.derivatives
+    out = acts[-1]
+    delta = 2.0 * (out - y) / out.size * ders[-1]
+    scale = 0.0
+    logs: list[float | None] = [None] * len(layers)
+    for j in range(len(layers) - 1, -1, -1):
+        largest = float(np.abs(delta).max())
+        if largest == 0.0:
+            return logs
+        delta = delta / largest
+        scale += math.log10(largest)
+        norm = float(np.linalg.norm(delta.T @ acts[j]))
+        logs[j] = scale + math.log10(norm) if norm > 0 else None
+        if j > 0:
+            delta = (delta @ layers[j].weight) * ders[j - 1]
+    return logs
+
+
+def _layer_flags(
+    j: int, sigma: float, dmax: float | None, bound: float | None, norm: float | None, overflow: int | None
+) -> tuple[str, ...]:
+    flags = []
+    if sigma == 0.0:
+        flags.append("zero_weight")
+    if dmax == 0.0:
+        flags.append("dead")
+    if bound is None:
+        flags.append("backward_bound_zero")
+    if overflow is not None:
+        flags.append("overflow" if j >= overflow else "downstream_overflow")
+    elif norm is None:
+        flags.append("backward_norm_zero")
+    return tuple(flags)
+
+
+def _summary(
+    network: Network, bound_log10: float | None, norm_log10: float | None, overflow: int | None, t: Thresholds
+) -> Summary:
+    depth = len(network.layers)
+    rate = None if bound_log10 is None else bound_log10 / depth
+    observed = None if norm_log10 is None else norm_log10 / depth
+    bound_verdict = classify(bound_log10, t)
+    # A forward pass that overflows float64 has exploded, whatever the gradients would have done.
+    verdict: VerdictName = "exploding" if overflow is not None else classify(norm_log10, t)
+    suggested = critical_gain(1.0 if network.gain is None else network.gain, rate)
+    flags = []
+    if overflow is not None:
+        flags.append("overflow")
+    if bound_log10 is None:
+        flags.append("input_bound_zero")
+    if norm_log10 is None and overflow is None:
+        flags.append("input_norm_zero")
+    return Summary(
+        depth=depth,
+        input_bound_log10=bound_log10,
+        input_norm_log10=norm_log10,
+        rate_log10=rate,
+        observed_rate_log10=observed,
+        verdict=verdict,
+        bound_verdict=bound_verdict,
+        thresholds=t,
+        gain=network.gain,
+        suggested_gain=suggested,
+        advice=advise(verdict, depth, norm_log10, rate, network.gain, suggested, overflow),
+        flags=tuple(flags),
+    )

@@ -1,0 +1,33 @@
+"""What an analysis will cost, known from the widths alone, so that large work is refused before allocation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+from service.spectral import DENSE_MAX_DIM
+
+LANCZOS_PRODUCTS = 100
+"""Gram products budgeted for one Lanczos norm (each 4·m·n flops); most converge in far fewer."""
+
+
+def parameter_count(widths: Sequence[int], biases: bool) -> int:
+    """Σ_j n_j·n_{j−1} (+ n_j for biases)."""
+    return sum(n_in * n_out + (n_out if biases else 0) for n_in, n_out in pairwise(widths))
+
+
+def estimate_flops(widths: Sequence[int], probes: int) -> float:
+    """Floating-point operations of the whole analysis, within a small factor.
+
+    Per layer of shape m × n with B probes and output width n_L: forward and gradient 6·B·m·n; the backward
+    product 2·B·n_L·m·n; a norm costs ≈ 4·m·n·min(m, n) by dense SVD or 4·m·n·LANCZOS_PRODUCTS by Lanczos,
+    and there are B + 1 of them (the weight and each probe's Jacobian).
+    """
+    n_out = widths[-1]
+    total = 0.0
+    for n_in, m in pairwise(widths):
+        size = float(n_in) * float(m)
+        small = min(n_in, m)
+        per_norm = 4.0 * size * (small if small <= DENSE_MAX_DIM else LANCZOS_PRODUCTS)
+        total += size * probes * (6.0 + 2.0 * n_out) + (probes + 1) * per_norm
+    return total
