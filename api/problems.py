@@ -87,8 +87,8 @@ def from_validation(exc: ValidationError, raw: bytes) -> ProblemError:
     """422 for a body that fails the contract (400 for one that is not JSON at all)."""
     details = exc.errors(include_url=False, include_input=False, include_context=False)
     if any(d["type"] == "json_invalid" for d in details):
-        message = details[0]["msg"][:MAX_MESSAGE]
-        return invalid([FieldError(pointer="", detail=f"the body is not valid JSON: {message}")], status=400)
+        message = details[0]["msg"].removeprefix("Invalid JSON: ")[:MAX_MESSAGE]
+        return invalid([FieldError(pointer="", detail=f"the body is not valid JSON ({message})")], status=400)
     try:
         document = from_json(raw)
     except ValueError:

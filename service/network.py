@@ -56,7 +56,7 @@ def network_from_layers(layers: Sequence[Layer]) -> Network:
         if previous_out is not None and n_in != previous_out:
             raise InvalidInputError(
                 ("network", "layers", j, "weight"),
-                f"shape {[n_out, n_in]} does not chain: layer {j - 1} outputs {previous_out} values, "
+                f"shape {[n_out, n_in]} does not chain: the previous layer outputs {previous_out} values, "
                 f"so this weight needs {previous_out} columns",
             )
         check_finite(weight, ("network", "layers", j, "weight"))

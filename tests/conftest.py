@@ -1,9 +1,15 @@
-"""Fixtures shared by every test: the app in-process over ASGI, with its lifespan run."""
+"""Fixtures shared by every test: the app in-process over ASGI (lifespan run), and a real server process."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,3 +44,38 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def make_client() -> ClientFactory:
     return app_client
+
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """`python -m api` (what `make serve` runs) on a free loopback port."""
+    port = _free_port()
+    env = {**os.environ, "JACSPEC_HOST": "127.0.0.1", "JACSPEC_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                assert process.stderr is not None
+                pytest.fail(f"the server did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
