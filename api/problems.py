@@ -21,6 +21,8 @@ logger = logging.getLogger("jacspec")
 MEDIA_TYPE = "application/problem+json"
 INVALID = "urn:jacspec:problem:invalid-request"
 MAX_MESSAGE = 400
+MAX_ERRORS = 20
+"""A problem lists at most this many field errors (a body of a million NaNs is refused in a few lines)."""
 
 
 class ProblemError(Exception):
@@ -49,7 +51,7 @@ def invalid(errors: Sequence[FieldError], status: int = 422) -> ProblemError:
     detail = f"{first.pointer or '/'}: {first.detail}"
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more)"
-    return ProblemError(status, "Invalid request", detail, type_=INVALID, errors=errors)
+    return ProblemError(status, "Invalid request", detail, type_=INVALID, errors=errors[:MAX_ERRORS])
 
 
 UNION_TAGS = frozenset({"tensor", "list", "name", "object"})

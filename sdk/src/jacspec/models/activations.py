@@ -2,39 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from jacspec.models._base import ContractModel
+
+
+def _example(schema: dict[str, Any]) -> None:
+    """Each activation model's example: its name with every parameter at its default."""
+    properties = schema.get("properties", {})
+    example = {key: value.get("const", value.get("default")) for key, value in properties.items()}
+    schema["examples"] = [example]
+
+
+class _ActivationModel(ContractModel):
+    model_config = ConfigDict(json_schema_extra=_example)
+
 
 ActivationName = Literal[
     "linear", "relu", "leaky_relu", "tanh", "sigmoid", "hard_tanh", "elu", "selu", "gelu", "silu", "softplus"
 ]
 
 
-class Linear(ContractModel):
+class Linear(_ActivationModel):
     name: Literal["linear"]
 
 
-class ReLU(ContractModel):
+class ReLU(_ActivationModel):
     name: Literal["relu"]
 
 
-class LeakyReLU(ContractModel):
+class LeakyReLU(_ActivationModel):
     name: Literal["leaky_relu"]
     negative_slope: float = Field(0.01, description="Slope for z ≤ 0.")
 
 
-class Tanh(ContractModel):
+class Tanh(_ActivationModel):
     name: Literal["tanh"]
 
 
-class Sigmoid(ContractModel):
+class Sigmoid(_ActivationModel):
     name: Literal["sigmoid"]
 
 
-class HardTanh(ContractModel):
+class HardTanh(_ActivationModel):
     name: Literal["hard_tanh"]
     min_val: float = Field(-1.0, description="Lower clip point.")
     max_val: float = Field(1.0, description="Upper clip point (> min_val).")
@@ -46,24 +58,24 @@ class HardTanh(ContractModel):
         return self
 
 
-class ELU(ContractModel):
+class ELU(_ActivationModel):
     name: Literal["elu"]
     alpha: float = Field(1.0, ge=0, description="Scale of the negative branch.")
 
 
-class SELU(ContractModel):
+class SELU(_ActivationModel):
     name: Literal["selu"]
 
 
-class GELU(ContractModel):
+class GELU(_ActivationModel):
     name: Literal["gelu"]
 
 
-class SiLU(ContractModel):
+class SiLU(_ActivationModel):
     name: Literal["silu"]
 
 
-class Softplus(ContractModel):
+class Softplus(_ActivationModel):
     name: Literal["softplus"]
     beta: float = Field(1.0, gt=0, description="Sharpness.")
 

@@ -25,6 +25,8 @@ class Inputs(ContractModel):
 class Thresholds(ContractModel):
     """Total growth ‖∂a_L/∂a_0‖ below 10^vanishing_log10 is `vanishing`, above 10^exploding_log10 `exploding`."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"vanishing_log10": -2.0, "exploding_log10": 2.0}]})
+
     vanishing_log10: float = -2.0
     exploding_log10: float = 2.0
 

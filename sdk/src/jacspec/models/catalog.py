@@ -6,6 +6,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Parameter(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "negative_slope", "default": 0.01, "description": "slope for z ≤ 0"}]}
+    )
+
     name: str
     default: float
     description: str

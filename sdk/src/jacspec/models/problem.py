@@ -6,6 +6,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class FieldError(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"pointer": "/network/init/widths/1", "detail": "Input should be greater than or equal to 1"}]
+        }
+    )
+
     pointer: str = Field(description="RFC 6901 JSON pointer to the offending field of the request body.")
     detail: str
 
@@ -18,7 +24,8 @@ class Problem(BaseModel):
                     "type": "urn:jacspec:problem:invalid-request",
                     "title": "Invalid request",
                     "status": 422,
-                    "detail": "/network/layers/1/weight: shape [3, 5] does not chain: layer 0 outputs 4 values, "
+                    "detail": "/network/layers/1/weight: shape [3, 5] does not chain: "
+                    "the previous layer outputs 4 values, "
                     "so this weight needs 4 columns",
                     "errors": [{"pointer": "/network/layers/1/weight", "detail": "shape [3, 5] does not chain: …"}],
                 }

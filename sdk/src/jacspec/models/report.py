@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jacspec.models._examples import ANALYSIS_REPORT
 from jacspec.models.analysis import Thresholds
 
 Verdict = Literal["vanishing", "exploding", "stable"]
@@ -20,6 +21,8 @@ class _Report(BaseModel):
 
 
 class LayerReport(_Report):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["layers"][0]]})
+
     index: int = Field(description="j, 1-based.")
     shape: list[int] = Field(description="[n_j, n_{j−1}].")
     activation: str
@@ -47,6 +50,8 @@ class LayerReport(_Report):
 
 
 class Summary(_Report):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["summary"]]})
+
     depth: int = Field(description="L.")
     input_bound_log10: float | None = Field(description="log10 ∏_{j=1}^{L} σ_j·sup|h_j'|, the bound on ‖∂a_L/∂a_0‖.")
     input_bound: float | None
@@ -67,6 +72,8 @@ class Summary(_Report):
 
 
 class Methods(_Report):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["meta"]["methods"]]})
+
     dtype: str = "float64"
     rtol: float
     probes: int
@@ -79,71 +86,15 @@ class Methods(_Report):
 
 
 class Meta(_Report):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["meta"]]})
+
     version: str
     timings_ms: dict[str, float] = Field(description="parse, compute and total wall time in milliseconds.")
     methods: Methods
 
 
 class AnalysisReport(_Report):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "examples": [
-                {
-                    "layers": [
-                        {
-                            "index": 1,
-                            "shape": [2, 2],
-                            "activation": "tanh",
-                            "weight_norm": 1.118033988749895,
-                            "derivative_bound": 1.0,
-                            "derivative_max": 0.9,
-                            "jacobian_norm_bound": 1.118033988749895,
-                            "jacobian_norm": 1.0,
-                            "backward_bound_log10": -0.12,
-                            "backward_bound": 0.76,
-                            "backward_norm_log10": -0.15,
-                            "backward_norm": 0.71,
-                            "gradient_norm": 0.3,
-                            "gradient_norm_log10": -0.52,
-                            "flags": [],
-                        }
-                    ],
-                    "summary": {
-                        "depth": 2,
-                        "input_bound_log10": -0.07,
-                        "input_bound": 0.85,
-                        "input_norm_log10": -0.1,
-                        "input_norm": 0.79,
-                        "rate_log10": -0.035,
-                        "observed_rate_log10": -0.05,
-                        "verdict": "stable",
-                        "bound_verdict": "stable",
-                        "thresholds": {"vanishing_log10": -2.0, "exploding_log10": 2.0},
-                        "gain": None,
-                        "suggested_gain": 1.08,
-                        "advice": "Gradients are stable: …",
-                        "flags": [],
-                    },
-                    "meta": {
-                        "version": "0.1.0",
-                        "timings_ms": {"parse": 0.1, "compute": 1.2, "total": 1.4},
-                        "methods": {
-                            "dtype": "float64",
-                            "rtol": 1e-6,
-                            "probes": 2,
-                            "loss": "mse",
-                            "spectral_norm": "…",
-                            "dense_max_dim": 512,
-                            "weight_norms_dense": 2,
-                            "weight_norms_lanczos": 0,
-                            "matvecs": 0,
-                        },
-                    },
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT]})
 
     layers: list[LayerReport]
     summary: Summary

@@ -1,0 +1,80 @@
+"""A real report, the answer to the second example of AnalysisRequest (timings rounded).
+
+tests/api/test_examples.py checks that the service still gives these numbers.
+"""
+
+from typing import Any
+
+ANALYSIS_REPORT: dict[str, Any] = {
+    "layers": [
+        {
+            "index": 1,
+            "shape": [2, 2],
+            "activation": "tanh",
+            "weight_norm": 1.118033988749895,
+            "derivative_bound": 1.0,
+            "derivative_max": 0.7864477329659274,
+            "jacobian_norm_bound": 1.118033988749895,
+            "jacobian_norm": 0.8792752958312079,
+            "backward_bound_log10": -0.11828600321853139,
+            "backward_bound": 0.7615773105863908,
+            "backward_norm_log10": -0.11828600321853139,
+            "backward_norm": 0.7615773105863908,
+            "gradient_norm": 0.3709988294854978,
+            "gradient_norm_log10": -0.43062746059732937,
+            "flags": [],
+        },
+        {
+            "index": 2,
+            "shape": [1, 2],
+            "activation": "linear",
+            "weight_norm": 0.7615773105863908,
+            "derivative_bound": 1.0,
+            "derivative_max": 1.0,
+            "jacobian_norm_bound": 0.7615773105863908,
+            "jacobian_norm": 0.7615773105863908,
+            "backward_bound_log10": 0.0,
+            "backward_bound": 1.0,
+            "backward_norm_log10": 0.0,
+            "backward_norm": 1.0,
+            "gradient_norm": 1.7008565017750235,
+            "gradient_norm_log10": 0.23066767450843592,
+            "flags": [],
+        },
+    ],
+    "summary": {
+        "depth": 2,
+        "input_bound_log10": -0.06983099671450319,
+        "input_bound": 0.85146931829632,
+        "input_norm_log10": -0.5039477742248823,
+        "input_norm": 0.3133662538025944,
+        "rate_log10": -0.03491549835725159,
+        "observed_rate_log10": -0.2519738871124412,
+        "verdict": "stable",
+        "bound_verdict": "stable",
+        "thresholds": {"vanishing_log10": -2.0, "exploding_log10": 2.0},
+        "gain": None,
+        "suggested_gain": 1.0837160324685646,
+        "advice": "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^-0.504 over 2 layers. The bound grows "
+        "by 10^-0.0349 per layer; scaling every weight by 1.084 makes that growth 1 per "
+        "layer.",
+        "flags": [],
+    },
+    "meta": {
+        "version": "0.1.0",
+        "timings_ms": {"parse": 0.21, "compute": 6.5, "total": 6.71},
+        "methods": {
+            "dtype": "float64",
+            "rtol": 1e-06,
+            "probes": 2,
+            "loss": "mse: mean over probes and outputs of (a_L − y)²",
+            "spectral_norm": "dense SVD (LAPACK gesdd) when min(m, n) ≤ 512 or rtol < 1e-12; "
+            "otherwise Lanczos (ARPACK eigsh on the Gram operator AᵀA, tol = "
+            "rtol, so σ is within rtol/2), falling back to dense SVD",
+            "dense_max_dim": 512,
+            "weight_norms_dense": 2,
+            "weight_norms_lanczos": 0,
+            "matvecs": 0,
+        },
+    },
+}

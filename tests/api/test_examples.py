@@ -1,0 +1,47 @@
+"""The response examples in the docs are real: the service still answers the request examples with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from jacspec.models import AnalysisReport, AnalysisRequest, BoundsRequest, BoundsResponse
+
+pytestmark = pytest.mark.anyio
+
+
+def _examples(model: type[Any]) -> list[dict[str, Any]]:
+    extra = model.model_config["json_schema_extra"]
+    assert isinstance(extra, dict)
+    examples = extra["examples"]
+    assert isinstance(examples, list)
+    return examples
+
+
+async def test_analysis_report_example_is_the_answer_to_the_request_example(client: httpx.AsyncClient) -> None:
+    expected = _examples(AnalysisReport)[0]
+    response = await client.post("/v1/analyses", json=_examples(AnalysisRequest)[1])
+    assert response.status_code == 200
+    got = response.json()
+    assert got["layers"] == expected["layers"]
+    assert got["summary"] == expected["summary"]
+    assert got["meta"]["methods"] == expected["meta"]["methods"]
+    assert set(got["meta"]["timings_ms"]) == set(expected["meta"]["timings_ms"])
+
+
+async def test_bounds_response_example_is_the_answer_to_the_request_example(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/bounds", json=_examples(BoundsRequest)[0])
+    assert response.status_code == 200
+    assert response.json() == _examples(BoundsResponse)[0]
+
+
+async def test_a_hundred_thousand_bad_values_are_refused_in_a_short_problem(client: httpx.AsyncClient) -> None:
+    body = b'{"network": {"layers": [{"weight": [[' + b",".join([b"NaN"] * 100_000) + b"]]}]}}"
+    response = await client.post("/v1/analyses", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["errors"][0]["pointer"] == "/network/layers/0/weight/0/0"
+    assert len(problem["errors"]) == 20
+    assert "(and 99999 more)" in problem["detail"]
