@@ -26,6 +26,7 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
             **{**asdict(layer), "shape": list(layer.shape), "flags": list(layer.flags)},
             backward_bound=layer.backward_bound,
             backward_norm=layer.backward_norm,
+            gradient_norm=layer.gradient_norm,
         )
         for layer in result.layers
     ]

@@ -48,17 +48,20 @@ class LayerReport:
     jacobian_norm: float | None
     backward_bound_log10: float | None
     backward_norm_log10: float | None
-    gradient_norm: float | None
     gradient_norm_log10: float | None
     flags: tuple[str, ...]
 
     @property
     def backward_bound(self) -> float | None:
-        return plain(self.backward_bound_log10)
+        return _plain(self.backward_bound_log10, "backward_bound_zero" in self.flags)
 
     @property
     def backward_norm(self) -> float | None:
-        return plain(self.backward_norm_log10)
+        return _plain(self.backward_norm_log10, "backward_norm_zero" in self.flags)
+
+    @property
+    def gradient_norm(self) -> float | None:
+        return _plain(self.gradient_norm_log10, "gradient_zero" in self.flags)
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,16 @@ class Summary:
 
     @property
     def input_bound(self) -> float | None:
-        return plain(self.input_bound_log10)
+        return _plain(self.input_bound_log10, "input_bound_zero" in self.flags)
 
     @property
     def input_norm(self) -> float | None:
-        return plain(self.input_norm_log10)
+        return _plain(self.input_norm_log10, "input_norm_zero" in self.flags)
+
+
+def _plain(log10: float | None, zero: bool) -> float | None:
+    """The plain value of a log10 field: 0 where the flags say the quantity is exactly zero."""
+    return 0.0 if zero else plain(log10)
 
 
 @dataclass(frozen=True)
@@ -148,9 +156,10 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
             jacobian_norm=jacobian[j],
             backward_bound_log10=bound.suffix_log10[j],
             backward_norm_log10=backward[j],
-            gradient_norm=plain(gradient[j]) if gradient[j] is not None else None,
             gradient_norm_log10=gradient[j],
-            flags=_layer_flags(j, sigma[j], derivative_max[j], bound.suffix_log10[j], backward[j], fwd.overflow),
+            flags=_layer_flags(
+                j, sigma[j], derivative_max[j], bound.suffix_log10[j], backward[j], gradient[j], fwd.overflow
+            ),
         )
         for j in range(depth)
     )
@@ -225,7 +234,7 @@ def _backward_norms(network: Network, fwd: _Forward, rtol: float) -> tuple[list[
 
 
 def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | None]:
-    """log10 ‖∂ℓ/∂W_j‖_F for ℓ = mean over probes and outputs of (a_L − y)², by backpropagation.
+    """log10 ‖∂ℓ/∂W_j‖_F (None where it is 0) for ℓ = mean over probes and outputs of (a_L − y)², by backprop.
 
     δ_L = ∂ℓ/∂z_L = 2(a_L − y)/(count·n_L) ⊙ h_L'(z_L), ∂ℓ/∂W_j = δ_jᵀ a_{j−1}, δ_{j−1} = (δ_j W_j) ⊙ h_{j−1}'(z_{j−1}).
     δ is rescaled to a largest entry of 1 at each step, with the scale kept in log10.
@@ -249,8 +258,15 @@ def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | N
 
 
 def _layer_flags(
-    j: int, sigma: float, dmax: float | None, bound: float | None, norm: float | None, overflow: int | None
+    j: int,
+    sigma: float,
+    dmax: float | None,
+    bound: float | None,
+    norm: float | None,
+    gradient: float | None,
+    overflow: int | None,
 ) -> tuple[str, ...]:
+    """Why a field is null or zero. Past an overflow every true quantity is unknown; before it, null is zero."""
     flags = []
     if sigma == 0.0:
         flags.append("zero_weight")
@@ -260,8 +276,11 @@ def _layer_flags(
         flags.append("backward_bound_zero")
     if overflow is not None:
         flags.append("overflow" if j >= overflow else "downstream_overflow")
-    elif norm is None:
+        return tuple(flags)
+    if norm is None:
         flags.append("backward_norm_zero")
+    if gradient is None:
+        flags.append("gradient_zero")
     return tuple(flags)
 
 

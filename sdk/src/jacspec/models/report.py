@@ -44,8 +44,9 @@ class LayerReport(_Report):
         description="log10 of gradient_norm (given even where the plain value does not fit)."
     )
     flags: list[str] = Field(
-        description="zero_weight (σ_j = 0), dead (h_j' = 0 everywhere), backward_bound_zero, backward_norm_zero, "
-        "overflow (z_j not finite), downstream_overflow (a later layer overflowed)."
+        description="zero_weight (σ_j = 0), dead (h_j' = 0 for every unit and probe), backward_bound_zero, "
+        "backward_norm_zero, gradient_zero (the quantity is exactly 0: its log10 is null, its plain value 0), "
+        "overflow (z_j is not finite), downstream_overflow (a later layer overflowed: true norms unknown)."
     )
 
 
