@@ -6,8 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from jacspec import models
 from jacspec.models import AnalysisRequest, BoundsRequest, Problem
 
 DESCRIPTION = """
@@ -35,7 +37,16 @@ def install(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for name, definition in extra.get("$defs", {}).items():
             components.setdefault(name, definition)
+        _restore_examples(components)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _restore_examples(components: dict[str, Any]) -> None:
+    """Put back the contract models' examples as written: ``get_openapi`` drops their null fields."""
+    for name, definition in components.items():
+        model = getattr(models, name, None)
+        if isinstance(model, type) and issubclass(model, BaseModel) and "examples" in definition:
+            definition["examples"] = model.model_json_schema()["examples"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jacspec.models import FieldError, Problem
+from jacspec.models import ActivationName, FieldError, Problem
 from service.errors import InvalidInputError
 
 logger = logging.getLogger("jacspec")
@@ -54,8 +54,8 @@ def invalid(errors: Sequence[FieldError], status: int = 422) -> ProblemError:
     return ProblemError(status, "Invalid request", detail, type_=INVALID, errors=errors[:MAX_ERRORS])
 
 
-UNION_TAGS = frozenset({"tensor", "list", "name", "object"})
-"""The tags the contract models' unions put into pydantic error locations."""
+UNION_TAGS = frozenset({"tensor", "list", "flat", "nested", "name", "object", *get_args(ActivationName)})
+"""The tags the contract models' unions put into pydantic error locations (an activation's name among them)."""
 
 
 def pointer(location: Sequence[str | int], document: Any) -> str:

@@ -184,6 +184,10 @@ class ELU(Activation):
     bound_formula = "max(1, alpha)"
     alpha: float = _param(1.0, "scale of the negative branch (≥ 0)")
 
+    def __post_init__(self) -> None:
+        if not self.alpha >= 0:
+            raise InvalidInputError(("alpha",), "elu needs alpha ≥ 0")
+
     def value(self, z: Array) -> Array:
         return np.where(z > 0, z, self.alpha * np.expm1(np.minimum(z, 0.0)))
 
@@ -266,6 +270,10 @@ class Softplus(Activation):
     derivative_formula = "h'(z) = s(beta·z), s the logistic sigmoid"
     bound_formula = "1 (approached as z → ∞)"
     beta: float = _param(1.0, "sharpness (> 0)")
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise InvalidInputError(("beta",), "softplus needs beta > 0")
 
     def value(self, z: Array) -> Array:
         return np.logaddexp(0.0, self.beta * z) / self.beta

@@ -237,7 +237,8 @@ def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | N
     """log10 ‖∂ℓ/∂W_j‖_F (None where it is 0) for ℓ = mean over probes and outputs of (a_L − y)², by backprop.
 
     δ_L = ∂ℓ/∂z_L = 2(a_L − y)/(count·n_L) ⊙ h_L'(z_L), ∂ℓ/∂W_j = δ_jᵀ a_{j−1}, δ_{j−1} = (δ_j W_j) ⊙ h_{j−1}'(z_{j−1}).
-    δ is rescaled to a largest entry of 1 at each step, with the scale kept in log10.
+    δ is rescaled to a largest entry of 1 at each step, with the scale kept in log10, and so is each product δᵀa
+    before its norm is taken: a gradient of 10^−180 is a normal float64 even though its squared entries are not.
     """
     layers, acts, ders = network.layers, fwd.activations, fwd.derivatives
     out = acts[-1]
@@ -250,11 +251,22 @@ def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | N
             return logs
         delta = delta / largest
         scale += math.log10(largest)
-        norm = float(np.linalg.norm(delta.T @ acts[j]))
-        logs[j] = scale + math.log10(norm) if norm > 0 else None
+        logs[j] = _log10_norm(delta, acts[j], scale)
         if j > 0:
             delta = (delta @ layers[j].weight) * ders[j - 1]
     return logs
+
+
+def _log10_norm(delta: Array, a: Array, scale: float) -> float | None:
+    """scale + log10 ‖δᵀa‖_F, with both factors and the product normalised so that no square underflows."""
+    largest = float(np.abs(a).max())
+    if largest == 0.0:
+        return None
+    gradient = delta.T @ (a / largest)
+    peak = float(np.abs(gradient).max())
+    if peak == 0.0:
+        return None
+    return scale + math.log10(largest) + math.log10(peak) + math.log10(float(np.linalg.norm(gradient / peak)))
 
 
 def _layer_flags(

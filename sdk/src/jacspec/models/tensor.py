@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -11,6 +12,19 @@ from jacspec.models._base import ContractModel
 
 Datatype = Literal["FP32", "FP64"]
 ITEMSIZE: dict[str, int] = {"FP32": 4, "FP64": 8}
+B64_ABOVE = 1024
+"""``Tensor.from_numpy`` sends arrays with more elements than this as base64 bytes."""
+
+
+def _flat_or_nested(value: object) -> str:
+    return "nested" if isinstance(value, list) and value and isinstance(value[0], list) else "flat"
+
+
+Values = Annotated[
+    Annotated[list[float], Tag("flat")] | Annotated[list[list[float]], Tag("nested")],
+    Discriminator(_flat_or_nested),
+]
+"""Row-major values: flat ``[...]`` or nested ``[[...], ...]``."""
 
 
 class Tensor(ContractModel):
@@ -33,13 +47,42 @@ class Tensor(ContractModel):
     datatype: Datatype = Field(
         "FP64", description="FP32 values are rounded to float32 on arrival; all arithmetic is float64."
     )
-    data: list[float] | list[list[float]] | None = Field(None, description="Row-major values, flat or nested.")
+    data: Values | None = Field(None, description="Row-major values, flat or nested.")
     b64: str | None = Field(None, description="Base64 of the little-endian bytes (4 per FP32 value, 8 per FP64).")
 
     @property
     def size(self) -> int:
         """The number of elements the shape holds."""
         return math.prod(self.shape)
+
+    @classmethod
+    def from_numpy(cls, array: Any, *, b64: bool | None = None) -> Tensor:
+        """A tensor of a 1-D or 2-D numpy array (numpy is imported only here).
+
+        float32 (and float16/bfloat16, widened) arrays become FP32, everything else FP64. ``b64`` sends the raw
+        little-endian bytes, base64-encoded; by default it is used above 1024 elements, where it is far smaller and
+        faster to parse than JSON numbers and exact to the last bit.
+        """
+        import numpy as np
+
+        values = np.asarray(array)
+        if values.ndim not in (1, 2):
+            raise ValueError(f"a tensor must be 1-D or 2-D; got shape {list(values.shape)}")
+        datatype: Datatype = "FP32" if values.dtype.kind == "f" and values.dtype.itemsize <= 4 else "FP64"
+        values = values.astype("<f4" if datatype == "FP32" else "<f8")
+        if b64 if b64 is not None else values.size > B64_ABOVE:
+            encoded = base64.b64encode(np.ascontiguousarray(values).tobytes()).decode("ascii")
+            return cls(shape=list(values.shape), datatype=datatype, b64=encoded)
+        return cls(shape=list(values.shape), datatype=datatype, data=values.ravel().tolist())
+
+    def to_numpy(self) -> Any:
+        """The tensor as a numpy array of its datatype (float32 or float64), in its shape."""
+        import numpy as np
+
+        dtype = np.dtype("<f4" if self.datatype == "FP32" else "<f8")
+        if self.b64 is not None:
+            return np.frombuffer(base64.b64decode(self.b64, validate=True), dtype=dtype).reshape(self.shape).copy()
+        return np.asarray(self.data, dtype=dtype).reshape(self.shape)
 
     @model_validator(mode="after")
     def _check_payload(self) -> Tensor:
