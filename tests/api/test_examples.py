@@ -20,14 +20,29 @@ def _examples(model: type[Any]) -> list[dict[str, Any]]:
     return examples
 
 
+EXAMPLE_RTOL = 1e-12
+"""The example's numbers may differ from a rerun in the last bits (BLAS kernels and thread counts vary)."""
+
+
+def _close(got: Any, expected: Any) -> bool:
+    """Equal structure and strings, floats equal to EXAMPLE_RTOL."""
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and got.keys() == expected.keys() and all(_close(got[k], expected[k]) for k in got)
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(got) == len(expected) and all(map(_close, got, expected))
+    if isinstance(expected, float) and isinstance(got, float):
+        return got == pytest.approx(expected, rel=EXAMPLE_RTOL, abs=1e-300)
+    return bool(got == expected)
+
+
 async def test_analysis_report_example_is_the_answer_to_the_request_example(client: httpx.AsyncClient) -> None:
     expected = _examples(AnalysisReport)[0]
     response = await client.post("/v1/analyses", json=_examples(AnalysisRequest)[1])
     assert response.status_code == 200
     got = response.json()
-    assert got["layers"] == expected["layers"]
-    assert got["summary"] == expected["summary"]
-    assert got["meta"]["methods"] == expected["meta"]["methods"]
+    assert _close(got["layers"], expected["layers"])
+    assert _close(got["summary"], expected["summary"])
+    assert _close(got["meta"]["methods"], expected["meta"]["methods"])
     assert set(got["meta"]["timings_ms"]) == set(expected["meta"]["timings_ms"])
 
 
