@@ -1,5 +1,49 @@
-"""jacspec: see vanishing and exploding gradients before they waste a training run."""
+"""jacspec: see vanishing and exploding gradients before they waste a training run.
 
+>>> import jacspec
+>>> with jacspec.Client() as client:                              # doctest: +SKIP
+...     report = client.analyze({"activation": "tanh",
+...                              "init": {"widths": [256] * 31, "scheme": "orthogonal", "gain": 0.5}})
+>>> report.summary.verdict                                         # doctest: +SKIP
+'vanishing'
+"""
+
+from jacspec._client import AsyncClient, Client
+from jacspec._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContentTooLargeError,
+    InternalServerError,
+    JacspecError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
 from jacspec._version import __version__
+from jacspec.models import AnalysisReport, AnalysisRequest, Network, Tensor
 
-__all__ = ["__version__"]
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AnalysisReport",
+    "AnalysisRequest",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ContentTooLargeError",
+    "InternalServerError",
+    "JacspecError",
+    "Network",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Tensor",
+    "UnprocessableEntityError",
+    "__version__",
+]

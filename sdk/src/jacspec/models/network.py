@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from jacspec.models._base import ContractModel
 from jacspec.models.activations import Activation
-from jacspec.models.tensor import Matrix, Vector
+from jacspec.models.tensor import Matrix, Tensor, Vector
 
 InitSchemeName = Literal[
     "gaussian", "uniform", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "lecun_normal", "orthogonal"
@@ -72,6 +73,38 @@ class Network(ContractModel):
     )
     layers: list[Layer] | None = Field(None, min_length=1)
     init: InitRecipe | None = None
+
+    @classmethod
+    def from_arrays(
+        cls,
+        weights: Sequence[Any],
+        biases: Sequence[Any | None] | None = None,
+        *,
+        activation: Activation = "linear",
+        activations: Sequence[Activation | None] | None = None,
+    ) -> Network:
+        """A network of explicit layers from numpy arrays (``W_j`` is [n_j, n_{j−1}], as in ``nn.Linear``).
+
+        ``activation`` applies to every layer; ``activations[j]`` overrides it for layer j.
+
+            >>> import numpy as np
+            >>> net = Network.from_arrays([np.eye(3), np.ones((1, 3))], activation="tanh")
+            >>> [layer.weight.shape for layer in net.layers]
+            [[3, 3], [1, 3]]
+        """
+        biases = biases if biases is not None else [None] * len(weights)
+        activations = activations if activations is not None else [None] * len(weights)
+        if not len(weights) == len(biases) == len(activations):
+            raise ValueError("weights, biases and activations must have one entry per layer")
+        layers = [
+            Layer(
+                weight=Tensor.from_numpy(w),
+                bias=None if b is None else Tensor.from_numpy(b),
+                activation=a,
+            )
+            for w, b, a in zip(weights, biases, activations, strict=True)
+        ]
+        return cls(activation=activation, layers=layers)
 
     @model_validator(mode="after")
     def _one_source(self) -> Network:

@@ -6,7 +6,7 @@ float64, else null. A log10 of an exact zero is null, with a flag saying why.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -100,3 +100,40 @@ class AnalysisReport(_Report):
     layers: list[LayerReport]
     summary: Summary
     meta: Meta
+
+    def to_dataframe(self) -> Any:
+        """The per-layer fields as a pandas DataFrame indexed by layer j (pandas is imported only here)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("AnalysisReport.to_dataframe needs pandas: pip install pandas") from exc
+        rows = [layer.model_dump() for layer in self.layers]
+        return pd.DataFrame(rows).set_index("index")
+
+    def plot(self, ax: Any = None) -> Any:
+        """Plot the backward bound and the true norm ‖∂a_L/∂a_j‖ against layer j on a log scale.
+
+        The picture of "later layers favored more": the farther a layer is from the loss, the more factors its
+        gradient sees. Returns the matplotlib Axes (matplotlib is imported only here).
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError("AnalysisReport.plot needs matplotlib: pip install matplotlib") from exc
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4))
+        j = [0, *(layer.index for layer in self.layers)]
+        bound = [self.summary.input_bound_log10, *(layer.backward_bound_log10 for layer in self.layers)]
+        norm = [self.summary.input_norm_log10, *(layer.backward_norm_log10 for layer in self.layers)]
+        ax.plot(j, [_nan(v) for v in bound], marker="o", label="bound ∏ σ_i·sup|h_i'|")
+        ax.plot(j, [_nan(v) for v in norm], marker="s", label="true max ‖∂a_L/∂a_j‖₂")
+        ax.set_xlabel("layer j (a_j: 0 is the input)")
+        ax.set_ylabel("log10 ‖∂a_L/∂a_j‖")
+        ax.set_title(f"{self.summary.verdict}: {self.summary.advice.split('.')[0]}", fontsize=9)
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        ax.legend()
+        return ax
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value

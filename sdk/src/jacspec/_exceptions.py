@@ -1,0 +1,125 @@
+"""One exception hierarchy for everything a call can raise, shaped after openai-python's.
+
+JacspecError
+├── APIConnectionError          the server could not be reached
+│   └── APITimeoutError         ... or did not answer in time
+└── APIStatusError              it answered 4xx/5xx; carries the problem+json fields
+    ├── BadRequestError             400
+    ├── AuthenticationError         401
+    ├── PermissionDeniedError       403
+    ├── NotFoundError               404
+    ├── ContentTooLargeError        413
+    ├── UnprocessableEntityError    422
+    ├── RateLimitError              429
+    └── InternalServerError         5xx
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from jacspec.models import FieldError, Problem
+
+
+class JacspecError(Exception):
+    """The base of every error this package raises."""
+
+
+class APIConnectionError(JacspecError):
+    def __init__(self, message: str = "could not connect to the jacspec server", *, request: httpx.Request) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+class APITimeoutError(APIConnectionError):
+    def __init__(self, request: httpx.Request) -> None:
+        super().__init__("the jacspec server did not answer in time", request=request)
+
+
+class APIStatusError(JacspecError):
+    """An error answer. ``problem`` holds the RFC 9457 body (type, title, status, detail, errors)."""
+
+    status_code: int
+
+    def __init__(self, response: httpx.Response, problem: Problem) -> None:
+        super().__init__(f"{problem.status} {problem.title}: {problem.detail or ''}".rstrip(": "))
+        self.response = response
+        self.status_code = response.status_code
+        self.problem = problem
+
+    @property
+    def type(self) -> str:
+        return self.problem.type
+
+    @property
+    def title(self) -> str:
+        return self.problem.title
+
+    @property
+    def detail(self) -> str | None:
+        return self.problem.detail
+
+    @property
+    def errors(self) -> list[FieldError]:
+        """Each offending field, with a JSON pointer into the request body."""
+        return self.problem.errors or []
+
+
+class BadRequestError(APIStatusError):
+    status_code = 400
+
+
+class AuthenticationError(APIStatusError):
+    status_code = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    status_code = 403
+
+
+class NotFoundError(APIStatusError):
+    status_code = 404
+
+
+class ContentTooLargeError(APIStatusError):
+    status_code = 413
+
+
+class UnprocessableEntityError(APIStatusError):
+    status_code = 422
+
+
+class RateLimitError(APIStatusError):
+    status_code = 429
+
+
+class InternalServerError(APIStatusError):
+    pass
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: ContentTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error(response: httpx.Response) -> APIStatusError:
+    """The exception for an error response, its problem+json parsed (or made up from the status line)."""
+    problem = _problem(response)
+    if response.status_code >= 500:
+        return InternalServerError(response, problem)
+    return _BY_STATUS.get(response.status_code, APIStatusError)(response, problem)
+
+
+def _problem(response: httpx.Response) -> Problem:
+    try:
+        return Problem.model_validate_json(response.content)
+    except ValueError:
+        return Problem(
+            title=response.reason_phrase or "Error", status=response.status_code, detail=response.text[:500] or None
+        )
