@@ -23,7 +23,8 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
             "(JACSPEC_MAX_PARAMETERS)",
         )
     inputs = request.inputs
-    probes = inputs.count if inputs.data is None else _rows(inputs.data)
+    data = inputs.data
+    probes = inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
     flops = estimate_flops(widths, probes)
     if flops > settings.max_flops:
         raise ProblemError(
@@ -33,7 +34,3 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
             f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)",
         )
 
-
-def _rows(data: object) -> int:
-    shape = getattr(data, "shape", None)
-    return shape[0] if shape else len(data) if isinstance(data, list) else 1

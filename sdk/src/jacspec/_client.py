@@ -1,11 +1,12 @@
 """``Client`` and ``AsyncClient``: one method per endpoint, typed answers, retries with jittered backoff.
 
->>> from jacspec import Client
->>> with Client() as client:                                     # doctest: +SKIP
-...     report = client.analyze({"activation": "tanh",
-...                              "init": {"widths": [256] * 31, "scheme": "orthogonal", "gain": 0.5}})
-...     report.summary.verdict
-'vanishing'
+    from jacspec import Client
+    with Client() as client:
+        report = client.analyze({"activation": "tanh",
+                                 "init": {"widths": [256] * 31, "scheme": "orthogonal", "gain": 0.5}})
+    print(report.summary.verdict)          # vanishing
+
+sdk/README.md has more; tests/sdk/test_readme.py runs its examples against a live server.
 """
 
 from __future__ import annotations

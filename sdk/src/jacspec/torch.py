@@ -1,9 +1,13 @@
 """PyTorch models as jacspec networks (torch is an optional extra: ``pip install 'jacspec[torch]'``).
 
->>> import torch.nn as nn                                          # doctest: +SKIP
+>>> import torch.nn as nn
 >>> from jacspec.torch import network_from_module
 >>> model = nn.Sequential(nn.Linear(784, 256), nn.Tanh(), nn.Linear(256, 10))
->>> report = Client().analyze(network_from_module(model))
+>>> network = network_from_module(model)
+>>> [(layer.weight.shape, layer.activation) for layer in network.layers]
+[([256, 784], 'tanh'), ([10, 256], 'linear')]
+
+Then ``jacspec.Client().analyze(network)`` reports on it.
 """
 
 from __future__ import annotations
