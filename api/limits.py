@@ -33,4 +33,3 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
             f"the analysis would take about {flops:.3g} floating-point operations; this server accepts at most "
             f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)",
         )
-

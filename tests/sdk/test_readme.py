@@ -1,4 +1,4 @@
-"""Every Python block of sdk/README.md runs, as written, against a live server."""
+"""Every Python block of README.md and sdk/README.md runs, as written, against a live server."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ import pytest
 
 matplotlib.use("Agg")
 
-README = Path(__file__).resolve().parents[2] / "sdk" / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+ROOT = Path(__file__).resolve().parents[2]
+READMES = [ROOT / "README.md", ROOT / "sdk" / "README.md"]
+BLOCKS = [
+    (readme, block)
+    for readme in READMES
+    for block in re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.DOTALL)
+]
 
 
-def test_the_readme_has_examples() -> None:
-    assert len(BLOCKS) >= 4
+def test_the_readmes_have_examples() -> None:
+    assert len(BLOCKS) >= 5
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(block: str, server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("readme", "block"), BLOCKS, ids=[f"{r.parent.name}-{i}" for i, (r, _) in enumerate(BLOCKS)])
+def test_readme_block_runs(readme: Path, block: str, server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACSPEC_BASE_URL", server_url)
-    exec(compile(block, str(README), "exec"), {"__name__": "readme"})
+    exec(compile(block, str(readme), "exec"), {"__name__": "readme"})

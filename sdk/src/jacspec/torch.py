@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from jacspec.models import Activation, ActivationName, Layer, Network, Tensor
 
@@ -56,7 +56,13 @@ def network_from_module(module: Any, *, b64: bool | None = None) -> Network:
 
 
 def _numpy(parameter: Any) -> Any:
-    return parameter.detach().cpu().numpy()
+    """The parameter as a numpy array; float16 and bfloat16 (which numpy lacks) are widened to float32, exactly."""
+    import torch
+
+    tensor = parameter.detach().cpu()
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 def _activation(child: Any, where: str) -> Activation:
@@ -86,7 +92,10 @@ def _activation(child: Any, where: str) -> Activation:
         spec = {"name": "softplus", "beta": child.beta}
     else:
         raise ValueError(f"{where}: jacspec cannot map this module (see jacspec.torch.network_from_module)")
-    return _ACTIVATION.validate_python(spec)
+    try:
+        return _ACTIVATION.validate_python(spec)
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {exc.errors()[0]['msg']}") from None
 
 
 _ACTIVATION: TypeAdapter[Activation] = TypeAdapter(Activation)

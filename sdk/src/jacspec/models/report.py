@@ -129,7 +129,7 @@ class AnalysisReport(_Report):
         ax.plot(j, [_nan(v) for v in norm], marker="s", label="true max ‖∂a_L/∂a_j‖₂")
         ax.set_xlabel("layer j (a_j: 0 is the input)")
         ax.set_ylabel("log10 ‖∂a_L/∂a_j‖")
-        ax.set_title(f"{self.summary.verdict}: {self.summary.advice.split('.')[0]}", fontsize=9)
+        ax.set_title(f"{self.summary.verdict}: {self.summary.advice.partition('. ')[0]}", fontsize=9)
         ax.axhline(0.0, color="grey", linewidth=0.5)
         ax.legend()
         return ax
