@@ -8,7 +8,8 @@ import binascii
 import numpy as np
 from numpy.typing import NDArray
 
-from jacspec.models import AnalysisRequest, Inputs, Network, Tensor, activation_parts
+from api.safetensors import SafetensorsFile
+from jacspec.models import AnalysisRequest, Inputs, Network, SafetensorsNetwork, Tensor, activation_parts
 from jacspec.models.activations import Activation as ActivationModel
 from service.activations import Activation, make_activation
 from service.errors import InvalidInputError, Location
@@ -101,3 +102,45 @@ def _shape(value: Tensor | list[list[float]]) -> list[int]:
     if isinstance(value, list):
         return [len(value), len(value[0]) if value else 0]
     return value.shape
+
+
+def safetensors_network(file: SafetensorsFile, prefixes: list[str], spec: SafetensorsNetwork) -> ServiceNetwork:
+    """The layers ``P.weight`` (and ``P.bias``) for each prefix P, with the activations the request names.
+
+    Errors about a layer point at the ``weights`` part and name the tensor.
+    """
+    where = ("request", "network")
+    default = to_activation(spec.activation, (*where, "activation"))
+    output = (
+        None if spec.output_activation is None else to_activation(spec.output_activation, (*where, "output_activation"))
+    )
+    if spec.activations is not None and len(spec.activations) != len(prefixes):
+        raise InvalidInputError(
+            (*where, "activations"), f"{len(spec.activations)} activations for {len(prefixes)} layers {prefixes}"
+        )
+    layers = []
+    for j, prefix in enumerate(prefixes):
+        if spec.activations is not None:
+            activation = to_activation(spec.activations[j], (*where, "activations", j))
+        else:
+            activation = output if output is not None and j == len(prefixes) - 1 else default
+        bias = file.array(prefix + ".bias") if prefix + ".bias" in file.entries else None
+        layers.append(Layer(file.array(prefix + ".weight"), bias, activation))
+    try:
+        return network_from_layers(layers)
+    except InvalidInputError as exc:
+        layer, field = exc.location[2:4] if len(exc.location) >= 4 else (0, "weight")
+        raise InvalidInputError(
+            ("weights",), f"tensor {prefixes[int(layer)] + '.' + str(field)!r}: {exc.message}"
+        ) from None
+
+
+def safetensors_widths(file: SafetensorsFile, prefixes: list[str]) -> list[int]:
+    """[n_0, …, n_L] from the header's shapes; every weight must be a non-empty matrix."""
+    shapes = [file.entries[p + ".weight"].shape for p in prefixes]
+    for prefix, shape in zip(prefixes, shapes, strict=True):
+        if len(shape) != 2 or 0 in shape:
+            raise InvalidInputError(
+                ("weights",), f"tensor {prefix + '.weight'!r} has shape {list(shape)}, not a matrix"
+            )
+    return [shapes[0][1], *(shape[0] for shape in shapes)]

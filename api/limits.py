@@ -14,7 +14,13 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
     widths = widths_of(request)
     network = request.network
     biases = network.init.bias_std > 0 if network.init is not None else True
-    parameters = parameter_count(widths, biases)
+    data = request.inputs.data
+    probes = request.inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
+    check_size(widths, parameter_count(widths, biases), probes, settings)
+
+
+def check_size(widths: list[int], parameters: int, probes: int, settings: Settings) -> None:
+    """413 when ``parameters`` or the estimated work of ``widths`` with ``probes`` exceed the settings."""
     if parameters > settings.max_parameters:
         raise ProblemError(
             413,
@@ -22,9 +28,6 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
             f"the network has {parameters} parameters; this server accepts at most {settings.max_parameters} "
             "(JACSPEC_MAX_PARAMETERS)",
         )
-    inputs = request.inputs
-    data = inputs.data
-    probes = inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
     flops = estimate_flops(widths, probes)
     if flops > settings.max_flops:
         raise ProblemError(

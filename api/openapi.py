@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from jacspec import models
-from jacspec.models import AnalysisRequest, BoundsRequest, Problem
+from jacspec.models import AnalysisRequest, BoundsRequest, Problem, SafetensorsRequest
 
 DESCRIPTION = """
 jacspec tells you, before or during training, whether the gradients of a feed-forward network will vanish or
@@ -31,7 +31,12 @@ def install(app: FastAPI) -> None:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, extra = models_json_schema(
-            [(AnalysisRequest, "validation"), (BoundsRequest, "validation"), (Problem, "serialization")],
+            [
+                (AnalysisRequest, "validation"),
+                (SafetensorsRequest, "validation"),
+                (BoundsRequest, "validation"),
+                (Problem, "serialization"),
+            ],
             ref_template="#/components/schemas/{model}",
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -85,17 +85,17 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def from_validation(exc: ValidationError, raw: bytes) -> ProblemError:
-    """422 for a body that fails the contract (400 for one that is not JSON at all)."""
+def from_validation(exc: ValidationError, raw: bytes, where: str = "") -> ProblemError:
+    """422 for a body that fails the contract (400 for one that is not JSON at all); pointers start at ``where``."""
     details = exc.errors(include_url=False, include_input=False, include_context=False)
     if any(d["type"] == "json_invalid" for d in details):
         message = details[0]["msg"].removeprefix("Invalid JSON: ")[:MAX_MESSAGE]
-        return invalid([FieldError(pointer="", detail=f"the body is not valid JSON ({message})")], status=400)
+        return invalid([FieldError(pointer=where, detail=f"the body is not valid JSON ({message})")], status=400)
     try:
         document = from_json(raw)
     except ValueError:
         document = None
-    errors = [FieldError(pointer=pointer(d["loc"], document), detail=_message(d["msg"])) for d in details]
+    errors = [FieldError(pointer=where + pointer(d["loc"], document), detail=_message(d["msg"])) for d in details]
     return invalid(errors)
 
 

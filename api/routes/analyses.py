@@ -1,25 +1,49 @@
-"""POST /v1/analyses: the per-layer report of one network."""
+"""POST /v1/analyses: the per-layer report of one network, sent as JSON or as a .safetensors upload."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import UploadFile
 
-from api.body import json_body, openapi_body
-from api.decode import explicit_network, init_recipe, probe_spec
+from api import safetensors
+from api.body import media_type, openapi_body, read_form, read_json, validate_json
+from api.decode import explicit_network, init_recipe, probe_spec, safetensors_network, safetensors_widths
 from api.encode import analysis_report
-from api.limits import check_analysis
-from api.problems import problem_responses
+from api.limits import check_analysis, check_size
+from api.problems import invalid, problem_responses
+from api.settings import Settings
 from jacspec import __version__
-from jacspec.models import AnalysisReport, AnalysisRequest
+from jacspec.models import AnalysisReport, AnalysisRequest, FieldError, Inputs, SafetensorsRequest
+from jacspec.models import Options as OptionsModel
 from service.analysis import Analysis, Options, analyse
-from service.network import build_network
+from service.errors import InvalidInputError
+from service.network import Network, build_network
 from service.probes import make_probes
 from service.verdict import Thresholds
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
+
+
+def _request_body() -> dict[str, Any]:
+    """The JSON body, and the multipart one: a .safetensors file in `weights`, a SafetensorsRequest in `request`."""
+    extra = openapi_body(AnalysisRequest)
+    extra["requestBody"]["content"]["multipart/form-data"] = {
+        "schema": {
+            "type": "object",
+            "required": ["weights"],
+            "properties": {
+                "weights": {"type": "string", "format": "binary", "description": "A .safetensors file."},
+                "request": {"$ref": "#/components/schemas/SafetensorsRequest"},
+            },
+        },
+        "encoding": {"request": {"contentType": "application/json"}},
+    }
+    return extra
 
 
 @router.post(
@@ -28,24 +52,30 @@ router = APIRouter(prefix="/v1", tags=["analyses"])
     summary="Analyse a network",
     description=(
         "Per layer j: σ_j = ‖W_j‖₂, sup|h_j'|, the bound ∏_{i>j} σ_i·sup|h_i'| on ‖∂a_L/∂a_j‖ and the true norm "
-        "(max over the probes), the true Jacobian norm and the loss gradient's norm; then a verdict and advice."
+        "(max over the probes), the true Jacobian norm and the loss gradient's norm; then a verdict and advice. "
+        "Send the network as JSON, or its weights as a .safetensors file (a PyTorch state_dict) in the multipart "
+        "part `weights` with the rest of the request in the JSON part `request`."
     ),
-    openapi_extra=openapi_body(AnalysisRequest),
+    openapi_extra=_request_body(),
     responses=problem_responses(400, 413, 415, 422),
 )
-async def create_analysis(
-    request: Request, body: Annotated[AnalysisRequest, Depends(json_body(AnalysisRequest))]
-) -> Response:
+async def create_analysis(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    if media_type(request) == "multipart/form-data":
+        work = await _safetensors_work(request, settings)
+    else:
+        body = await read_json(
+            request, AnalysisRequest, "application/json, or multipart/form-data with a .safetensors file"
+        )
+        check_analysis(body, settings)
+        work = partial(_analyse, body)
     started = time.perf_counter()
-    check_analysis(body, request.app.state.settings)
-    result = await request.app.state.compute.run(lambda: _analyse(body))
-    computed = time.perf_counter()
-    timings = {
-        "parse": request.state.parse_ms,
-        "compute": (computed - started) * 1e3,
-        "total": request.state.parse_ms + (computed - started) * 1e3,
-    }
-    report = analysis_report(result, __version__, timings)
+    result = await request.app.state.compute.run(work)
+    compute_ms = (time.perf_counter() - started) * 1e3
+    parse_ms = request.state.parse_ms
+    report = analysis_report(
+        result, __version__, {"parse": parse_ms, "compute": compute_ms, "total": parse_ms + compute_ms}
+    )
     return Response(report.model_dump_json(), media_type="application/json")
 
 
@@ -54,8 +84,40 @@ def _analyse(body: AnalysisRequest) -> Analysis:
     network = (
         explicit_network(body.network) if body.network.layers is not None else build_network(init_recipe(body.network))
     )
+    return _run(network, body.inputs, body.options)
+
+
+def _run(network: Network, inputs: Inputs, options: OptionsModel) -> Analysis:
     widths = network.widths
-    x, y = make_probes(probe_spec(body.inputs), widths[0], widths[-1])
-    t = body.options.thresholds
-    options = Options(rtol=body.options.rtol, thresholds=Thresholds(t.vanishing_log10, t.exploding_log10))
-    return analyse(network, x, y, options)
+    x, y = make_probes(probe_spec(inputs), widths[0], widths[-1])
+    t = options.thresholds
+    return analyse(
+        network, x, y, Options(rtol=options.rtol, thresholds=Thresholds(t.vanishing_log10, t.exploding_log10))
+    )
+
+
+async def _safetensors_work(request: Request, settings: Settings) -> Callable[[], Analysis]:
+    """Read the multipart body and check the file's header and sizes; the arrays are made later, in the worker."""
+    form = await read_form(request)
+    upload = form.get("weights")
+    if not isinstance(upload, UploadFile):
+        raise invalid(
+            [FieldError(pointer="/weights", detail="a multipart file part `weights` (.safetensors) is required")]
+        )
+    part = form.get("request")
+    raw = await part.read() if isinstance(part, UploadFile) else (part or "{}").encode()
+    spec = await validate_json(request, SafetensorsRequest, raw, where="/request")
+    file = safetensors.parse(await upload.read())
+    prefixes = safetensors.layer_names(file, spec.network.layers)
+    data = spec.inputs.data
+    probes = spec.inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
+    check_size(safetensors_widths(file, prefixes), safetensors.parameter_count(file, prefixes), probes, settings)
+    return partial(_analyse_safetensors, file, prefixes, spec)
+
+
+def _analyse_safetensors(file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest) -> Analysis:
+    network = safetensors_network(file, prefixes, spec.network)
+    try:
+        return _run(network, spec.inputs, spec.options)
+    except InvalidInputError as exc:
+        raise InvalidInputError(("request", *exc.location), exc.message) from None

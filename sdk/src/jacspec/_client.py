@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -36,6 +37,8 @@ from jacspec.models import (
     Inputs,
     Network,
     Options,
+    SafetensorsNetwork,
+    SafetensorsRequest,
     Thresholds,
 )
 
@@ -48,6 +51,7 @@ MAX_RETRY_AFTER = 60.0
 RETRY_STATUSES = frozenset({429, 503})
 
 Model = TypeVar("Model", bound=BaseModel)
+Multipart = dict[str, tuple[str | None, bytes | str, str]]
 _ACTIVATIONS = TypeAdapter(list[ActivationInfo])
 _INIT_SCHEMES = TypeAdapter(list[InitSchemeInfo])
 
@@ -113,6 +117,23 @@ class _BaseClient:
         return _json(AnalysisRequest.model_validate(fields))
 
     @staticmethod
+    def _safetensors_parts(
+        weights: str | os.PathLike[str] | bytes,
+        network: SafetensorsNetwork | Mapping[str, Any] | None,
+        inputs: Inputs | Mapping[str, Any] | None,
+        options: Options | Mapping[str, Any] | None,
+    ) -> Multipart:
+        blob = weights if isinstance(weights, bytes) else Path(weights).read_bytes()
+        fields = {
+            key: value for key, value in (("network", network), ("inputs", inputs), ("options", options)) if value
+        }
+        request = SafetensorsRequest.model_validate(fields).model_dump_json(exclude_none=True)
+        return {
+            "weights": ("model.safetensors", blob, "application/octet-stream"),
+            "request": (None, request, "application/json"),
+        }
+
+    @staticmethod
     def _bounds_body(
         factors: Sequence[float] | None,
         factor: float | None,
@@ -176,6 +197,20 @@ class Client(_BaseClient):
         response = self._request("POST", "/v1/analyses", self._analysis_body(network, inputs, options))
         return AnalysisReport.model_validate_json(response.content)
 
+    def analyze_safetensors(
+        self,
+        weights: str | os.PathLike[str] | bytes,
+        *,
+        network: SafetensorsNetwork | Mapping[str, Any] | None = None,
+        inputs: Inputs | Mapping[str, Any] | None = None,
+        options: Options | Mapping[str, Any] | None = None,
+    ) -> AnalysisReport:
+        """POST /v1/analyses with a .safetensors file (a path or its bytes): a PyTorch ``state_dict`` saved with
+        ``safetensors.torch.save_file``. ``network`` names the activations and, optionally, the layers in order."""
+        parts = self._safetensors_parts(weights, network, inputs, options)
+        response = self._request("POST", "/v1/analyses", files=parts)
+        return AnalysisReport.model_validate_json(response.content)
+
     def bounds(
         self,
         *,
@@ -208,11 +243,13 @@ class Client(_BaseClient):
             return False
         return response.status_code == 200
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, *, files: Multipart | None = None
+    ) -> httpx.Response:
         headers = self._headers(body is not None)
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._client.request(method, self._url(path), content=body, headers=headers)
+                response = self._client.request(method, self._url(path), content=body, files=files, headers=headers)
             except httpx.TransportError as exc:
                 time.sleep(self._next_delay(attempt, error=exc))
                 continue
@@ -260,6 +297,19 @@ class AsyncClient(_BaseClient):
         response = await self._request("POST", "/v1/analyses", self._analysis_body(network, inputs, options))
         return AnalysisReport.model_validate_json(response.content)
 
+    async def analyze_safetensors(
+        self,
+        weights: str | os.PathLike[str] | bytes,
+        *,
+        network: SafetensorsNetwork | Mapping[str, Any] | None = None,
+        inputs: Inputs | Mapping[str, Any] | None = None,
+        options: Options | Mapping[str, Any] | None = None,
+    ) -> AnalysisReport:
+        """POST /v1/analyses with a .safetensors file (a path or its bytes)."""
+        parts = self._safetensors_parts(weights, network, inputs, options)
+        response = await self._request("POST", "/v1/analyses", files=parts)
+        return AnalysisReport.model_validate_json(response.content)
+
     async def bounds(
         self,
         *,
@@ -292,11 +342,15 @@ class AsyncClient(_BaseClient):
             return False
         return response.status_code == 200
 
-    async def _request(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, body: bytes | None = None, *, files: Multipart | None = None
+    ) -> httpx.Response:
         headers = self._headers(body is not None)
         for attempt in range(self.max_retries + 1):
             try:
-                response = await self._client.request(method, self._url(path), content=body, headers=headers)
+                response = await self._client.request(
+                    method, self._url(path), content=body, files=files, headers=headers
+                )
             except httpx.TransportError as exc:
                 await asyncio.sleep(self._next_delay(attempt, error=exc))
                 continue

@@ -1,7 +1,14 @@
 """The contract of the jacspec service, as pydantic models (the server imports these; they import nothing of it)."""
 
 from jacspec.models.activations import Activation, ActivationName, ActivationSpec, activation_parts
-from jacspec.models.analysis import AnalysisRequest, Inputs, Options, Thresholds
+from jacspec.models.analysis import (
+    AnalysisRequest,
+    Inputs,
+    Options,
+    SafetensorsNetwork,
+    SafetensorsRequest,
+    Thresholds,
+)
 from jacspec.models.bounds import BoundsRequest, BoundsResponse
 from jacspec.models.catalog import ActivationInfo, InitSchemeInfo, Parameter
 from jacspec.models.health import Health
@@ -34,6 +41,8 @@ __all__ = [
     "Options",
     "Parameter",
     "Problem",
+    "SafetensorsNetwork",
+    "SafetensorsRequest",
     "Summary",
     "Tensor",
     "Thresholds",

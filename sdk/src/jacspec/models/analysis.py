@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, model_validator
 
 from jacspec.models._base import ContractModel
+from jacspec.models.activations import Activation
 from jacspec.models.network import MAX_SEED, Network
 from jacspec.models.tensor import Matrix
 
@@ -76,5 +77,39 @@ class AnalysisRequest(ContractModel):
     )
 
     network: Network
+    inputs: Inputs = Field(default_factory=Inputs)
+    options: Options = Field(default_factory=Options)
+
+
+class SafetensorsNetwork(ContractModel):
+    """What a state_dict does not say: the activations, and (optionally) which tensors are the layers, in order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"activation": "tanh", "output_activation": "linear", "layers": ["0", "2", "4"]}]
+        }
+    )
+
+    activation: Activation = Field("linear", description="The activation of every layer.")
+    output_activation: Activation | None = Field(None, description="The last layer's activation when it differs.")
+    activations: list[Activation] | None = Field(None, min_length=1, description="One activation per layer, in order.")
+    layers: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Name prefixes P of the layers' `P.weight` (and `P.bias`) tensors, in order; by default every "
+        "`P.weight` in natural order (0, 2, 10, as nn.Sequential names them).",
+    )
+
+
+class SafetensorsRequest(ContractModel):
+    """The JSON part `request` of a multipart POST /v1/analyses whose part `weights` is a .safetensors file."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"network": {"activation": "relu", "output_activation": "linear"}, "inputs": {"count": 8}}]
+        }
+    )
+
+    network: SafetensorsNetwork = Field(default_factory=SafetensorsNetwork)
     inputs: Inputs = Field(default_factory=Inputs)
     options: Options = Field(default_factory=Options)

@@ -1,0 +1,138 @@
+"""Reading a ``.safetensors`` file (a PyTorch ``state_dict``) without pickle: a header first, then the arrays.
+
+The format: 8 bytes, the little-endian length N of a JSON header; N bytes of header mapping each tensor's
+name to its ``dtype``, ``shape`` and ``data_offsets`` [begin, end) into the byte buffer that follows.
+Everything the header claims is checked against the file before a single array is made, so a truncated file
+or a header that lies about sizes is refused, and the sizes can be checked against the limits first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic_core import from_json
+
+from service.errors import InvalidInputError
+
+Array = NDArray[np.float64]
+ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+WHERE = ("weights",)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor of the file, as its header describes it (already checked against the file)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class SafetensorsFile:
+    entries: dict[str, Entry]
+    buffer: memoryview
+
+    def array(self, name: str) -> Array:
+        """The tensor ``name`` as float64; float16 and bfloat16 widen exactly."""
+        entry = self.entries[name]
+        raw = self.buffer[entry.begin : entry.end]
+        if entry.dtype == "BF16":
+            values = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            values = np.frombuffer(raw, dtype={"F16": "<f2", "F32": "<f4", "F64": "<f8"}[entry.dtype])
+        return values.astype(np.float64).reshape(entry.shape)
+
+
+def parse(blob: bytes) -> SafetensorsFile:
+    """Check the header against the file and return it with the buffer; no array is made yet."""
+    if len(blob) < 8:
+        raise InvalidInputError(
+            WHERE, f"not a safetensors file: {len(blob)} bytes, fewer than its 8-byte header length"
+        )
+    length = int.from_bytes(blob[:8], "little")
+    if length > len(blob) - 8:
+        raise InvalidInputError(
+            WHERE,
+            f"the header claims {length} bytes but only {len(blob) - 8} follow: truncated, or not safetensors",
+        )
+    try:
+        header = from_json(blob[8 : 8 + length])
+    except ValueError:
+        raise InvalidInputError(WHERE, "the safetensors header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise InvalidInputError(WHERE, "the safetensors header must be a JSON object")
+    buffer = memoryview(blob)[8 + length :]
+    entries = {name: _entry(name, spec, len(buffer)) for name, spec in header.items() if name != "__metadata__"}
+    _check_disjoint(entries)
+    return SafetensorsFile(entries, buffer)
+
+
+def _entry(name: str, spec: Any, buffer_size: int) -> Entry:
+    if not isinstance(spec, dict):
+        raise InvalidInputError(WHERE, f"tensor {name!r}: its header entry must be an object")
+    dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+    if dtype not in ITEMSIZE:
+        raise InvalidInputError(WHERE, f"tensor {name!r} has dtype {dtype!r}; jacspec reads {sorted(ITEMSIZE)}")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise InvalidInputError(WHERE, f"tensor {name!r}: shape must be a list of non-negative integers")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+        raise InvalidInputError(WHERE, f"tensor {name!r}: data_offsets must be [begin, end]")
+    begin, end = offsets
+    if not 0 <= begin <= end <= buffer_size:
+        raise InvalidInputError(
+            WHERE, f"tensor {name!r}: data_offsets {offsets} lie outside the {buffer_size}-byte buffer"
+        )
+    needed = math.prod(shape) * ITEMSIZE[dtype]
+    if end - begin != needed:
+        raise InvalidInputError(
+            WHERE, f"tensor {name!r}: shape {shape} of {dtype} needs {needed} bytes, its offsets give {end - begin}"
+        )
+    return Entry(name, dtype, tuple(shape), begin, end)
+
+
+def _check_disjoint(entries: dict[str, Entry]) -> None:
+    spans = sorted((e.begin, e.end, e.name) for e in entries.values() if e.end > e.begin)
+    for (_, end, first), (begin, _, second) in pairwise(spans):
+        if begin < end:
+            raise InvalidInputError(WHERE, f"tensors {first!r} and {second!r} overlap in the buffer")
+
+
+def layer_names(file: SafetensorsFile, names: list[str] | None) -> list[str]:
+    """The layers' name prefixes, in order: as given, else every ``P.weight`` sorted naturally by P.
+
+    Natural order compares the dot-separated parts of P as numbers where they are numbers, so ``nn.Sequential``'s
+    ``0, 2, 10`` come in that order.
+    """
+    weights = {name.removesuffix(".weight") for name in file.entries if name.endswith(".weight")}
+    if names is None:
+        if not weights:
+            raise InvalidInputError(WHERE, "the file holds no tensor named like '<layer>.weight'")
+        return sorted(weights, key=_natural)
+    for i, name in enumerate(names):
+        if name not in weights:
+            raise InvalidInputError(("request", "network", "layers", i), f"the file has no tensor {name + '.weight'!r}")
+    return names
+
+
+def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"\.", name))
+
+
+def parameter_count(file: SafetensorsFile, prefixes: list[str]) -> int:
+    """Weights and biases of the chosen layers, from the header alone."""
+    return sum(
+        file.entries[name].size for p in prefixes for name in (p + ".weight", p + ".bias") if name in file.entries
+    )
