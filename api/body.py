@@ -1,7 +1,8 @@
-"""JSON request bodies read with a size limit and parsed by pydantic-core straight from the raw bytes.
+"""Request bodies, read within JACSPEC_MAX_BODY_BYTES (counted while streaming, not only from Content-Length).
 
-FastAPI's own body path runs the stdlib ``json.loads`` and then validates the Python objects; here
-``Model.model_validate_json`` parses and validates in one pass in Rust, in a worker thread for large bodies.
+JSON is parsed by pydantic-core straight from the raw bytes: FastAPI's own body path runs the stdlib
+``json.loads`` and then validates the Python objects; ``Model.model_validate_json`` parses and validates in one
+pass in Rust, in a worker thread for large bodies. Multipart bodies go through Starlette's streaming parser.
 """
 
 from __future__ import annotations

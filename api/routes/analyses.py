@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
@@ -107,7 +108,7 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     part = form.get("request")
     raw = await part.read() if isinstance(part, UploadFile) else (part or "{}").encode()
     spec = await validate_json(request, SafetensorsRequest, raw, where="/request")
-    file = safetensors.parse(await upload.read())
+    file = await to_thread.run_sync(safetensors.parse, await upload.read())
     prefixes = safetensors.layer_names(file, spec.network.layers)
     data = spec.inputs.data
     probes = spec.inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
