@@ -22,6 +22,11 @@ Array = NDArray[np.float64]
 DENSE_MAX_DIM = 512
 """Matrices whose smaller side is at most this use dense SVD (LAPACK gesdd): below it, dense SVD is no slower
 than Lanczos on easy spectra and far faster on clustered ones."""
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+"""Lanczos first runs in float32 when rtol ≥ FLOAT32_EPS·√n: a float32 product of length n is accurate to about
+that, so below it the float64 check would refuse the float32 answer and the work would be wasted."""
+POLISH_STEPS = 3
+"""float64 power steps that may certify a float32 Ritz vector before float64 Lanczos takes over."""
 RESTART_VECTORS = 20
 """ARPACK's ncv: the Lanczos basis kept between restarts."""
 LANCZOS_MIN_RTOL = 1e-12
@@ -57,27 +62,63 @@ def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
 
 
 def _lanczos(a: Array, rtol: float) -> SpectralNorm:
-    counter = [0]
-    left = a.T if a.shape[0] >= a.shape[1] else a
+    """Lanczos on G = AᵀA (or AAᵀ): first in float32 where rtol allows (see FLOAT32_EPS), certified in float64.
 
-    def gram(x: Array) -> Array:
+    The float32 run (half the memory traffic of every product) gives a Ritz vector v; in float64,
+    θ = vᵀGv and r = ‖Gv − θv‖ with ‖v‖ = 1. When r ≤ rtol·θ — ARPACK's own criterion — √θ is the answer;
+    otherwise v takes a power step (v ← Gv/‖Gv‖, which damps the float32 rounding) and is checked again, up to
+    POLISH_STEPS times, before float64 Lanczos continues from it.
+    """
+    left = a.T if a.shape[0] >= a.shape[1] else a
+    n = left.shape[0]
+    counter = [0]
+    start: Array = np.random.default_rng(0).standard_normal((n,))
+    if rtol >= FLOAT32_EPS * np.sqrt(n):
+        vector = _ritz_vector(left.astype(np.float32), rtol, start, counter)
+        if vector is not None:
+            v: Array = vector
+            for _ in range(POLISH_STEPS):
+                v, theta, residual = _rayleigh(left, v, counter)
+                if theta > 0 and residual <= rtol * theta:
+                    return SpectralNorm(float(np.sqrt(theta)), "lanczos", counter[0])
+            start = v
+    vector = _ritz_vector(left, rtol, start, counter)
+    if vector is None:
+        return SpectralNorm(float(np.linalg.svd(a, compute_uv=False)[0]), "dense_svd", counter[0])
+    v = vector / np.linalg.norm(vector)
+    counter[0] += 2  # the Rayleigh quotient below
+    return SpectralNorm(float(np.sqrt(max(float(v @ (left @ (left.T @ v))), 0.0))), "lanczos", counter[0])
+
+
+def _rayleigh(left: Array, v: Array, counter: list[int]) -> tuple[Array, float, float]:
+    """One float64 power step: (Gv/‖Gv‖, θ = vᵀGv, ‖Gv − θv‖) for unit v; the step damps float32 rounding."""
+    v = v / np.linalg.norm(v)
+    gv = left @ (left.T @ v)
+    counter[0] += 2
+    theta = float(v @ gv)
+    residual = float(np.linalg.norm(gv - theta * v))
+    return gv / np.linalg.norm(gv), theta, residual
+
+
+def _ritz_vector(left: NDArray[np.floating], rtol: float, start: Array, counter: list[int]) -> Array | None:
+    """ARPACK's top eigenvector of left·leftᵀ in left's precision, or None if it does not converge in budget."""
+    n = left.shape[0]
+
+    def gram(x: NDArray[np.floating]) -> NDArray[np.floating]:
         counter[0] += 2
         return left @ (left.T @ x)
 
-    n = left.shape[0]
-    op = LinearOperator((n, n), matvec=gram, dtype=a.dtype)
-    v0 = np.random.default_rng(0).standard_normal(n)
+    op = LinearOperator((n, n), matvec=gram, dtype=left.dtype)
     try:
-        theta = eigsh(
+        _, vectors = eigsh(
             op,
             k=1,
             which="LA",
             tol=rtol,
-            v0=v0,
+            v0=start.astype(left.dtype),
             ncv=min(RESTART_VECTORS, n),
             maxiter=max(2, n // (6 * RESTART_VECTORS)),
-            return_eigenvectors=False,
         )
     except ArpackNoConvergence:
-        return SpectralNorm(float(np.linalg.svd(a, compute_uv=False)[0]), "dense_svd", counter[0])
-    return SpectralNorm(float(np.sqrt(max(float(theta[0]), 0.0))), "lanczos", counter[0])
+        return None
+    return np.asarray(vectors[:, 0], dtype=np.float64)
