@@ -7,12 +7,13 @@ from dataclasses import asdict
 from jacspec.models import AnalysisReport, BoundsResponse, LayerReport, Meta, Methods, Summary, Thresholds
 from service.analysis import Analysis
 from service.bounds import Bound
-from service.spectral import DENSE_MAX_DIM, LANCZOS_MIN_RTOL
+from service.spectral import DENSE_MAX_DIM, FLOAT32_EPS, LANCZOS_MIN_RTOL
 from service.verdict import Thresholds as ServiceThresholds
 
 SPECTRAL_METHOD = (
     f"dense SVD (LAPACK gesdd) when min(m, n) ≤ {DENSE_MAX_DIM} or rtol < {LANCZOS_MIN_RTOL:g}; otherwise Lanczos "
-    "(ARPACK eigsh on the Gram operator AᵀA, tol = rtol, so σ is within rtol/2), falling back to dense SVD"
+    "(ARPACK eigsh on the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
+    f"rtol ≥ {FLOAT32_EPS:.2g}·√n, certified in float64), falling back to dense SVD"
 )
 
 

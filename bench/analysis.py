@@ -51,6 +51,25 @@ def ours(report: Analysis) -> dict[str, list[float]]:
     }
 
 
+def _time_ours(depth: int, width: int, output: int, probes: int, scheme: str) -> float:
+    widths = (width,) * depth + (output,)
+    network = build_network(InitRecipe(widths=widths, scheme=scheme, activation=make_activation("tanh")))
+    x, y = make_probes(ProbeSpec(count=probes), widths[0], widths[-1])
+    return best_of(2, lambda: analyse(network, x, y, Options(rtol=1e-6)))[0]
+
+
+def scaling(scheme: str) -> None:
+    """Double one size at a time from depth 25, width 512, output 10, 4 probes; the ratio is the growth."""
+    base = {"depth": 25, "width": 512, "output": 10, "probes": 4}
+    t0 = _time_ours(**base, scheme=scheme)
+    rows: list[list[object]] = [["(base)", str(base), t0, 1.0]]
+    for key, doubled in (("depth", 50), ("width", 1024), ("output", 20), ("probes", 8)):
+        t = _time_ours(**{**base, key: doubled}, scheme=scheme)
+        rows.append([f"{key} ×2", f"{key} = {doubled}", t, t / t0])
+    print(f"cost of one analysis, tanh, {scheme}, rtol 1e-6: each size doubled in turn")
+    print(table(["change", "size", "ours s", "× base"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--depth", type=int, default=50)
@@ -58,7 +77,11 @@ def main() -> None:
     parser.add_argument("--output", type=int, default=10)
     parser.add_argument("--probes", type=int, default=4)
     parser.add_argument("--scheme", default="xavier_normal", help="init scheme (orthogonal: the hard case)")
+    parser.add_argument("--scaling", action="store_true", help="time ours alone at sizes that show the cost's growth")
     args = parser.parse_args()
+    if args.scaling:
+        scaling(args.scheme)
+        return
     widths = (args.width,) * args.depth + (args.output,)
     recipe = InitRecipe(widths=widths, scheme=args.scheme, activation=make_activation("tanh"), gain=1.0)
     network = build_network(recipe)

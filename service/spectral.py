@@ -19,9 +19,10 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 Array = NDArray[np.float64]
 
-DENSE_MAX_DIM = 512
-"""Matrices whose smaller side is at most this use dense SVD (LAPACK gesdd): below it, dense SVD is no slower
-than Lanczos on easy spectra and far faster on clustered ones."""
+DENSE_MAX_DIM = 256
+"""Matrices whose smaller side is at most this use dense SVD (LAPACK gesdd), no slower there than Lanczos.
+Above it Lanczos is 4× faster on a Gaussian 512×512 and, with its budget, at most ~25% slower than dense SVD on
+a spectrum packed at its top (python -m bench.analysis --scaling: width 512, 6.4 s with dense, 1.3 s)."""
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 """Lanczos first runs in float32 when rtol ≥ FLOAT32_EPS·√n: a float32 product of length n is accurate to about
 that, so below it the float64 check would refuse the float32 answer and the work would be wasted."""

@@ -18,7 +18,7 @@ ROUNDING = 1e-12
 """A Ritz value never exceeds λ_max (Rayleigh quotient), so σ may overshoot the dense value by rounding only."""
 SMALL = (40, 30)
 LARGE = (600, 700)
-"""Smaller side 600 > DENSE_MAX_DIM = 512: the Lanczos path."""
+"""Smaller side 600 > DENSE_MAX_DIM (256): the Lanczos path."""
 
 
 def _with_singular_values(rng: np.random.Generator, shape: tuple[int, int], s: Array) -> Array:

@@ -68,10 +68,11 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "rtol": 1e-06,
             "probes": 2,
             "loss": "mse: mean over probes and outputs of (a_L − y)²",
-            "spectral_norm": "dense SVD (LAPACK gesdd) when min(m, n) ≤ 512 or rtol < 1e-12; "
+            "spectral_norm": "dense SVD (LAPACK gesdd) when min(m, n) ≤ 256 or rtol < 1e-12; "
             "otherwise Lanczos (ARPACK eigsh on the Gram operator AᵀA, tol = "
-            "rtol, so σ is within rtol/2), falling back to dense SVD",
-            "dense_max_dim": 512,
+            "rtol, so σ is within rtol/2; first in float32 when rtol ≥ 1.2e-07·√n, "
+            "certified in float64), falling back to dense SVD",
+            "dense_max_dim": 256,
             "weight_norms_dense": 2,
             "weight_norms_lanczos": 0,
             "matvecs": 0,
