@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from jacspec.models import AnalysisReport, BoundsResponse, LayerReport, Meta, Methods, Summary, Thresholds
 from service.analysis import Analysis
+from service.analysis import Methods as ServiceMethods
 from service.bounds import Bound
 from service.spectral import DENSE_MAX_DIM, FLOAT32_EPS, LANCZOS_MIN_RTOL
 from service.verdict import Thresholds as ServiceThresholds
@@ -43,6 +44,7 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
         probes=m.probes,
         loss="mse: mean over probes and outputs of (a_L − y)²",
         spectral_norm=SPECTRAL_METHOD,
+        backward_norm=_backward_method(m),
         dense_max_dim=DENSE_MAX_DIM,
         weight_norms_dense=m.dense_svd,
         weight_norms_lanczos=m.lanczos,
@@ -51,6 +53,13 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
     return AnalysisReport(
         layers=layers, summary=summary, meta=Meta(version=version, timings_ms=timings_ms, methods=methods)
     )
+
+
+def _backward_method(m: ServiceMethods) -> str:
+    product = f"each probe's {m.output_width} × n_j product ∂a_L/∂a_j, accumulated from the output side"
+    if m.backward_dense:
+        return f"dense SVD of {product} (exact to rounding)"
+    return f"Lanczos to rtol = {m.rtol:g} on {product} (n_L = {m.output_width} > {DENSE_MAX_DIM})"
 
 
 def bounds_response(bound: Bound, thresholds: ServiceThresholds) -> BoundsResponse:

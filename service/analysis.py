@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from service.bounds import bound_from_factors
 from service.logscale import plain
 from service.network import Network
-from service.spectral import spectral_norm, spectral_norms
+from service.spectral import spectral_norm, spectral_norms, uses_dense
 from service.verdict import Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
@@ -100,6 +100,9 @@ class Methods:
     dense_svd: int
     lanczos: int
     matvecs: int
+    output_width: int
+    backward_dense: bool
+    """Whether every ‖∂a_L/∂a_j‖₂ came from dense SVD (n_L small), rather than from Lanczos to rtol."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,8 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
         dense_svd=sum(w.method == "dense_svd" for w in weight),
         lanczos=sum(w.method == "lanczos" for w in weight),
         matvecs=matvecs,
+        output_width=network.widths[-1],
+        backward_dense=all(uses_dense((network.widths[-1], n), options.rtol) for n in network.widths[:-1]),
     )
     return Analysis(reports, summary, methods)
 

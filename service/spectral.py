@@ -43,11 +43,16 @@ class SpectralNorm:
     matvecs: int
 
 
+def uses_dense(shape: tuple[int, ...], rtol: float) -> bool:
+    """Whether a matrix of this shape gets dense SVD rather than Lanczos at this rtol."""
+    return min(shape) <= DENSE_MAX_DIM or rtol < LANCZOS_MIN_RTOL
+
+
 def spectral_norm(a: Array, rtol: float) -> SpectralNorm:
     """σ_max(a) to relative accuracy ``rtol``."""
     if a.size == 0 or not a.any():
         return SpectralNorm(0.0, "zero", 0)
-    if min(a.shape) <= DENSE_MAX_DIM or rtol < LANCZOS_MIN_RTOL:
+    if uses_dense(a.shape, rtol):
         return SpectralNorm(float(np.linalg.svd(a, compute_uv=False)[0]), "dense_svd", 0)
     return _lanczos(a, rtol)
 
@@ -56,7 +61,7 @@ def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
     """σ_max of each matrix ``stack[k]``, and the total matrix-vector products taken."""
     if stack.size == 0:
         return np.zeros(len(stack)), 0
-    if min(stack.shape[1:]) <= DENSE_MAX_DIM or rtol < LANCZOS_MIN_RTOL:
+    if uses_dense(stack.shape[1:], rtol):
         return np.asarray(np.linalg.svd(stack, compute_uv=False)[:, 0], dtype=np.float64), 0
     norms = [spectral_norm(a, rtol) for a in stack]
     return np.array([n.value for n in norms]), sum(n.matvecs for n in norms)

@@ -72,6 +72,8 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "otherwise Lanczos (ARPACK eigsh on the Gram operator AᵀA, tol = "
             "rtol, so σ is within rtol/2; first in float32 when rtol ≥ 1.2e-07·√n, "
             "certified in float64), falling back to dense SVD",
+            "backward_norm": "dense SVD of each probe's 1 × n_j product ∂a_L/∂a_j, accumulated from the output "
+            "side (exact to rounding)",
             "dense_max_dim": 256,
             "weight_norms_dense": 2,
             "weight_norms_lanczos": 0,

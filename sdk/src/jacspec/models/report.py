@@ -80,6 +80,10 @@ class Methods(_Report):
     probes: int
     loss: str = Field(description="The loss behind gradient_norm.")
     spectral_norm: str = Field(description="How each σ and each per-probe Jacobian norm was computed.")
+    backward_norm: str = Field(
+        description="How max over probes of ‖∂a_L/∂a_j‖₂ was computed, and to which tolerance: dense SVD of each "
+        "probe's n_L × n_j product while n_L is small, else Lanczos to rtol."
+    )
     dense_max_dim: int = Field(description="Matrices with min(m, n) ≤ this use dense SVD.")
     weight_norms_dense: int
     weight_norms_lanczos: int
