@@ -12,9 +12,10 @@ from service.spectral import DENSE_MAX_DIM, FLOAT32_EPS, LANCZOS_MIN_RTOL
 from service.verdict import Thresholds as ServiceThresholds
 
 SPECTRAL_METHOD = (
-    f"dense SVD (LAPACK gesdd) when min(m, n) ≤ {DENSE_MAX_DIM} or rtol < {LANCZOS_MIN_RTOL:g}; otherwise Lanczos "
+    f"√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevd) when min(m, n) ≤ {DENSE_MAX_DIM} or "
+    f"rtol < {LANCZOS_MIN_RTOL:g}; otherwise Lanczos "
     "(ARPACK eigsh on the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
-    f"rtol ≥ {FLOAT32_EPS:.2g}·√n, certified in float64), falling back to dense SVD"
+    f"rtol ≥ {FLOAT32_EPS:.2g}·√n, certified in float64), falling back to the dense solver"
 )
 
 
@@ -58,7 +59,7 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
 def _backward_method(m: ServiceMethods) -> str:
     product = f"each probe's {m.output_width} × n_j product ∂a_L/∂a_j, accumulated from the output side"
     if m.backward_dense:
-        return f"dense SVD of {product} (exact to rounding)"
+        return f"the dense solver on {product} (exact to rounding)"
     return f"Lanczos to rtol = {m.rtol:g} on {product} (n_L = {m.output_width} > {DENSE_MAX_DIM})"
 
 

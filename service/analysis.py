@@ -102,7 +102,7 @@ class Methods:
     matvecs: int
     output_width: int
     backward_dense: bool
-    """Whether every ‖∂a_L/∂a_j‖₂ came from dense SVD (n_L small), rather than from Lanczos to rtol."""
+    """Whether every ‖∂a_L/∂a_j‖₂ came from the dense solver (n_L small), rather than from Lanczos to rtol."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     methods = Methods(
         rtol=options.rtol,
         probes=x.shape[0],
-        dense_svd=sum(w.method == "dense_svd" for w in weight),
+        dense_svd=sum(w.method == "dense" for w in weight),
         lanczos=sum(w.method == "lanczos" for w in weight),
         matvecs=matvecs,
         output_width=network.widths[-1],

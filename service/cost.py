@@ -20,7 +20,7 @@ def estimate_flops(widths: Sequence[int], probes: int) -> float:
     """Floating-point operations of the whole analysis, within a small factor.
 
     Per layer of shape m × n with B probes and output width n_L: forward and gradient 6·B·m·n; the backward
-    product 2·B·n_L·m·n; a norm costs ≈ 4·m·n·min(m, n) by dense SVD or 4·m·n·LANCZOS_PRODUCTS by Lanczos,
+    product 2·B·n_L·m·n; a norm costs ≈ 4·m·n·min(m, n) densely or 4·m·n·LANCZOS_PRODUCTS by Lanczos,
     and there are B + 1 of them (the weight and each probe's Jacobian).
     """
     n_out = widths[-1]

@@ -15,7 +15,7 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "derivative_bound": 1.0,
             "derivative_max": 0.7864477329659274,
             "jacobian_norm_bound": 1.118033988749895,
-            "jacobian_norm": 0.8792752958312079,
+            "jacobian_norm": 0.879275295831208,
             "backward_bound_log10": -0.11828600321853139,
             "backward_bound": 0.7615773105863908,
             "backward_norm_log10": -0.11828600321853139,
@@ -37,8 +37,8 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "backward_bound": 1.0,
             "backward_norm_log10": 0.0,
             "backward_norm": 1.0,
-            "gradient_norm": 1.7008565017750235,
-            "gradient_norm_log10": 0.23066767450843592,
+            "gradient_norm": 1.7008565017750232,
+            "gradient_norm_log10": 0.23066767450843587,
             "flags": [],
         },
     ],
@@ -68,12 +68,13 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "rtol": 1e-06,
             "probes": 2,
             "loss": "mse: mean over probes and outputs of (a_L − y)²",
-            "spectral_norm": "dense SVD (LAPACK gesdd) when min(m, n) ≤ 256 or rtol < 1e-12; "
-            "otherwise Lanczos (ARPACK eigsh on the Gram operator AᵀA, tol = "
-            "rtol, so σ is within rtol/2; first in float32 when rtol ≥ 1.2e-07·√n, "
-            "certified in float64), falling back to dense SVD",
-            "backward_norm": "dense SVD of each probe's 1 × n_j product ∂a_L/∂a_j, accumulated from the output "
-            "side (exact to rounding)",
+            "spectral_norm": "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevd) when "
+            "min(m, n) ≤ 256 or rtol < 1e-12; otherwise Lanczos (ARPACK eigsh on "
+            "the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in "
+            "float32 when rtol ≥ 1.2e-07·√n, certified in float64), falling back "
+            "to the dense solver",
+            "backward_norm": "the dense solver on each probe's 1 × n_j product ∂a_L/∂a_j, "
+            "accumulated from the output side (exact to rounding)",
             "dense_max_dim": 256,
             "weight_norms_dense": 2,
             "weight_norms_lanczos": 0,

@@ -81,10 +81,12 @@ class Methods(_Report):
     loss: str = Field(description="The loss behind gradient_norm.")
     spectral_norm: str = Field(description="How each σ and each per-probe Jacobian norm was computed.")
     backward_norm: str = Field(
-        description="How max over probes of ‖∂a_L/∂a_j‖₂ was computed, and to which tolerance: dense SVD of each "
-        "probe's n_L × n_j product while n_L is small, else Lanczos to rtol."
+        description="How max over probes of ‖∂a_L/∂a_j‖₂ was computed, and to which tolerance: the dense solver "
+        "on each probe's n_L × n_j product while n_L is small, else Lanczos to rtol."
     )
-    dense_max_dim: int = Field(description="Matrices with min(m, n) ≤ this use dense SVD.")
+    dense_max_dim: int = Field(
+        description="Matrices with min(m, n) ≤ this use the dense solver (√λ_max of the smaller Gram matrix)."
+    )
     weight_norms_dense: int
     weight_norms_lanczos: int
     matvecs: int = Field(description="Matrix-vector products taken by Lanczos over the whole analysis.")
