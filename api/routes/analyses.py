@@ -20,9 +20,10 @@ from api.problems import invalid, problem_responses
 from api.settings import Settings
 from jacspec import __version__
 from jacspec.models import AnalysisReport, AnalysisRequest, FieldError, Inputs, SafetensorsRequest
+from jacspec.models import Network as NetworkModel
 from jacspec.models import Options as OptionsModel
 from service.analysis import Analysis, Options, analyse
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, Location
 from service.network import Network, build_network
 from service.probes import make_probes
 from service.verdict import Thresholds
@@ -71,33 +72,47 @@ async def create_analysis(request: Request) -> Response:
         check_analysis(body, settings)
         work = partial(_analyse, body)
     started = time.perf_counter()
-    result = await request.app.state.compute.run(work)
-    compute_ms = (time.perf_counter() - started) * 1e3
+    result, decode_ms = await request.app.state.compute.run(work)
+    worker_ms = (time.perf_counter() - started) * 1e3
     parse_ms = request.state.parse_ms
-    report = analysis_report(
-        result, __version__, {"parse": parse_ms, "compute": compute_ms, "total": parse_ms + compute_ms}
-    )
+    decode_ms += getattr(request.state, "header_ms", 0.0)
+    timings = {"parse": parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
+    report = analysis_report(result, __version__, {**timings, "total": sum(timings.values())})
     return Response(report.model_dump_json(), media_type="application/json")
 
 
-def _analyse(body: AnalysisRequest) -> Analysis:
+def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:
     """Decode, build and analyse: everything that allocates or computes, run in a worker thread."""
-    network = (
-        explicit_network(body.network) if body.network.layers is not None else build_network(init_recipe(body.network))
-    )
-    return _run(network, body.inputs, body.options)
+    network = body.network
+    build = partial(explicit_network, network) if network.layers is not None else partial(_drawn, network)
+    return _run(build, body.inputs, body.options)
 
 
-def _run(network: Network, inputs: Inputs, options: OptionsModel) -> Analysis:
+def _drawn(network: NetworkModel) -> Network:
+    return build_network(init_recipe(network))
+
+
+def _run(
+    build: Callable[[], Network], inputs: Inputs, options: OptionsModel, inputs_at: Location = ()
+) -> tuple[Analysis, float]:
+    """The analysis of ``build()``, and the milliseconds that building (decoding or drawing the weights) took.
+
+    Errors about the probes are located under ``inputs_at``.
+    """
+    started = time.perf_counter()
+    network = build()
+    decode_ms = (time.perf_counter() - started) * 1e3
     widths = network.widths
-    x, y = make_probes(probe_spec(inputs), widths[0], widths[-1])
+    try:
+        x, y = make_probes(probe_spec(inputs), widths[0], widths[-1])
+    except InvalidInputError as exc:
+        raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
     t = options.thresholds
-    return analyse(
-        network, x, y, Options(rtol=options.rtol, thresholds=Thresholds(t.vanishing_log10, t.exploding_log10))
-    )
+    thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
+    return analyse(network, x, y, Options(rtol=options.rtol, thresholds=thresholds)), decode_ms
 
 
-async def _safetensors_work(request: Request, settings: Settings) -> Callable[[], Analysis]:
+async def _safetensors_work(request: Request, settings: Settings) -> Callable[[], tuple[Analysis, float]]:
     """Read the multipart body and check the file's header and sizes; the arrays are made later, in the worker."""
     form = await read_form(request)
     upload = form.get("weights")
@@ -108,7 +123,10 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     part = form.get("request")
     raw = await part.read() if isinstance(part, UploadFile) else (part or "{}").encode()
     spec = await validate_json(request, SafetensorsRequest, raw, where="/request")
-    file = await to_thread.run_sync(safetensors.parse, await upload.read())
+    blob = await upload.read()
+    started = time.perf_counter()
+    file = await to_thread.run_sync(safetensors.parse, blob)
+    request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
     data = spec.inputs.data
     probes = spec.inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
@@ -116,9 +134,8 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     return partial(_analyse_safetensors, file, prefixes, spec)
 
 
-def _analyse_safetensors(file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest) -> Analysis:
-    network = safetensors_network(file, prefixes, spec.network)
-    try:
-        return _run(network, spec.inputs, spec.options)
-    except InvalidInputError as exc:
-        raise InvalidInputError(("request", *exc.location), exc.message) from None
+def _analyse_safetensors(
+    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest
+) -> tuple[Analysis, float]:
+    build = partial(safetensors_network, file, prefixes, spec.network)
+    return _run(build, spec.inputs, spec.options, inputs_at=("request",))

@@ -44,6 +44,9 @@ async def test_analysis_report_example_is_the_answer_to_the_request_example(clie
     assert _close(got["summary"], expected["summary"])
     assert _close(got["meta"]["methods"], expected["meta"]["methods"])
     assert set(got["meta"]["timings_ms"]) == set(expected["meta"]["timings_ms"])
+    timings = got["meta"]["timings_ms"]
+    assert timings["total"] == pytest.approx(timings["parse"] + timings["decode"] + timings["compute"], rel=1e-12)
+    assert min(timings.values()) >= 0.0
 
 
 async def test_bounds_response_example_is_the_answer_to_the_request_example(client: httpx.AsyncClient) -> None:

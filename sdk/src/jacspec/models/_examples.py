@@ -62,7 +62,7 @@ ANALYSIS_REPORT: dict[str, Any] = {
     },
     "meta": {
         "version": "0.1.0",
-        "timings_ms": {"parse": 0.21, "compute": 6.5, "total": 6.71},
+        "timings_ms": {"parse": 0.21, "decode": 0.05, "compute": 6.45, "total": 6.71},
         "methods": {
             "dtype": "float64",
             "rtol": 1e-06,

@@ -96,7 +96,10 @@ class Meta(_Report):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["meta"]]})
 
     version: str
-    timings_ms: dict[str, float] = Field(description="parse, compute and total wall time in milliseconds.")
+    timings_ms: dict[str, float] = Field(
+        description="Wall time in milliseconds: parse (the JSON body), decode (tensors to arrays, or drawing the "
+        "init recipe's weights), compute (the analysis) and total."
+    )
     methods: Methods
 
 
