@@ -88,6 +88,14 @@ def probe_spec(inputs: Inputs) -> ProbeSpec:
     )
 
 
+def probe_count(inputs: Inputs) -> int:
+    """How many probes the request asks for: the rows of ``data`` when given, else ``count``."""
+    data = inputs.data
+    if data is None:
+        return inputs.count
+    return len(data) if isinstance(data, list) else data.shape[0]
+
+
 def widths_of(request: AnalysisRequest) -> list[int]:
     """[n_0, …, n_L] as the request declares it, without decoding any tensor."""
     network = request.network

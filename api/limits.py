@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.decode import widths_of
+from api.decode import probe_count, widths_of
 from api.problems import ProblemError
 from api.settings import Settings
 from jacspec.models import AnalysisRequest
@@ -14,9 +14,7 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
     widths = widths_of(request)
     network = request.network
     biases = network.init.bias_std > 0 if network.init is not None else True
-    data = request.inputs.data
-    probes = request.inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
-    check_size(widths, parameter_count(widths, biases), probes, settings)
+    check_size(widths, parameter_count(widths, biases), probe_count(request.inputs), settings)
 
 
 def check_size(widths: list[int], parameters: int, probes: int, settings: Settings) -> None:

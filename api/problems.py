@@ -63,14 +63,19 @@ def pointer(location: Sequence[str | int], document: Any) -> str:
 
     A union tag in the location that is not also a key of the document at that point is dropped.
     """
-    parts: list[str] = []
+    parts: list[str | int] = []
     node = document
     for step in location:
         if isinstance(step, str) and step in UNION_TAGS and not (isinstance(node, dict) and step in node):
             continue
-        parts.append(_escape(str(step)))
+        parts.append(step)
         node = _child(node, step)
-    return "".join("/" + p for p in parts)
+    return _location_pointer(parts)
+
+
+def _location_pointer(location: Sequence[str | int]) -> str:
+    """The RFC 6901 pointer of a path: each step escaped and prefixed with "/"."""
+    return "".join("/" + _escape(str(step)) for step in location)
 
 
 def _child(node: Any, step: str | int) -> Any:
@@ -105,8 +110,7 @@ def _message(text: str) -> str:
 
 def from_invalid_input(exc: InvalidInputError) -> ProblemError:
     """422 for input the numerics refused (shapes that do not chain, NaN, ...)."""
-    path = "".join("/" + _escape(str(step)) for step in exc.location)
-    return invalid([FieldError(pointer=path, detail=exc.message[:MAX_MESSAGE])])
+    return invalid([FieldError(pointer=_location_pointer(exc.location), detail=exc.message[:MAX_MESSAGE])])
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -127,10 +131,7 @@ async def _on_invalid_input(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_request_validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        FieldError(pointer="/" + "/".join(_escape(str(step)) for step in d["loc"]), detail=_message(d["msg"]))
-        for d in exc.errors()
-    ]
+    errors = [FieldError(pointer=_location_pointer(d["loc"]), detail=_message(d["msg"])) for d in exc.errors()]
     return problem_response(invalid(errors).problem)
 
 

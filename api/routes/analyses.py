@@ -13,7 +13,14 @@ from starlette.datastructures import UploadFile
 
 from api import safetensors
 from api.body import media_type, openapi_body, read_form, read_json, validate_json
-from api.decode import explicit_network, init_recipe, probe_spec, safetensors_network, safetensors_widths
+from api.decode import (
+    explicit_network,
+    init_recipe,
+    probe_count,
+    probe_spec,
+    safetensors_network,
+    safetensors_widths,
+)
 from api.encode import analysis_report
 from api.limits import check_analysis, check_size
 from api.problems import invalid, problem_responses
@@ -128,9 +135,8 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     file = await to_thread.run_sync(safetensors.parse, blob)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
-    data = spec.inputs.data
-    probes = spec.inputs.count if data is None else len(data) if isinstance(data, list) else data.shape[0]
-    check_size(safetensors_widths(file, prefixes), safetensors.parameter_count(file, prefixes), probes, settings)
+    parameters = safetensors.parameter_count(file, prefixes)
+    check_size(safetensors_widths(file, prefixes), parameters, probe_count(spec.inputs), settings)
     return partial(_analyse_safetensors, file, prefixes, spec)
 
 
