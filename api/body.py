@@ -1,8 +1,9 @@
 """Request bodies, read within JACSPEC_MAX_BODY_BYTES (counted while streaming, not only from Content-Length).
 
-JSON is parsed by pydantic-core straight from the raw bytes: FastAPI's own body path runs the stdlib
-``json.loads`` and then validates the Python objects; ``Model.model_validate_json`` parses and validates in one
-pass in Rust, in a worker thread for large bodies. Multipart bodies go through Starlette's streaming parser.
+FastAPI's own body path runs the stdlib ``json.loads`` and then validates the Python objects. Here a small
+body is parsed and validated in one pass in Rust (``Model.model_validate_json``). A large one is parsed in a
+worker thread — its numeric arrays straight into numpy buffers (``api.jsonarrays``) when the route allows it,
+the rest by pydantic-core — and the Python objects are validated in strict mode (see ``_validate_large``).
 """
 
 from __future__ import annotations
@@ -11,18 +12,25 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import pydantic_core
 from anyio import to_thread
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import FormData
-from starlette.formparsers import MultiPartException, MultiPartParser
 
+from api import jsonarrays
 from api.problems import ProblemError, from_validation
 
 Model = TypeVar("Model", bound=BaseModel)
 
 INLINE_PARSE_BYTES = 64 * 1024
 """Bodies up to this size are parsed on the event loop; larger ones in a worker thread."""
+
+LIFT_ABOVE = 1024 * 1024
+"""Bodies above this size have their numeric arrays parsed by ``api.jsonarrays``, when the route allows it."""
+
+COMMA_SHARE = 64
+"""A body with a comma in every this many bytes is mostly numbers; one with fewer is mostly strings (``b64``),
+which pydantic-core makes into Python strings faster than simdjson."""
 
 
 def json_body(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
@@ -34,10 +42,13 @@ def json_body(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
     return read
 
 
-async def read_json(request: Request, model: type[Model], accepted: str = "application/json") -> Model:
+async def read_json(
+    request: Request, model: type[Model], accepted: str = "application/json", lift_arrays: bool = False
+) -> Model:
     """The body, which must be JSON, read within the size limit and validated as ``model``.
 
-    ``accepted`` names, for the 415 message, every media type the route takes.
+    ``accepted`` names, for the 415 message, every media type the route takes. ``lift_arrays``: ``model`` takes
+    ``ParsedArray`` wherever its numeric arrays of ``jsonarrays.LIFT_MIN`` numbers or more may be.
     """
     media = media_type(request)
     if media != "application/json" and not media.endswith("+json"):
@@ -45,21 +56,52 @@ async def read_json(request: Request, model: type[Model], accepted: str = "appli
             415, "Unsupported Media Type", f"the body must be {accepted}; Content-Type was {media or 'none'}"
         )
     raw = b"".join([chunk async for chunk in limited_stream(request)])
-    return await validate_json(request, model, raw)
+    return await validate_json(request, model, raw, lift_arrays=lift_arrays)
 
 
-async def validate_json(request: Request, model: type[Model], raw: bytes, where: str = "") -> Model:
+async def validate_json(
+    request: Request, model: type[Model], raw: bytes, where: str = "", lift_arrays: bool = False
+) -> Model:
     """``model`` from JSON bytes (in a worker thread when large); a 4xx names the field, under ``where``."""
     started = time.perf_counter()
     try:
         if len(raw) <= INLINE_PARSE_BYTES:
             body = model.model_validate_json(raw)
         else:
-            body = await to_thread.run_sync(model.model_validate_json, raw)
+            body = await to_thread.run_sync(_validate_large, model, raw, lift_arrays)
     except ValidationError as exc:
         raise from_validation(exc, raw, where) from None
     request.state.parse_ms = getattr(request.state, "parse_ms", 0.0) + (time.perf_counter() - started) * 1e3
     return body
+
+
+def _validate_large(model: type[Model], raw: bytes, lift_arrays: bool) -> Model:
+    """``model`` from large JSON bytes: parsed to Python objects first, then validated in strict mode.
+
+    pydantic's one-pass JSON validation converts every tagged union's input to Python objects to choose its
+    branch, which for a weight is the whole weight twice over. Strict validation of parsed objects accepts a
+    subset of what the lax JSON road accepts, with the same values; anything else takes that road, whose errors
+    are the ones answered.
+    """
+    document = _parsed(raw, lift_arrays)
+    if document is not None:
+        try:
+            return model.model_validate(document, strict=True)
+        except ValidationError:
+            pass
+    return model.model_validate_json(raw)
+
+
+def _parsed(raw: bytes, lift_arrays: bool) -> object | None:
+    """The document as Python objects: by ``jsonarrays.lift`` when allowed and the text is mostly numbers (one
+    comma in ``COMMA_SHARE`` bytes or more), else by pydantic-core; ``None`` when the text is not JSON."""
+    if lift_arrays and len(raw) > LIFT_ABOVE and raw.count(b",") * COMMA_SHARE >= len(raw):
+        return jsonarrays.lift(raw)
+    try:
+        document: object = pydantic_core.from_json(raw)
+    except ValueError:
+        return None
+    return document
 
 
 def media_type(request: Request) -> str:
@@ -79,16 +121,6 @@ async def limited_stream(request: Request) -> AsyncGenerator[bytes, None]:
         if size > limit:
             raise _too_large(limit)
         yield chunk
-
-
-async def read_form(request: Request) -> FormData:
-    """A multipart/form-data body, parsed by Starlette's streaming parser within the size limit."""
-    limit = request.app.state.settings.max_body_bytes
-    parser = MultiPartParser(request.headers, limited_stream(request), max_files=1, max_fields=1, max_part_size=limit)
-    try:
-        return await parser.parse()
-    except MultiPartException as exc:
-        raise ProblemError(400, "Bad Request", f"the multipart body could not be read: {exc.message}") from None
 
 
 def _too_large(limit: int) -> ProblemError:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 
 import numpy as np
+import pybase64
 from numpy.typing import NDArray
 
 from api.safetensors import SafetensorsFile
 from jacspec.models import AnalysisRequest, Inputs, Network, SafetensorsNetwork, Tensor, activation_parts
 from jacspec.models.activations import Activation as ActivationModel
+from jacspec.models.tensor import ParsedArray
 from service.activations import Activation, make_activation
 from service.errors import InvalidInputError, Location
 from service.network import InitRecipe, Layer, network_from_layers
@@ -21,8 +22,10 @@ Array = NDArray[np.float64]
 LITTLE_ENDIAN = {"FP32": "<f4", "FP64": "<f8"}
 
 
-def to_array(value: Tensor | list[float] | list[list[float]], location: Location) -> Array:
+def to_array(value: Tensor | list[float] | list[list[float]] | ParsedArray, location: Location) -> Array:
     """A float64 array; FP32 values are first rounded to float32, as the caller's model holds them."""
+    if isinstance(value, ParsedArray):
+        return np.asarray(value.values, dtype=np.float64)
     if isinstance(value, list):
         try:
             return np.array(value, dtype=np.float64)
@@ -30,7 +33,7 @@ def to_array(value: Tensor | list[float] | list[list[float]], location: Location
             raise InvalidInputError(location, "rows of a nested list must all have the same length") from None
     if value.b64 is not None:
         try:
-            raw = base64.b64decode(value.b64, validate=True)
+            raw = pybase64.b64decode(value.b64, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInputError((*location, "b64"), "b64 is not valid base64") from None
         dtype = np.dtype(LITTLE_ENDIAN[value.datatype])
@@ -40,7 +43,8 @@ def to_array(value: Tensor | list[float] | list[list[float]], location: Location
                 f"b64 decodes to {len(raw)} bytes; shape {value.shape} needs {value.size * dtype.itemsize}",
             )
         return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(value.shape)
-    array = np.array(value.data, dtype=np.float32 if value.datatype == "FP32" else np.float64)
+    data = value.data.values if isinstance(value.data, ParsedArray) else value.data
+    array = np.asarray(data, dtype=np.float32 if value.datatype == "FP32" else np.float64)
     return array.astype(np.float64).reshape(value.shape)
 
 
@@ -93,7 +97,9 @@ def probe_count(inputs: Inputs) -> int:
     data = inputs.data
     if data is None:
         return inputs.count
-    return len(data) if isinstance(data, list) else data.shape[0]
+    if isinstance(data, list):
+        return len(data)
+    return data.shape[0]
 
 
 def widths_of(request: AnalysisRequest) -> list[int]:
@@ -106,7 +112,9 @@ def widths_of(request: AnalysisRequest) -> list[int]:
     return [shapes[0][-1], *(shape[0] for shape in shapes)]
 
 
-def _shape(value: Tensor | list[list[float]]) -> list[int]:
+def _shape(value: Tensor | list[list[float]] | ParsedArray) -> list[int]:
+    if isinstance(value, ParsedArray):
+        return list(value.shape)
     if isinstance(value, list):
         return [len(value), len(value[0]) if value else 0]
     return value.shape

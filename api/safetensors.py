@@ -56,7 +56,7 @@ class SafetensorsFile:
         return values.astype(np.float64).reshape(entry.shape)
 
 
-def parse(blob: bytes) -> SafetensorsFile:
+def parse(blob: bytes | memoryview) -> SafetensorsFile:
     """Check the header against the file and return it with the buffer; no array is made yet."""
     if len(blob) < 8:
         raise InvalidInputError(
@@ -69,7 +69,7 @@ def parse(blob: bytes) -> SafetensorsFile:
             f"the header claims {length} bytes but only {len(blob) - 8} follow: truncated, or not safetensors",
         )
     try:
-        header = from_json(blob[8 : 8 + length])
+        header = from_json(bytes(blob[8 : 8 + length]))
     except ValueError:
         raise InvalidInputError(WHERE, "the safetensors header is not valid JSON") from None
     if not isinstance(header, dict):

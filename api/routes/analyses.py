@@ -9,10 +9,9 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
-from starlette.datastructures import UploadFile
 
 from api import safetensors
-from api.body import media_type, openapi_body, read_form, read_json, validate_json
+from api.body import media_type, openapi_body, read_json, validate_json
 from api.decode import (
     explicit_network,
     init_recipe,
@@ -23,6 +22,7 @@ from api.decode import (
 )
 from api.encode import analysis_report
 from api.limits import check_analysis, check_size
+from api.multipart import read_parts
 from api.problems import invalid, problem_responses
 from api.settings import Settings
 from jacspec import __version__
@@ -74,7 +74,10 @@ async def create_analysis(request: Request) -> Response:
         work = await _safetensors_work(request, settings)
     else:
         body = await read_json(
-            request, AnalysisRequest, "application/json, or multipart/form-data with a .safetensors file"
+            request,
+            AnalysisRequest,
+            "application/json, or multipart/form-data with a .safetensors file",
+            lift_arrays=True,
         )
         check_analysis(body, settings)
         work = partial(_analyse, body)
@@ -121,18 +124,17 @@ def _run(
 
 async def _safetensors_work(request: Request, settings: Settings) -> Callable[[], tuple[Analysis, float]]:
     """Read the multipart body and check the file's header and sizes; the arrays are made later, in the worker."""
-    form = await read_form(request)
-    upload = form.get("weights")
-    if not isinstance(upload, UploadFile):
+    parts = await read_parts(request)
+    upload = parts.get("weights")
+    if upload is None or upload.filename is None:
         raise invalid(
             [FieldError(pointer="/weights", detail="a multipart file part `weights` (.safetensors) is required")]
         )
-    part = form.get("request")
-    raw = await part.read() if isinstance(part, UploadFile) else (part or "{}").encode()
+    part = parts.get("request")
+    raw = b"{}" if part is None else bytes(part.data)
     spec = await validate_json(request, SafetensorsRequest, raw, where="/request")
-    blob = await upload.read()
     started = time.perf_counter()
-    file = await to_thread.run_sync(safetensors.parse, blob)
+    file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
     parameters = safetensors.parameter_count(file, prefixes)

@@ -204,3 +204,45 @@ def test_sync_sdk_over_http(server_url: str) -> None:
             sdk.analyze_safetensors(b"nope")
     assert [layer.shape for layer in report.layers] == [[8, 6], [5, 8], [3, 5]]
     assert caught.value.errors[0].pointer == "/weights"
+
+
+def _multipart_body(boundary: bytes, *parts: tuple[bytes, bytes]) -> bytes:
+    """A multipart body of (Content-Disposition, data) parts, closed by the final boundary."""
+    body = b"".join(b"--%s\r\nContent-Disposition: %s\r\n\r\n%s\r\n" % (boundary, d, data) for d, data in parts)
+    return body + b"--%s--\r\n" % boundary
+
+
+async def test_file_bytes_that_look_like_the_boundary(client: httpx.AsyncClient) -> None:
+    """The weights' bytes hold the boundary's start and a CR LF: they are read exactly, as the JSON route reads them."""
+    boundary = b"jacspecBOUNDARY"
+    raw = (b"\r\n--jacspecBOUN" + b"\x00\x00\x80?\r\n-\x00\x00\x00@" * 4)[:48]
+    weight = np.frombuffer(raw, dtype="<f4").reshape(3, 4).copy()
+    assert np.isfinite(weight).all()
+    blob = save_numpy({"0.weight": weight})
+    assert raw in blob
+    body = _multipart_body(boundary, (b'form-data; name="weights"; filename="w.safetensors"', blob))
+    headers = {"content-type": f"multipart/form-data; boundary={boundary.decode()}"}
+    upload = await client.post("/v1/analyses", content=body, headers=headers)
+    as_json = await client.post("/v1/analyses", json={"network": {"layers": [{"weight": weight.tolist()}]}})
+    assert as_json.status_code == 200, as_json.text
+    assert upload.status_code == 200, upload.text
+    _same(upload.json(), as_json.json())
+
+
+MALFORMED_BODIES = {
+    "no boundary": ("multipart/form-data", _multipart_body(b"b", (b'form-data; name="weights"', b"x"))),
+    "truncated": ("multipart/form-data; boundary=b", _multipart_body(b"b", (b'form-data; name="weights"', b"x"))[:-9]),
+    "three parts": (
+        "multipart/form-data; boundary=b",
+        _multipart_body(b"b", *[(b'form-data; name="p%d"' % i, b"x") for i in range(3)]),
+    ),
+    "a part without a name": ("multipart/form-data; boundary=b", _multipart_body(b"b", (b"form-data", b"x"))),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_BODIES)
+async def test_malformed_multipart_bodies_are_refused(client: httpx.AsyncClient, case: str) -> None:
+    content_type, body = MALFORMED_BODIES[case]
+    response = await client.post("/v1/analyses", content=body, headers={"content-type": content_type})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("the multipart body could not be read")

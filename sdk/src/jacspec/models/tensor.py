@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, InstanceOf, Tag, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from jacspec.models._base import ContractModel
 
@@ -16,12 +18,41 @@ B64_ABOVE = 1024
 """``Tensor.from_numpy`` sends arrays with more elements than this as base64 bytes."""
 
 
+@dataclass(frozen=True)
+class ParsedArray:
+    """Numbers already parsed out of the JSON text, standing in for a numeric array: its ``shape`` and ``values``.
+
+    A server may parse large numeric arrays of a body straight into a buffer instead of one Python float per
+    number (jacspec's does), and validate the rest of the body with these models. Clients never send one; it is
+    not part of the JSON schema.
+    """
+
+    shape: tuple[int, ...]
+    values: Any
+
+
+def _ndim(ndim: int) -> AfterValidator:
+    def check(parsed: ParsedArray) -> ParsedArray:
+        if len(parsed.shape) != ndim:
+            raise ValueError(f"expected a {ndim}-D array, got shape {list(parsed.shape)}")
+        return parsed
+
+    return AfterValidator(check)
+
+
+ParsedValues = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], Tag("parsed")]]
+ParsedMatrix = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], _ndim(2), Tag("parsed")]]
+ParsedVector = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], _ndim(1), Tag("parsed")]]
+
+
 def _flat_or_nested(value: object) -> str:
+    if isinstance(value, ParsedArray):
+        return "parsed"
     return "nested" if isinstance(value, list) and value and isinstance(value[0], list) else "flat"
 
 
 Values = Annotated[
-    Annotated[list[float], Tag("flat")] | Annotated[list[list[float]], Tag("nested")],
+    Annotated[list[float], Tag("flat")] | Annotated[list[list[float]], Tag("nested")] | ParsedValues,
     Discriminator(_flat_or_nested),
 ]
 """Row-major values: flat ``[...]`` or nested ``[[...], ...]``."""
@@ -82,7 +113,8 @@ class Tensor(ContractModel):
         dtype = np.dtype("<f4" if self.datatype == "FP32" else "<f8")
         if self.b64 is not None:
             return np.frombuffer(base64.b64decode(self.b64, validate=True), dtype=dtype).reshape(self.shape).copy()
-        return np.asarray(self.data, dtype=dtype).reshape(self.shape)
+        values = self.data.values if isinstance(self.data, ParsedArray) else self.data
+        return np.asarray(values, dtype=dtype).reshape(self.shape)
 
     @model_validator(mode="after")
     def _check_payload(self) -> Tensor:
@@ -100,12 +132,15 @@ class Tensor(ContractModel):
 
 def _base64_length(text: str) -> int:
     """Bytes that base64 ``text`` decodes to, from its length alone (the characters are checked on decoding)."""
-    stripped = text.rstrip("=")
-    return len(stripped) * 3 // 4
+    padding = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
+    return (len(text) - padding) * 3 // 4
 
 
-def _check_data_shape(data: list[float] | list[list[float]], shape: list[int]) -> None:
-    if data and isinstance(data[0], list):
+def _check_data_shape(data: list[float] | list[list[float]] | ParsedArray, shape: list[int]) -> None:
+    if isinstance(data, ParsedArray):
+        if (len(data.shape) == 2 and list(data.shape) != shape) or math.prod(data.shape) != math.prod(shape):
+            raise ValueError(f"data of shape {list(data.shape)} does not match shape {shape}")
+    elif data and isinstance(data[0], list):
         rows = [len(row) if isinstance(row, list) else -1 for row in data]
         if len(shape) != 2 or len(data) != shape[0] or any(r != shape[1] for r in rows):
             raise ValueError(
@@ -116,18 +151,20 @@ def _check_data_shape(data: list[float] | list[list[float]], shape: list[int]) -
 
 
 def _tensor_or_list(value: object) -> str:
+    if isinstance(value, ParsedArray):
+        return "parsed"
     return "list" if isinstance(value, list) else "tensor"
 
 
 Matrix = Annotated[
-    Annotated[Tensor, Tag("tensor")] | Annotated[list[list[float]], Tag("list")],
+    Annotated[Tensor, Tag("tensor")] | Annotated[list[list[float]], Tag("list")] | ParsedMatrix,
     Discriminator(_tensor_or_list),
     Field(description="A Tensor object, or a bare nested list [[...], ...] as shorthand (FP64)."),
 ]
 """A 2-D tensor or its nested-list shorthand."""
 
 Vector = Annotated[
-    Annotated[Tensor, Tag("tensor")] | Annotated[list[float], Tag("list")],
+    Annotated[Tensor, Tag("tensor")] | Annotated[list[float], Tag("list")] | ParsedVector,
     Discriminator(_tensor_or_list),
     Field(description="A Tensor object, or a bare list [...] as shorthand (FP64)."),
 ]
