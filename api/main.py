@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api import docs, openapi, problems
 from api.compute import ComputeSlots
+from api.request_id import RequestIdMiddleware
 from api.routes import analyses, bounds, catalog, health
 from api.settings import Settings
 from jacspec import __version__
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     docs.install(app)
     openapi.install(app)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
