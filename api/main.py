@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.compute = ComputeSlots(settings.compute_slots)
+    app.state.compute = ComputeSlots(settings.compute_slots, settings.queue_timeout, settings.queue_size)
     app.state.ready = False
     for module in (analyses, bounds, catalog, health):
         app.include_router(module.router)

@@ -175,8 +175,15 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "The body, the network or its estimated work is larger than this server accepts.",
         415: "The body is not application/json.",
         422: "The body does not satisfy the contract; `errors` points at each offending field.",
+        503: "Every compute slot stayed busy (or the queue for them is full); retry after `Retry-After` seconds.",
     }
-    return {
-        status: {"description": descriptions[status], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
-        for status in statuses
+    headers = {
+        503: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
     }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response = {"description": descriptions[status], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+        if status in headers:
+            response["headers"] = headers[status]
+        responses[status] = response
+    return responses
