@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import docs, openapi, problems
+from api.auth import require_key
 from api.compute import ComputeSlots
+from api.problems import problem_responses
 from api.request_id import RequestIdMiddleware
 from api.routes import analyses, bounds, catalog, health
 from api.settings import Settings
@@ -35,13 +38,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.compute = ComputeSlots(settings.compute_slots, settings.queue_timeout, settings.queue_size)
     app.state.ready = False
-    for module in (analyses, bounds, catalog, health):
-        app.include_router(module.router)
+    _include_routers(app, settings)
     problems.install(app)
     docs.install(app)
     openapi.install(app)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> None:
+    """The /v1 routers, behind the API-key check when JACSPEC_API_KEYS is set; health stays open."""
+    guarded: dict[str, Any] = {}
+    if settings.api_keys:
+        guarded = {"dependencies": [Depends(require_key(settings.api_keys))], "responses": problem_responses(401)}
+    for module in (analyses, bounds, catalog):
+        app.include_router(module.router, **guarded)
+    app.include_router(health.router)
 
 
 app = create_app()

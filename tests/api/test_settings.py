@@ -1,4 +1,4 @@
-"""Settings from the environment, and the README's table of them."""
+"""Settings from the environment: list settings as JSON or comma-separated, API keys never printable."""
 
 from __future__ import annotations
 
@@ -10,11 +10,48 @@ import pytest
 
 from api.settings import Settings
 
+KEY = "k-very-secret-1"
 
-def test_queue_defaults() -> None:
+
+def test_defaults_leave_auth_off() -> None:
     settings = Settings()
+    assert settings.api_keys == []
     assert settings.queue_timeout == 10.0
     assert settings.queue_size == 16
+
+
+def test_comma_separated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JACSPEC_API_KEYS", f"{KEY}, k2,")
+    settings = Settings()
+    assert [key.get_secret_value() for key in settings.api_keys] == [KEY, "k2"]
+
+
+def test_json_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JACSPEC_API_KEYS", '["a,b", "c"]')
+    settings = Settings()
+    assert [key.get_secret_value() for key in settings.api_keys] == ["a,b", "c"]
+
+
+def test_empty_env_is_an_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JACSPEC_API_KEYS", "")
+    assert Settings().api_keys == []
+
+
+def test_keys_are_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JACSPEC_API_KEYS", KEY)
+    settings = Settings()
+    assert settings.api_keys[0].get_secret_value() == KEY
+    for text in (str(settings), repr(settings), settings.model_dump_json(), str(settings.model_dump())):
+        assert KEY not in text
+
+
+@pytest.mark.parametrize("value", [f"[{KEY}", f'["{KEY}", " "]'])
+def test_a_bad_key_list_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("JACSPEC_API_KEYS", value)
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings()
+    assert "api_keys" in str(caught.value)
+    assert KEY not in str(caught.value)
 
 
 def test_queue_timeout_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
