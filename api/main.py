@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import docs, openapi, problems
+from api import cors, docs, openapi, problems
 from api.auth import require_key
 from api.compute import ComputeSlots
 from api.problems import problem_responses
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     docs.install(app)
     openapi.install(app)
-    app.add_middleware(RequestIdMiddleware)
+    _add_middleware(app, settings)
     return app
 
 
@@ -54,6 +54,13 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     for module in (analyses, bounds, catalog):
         app.include_router(module.router, **guarded)
     app.include_router(health.router)
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """CORS when JACSPEC_CORS_ORIGINS is set; the request id outermost (the last added), so every answer has one."""
+    if settings.cors_origins:
+        cors.install(app, settings.cors_origins)
+    app.add_middleware(RequestIdMiddleware)
 
 
 app = create_app()

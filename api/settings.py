@@ -33,8 +33,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Keys accepted on /v1 as `Authorization: Bearer <key>` or `X-API-Key: <key>`; empty: no auth.",
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (`*` for any); empty: no CORS headers."
+    )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         """A JSON list, or comma-separated values (blank entries dropped), when given as a string."""

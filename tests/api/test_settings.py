@@ -13,23 +13,28 @@ from api.settings import Settings
 KEY = "k-very-secret-1"
 
 
-def test_defaults_leave_auth_off() -> None:
+def test_defaults_leave_auth_and_cors_off() -> None:
     settings = Settings()
     assert settings.api_keys == []
+    assert settings.cors_origins == []
     assert settings.queue_timeout == 10.0
     assert settings.queue_size == 16
 
 
 def test_comma_separated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACSPEC_API_KEYS", f"{KEY}, k2,")
+    monkeypatch.setenv("JACSPEC_CORS_ORIGINS", "http://a.test,https://b.test")
     settings = Settings()
     assert [key.get_secret_value() for key in settings.api_keys] == [KEY, "k2"]
+    assert settings.cors_origins == ["http://a.test", "https://b.test"]
 
 
 def test_json_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACSPEC_API_KEYS", '["a,b", "c"]')
+    monkeypatch.setenv("JACSPEC_CORS_ORIGINS", '["*"]')
     settings = Settings()
     assert [key.get_secret_value() for key in settings.api_keys] == ["a,b", "c"]
+    assert settings.cors_origins == ["*"]
 
 
 def test_empty_env_is_an_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:
