@@ -2,8 +2,9 @@
 
 import uvicorn
 
+from api.logs import log_config
 from api.settings import Settings
 
 if __name__ == "__main__":
     settings = Settings()
-    uvicorn.run("api.main:app", host=settings.host, port=settings.port)
+    uvicorn.run("api.main:app", host=settings.host, port=settings.port, log_config=log_config(), access_log=False)

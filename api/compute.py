@@ -3,18 +3,27 @@
 The cores are shared out between the slots: each slot's BLAS calls get ``cores // slots`` threads (at least
 one). Without that, two slots of two OpenBLAS threads each on two cores spin against each other, and a
 four-second analysis was measured taking three minutes.
+
+When every slot is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
+``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``. A request holds its
+slot until its worker thread has finished, even if the client has gone (a thread cannot be interrupted).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from anyio import CapacityLimiter, to_thread
+from anyio import CapacityLimiter, WouldBlock, fail_after, to_thread
 from threadpoolctl import threadpool_limits
 
+from api.problems import ProblemError
+
 T = TypeVar("T")
+
+BUSY = "urn:jacspec:problem:busy"
 
 
 def blas_threads(slots: int) -> int:
@@ -23,11 +32,51 @@ def blas_threads(slots: int) -> int:
 
 
 class ComputeSlots:
-    def __init__(self, slots: int) -> None:
+    """At most ``slots`` functions running at once in worker threads, with a bounded wait for a slot."""
+
+    def __init__(self, slots: int, queue_timeout: float = 10.0, queue_size: int = 16) -> None:
         self.limiter = CapacityLimiter(slots)
+        self.threads = CapacityLimiter(slots)
+        """The worker threads' own limiter: only a slot's holder starts one, so it never makes anyone wait."""
+        self.queue_timeout = queue_timeout
+        self.queue_size = queue_size
+        self.retry_after = max(1, math.ceil(queue_timeout))
         self.blas_threads = blas_threads(slots)
         threadpool_limits(limits=self.blas_threads, user_api="blas")
 
     async def run(self, function: Callable[[], T]) -> T:
-        """Run ``function`` in a worker thread once a slot is free."""
-        return await to_thread.run_sync(function, limiter=self.limiter)
+        """Run ``function`` in a worker thread once a slot is free; 503 if none frees up in time."""
+        await self._acquire()
+        try:
+            return await to_thread.run_sync(function, limiter=self.threads)
+        finally:
+            self.limiter.release()
+
+    async def _acquire(self) -> None:
+        """Take a slot: at once if one is free, else after waiting in the queue (503 when full or too long)."""
+        try:
+            self.limiter.acquire_nowait()
+            return
+        except WouldBlock:
+            pass
+        if self.limiter.statistics().tasks_waiting >= self.queue_size:
+            raise self._busy(f"all {self._slots()} compute slots are busy and {self.queue_size} requests are waiting")
+        try:
+            with fail_after(self.queue_timeout):
+                await self.limiter.acquire()
+        except TimeoutError:
+            raise self._busy(
+                f"all {self._slots()} compute slots stayed busy for {self.queue_timeout:g} s (JACSPEC_QUEUE_TIMEOUT)"
+            ) from None
+
+    def _slots(self) -> int:
+        return int(self.limiter.total_tokens)
+
+    def _busy(self, detail: str) -> ProblemError:
+        return ProblemError(
+            503,
+            "Service Unavailable",
+            f"{detail}; retry in {self.retry_after} s",
+            type_=BUSY,
+            headers={"Retry-After": str(self.retry_after)},
+        )

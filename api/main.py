@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from api import docs, openapi, problems
+from api import cors, docs, openapi, problems
+from api.auth import require_key
 from api.compute import ComputeSlots
+from api.problems import problem_responses
+from api.request_id import RequestIdMiddleware
 from api.routes import analyses, bounds, catalog, health
 from api.settings import Settings
 from jacspec import __version__
@@ -32,14 +36,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.compute = ComputeSlots(settings.compute_slots)
+    app.state.compute = ComputeSlots(settings.compute_slots, settings.queue_timeout, settings.queue_size)
     app.state.ready = False
-    for module in (analyses, bounds, catalog, health):
-        app.include_router(module.router)
+    _include_routers(app, settings)
     problems.install(app)
     docs.install(app)
     openapi.install(app)
+    _add_middleware(app, settings)
     return app
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> None:
+    """The /v1 routers, behind the API-key check when JACSPEC_API_KEYS is set; health stays open."""
+    guarded: dict[str, Any] = {}
+    if settings.api_keys:
+        guarded = {"dependencies": [Depends(require_key(settings.api_keys))], "responses": problem_responses(401)}
+    for module in (analyses, bounds, catalog):
+        app.include_router(module.router, **guarded)
+    app.include_router(health.router)
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """CORS when JACSPEC_CORS_ORIGINS is set; the request id outermost (the last added), so every answer has one."""
+    if settings.cors_origins:
+        cors.install(app, settings.cors_origins)
+    app.add_middleware(RequestIdMiddleware)
 
 
 app = create_app()

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import request_id
 from jacspec.models import ActivationName, FieldError, Problem
 from service.errors import InvalidInputError
 
@@ -113,40 +114,46 @@ def from_invalid_input(exc: InvalidInputError) -> ProblemError:
     return invalid([FieldError(pointer=_location_pointer(exc.location), detail=exc.message[:MAX_MESSAGE])])
 
 
-def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(problem: Problem, request: Request, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The problem+json response, with the request's id as the ``request_id`` extension member."""
+    body = problem.model_copy(update={"request_id": request_id.of(request)})
     return JSONResponse(
-        problem.model_dump(exclude_none=True), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers
+        body.model_dump(exclude_none=True), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers
     )
 
 
-async def _on_problem(_: Request, exc: Exception) -> JSONResponse:
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.problem, exc.headers)
+    return problem_response(exc.problem, request, exc.headers)
 
 
-async def _on_invalid_input(_: Request, exc: Exception) -> JSONResponse:
+async def _on_invalid_input(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InvalidInputError)
-    return problem_response(from_invalid_input(exc).problem)
+    return problem_response(from_invalid_input(exc).problem, request)
 
 
-async def _on_request_validation(_: Request, exc: Exception) -> JSONResponse:
+async def _on_request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [FieldError(pointer=_location_pointer(d["loc"]), detail=_message(d["msg"])) for d in exc.errors()]
-    return problem_response(invalid(errors).problem)
+    return problem_response(invalid(errors).problem, request)
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP error")
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem_response(Problem(title=title, status=exc.status_code, detail=detail), dict(exc.headers or {}))
+    problem = Problem(title=title, status=exc.status_code, detail=detail)
+    return problem_response(problem, request, dict(exc.headers or {}))
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
-        Problem(title="Internal Server Error", status=500, detail="an unexpected error; it has been logged")
+    """500. Starlette calls this outside every middleware, so the request id header is set here."""
+    rid = request_id.of(request)
+    logger.exception(
+        "unhandled error on %s %s", request.method, request.url.path, exc_info=exc, extra={"request_id": rid}
     )
+    problem = Problem(title="Internal Server Error", status=500, detail="an unexpected error; it has been logged")
+    return problem_response(problem, request, {request_id.HEADER: rid})
 
 
 def install(app: FastAPI) -> None:
@@ -165,11 +172,20 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     descriptions = {
         400: "The body is not JSON.",
+        401: "An API key is required (`Authorization: Bearer <key>` or `X-API-Key: <key>`) and none valid was sent.",
         413: "The body, the network or its estimated work is larger than this server accepts.",
         415: "The body is not application/json.",
         422: "The body does not satisfy the contract; `errors` points at each offending field.",
+        503: "Every compute slot stayed busy (or the queue for them is full); retry after `Retry-After` seconds.",
     }
-    return {
-        status: {"description": descriptions[status], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
-        for status in statuses
+    headers = {
+        401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+        503: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
     }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response = {"description": descriptions[status], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+        if status in headers:
+            response["headers"] = headers[status]
+        responses[status] = response
+    return responses

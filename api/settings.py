@@ -1,13 +1,21 @@
-"""Settings, read from environment variables with the ``JACSPEC_`` prefix (e.g. ``JACSPEC_PORT=9000``)."""
+"""Settings, read from environment variables with the ``JACSPEC_`` prefix (e.g. ``JACSPEC_PORT=9000``).
+
+List settings take JSON (``JACSPEC_API_KEYS='["k1", "k2"]'``) or a comma-separated value
+(``JACSPEC_API_KEYS=k1,k2``). API keys are ``SecretStr``: the settings' repr and str never show them.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JACSPEC_")
+    model_config = SettingsConfigDict(env_prefix="JACSPEC_", hide_input_in_errors=True)
+    """``hide_input_in_errors``: a malformed JACSPEC_API_KEYS must not be printed in the error that refuses it."""
 
     host: str = Field("127.0.0.1", description="Interface `python -m api` listens on.")
     port: int = Field(8000, description="Port `python -m api` listens on.")
@@ -15,3 +23,39 @@ class Settings(BaseSettings):
     max_parameters: int = Field(100_000_000, ge=1, description="Most weights and biases in one network; more → 413.")
     max_flops: float = Field(2e11, gt=0, description="Most estimated floating-point work for one analysis; more → 413.")
     compute_slots: int = Field(2, ge=1, description="Analyses computed at once, each in a worker thread.")
+    queue_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request may wait for a compute slot; longer → 503 with Retry-After."
+    )
+    queue_size: int = Field(
+        16, ge=0, description="Requests that may wait for a compute slot at once; one more → 503 at once."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys accepted on /v1 as `Authorization: Bearer <key>` or `X-API-Key: <key>`; empty: no auth.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (`*` for any); empty: no CORS headers."
+    )
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """A JSON list, or comma-separated values (blank entries dropped), when given as a string."""
+        return split_list(value) if isinstance(value, str) else value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_blank_key(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """No key may be empty or pure whitespace: such a key would be matched by a blank header."""
+        if any(not key.get_secret_value().strip() for key in keys):
+            raise ValueError("an API key must not be blank")
+        return keys
+
+
+def split_list(value: str) -> list[Any]:
+    """``'["a", "b"]'`` or ``"a, b"`` → ``["a", "b"]``; an empty string is an empty list."""
+    text = value.strip()
+    if text.startswith("["):
+        parsed: list[Any] = json.loads(text)
+        return parsed
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -66,7 +66,7 @@ def _request_body() -> dict[str, Any]:
         "part `weights` with the rest of the request in the JSON part `request`."
     ),
     openapi_extra=_request_body(),
-    responses=problem_responses(400, 413, 415, 422),
+    responses=problem_responses(400, 413, 415, 422, 503),
 )
 async def create_analysis(request: Request) -> Response:
     settings: Settings = request.app.state.settings

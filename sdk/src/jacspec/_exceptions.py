@@ -37,7 +37,7 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(JacspecError):
-    """An error answer. ``problem`` holds the RFC 9457 body (type, title, status, detail, errors)."""
+    """An error answer. ``problem`` holds the RFC 9457 body (type, title, status, detail, errors, request_id)."""
 
     status_code: int
 
@@ -58,6 +58,11 @@ class APIStatusError(JacspecError):
     @property
     def detail(self) -> str | None:
         return self.problem.detail
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's id for the failed request (the problem's ``request_id``, else ``X-Request-ID``)."""
+        return self.problem.request_id or self.response.headers.get("x-request-id")
 
     @property
     def errors(self) -> list[FieldError]:

@@ -39,3 +39,6 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[FieldError] | None = None
+    request_id: str | None = Field(
+        None, description="The request's X-Request-ID (RFC 9457 extension member): quote it when reporting an error."
+    )

@@ -1,0 +1,153 @@
+"""Overload: with every compute slot held, a request waits at most JACSPEC_QUEUE_TIMEOUT in a queue of at most
+JACSPEC_QUEUE_SIZE, then gets 503 problem+json with Retry-After. The slot is held by a job blocked on a
+threading.Event, so nothing depends on timing but the (generous) limits on how long a test may take.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.compute import BUSY, ComputeSlots, blas_threads
+from api.main import create_app
+from api.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+PATIENCE_S = 30.0
+"""No step of these tests should come near this; it only turns a hang into a failure."""
+FACTORS = {"factors": [0.5, 2.0, 1.5]}
+
+
+@asynccontextmanager
+async def served(**settings: object) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A fresh app with ``Settings(**settings)`` and an httpx client talking to it."""
+    app = create_app(Settings(**settings))  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://jacspec.test") as client:
+            yield app, client
+
+
+@asynccontextmanager
+async def slot_held(compute: ComputeSlots) -> AsyncIterator[None]:
+    """One compute slot taken by a job that blocks until the block exits (then the job ends and frees it)."""
+    started, release = threading.Event(), threading.Event()
+
+    def job() -> None:
+        started.set()
+        release.wait(PATIENCE_S)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(compute.run, job)
+        try:
+            assert await anyio.to_thread.run_sync(started.wait, PATIENCE_S)
+            yield
+        finally:
+            release.set()
+
+
+async def test_503_with_retry_after_when_the_slot_stays_busy() -> None:
+    async with served(compute_slots=1, queue_timeout=0.05) as (app, client):
+        async with slot_held(app.state.compute):
+            with anyio.fail_after(PATIENCE_S):
+                response = await client.post("/v1/bounds", json=FACTORS)
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["retry-after"] == "1"
+        problem = response.json()
+        assert problem["status"] == 503
+        assert problem["type"] == BUSY
+        assert "JACSPEC_QUEUE_TIMEOUT" in problem["detail"]
+        assert problem["request_id"] == response.headers["x-request-id"]
+        # The refused request left no token behind: the next one computes.
+        assert app.state.compute.limiter.borrowed_tokens == 0
+        assert (await client.post("/v1/bounds", json=FACTORS)).status_code == 200
+
+
+async def test_retry_after_rounds_the_queue_timeout_up() -> None:
+    async with served(compute_slots=1, queue_timeout=2.5) as (app, _):
+        assert app.state.compute.retry_after == 3
+
+
+async def test_a_full_queue_is_refused_at_once() -> None:
+    async with served(compute_slots=1, queue_timeout=600, queue_size=0) as (app, client):
+        async with slot_held(app.state.compute):
+            with anyio.fail_after(PATIENCE_S):  # far less than the 600 s it would wait if it queued
+                response = await client.post("/v1/bounds", json=FACTORS)
+        assert response.status_code == 503
+        assert "retry-after" in response.headers
+        assert "0 requests are waiting" in response.json()["detail"]
+
+
+async def test_a_waiting_request_gets_the_slot_once_it_frees() -> None:
+    async with served(compute_slots=1, queue_timeout=600, queue_size=1) as (app, client):
+        compute: ComputeSlots = app.state.compute
+        responses: list[httpx.Response] = []
+
+        async def post() -> None:
+            responses.append(await client.post("/v1/bounds", json=FACTORS))
+
+        with anyio.fail_after(PATIENCE_S):
+            async with anyio.create_task_group() as group, slot_held(compute):  # the slot is freed first
+                group.start_soon(post)
+                while compute.limiter.statistics().tasks_waiting < 1:
+                    await anyio.sleep(0.01)
+                # The queue (one place) is full now: another request is refused at once.
+                refused = await client.post("/v1/bounds", json=FACTORS)
+                assert refused.status_code == 503
+                assert responses == []
+        assert [r.status_code for r in responses] == [200]
+        assert responses[0].json()["verdict"] == "stable"
+        assert compute.limiter.borrowed_tokens == 0
+
+
+async def test_analyses_are_refused_too() -> None:
+    body = {"network": {"activation": "tanh", "init": {"widths": [4, 4], "scheme": "orthogonal"}}}
+    async with served(compute_slots=1, queue_timeout=0.05) as (app, client):
+        async with slot_held(app.state.compute):
+            with anyio.fail_after(PATIENCE_S):
+                response = await client.post("/v1/analyses", json=body)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+
+
+def test_blas_threads_share_the_cores() -> None:
+    assert blas_threads(1) >= 1
+    assert blas_threads(10_000) == 1
+    assert ComputeSlots(2).blas_threads == blas_threads(2)
+
+
+async def test_slots_bound_concurrency() -> None:
+    """Two slots: two jobs run at once, and a third waits until one of them ends."""
+    compute = ComputeSlots(2, queue_timeout=600)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def job() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        gate.wait(PATIENCE_S)
+        with lock:
+            running -= 1
+
+    with anyio.fail_after(PATIENCE_S):
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(compute.run, job)
+            while compute.limiter.statistics().tasks_waiting < 1:
+                await anyio.sleep(0.01)
+            assert compute.limiter.borrowed_tokens == 2
+            gate.set()
+    assert peak == 2
+    assert compute.limiter.borrowed_tokens == 0
