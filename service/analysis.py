@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from service.bounds import bound_from_factors
 from service.logscale import plain
 from service.network import Network
-from service.spectral import spectral_norm, spectral_norms, uses_dense
+from service.spectral import gram_norms, spectral_norm, spectral_norms, uses_dense
 from service.verdict import Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
@@ -136,13 +136,15 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     jacobian: list[float | None] = [None] * depth
     derivative_max: list[float | None] = [None] * depth
     matvecs = sum(w.matvecs for w in weight)
+    last = np.zeros(0)  # the last layer's Jacobian norm per probe, the first step of the backward products
     for j in range(valid):
         derivative_max[j] = float(np.abs(fwd.derivatives[j]).max())
         norms, used = _jacobian_norms(fwd.derivatives[j], layers[j].weight, options.rtol)
         jacobian[j] = float(norms.max())
         matvecs += used
+        last = norms
     backward, input_norm, used = (
-        _backward_norms(network, fwd, options.rtol) if valid == depth else ([None] * depth, None, 0)
+        _backward_norms(network, fwd, last, options.rtol) if valid == depth else ([None] * depth, None, 0)
     )
     matvecs += used
     gradient = _gradient_norms(network, fwd, y) if valid == depth else [None] * depth
@@ -197,20 +199,31 @@ def _forward(network: Network, x: Array) -> _Forward:
 
 
 def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
-    """‖diag(d_b)·W‖₂ for every probe b (rows of d), formed a chunk of probes at a time."""
-    chunk = max(1, STACK_MAX_ENTRIES // w.size)
+    """‖diag(d_b)·W‖₂ for every probe b (rows of d), formed a chunk of probes at a time.
+
+    Densely, for a wide or square W, from one Gram matrix: (D_b W)(D_b W)ᵀ = D_b (W Wᵀ) D_b = (d_b d_bᵀ) ⊙ W Wᵀ.
+    """
+    gram = w @ w.T if uses_dense(w.shape, rtol) and w.shape[0] <= w.shape[1] else None
+    chunk = max(1, STACK_MAX_ENTRIES // (w.size if gram is None else gram.size))
     norms, matvecs = [], 0
     for start in range(0, len(d), chunk):
-        part, used = spectral_norms(d[start : start + chunk, :, None] * w, rtol)
-        norms.append(part)
-        matvecs += used
+        part = d[start : start + chunk]
+        if gram is None:
+            values, used = spectral_norms(part[:, :, None] * w, rtol)
+            matvecs += used
+        else:
+            values = gram_norms(part[:, :, None] * gram * part[:, None, :])
+        norms.append(values)
     return np.concatenate(norms), matvecs
 
 
-def _backward_norms(network: Network, fwd: _Forward, rtol: float) -> tuple[list[float | None], float | None, int]:
+def _backward_norms(
+    network: Network, fwd: _Forward, last: Array, rtol: float
+) -> tuple[list[float | None], float | None, int]:
     """log10 max_b ‖∂a_L/∂a_j‖₂ for j = 1..L (per layer) and for j = 0 (the input), and the matvecs taken.
 
     P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·diag(h_j'(z_j))·W_j.
+    The first step's norms are ``last``, the last layer's Jacobian norms ‖diag(h_L'(z_L))·W_L‖₂ per probe.
     """
     layers = network.layers
     depth, probes, n_out = len(layers), fwd.derivatives[0].shape[0], layers[-1].weight.shape[0]
@@ -224,10 +237,13 @@ def _backward_norms(network: Network, fwd: _Forward, rtol: float) -> tuple[list[
         p = ((p * fwd.derivatives[j][:, None, :]).reshape(-1, w.shape[0]) @ w).reshape(probes, n_out, w.shape[1])
         largest = np.abs(p).max(axis=(1, 2))
         alive = largest > 0
-        p[alive] /= largest[alive, None, None]
+        p /= np.where(alive, largest, 1.0)[:, None, None]
         scale[alive] += np.log10(largest[alive])
-        norms, used = spectral_norms(p, rtol)
-        matvecs += used
+        if j == depth - 1:
+            norms = np.where(alive, last / np.where(alive, largest, 1.0), 0.0)
+        else:
+            norms, used = spectral_norms(p, rtol)
+            matvecs += used
         with np.errstate(divide="ignore"):
             candidates = np.where(alive & (norms > 0), scale + np.log10(norms), -np.inf)
         best = float(candidates.max())

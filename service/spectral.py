@@ -75,8 +75,12 @@ def dense_norms(stack: Array) -> Array:
     narrow output layer) and measured to agree with it to 2e-15.
     """
     m, n = stack.shape[1:]
-    gram = stack @ stack.transpose(0, 2, 1) if m <= n else stack.transpose(0, 2, 1) @ stack
-    top = np.asarray(np.linalg.eigvalsh(gram)[:, -1], dtype=np.float64)
+    return gram_norms(stack @ stack.transpose(0, 2, 1) if m <= n else stack.transpose(0, 2, 1) @ stack)
+
+
+def gram_norms(grams: Array) -> Array:
+    """√λ_max of each symmetric positive semi-definite ``grams[k]``: σ_max of A for the Gram matrix AAᵀ or AᵀA."""
+    top = np.asarray(np.linalg.eigvalsh(grams)[:, -1], dtype=np.float64)
     return np.sqrt(np.maximum(top, 0.0))
 
 
