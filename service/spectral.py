@@ -23,9 +23,13 @@ DENSE_MAX_DIM = 256
 """Matrices whose smaller side is at most this are solved densely (see dense_norms), no slower there than Lanczos.
 Above it Lanczos is 4× faster on a Gaussian 512×512 and, with its budget, at most ~25% slower than dense SVD on
 a spectrum packed at its top (python -m bench.analysis --scaling: width 512, 6.4 s with dense, 1.3 s)."""
-FLOAT32_EPS = float(np.finfo(np.float32).eps)
-"""Lanczos first runs in float32 when rtol ≥ FLOAT32_EPS·√n: a float32 product of length n is accurate to about
-that, so below it the float64 check would refuse the float32 answer and the work would be wasted."""
+FLOAT32_FLOOR = 8 * float(np.finfo(np.float32).eps)
+"""Lanczos first runs in float32 when rtol ≥ this (9.5e-7). A float32 Ritz vector, after a float64 power step,
+was measured to reach a float64 residual of 2–5 float32 epsilons on Gaussian and low-rank matrices from
+n = 1024 to 8192 — it does not grow with n — so below this the float64 check would refuse it and the float32
+work would be wasted."""
+FLOAT32_TOL = 0.5
+"""The float32 run asks ARPACK for rtol·FLOAT32_TOL, leaving room for the rounding of its vector."""
 POLISH_STEPS = 3
 """float64 power steps that may certify a float32 Ritz vector before float64 Lanczos takes over."""
 RESTART_VECTORS = 20
@@ -85,7 +89,7 @@ def gram_norms(grams: Array) -> Array:
 
 
 def _lanczos(a: Array, rtol: float) -> SpectralNorm:
-    """Lanczos on G = AᵀA (or AAᵀ): first in float32 where rtol allows (see FLOAT32_EPS), certified in float64.
+    """Lanczos on G = AᵀA (or AAᵀ): first in float32 where rtol allows (see FLOAT32_FLOOR), certified in float64.
 
     The float32 run (half the memory traffic of every product) gives a Ritz vector v; in float64,
     θ = vᵀGv and r = ‖Gv − θv‖ with ‖v‖ = 1. When r ≤ rtol·θ — ARPACK's own criterion — √θ is the answer;
@@ -96,8 +100,8 @@ def _lanczos(a: Array, rtol: float) -> SpectralNorm:
     n = left.shape[0]
     counter = [0]
     start: Array = np.random.default_rng(0).standard_normal((n,))
-    if rtol >= FLOAT32_EPS * np.sqrt(n):
-        found = _arpack(left.astype(np.float32), rtol, start, counter, vectors=True)
+    if rtol >= FLOAT32_FLOOR:
+        found = _arpack(left.astype(np.float32), rtol * FLOAT32_TOL, start, counter, vectors=True)
         if found is not None and found[1] is not None:
             v: Array = found[1]
             for _ in range(POLISH_STEPS):
