@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from service import lanczos
 from service.bounds import bound_from_factors
 from service.logscale import plain
 from service.network import Network
@@ -203,7 +204,10 @@ def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
 
     Densely, for a wide or square W, from one Gram matrix: (D_b W)(D_b W)ᵀ = D_b (W Wᵀ) D_b = (d_b d_bᵀ) ⊙ W Wᵀ.
     """
-    gram = w @ w.T if uses_dense(w.shape, rtol) and w.shape[0] <= w.shape[1] else None
+    dense = uses_dense(w.shape, rtol)
+    if not dense and len(d) >= lanczos.BATCH_MIN:
+        return _lockstep_jacobian_norms(d, w, rtol)
+    gram = w @ w.T if dense and w.shape[0] <= w.shape[1] else None
     chunk = max(1, STACK_MAX_ENTRIES // (w.size if gram is None else gram.size))
     norms, matvecs = [], 0
     for start in range(0, len(d), chunk):
@@ -213,6 +217,23 @@ def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
             matvecs += used
         else:
             values = gram_norms(part[:, :, None] * gram * part[:, None, :])
+        norms.append(values)
+    return np.concatenate(norms), matvecs
+
+
+def _lockstep_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
+    """‖diag(d_b)·W‖₂ by Lanczos on every probe at once, with two products with W per step for all of them
+    (never forming the stack of D_b W); probes whose chunk does not converge are solved one by one."""
+    norms, matvecs = [], 0
+    for start in range(0, len(d), lanczos.chunk_for(min(w.shape))):
+        part = d[start : start + lanczos.chunk_for(min(w.shape))]
+        gram, size = lanczos.shared_weight_gram(w, part)
+        values, used = lanczos.top_singular_values(gram, len(part), size, rtol)
+        matvecs += used
+        if values is None:
+            alone = [spectral_norm(row[:, None] * w, rtol) for row in part]
+            values = np.array([norm.value for norm in alone])
+            matvecs += sum(norm.matvecs for norm in alone)
         norms.append(values)
     return np.concatenate(norms), matvecs
 

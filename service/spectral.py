@@ -17,6 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
+from service import lanczos
+
 Array = NDArray[np.float64]
 
 DENSE_MAX_DIM = 256
@@ -62,13 +64,21 @@ def spectral_norm(a: Array, rtol: float) -> SpectralNorm:
 
 
 def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
-    """σ_max of each matrix ``stack[k]``, and the total matrix-vector products taken."""
+    """σ_max of each matrix ``stack[k]``, and the total matrix-vector products taken: densely, in lockstep
+    (``service.lanczos``) for lanczos.BATCH_MIN matrices or more, else one by one."""
     if stack.size == 0:
         return np.zeros(len(stack)), 0
     if uses_dense(stack.shape[1:], rtol):
         return dense_norms(stack), 0
+    if len(stack) >= lanczos.BATCH_MIN:
+        gram, size = lanczos.stack_gram(stack)
+        values, products = lanczos.top_singular_values(gram, len(stack), size, rtol)
+        if values is not None:
+            return values, products
+    else:
+        products = 0
     norms = [spectral_norm(a, rtol) for a in stack]
-    return np.array([n.value for n in norms]), sum(n.matvecs for n in norms)
+    return np.array([n.value for n in norms]), products + sum(n.matvecs for n in norms)
 
 
 def dense_norms(stack: Array) -> Array:
