@@ -12,7 +12,8 @@ from service.spectral import DENSE_MAX_DIM, FLOAT32_FLOOR, LANCZOS_MIN_RTOL
 from service.verdict import Thresholds as ServiceThresholds
 
 SPECTRAL_METHOD = (
-    f"√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevd) when min(m, n) ≤ {DENSE_MAX_DIM} or "
+    "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevr, the top eigenvalue alone) when "
+    f"min(m, n) ≤ {DENSE_MAX_DIM} or "
     f"rtol < {LANCZOS_MIN_RTOL:g}; otherwise Lanczos "
     "(ARPACK eigsh on the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
     f"rtol ≥ {FLOAT32_FLOOR:.2g}, certified in float64 by the residual ‖Gv − θv‖ ≤ rtol·θ), falling back to the "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg.lapack import dsyevr
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from service import lanczos
@@ -82,7 +83,7 @@ def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
 
 
 def dense_norms(stack: Array) -> Array:
-    """σ_max of each ``stack[k]`` as √λ_max of its smaller Gram matrix AAᵀ or AᵀA (LAPACK syevd, batched).
+    """σ_max of each ``stack[k]`` as √λ_max of its smaller Gram matrix AAᵀ or AᵀA (see gram_norms).
 
     The largest eigenvalue of a symmetric matrix is found to within a few ulps of ‖G‖ = σ_max², so σ_max keeps
     full relative precision; this is 1.2–8× faster than a values-only SVD (8× for the n_L × n_j products of a
@@ -93,8 +94,17 @@ def dense_norms(stack: Array) -> Array:
 
 
 def gram_norms(grams: Array) -> Array:
-    """√λ_max of each symmetric positive semi-definite ``grams[k]``: σ_max of A for the Gram matrix AAᵀ or AᵀA."""
-    top = np.asarray(np.linalg.eigvalsh(grams)[:, -1], dtype=np.float64)
+    """√λ_max of each symmetric positive semi-definite ``grams[k]``: σ_max of A for the Gram matrix AAᵀ or AᵀA.
+
+    LAPACK's syevr asked for the top eigenvalue alone (tridiagonal reduction, then bisection for that one, to
+    eps·‖T‖ = eps·λ_max): half the time of all eigenvalues by syevd for a 64 × 64 matrix.
+    """
+    n = grams.shape[-1]
+    top = np.empty(len(grams))
+    for k, gram in enumerate(grams):
+        # gram.T: the same symmetric matrix, Fortran-ordered, so LAPACK reads it without a copy.
+        values, _, _, _, info = dsyevr(gram.T, compute_v=0, range="I", il=n, iu=n)
+        top[k] = values[0] if info == 0 else np.linalg.eigvalsh(gram)[-1]
     return np.sqrt(np.maximum(top, 0.0))
 
 

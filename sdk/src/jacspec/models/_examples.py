@@ -68,8 +68,8 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "rtol": 1e-06,
             "probes": 2,
             "loss": "mse: mean over probes and outputs of (a_L − y)²",
-            "spectral_norm": "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevd) when "
-            "min(m, n) ≤ 256 or rtol < 1e-12; otherwise Lanczos (ARPACK eigsh on "
+            "spectral_norm": "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevr, the top "
+            "eigenvalue alone) when min(m, n) ≤ 256 or rtol < 1e-12; otherwise Lanczos (ARPACK eigsh on "
             "the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in "
             "float32 when rtol ≥ 9.5e-07, certified in float64 by the residual "
             "‖Gv − θv‖ ≤ rtol·θ), falling back to the dense solver",
