@@ -52,6 +52,12 @@ class ComputeSlots:
         finally:
             self.limiter.release()
 
+    def refuse_if_full(self) -> None:
+        """503 at once when every slot is busy and the queue is full: called before a body is read, so that a
+        request which could only be refused does not hold its body in memory first."""
+        if self.limiter.available_tokens == 0 and self.limiter.statistics().tasks_waiting >= self.queue_size:
+            raise self._full()
+
     async def _acquire(self) -> None:
         """Take a slot: at once if one is free, else after waiting in the queue (503 when full or too long)."""
         try:
@@ -60,7 +66,7 @@ class ComputeSlots:
         except WouldBlock:
             pass
         if self.limiter.statistics().tasks_waiting >= self.queue_size:
-            raise self._busy(f"all {self._slots()} compute slots are busy and {self.queue_size} requests are waiting")
+            raise self._full()
         try:
             with fail_after(self.queue_timeout):
                 await self.limiter.acquire()
@@ -68,6 +74,9 @@ class ComputeSlots:
             raise self._busy(
                 f"all {self._slots()} compute slots stayed busy for {self.queue_timeout:g} s (JACSPEC_QUEUE_TIMEOUT)"
             ) from None
+
+    def _full(self) -> ProblemError:
+        return self._busy(f"all {self._slots()} compute slots are busy and {self.queue_size} requests are waiting")
 
     def _slots(self) -> int:
         return int(self.limiter.total_tokens)

@@ -70,6 +70,7 @@ def _request_body() -> dict[str, Any]:
 )
 async def create_analysis(request: Request) -> Response:
     settings: Settings = request.app.state.settings
+    request.app.state.compute.refuse_if_full()
     if media_type(request) == "multipart/form-data":
         work = await _safetensors_work(request, settings)
     else:

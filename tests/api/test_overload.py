@@ -151,3 +151,20 @@ async def test_slots_bound_concurrency() -> None:
             gate.set()
     assert peak == 2
     assert compute.limiter.borrowed_tokens == 0
+
+
+async def test_a_full_queue_refuses_an_analysis_before_reading_its_body() -> None:
+    """The 503 comes before the body is read: a request that can only be refused holds no body in memory."""
+    read: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(100):
+            read.append(i)
+            yield b" " * 65536
+
+    settings = {"compute_slots": 1, "queue_timeout": 600, "queue_size": 0}
+    async with served(**settings) as (app, client), slot_held(app.state.compute):
+        with anyio.fail_after(PATIENCE_S):
+            response = await client.post("/v1/analyses", content=body(), headers={"content-type": "application/json"})
+    assert response.status_code == 503
+    assert len(read) < 100
