@@ -93,15 +93,22 @@ def _validate_large(model: type[Model], raw: bytes, lift_arrays: bool) -> Model:
 
 
 def _parsed(raw: bytes, lift_arrays: bool) -> object | None:
-    """The document as Python objects: by ``jsonarrays.lift`` when allowed and the text is mostly numbers (one
-    comma in ``COMMA_SHARE`` bytes or more), else by pydantic-core; ``None`` when the text is not JSON."""
-    if lift_arrays and len(raw) > LIFT_ABOVE and raw.count(b",") * COMMA_SHARE >= len(raw):
+    """The document as Python objects: by ``jsonarrays.lift`` when allowed and the text is mostly numbers (about
+    one comma in ``COMMA_SHARE`` bytes or more), else by pydantic-core; ``None`` when the text is not JSON."""
+    if lift_arrays and len(raw) > LIFT_ABOVE and _comma_share(raw) * COMMA_SHARE >= 1:
         return jsonarrays.lift(raw)
     try:
         document: object = pydantic_core.from_json(raw)
     except ValueError:
         return None
     return document
+
+
+def _comma_share(raw: bytes) -> float:
+    """The share of commas among the bytes, estimated from every 97th byte (a prime stride, so that no period of
+    the numbers' formatting aliases with it): a full count of a large body costs 1 ms per MiB."""
+    sample = raw[::97]
+    return sample.count(b",") / max(1, len(sample))
 
 
 def media_type(request: Request) -> str:
