@@ -225,8 +225,9 @@ def _lockstep_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, in
     """‖diag(d_b)·W‖₂ by Lanczos on every probe at once, with two products with W per step for all of them
     (never forming the stack of D_b W); probes whose chunk does not converge are solved one by one."""
     norms, matvecs = [], 0
-    for start in range(0, len(d), lanczos.chunk_for(min(w.shape))):
-        part = d[start : start + lanczos.chunk_for(min(w.shape))]
+    chunk = lanczos.chunk_for(min(w.shape))
+    for start in range(0, len(d), chunk):
+        part = d[start : start + chunk]
         gram, size = lanczos.shared_weight_gram(w, part)
         values, used = lanczos.top_singular_values(gram, len(part), size, rtol)
         matvecs += used
