@@ -9,6 +9,8 @@ from service.spectral import DENSE_MAX_DIM
 
 LANCZOS_PRODUCTS = 100
 """Gram products budgeted for one Lanczos norm (each 4·m·n flops); most converge in far fewer."""
+SVD_FLOPS = 8.0
+"""All singular values of an m × n matrix (LAPACK gesdd, values only) cost about SVD_FLOPS·m·n·min(m, n)."""
 
 
 def parameter_count(widths: Sequence[int], biases: bool) -> int:
@@ -16,12 +18,14 @@ def parameter_count(widths: Sequence[int], biases: bool) -> int:
     return sum(n_in * n_out + (n_out if biases else 0) for n_in, n_out in pairwise(widths))
 
 
-def estimate_flops(widths: Sequence[int], probes: int) -> float:
+def estimate_flops(widths: Sequence[int], probes: int, spectrum: str = "none") -> float:
     """Floating-point operations of the whole analysis, within a small factor.
 
     Per layer of shape m × n with B probes and output width n_L: forward and gradient 6·B·m·n; the backward
     product 2·B·n_L·m·n; a norm costs ≈ 4·m·n·min(m, n) densely or 4·m·n·LANCZOS_PRODUCTS by Lanczos,
-    and there are B + 1 of them (the weight and each probe's Jacobian).
+    and there are B + 1 of them (the weight and each probe's Jacobian). With a ``spectrum`` ("summary" or
+    "full"): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's input–output Jacobian, formed from its
+    narrower end, 2·B·min(n_0, n_L)·m·n per layer, and its SVD, SVD_FLOPS·B·n_L·n_0·min(n_0, n_L).
     """
     n_out = widths[-1]
     total = 0.0
@@ -30,4 +34,17 @@ def estimate_flops(widths: Sequence[int], probes: int) -> float:
         small = min(n_in, m)
         per_norm = 4.0 * size * (small if small <= DENSE_MAX_DIM else LANCZOS_PRODUCTS)
         total += size * probes * (6.0 + 2.0 * n_out) + (probes + 1) * per_norm
+    if spectrum != "none":
+        total += spectrum_flops(widths, probes)
+    return total
+
+
+def spectrum_flops(widths: Sequence[int], probes: int) -> float:
+    """The spectra's share of :func:`estimate_flops`."""
+    n_in, n_out = widths[0], widths[-1]
+    narrow = float(min(n_in, n_out))
+    total = SVD_FLOPS * probes * float(n_in) * float(n_out) * narrow
+    for fan_in, fan_out in pairwise(widths):
+        size = float(fan_in) * float(fan_out)
+        total += SVD_FLOPS * size * min(fan_in, fan_out) + 2.0 * probes * narrow * size
     return total

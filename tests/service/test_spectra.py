@@ -11,6 +11,8 @@ import pytest
 from numpy.typing import NDArray
 
 from service.activations import make_activation
+from service.analysis import Options, analyse
+from service.cost import estimate_flops
 from service.meanfield import network_meanfield
 from service.network import InitRecipe, Layer, Network, build_network, network_from_layers
 from service.probes import ProbeSpec, make_probes
@@ -230,6 +232,23 @@ def test_explicit_weights_predict_from_their_own_spectrum() -> None:
     assert 10.0 ** (variance_log10 - 2.0 * mean_log10) == pytest.approx(2.0 * DEPTH, rel=0.02)
 
 
+def test_analyse_with_spectrum() -> None:
+    """Through analyse: one weight spectrum per layer, one probe spectrum per probe, the probe average of the
+    eigenvalue means, and no spectrum by default."""
+    network = build_network(InitRecipe((16, 24, 24, 8), "xavier_normal", make_activation("tanh"), bias_std=0.1))
+    x, y = make_probes(ProbeSpec(count=3), 16, 8)
+    assert analyse(network, x, y, Options()).spectra is None
+    result = analyse(network, x, y, Options(spectrum="summary")).spectra
+    assert result is not None
+    assert len(result.weights) == 3
+    assert len(result.probes) == 3
+    means = [10.0**p.eigenvalue_mean_log10 for p in result.probes if p.eigenvalue_mean_log10 is not None]
+    assert result.eigenvalue_mean_log10 == pytest.approx(math.log10(float(np.mean(means))), abs=1e-12)
+    growth = network_meanfield(network).predicted_growth_log10
+    assert growth is not None
+    assert result.predicted_mean_log10 == pytest.approx(2.0 * growth, rel=1e-15)
+
+
 def test_overflowing_forward_pass_has_no_probe_spectra() -> None:
     """Where the forward pass overflows there is no Jacobian to take: no probe spectra, flag overflow; the weights'
     spectra and the prediction remain."""
@@ -240,3 +259,15 @@ def test_overflowing_forward_pass_has_no_probe_spectra() -> None:
     assert result.flags == ("overflow",)
     assert len(result.weights) == 199
     assert result.predicted_mean_log10 is not None
+
+
+def test_flop_estimate_counts_the_spectra() -> None:
+    """With a spectrum, the estimate adds every weight's SVD (8·m·n·min(m, n)), the Jacobians formed from the
+    narrower end (2·B·min(n_0, n_L)·m·n per layer) and their SVDs (8·B·n_L·n_0·min(n_0, n_L)), written out here."""
+    widths, probes = [300, 500, 500, 10], 4
+    pairs = list(itertools.pairwise(widths))
+    expected = 8.0 * probes * 300 * 10 * 10 + sum(8.0 * m * n * min(m, n) + 2.0 * probes * 10 * m * n for m, n in pairs)
+    base = estimate_flops(widths, probes)
+    assert estimate_flops(widths, probes, "summary") - base == pytest.approx(expected, rel=1e-12)
+    assert estimate_flops(widths, probes, "full") == estimate_flops(widths, probes, "summary")
+    assert estimate_flops(widths, probes, "none") == base
