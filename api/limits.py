@@ -14,11 +14,12 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
     widths = widths_of(request)
     network = request.network
     biases = network.init.bias_std > 0 if network.init is not None else True
-    check_size(widths, parameter_count(widths, biases), probe_count(request.inputs), settings)
+    check_size(widths, parameter_count(widths, biases), probe_count(request.inputs), settings, request.options.spectrum)
 
 
-def check_size(widths: list[int], parameters: int, probes: int, settings: Settings) -> None:
-    """413 when ``parameters`` or the estimated work of ``widths`` with ``probes`` exceed the settings."""
+def check_size(widths: list[int], parameters: int, probes: int, settings: Settings, spectrum: str = "none") -> None:
+    """413 when ``parameters`` or the estimated work of ``widths`` with ``probes`` (and the ``spectrum``, where
+    asked for) exceed the settings."""
     if parameters > settings.max_parameters:
         raise ProblemError(
             413,
@@ -26,11 +27,17 @@ def check_size(widths: list[int], parameters: int, probes: int, settings: Settin
             f"the network has {parameters} parameters; this server accepts at most {settings.max_parameters} "
             "(JACSPEC_MAX_PARAMETERS)",
         )
-    flops = estimate_flops(widths, probes)
+    flops = estimate_flops(widths, probes, spectrum)
     if flops > settings.max_flops:
+        extra = ""
+        if spectrum != "none" and estimate_flops(widths, probes) <= settings.max_flops:
+            extra = (
+                f' with options.spectrum = "{spectrum}" (the singular values of every weight and of each probe\'s '
+                "input–output Jacobian; without them the analysis fits)"
+            )
         raise ProblemError(
             413,
             "Content Too Large",
-            f"the analysis would take about {flops:.3g} floating-point operations; this server accepts at most "
-            f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)",
+            f"the analysis would take about {flops:.3g} floating-point operations{extra}; this server accepts at "
+            f"most {settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)",
         )

@@ -20,7 +20,7 @@ from api.decode import (
     safetensors_network,
     safetensors_widths,
 )
-from api.encode import analysis_report
+from api.encode import analysis_report, report_json
 from api.limits import check_analysis, check_size
 from api.multipart import read_parts
 from api.problems import invalid, problem_responses
@@ -61,7 +61,9 @@ def _request_body() -> dict[str, Any]:
     summary="Analyse a network",
     description=(
         "Per layer j: σ_j = ‖W_j‖₂, sup|h_j'|, the bound ∏_{i>j} σ_i·sup|h_i'| on ‖∂a_L/∂a_j‖ and the true norm "
-        "(max over the probes), the true Jacobian norm and the loss gradient's norm; then a verdict and advice. "
+        "(max over the probes), the true Jacobian norm and the loss gradient's norm, and the mean-field prediction "
+        "(q*, χ₁, depth scale, critical σ_w); then a verdict and advice. With options.spectrum, the singular values "
+        "of every weight and of each probe's input–output Jacobian, next to the free-probability prediction. "
         "Send the network as JSON, or its weights as a .safetensors file (a PyTorch state_dict) in the multipart "
         "part `weights` with the rest of the request in the JSON part `request`."
     ),
@@ -89,7 +91,7 @@ async def create_analysis(request: Request) -> Response:
     decode_ms += getattr(request.state, "header_ms", 0.0)
     timings = {"parse": parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
     report = analysis_report(result, __version__, {**timings, "total": sum(timings.values())})
-    return Response(report.model_dump_json(), media_type="application/json")
+    return Response(report_json(report), media_type="application/json")
 
 
 def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:
@@ -120,7 +122,8 @@ def _run(
         raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
-    return analyse(network, x, y, Options(rtol=options.rtol, thresholds=thresholds)), decode_ms
+    service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum)
+    return analyse(network, x, y, service_options), decode_ms
 
 
 async def _safetensors_work(request: Request, settings: Settings) -> Callable[[], tuple[Analysis, float]]:
@@ -139,7 +142,9 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
     parameters = safetensors.parameter_count(file, prefixes)
-    check_size(safetensors_widths(file, prefixes), parameters, probe_count(spec.inputs), settings)
+    check_size(
+        safetensors_widths(file, prefixes), parameters, probe_count(spec.inputs), settings, spec.options.spectrum
+    )
     return partial(_analyse_safetensors, file, prefixes, spec)
 
 
