@@ -409,8 +409,11 @@ def critical_sigma_w(activation: Activation, sigma_b: float) -> float | None:
     line parametrised by q (Schoenholz et al. 2017): a fixed point q with χ₁ = 1 has σ_w² = 1/E[h'(√q·z)²] and
     q = σ_w²·E[h(√q·z)²] + σ_b², i.e. G(q) = (q − σ_b²)·E[h'²] − E[h²] = 0; the first root of G above σ_b² is
     accepted when the iteration from q^1 does reach that q at that σ_w. Failing that, with σ_b = 0 and h(0) = 0,
-    the zero fixed point: σ_w = 1/√E[h'²] at q → 0⁺ (tanh: 1), when it is reached. Failing both, a bracketed root
-    of χ₁(σ_w) − 1 over σ_w in [0.01, 100] (it may lie where q* jumps, between a fixed point and divergence).
+    the zero fixed point: σ_w = 1/√E[h'²] at q → 0⁺ (tanh: 1), when it is reached. Failing both, χ₁ may cross 1
+    where it jumps: (a) where q^1 = σ_w² + σ_b² is itself a repelling fixed point, V(q^1) = q^1 ⇔ E[h(√q^1·z)²] = 1,
+    on either side of which the iteration falls to a fixed point or diverges (GELU, SiLU at small σ_b); (b) at
+    σ_w = 1/√E[h'²] in the limit q → ∞, where the variance starts to diverge (softplus). The smallest of (a), (b)
+    across which χ₁ − 1 changes sign is taken; failing all, a bracketed root of χ₁(σ_w) − 1 over [0.01, 100].
     """
     c = homogeneous_constant(activation)
     if c is not None:
@@ -434,7 +437,43 @@ def critical_sigma_w(activation: Activation, sigma_b: float) -> float | None:
         sigma = _critical_at(activation, 0.0, 0.0)
         if sigma is not None:
             return sigma
+    jumps = [s for s in (_repelling_start(activation, sigma_b), _divergence_edge(activation)) if s is not None]
+    crossing = [s for s in sorted(jumps) if _crosses(activation, s, sigma_b)]
+    if crossing:
+        return crossing[0]
     return _critical_by_bisection(activation, sigma_b)
+
+
+def _repelling_start(activation: Activation, sigma_b: float) -> float | None:
+    """σ_w = √(q − σ_b²) for the first q > σ_b² with E[h(√q·z)²] = 1, where V(q^1) = q^1; None if there is none."""
+    floor = sigma_b**2
+
+    def excess(q: float) -> float:
+        return second_moment(activation, q) - 1.0
+
+    if excess(floor) >= 0.0:
+        return None
+    low, step = floor, max(floor, 1.0) * 1e-4
+    while step <= Q_MAX_RATIO * max(floor, 1.0):
+        high = floor + step
+        if excess(high) >= 0.0:
+            q = float(brentq(excess, low, high, xtol=1e-300, rtol=1e-14, maxiter=200))
+            return math.sqrt(q - floor) if q > floor else None
+        low, step = high, 4.0 * step
+    return None
+
+
+def _divergence_edge(activation: Activation) -> float | None:
+    """1/√E[h'²] in the limit q → ∞; None for h' → 0 there (bounded h)."""
+    limit = moments(activation, math.inf).d1
+    return 1.0 / math.sqrt(limit) if limit > 0.0 else None
+
+
+def _crosses(activation: Activation, sigma: float, sigma_b: float) -> bool:
+    """Whether χ₁ − 1 changes sign between σ_w = σ·(1 − 1e-7) and σ·(1 + 1e-7)."""
+    below = chi1(activation, sigma * (1.0 - 1e-7), sigma_b) - 1.0
+    above = chi1(activation, sigma * (1.0 + 1e-7), sigma_b) - 1.0
+    return below * above <= 0.0
 
 
 def _critical_at(activation: Activation, sigma_b: float, q: float) -> float | None:

@@ -113,6 +113,12 @@ def _power(f: Fn, k: int) -> Fn:
     return power
 
 
+def _sech2(x: Array) -> Array:
+    """tanh' = 1/cosh², without the cancellation of 1 − tanh² (which makes quad's reference noisy)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(1.0 / np.cosh(x) ** 2)
+
+
 def _gelu(x: Array) -> Array:
     return np.asarray(x * ndtr(x))
 
@@ -122,7 +128,7 @@ def _gelu_prime(x: Array) -> Array:
 
 
 SMOOTH: dict[str, tuple[Fn, Fn]] = {
-    "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
+    "tanh": (np.tanh, _sech2),
     "sigmoid": (expit, lambda x: np.asarray(expit(x) * expit(-x))),
     "gelu": (_gelu, _gelu_prime),
     "silu": (lambda x: np.asarray(x * expit(x)), lambda x: np.asarray(expit(x) * (1.0 + x * expit(-x)))),
@@ -318,14 +324,26 @@ def test_homogeneous_critical_sigma_w() -> None:
 
 
 def test_gelu_without_bias_jumps_across_one() -> None:
-    """GELU at σ_b = 0 has no fixed point with χ₁ = 1: from q^1 the variance either settles at 0 (χ₁ = σ_w²/4 < 1)
-    or diverges (χ₁ → σ_w²/2 > 1); the critical σ_w reported is the jump, and flagged."""
-    theory = mf.layer_theory(make_activation("gelu"), 1.0, 0.0)
-    assert theory.critical_sigma_w is not None
+    """GELU at σ_b = 0 has no fixed point with χ₁ = 1: from q^1 = σ_w² the variance either settles at 0
+    (χ₁ = σ_w²/4 < 1) or diverges (χ₁ → σ_w²/2 > 1); the critical σ_w reported is the jump, where q^1 is itself a
+    (repelling) fixed point, E[gelu(σ_w·z)²] = 1 (checked by quad), and it is flagged."""
+    gelu = make_activation("gelu")
+    theory = mf.layer_theory(gelu, 1.0, 0.0)
+    critical = theory.critical_sigma_w
+    assert critical is not None
     assert theory.critical_discontinuous
-    below = mf.chi1(make_activation("gelu"), theory.critical_sigma_w * (1 - 1e-6), 0.0)
-    above = mf.chi1(make_activation("gelu"), theory.critical_sigma_w * (1 + 1e-6), 0.0)
-    assert below < 1.0 < above
+    assert mf.chi1(gelu, critical * (1 - 1e-6), 0.0) < 1.0 < mf.chi1(gelu, critical * (1 + 1e-6), 0.0)
+    assert _reference(_power(_gelu, 2), critical**2, 2.0) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_softplus_critical_sigma_w_is_the_divergence_edge() -> None:
+    """Softplus: below σ_w = √2 the variance settles (χ₁ < 1), above it diverges with χ₁ → σ_w²/2 > 1: the
+    critical σ_w is √2 at every σ_b (to 1e-12)."""
+    softplus = make_activation("softplus")
+    for sigma_b in (0.0, 0.5):
+        critical = mf.critical_sigma_w(softplus, sigma_b)
+        assert critical == pytest.approx(math.sqrt(2.0), rel=1e-12)
+        assert mf.chi1(softplus, 1.4, sigma_b) < 1.0 < mf.chi1(softplus, 1.43, sigma_b)
 
 
 # --- against a simulated wide network ---------------------------------------------------------------------------
