@@ -63,9 +63,10 @@ class LayerMeanField(_Report):
     critical_sigma_w: float | None = Field(
         description="The σ_w at which χ₁ = 1 (the edge of chaos) for this activation and σ_b: 1/√E[h'(z)²] for "
         "linear (1), ReLU (√2) and leaky ReLU; else a root of (q − σ_b²)·E[h'(√q·z)²] = E[h(√q·z)²] along the "
-        "critical line (Schoenholz et al. 2017), checked against the iteration, or of χ₁(σ_w) = 1 (scipy brentq). "
-        "Null with flag no_critical_sigma_w where χ₁ never reaches 1; flag critical_sigma_w_discontinuous where χ₁ "
-        "jumps across 1 there (GELU, SiLU at small σ_b: q* leaves its branch and diverges)."
+        "critical line (Schoenholz et al. 2017), checked against the iteration (scipy brentq). Where χ₁ instead "
+        "jumps across 1, the jump, flagged critical_sigma_w_discontinuous: GELU and SiLU at small σ_b, where q^1 is a "
+        "repelling fixed point (E[h(√q^1·z)²] = 1) between settling and diverging; softplus, whose variance "
+        "diverges above 1/√E[h'²] at q → ∞ (√2). Null with flag no_critical_sigma_w where χ₁ never reaches 1."
     )
     flags: list[str] = Field(
         description="q_diverges, q_marginal, critical, chi1_zero, no_critical_sigma_w, critical_sigma_w_discontinuous."
