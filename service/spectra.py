@@ -125,14 +125,14 @@ def weight_spectrum(weight: Array, full: bool) -> WeightSpectrum:
     top, bottom = float(s[0]), float(s[-1])
     rank = numerical_rank(s, weight.shape)
     n_in = weight.shape[1]
-    eigen = s**2
+    eigen = (s / top) ** 2 if top > 0.0 else s  # WᵀW's eigenvalues over the largest: no overflow in their squares
     mean = float(eigen.sum()) / n_in
     second = float((eigen**2).sum()) / n_in
     return WeightSpectrum(
         singular_values=tuple(float(v) for v in _summarise(s, full)),
         rank=rank,
-        stable_rank=float(eigen.sum()) / top**2 if top > 0.0 else None,
-        condition_number=top / bottom if rank == len(s) else None,
+        stable_rank=float(eigen.sum()) if top > 0.0 else None,
+        condition_number=top / bottom if 0 < rank == len(s) else None,
         gram_variance=second / mean**2 - 1.0 if mean > 0.0 else None,
     )
 

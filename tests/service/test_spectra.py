@@ -120,6 +120,9 @@ def test_weight_spectrum_against_numpy() -> None:
     assert got.condition_number == pytest.approx(np.linalg.cond(w), rel=1e-10)
     eigen = np.linalg.eigvalsh(w.T @ w)
     assert got.gram_variance == pytest.approx(float(np.var(eigen) / np.mean(eigen) ** 2), rel=1e-10)
+    huge = weight_spectrum(1e150 * w, full=False)  # s⁴ would overflow: the moments are taken relative to s_max
+    assert huge.stable_rank == pytest.approx(got.stable_rank, rel=1e-12)
+    assert huge.gram_variance == pytest.approx(got.gram_variance, rel=1e-12)
     singular = weight_spectrum(np.outer(np.arange(1.0, 5.0), np.ones(4)), full=True)
     assert singular.rank == 1
     assert singular.condition_number is None
