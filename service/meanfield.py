@@ -377,7 +377,7 @@ def layer_theory(activation: Activation, sigma_w: float, sigma_b: float) -> Laye
     q = math.inf if point.q is None else point.q
     c = homogeneous_constant(activation)
     at = moments(activation, 1.0 if c is not None else q)  # homogeneous: the same at every q
-    critical, discontinuous = _critical(activation, sigma_b)
+    critical, discontinuous = critical_point(activation, sigma_b)
     return LayerTheory(
         sigma_w=sigma_w,
         sigma_b=sigma_b,
@@ -391,12 +391,6 @@ def layer_theory(activation: Activation, sigma_w: float, sigma_b: float) -> Laye
     )
 
 
-@lru_cache(maxsize=1024)
-def _critical(activation: Activation, sigma_b: float) -> tuple[float | None, bool]:
-    sigma = critical_sigma_w(activation, sigma_b)
-    return sigma, sigma is not None and abs(chi1(activation, sigma, sigma_b) - 1.0) > 1e-6
-
-
 def chi1(activation: Activation, sigma_w: float, sigma_b: float) -> float:
     """χ₁ = σ_w²·E[h'(√q*·z)²] at the fixed point reached from q^1 (or its limits, see the module's docstring)."""
     point = fixed_point(activation, sigma_w, sigma_b)
@@ -404,7 +398,13 @@ def chi1(activation: Activation, sigma_w: float, sigma_b: float) -> float:
 
 
 def critical_sigma_w(activation: Activation, sigma_b: float) -> float | None:
-    """The σ_w at which χ₁ = 1 for this activation and σ_b; None where χ₁ never crosses 1.
+    """The σ_w at which χ₁ = 1 for this activation and σ_b; None where χ₁ never crosses 1 (see critical_point)."""
+    return critical_point(activation, sigma_b)[0]
+
+
+@lru_cache(maxsize=1024)
+def critical_point(activation: Activation, sigma_b: float) -> tuple[float | None, bool]:
+    """The critical σ_w, and whether χ₁ jumps across 1 there rather than passing through it.
 
     Positively homogeneous h: 1/√E[h'(z)²] (1 linear, √2 ReLU), whatever σ_b. Otherwise first along the critical
     line parametrised by q (Schoenholz et al. 2017): a fixed point q with χ₁ = 1 has σ_w² = 1/E[h'(√q·z)²] and
@@ -418,7 +418,7 @@ def critical_sigma_w(activation: Activation, sigma_b: float) -> float | None:
     """
     c = homogeneous_constant(activation)
     if c is not None:
-        return 1.0 / math.sqrt(c) if c > 0.0 else None
+        return (1.0 / math.sqrt(c) if c > 0.0 else None), False
     floor = sigma_b**2
 
     def g(q: float) -> float:
@@ -431,18 +431,19 @@ def critical_sigma_w(activation: Activation, sigma_b: float) -> float | None:
             q = float(brentq(g, low, high, xtol=1e-300, rtol=1e-14, maxiter=200))
             sigma = _critical_at(activation, sigma_b, q)
             if sigma is not None:
-                return sigma
+                return sigma, False
             break
         low, step = high, 4.0 * step
     if sigma_b == 0.0 and float(activation.value(np.zeros(1))[0]) == 0.0:
         sigma = _critical_at(activation, 0.0, 0.0)
         if sigma is not None:
-            return sigma
+            return sigma, False
     jumps = [s for s in (_repelling_start(activation, sigma_b), _divergence_edge(activation)) if s is not None]
     crossing = [s for s in sorted(jumps) if _crosses(activation, s, sigma_b)]
     if crossing:
-        return crossing[0]
-    return _critical_by_bisection(activation, sigma_b)
+        return crossing[0], True
+    sigma = _critical_by_bisection(activation, sigma_b)
+    return sigma, sigma is not None and abs(chi1(activation, sigma, sigma_b) - 1.0) > 1e-6
 
 
 def _repelling_start(activation: Activation, sigma_b: float) -> float | None:
