@@ -9,16 +9,17 @@ from jacspec.models import AnalysisRequest
 from service.cost import estimate_flops, parameter_count
 
 
-def check_analysis(request: AnalysisRequest, settings: Settings) -> None:
-    """413 when the network's parameters or the analysis's estimated work exceed the settings."""
+def check_analysis(request: AnalysisRequest, settings: Settings) -> float:
+    """413 when the network's parameters or the analysis's estimated work exceed the settings; else the work."""
     widths = widths_of(request)
     network = request.network
     biases = network.init.bias_std > 0 if network.init is not None else True
-    check_size(widths, parameter_count(widths, biases), probe_count(request.inputs), settings)
+    return check_size(widths, parameter_count(widths, biases), probe_count(request.inputs), settings)
 
 
-def check_size(widths: list[int], parameters: int, probes: int, settings: Settings) -> None:
-    """413 when ``parameters`` or the estimated work of ``widths`` with ``probes`` exceed the settings."""
+def check_size(widths: list[int], parameters: int, probes: int, settings: Settings) -> float:
+    """413 when ``parameters`` or the estimated work of ``widths`` with ``probes`` exceed the settings; else the
+    estimated work in floating-point operations."""
     if parameters > settings.max_parameters:
         raise ProblemError(
             413,
@@ -34,3 +35,4 @@ def check_size(widths: list[int], parameters: int, probes: int, settings: Settin
             f"the analysis would take about {flops:.3g} floating-point operations; this server accepts at most "
             f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)",
         )
+    return flops

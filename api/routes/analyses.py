@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 
 from api import safetensors
 from api.body import media_type, openapi_body, read_json, validate_json
+from api.compute import INLINE_FLOPS
 from api.decode import (
     explicit_network,
     init_recipe,
@@ -71,6 +72,7 @@ def _request_body() -> dict[str, Any]:
 async def create_analysis(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     request.app.state.compute.refuse_if_full()
+    inline = False
     if media_type(request) == "multipart/form-data":
         work = await _safetensors_work(request, settings)
     else:
@@ -80,10 +82,10 @@ async def create_analysis(request: Request) -> Response:
             "application/json, or multipart/form-data with a .safetensors file",
             lift_arrays=True,
         )
-        check_analysis(body, settings)
+        inline = check_analysis(body, settings) <= INLINE_FLOPS
         work = partial(_analyse, body)
     started = time.perf_counter()
-    result, decode_ms = await request.app.state.compute.run(work)
+    result, decode_ms = await request.app.state.compute.run(work, inline=inline)
     worker_ms = (time.perf_counter() - started) * 1e3
     parse_ms = request.state.parse_ms
     decode_ms += getattr(request.state, "header_ms", 0.0)

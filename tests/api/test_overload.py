@@ -168,3 +168,18 @@ async def test_a_full_queue_refuses_an_analysis_before_reading_its_body() -> Non
             response = await client.post("/v1/analyses", content=body(), headers={"content-type": "application/json"})
     assert response.status_code == 503
     assert len(read) < 100
+
+
+async def test_inline_work_runs_on_the_loop_in_its_slot() -> None:
+    """``inline=True`` computes on the calling thread (no hop), holding a slot meanwhile; else a worker thread."""
+    compute = ComputeSlots(1)
+    seen: list[tuple[int, float]] = []
+
+    def job() -> None:
+        seen.append((threading.get_ident(), compute.limiter.borrowed_tokens))
+
+    await compute.run(job, inline=True)
+    await compute.run(job)
+    assert seen[0] == (threading.get_ident(), 1)
+    assert seen[1][0] != threading.get_ident()
+    assert compute.limiter.borrowed_tokens == 0
