@@ -21,7 +21,7 @@ from api.decode import (
     safetensors_widths,
 )
 from api.encode import analysis_report
-from api.limits import check_analysis, check_size
+from api.limits import check_analysis, check_size, probes_pointer
 from api.multipart import read_parts
 from api.problems import invalid, problem_responses
 from api.settings import Settings
@@ -139,7 +139,9 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
     parameters = safetensors.parameter_count(file, prefixes)
-    check_size(safetensors_widths(file, prefixes), parameters, probe_count(spec.inputs), settings)
+    widths = safetensors_widths(file, prefixes)
+    probes_at = probes_pointer(spec.inputs, where="/request")
+    check_size(widths, parameters, probe_count(spec.inputs), settings, "/weights", probes_at)
     return partial(_analyse_safetensors, file, prefixes, spec)
 
 
