@@ -479,9 +479,9 @@ MEDIA_TYPES = [
         "multipart-weights-as-a-text-field", 422, "/weights", parts=(("weights", (None, b"0.weight", "text/plain")),)
     ),
     Hostile(
-        "multipart-two-files",
+        "multipart-two-weights-parts",
         400,
-        names=("multipart", "files"),
+        names=("multipart", "'weights'"),
         parts=(
             ("weights", ("a", GOOD_FILE, "application/octet-stream")),
             ("weights", ("b", GOOD_FILE, "application/octet-stream")),
