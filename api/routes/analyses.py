@@ -70,7 +70,8 @@ def _request_body() -> dict[str, Any]:
 )
 async def create_analysis(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    request.app.state.compute.refuse_if_full()
+    if not _declared_too_large(request, settings):
+        request.app.state.compute.refuse_if_full()
     if media_type(request) == "multipart/form-data":
         work = await _safetensors_work(request, settings)
     else:
@@ -90,6 +91,13 @@ async def create_analysis(request: Request) -> Response:
     timings = {"parse": parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
     report = analysis_report(result, __version__, {**timings, "total": sum(timings.values())})
     return Response(report.model_dump_json(), media_type="application/json")
+
+
+def _declared_too_large(request: Request, settings: Settings) -> bool:
+    """Whether the Content-Length alone exceeds JACSPEC_MAX_BODY_BYTES: such a request is refused 413 before a
+    byte of its body is read, full queue or not (a 503 would only make the client retry it)."""
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) > settings.max_body_bytes
 
 
 def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:

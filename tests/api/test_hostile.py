@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from safetensors.numpy import save as save_numpy
 from api.main import create_app
 from api.settings import Settings
 from tests.api.test_errors_api import resolves
+from tests.api.test_overload import PATIENCE_S, served, slot_held
 from tests.conftest import running_server
 
 pytestmark = pytest.mark.anyio
@@ -965,6 +967,7 @@ EXTREMES = [
     extreme_weights("300x300-gaussian-times-1e-10", WIDE * 1e-10),
     extreme_weights("300x300-gaussian-times-1e-30", WIDE * 1e-30),
     extreme_weights("300x300-gaussian-times-1e-170", WIDE * 1e-170),
+    extreme_weights("300x300-gaussian-times-1e18", WIDE * 1e18),
     extreme_weights("300x300-gaussian-times-1e150", WIDE * 1e150),
     Extreme(
         "orthogonal-init-of-gain-1e200",
@@ -1146,3 +1149,15 @@ async def test_refusing_a_million_bad_values_leaves_healthz_answering(server_url
         response = await refused
     assert response.status_code == 422
     assert worst < 1.0, f"/healthz took {worst:.1f} s while the bad body was refused"
+
+
+async def test_a_content_length_over_the_limit_is_413_even_when_the_queue_is_full() -> None:
+    """The declared length alone says the body is too large: 413, not a 503 that the client would retry."""
+    settings = {"compute_slots": 1, "queue_timeout": 600, "queue_size": 0, "max_body_bytes": 1000}
+    async with served(**settings) as (app, client), slot_held(app.state.compute):
+        with anyio.fail_after(PATIENCE_S):
+            too_large = await client.post("/v1/analyses", content=b" " * 1001, headers={"content-type": JSON})
+            small = await client.post("/v1/analyses", content=init([2, 2]), headers={"content-type": JSON})
+    assert too_large.status_code == 413
+    assert "JACSPEC_MAX_BODY_BYTES" in too_large.json()["detail"]
+    assert small.status_code == 503
