@@ -981,8 +981,10 @@ EXTREMES = [
 async def test_extreme_finite_weights_get_true_norms(hostile_client: httpx.AsyncClient, case: Extreme) -> None:
     response = await hostile_client.post("/v1/analyses", content=case.body, headers={"content-type": JSON})
     assert response.status_code < 500
-    if response.status_code != 200:
-        check_problem(Hostile(case.id, response.status_code, "/network", body=case.body), response)
+    if response.status_code != 200:  # a refusal is acceptable if it names the field
+        assert 400 <= response.status_code < 500
+        assert response.headers["content-type"].split(";")[0] == PROBLEM_JSON
+        assert response.json()["errors"][0]["pointer"].startswith("/network/")
         return
     norms = [layer["weight_norm"] for layer in response.json()["layers"]]
     assert all(isinstance(norm, float) for norm in norms), f"weight_norm must be a number: {norms}"
@@ -1131,7 +1133,7 @@ def test_the_small_server_is_healthy_after_its_cases(small_server: str) -> None:
     assert httpx.post(f"{small_server}/v1/analyses", json=body, timeout=30.0).status_code == 200
 
 
-async def test_refusing_a_million_bad_values_leaves_healthz_answering(server_url: str) -> None:
+async def test_refusing_half_a_million_bad_values_leaves_healthz_answering(server_url: str) -> None:
     """While the server refuses a 2 MB body of 500000 invalid values, /healthz still answers within a second.
 
     The event loop must not spend seconds formatting validation errors that the problem will not list.
