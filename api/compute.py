@@ -50,13 +50,14 @@ class ComputeSlots:
     async def run(self, function: Callable[[], T], *, inline: bool = False) -> T:
         """Run ``function`` in a worker thread once a slot is free; 503 if none frees up in time.
 
-        ``inline`` runs it on the event loop instead, still in its slot: for work of a few milliseconds, the
-        thread hop and the GIL's hand-overs between the loop and the thread cost more than they save.
+        ``inline`` runs it on the event loop instead, at once and without a slot: for work of a few milliseconds
+        the thread hop and the GIL's hand-overs between the loop and the thread cost more than they save, and the
+        loop runs one such function at a time anyway. Small analyses are so never starved by heavy ones.
         """
+        if inline:
+            return function()
         await self._acquire()
         try:
-            if inline:
-                return function()
             return await to_thread.run_sync(function, limiter=self.threads)
         finally:
             self.limiter.release()

@@ -1,11 +1,15 @@
-"""Refuse work that is too large, from the request's declared sizes, before any array is allocated."""
+"""Refuse work that is too large, from the request's declared sizes, before any array is allocated.
+
+Each refusal names what made the work large, as a JSON pointer: the widths (or layers, or uploaded file) for
+the parameter count, and those with the probe inputs for the estimated work.
+"""
 
 from __future__ import annotations
 
 from api.decode import probe_count, widths_of
 from api.problems import ProblemError
 from api.settings import Settings
-from jacspec.models import AnalysisRequest
+from jacspec.models import AnalysisRequest, FieldError, Inputs
 from service.cost import estimate_flops, parameter_count
 
 
@@ -14,25 +18,50 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> float:
     widths = widths_of(request)
     network = request.network
     biases = network.init.bias_std > 0 if network.init is not None else True
-    return check_size(widths, parameter_count(widths, biases), probe_count(request.inputs), settings)
+    network_at = "/network/init/widths" if network.init is not None else "/network/layers"
+    probes_at = probes_pointer(request.inputs)
+    return check_size(
+        widths, parameter_count(widths, biases), probe_count(request.inputs), settings, network_at, probes_at
+    )
 
 
-def check_size(widths: list[int], parameters: int, probes: int, settings: Settings) -> float:
+def probes_pointer(inputs: Inputs, where: str = "") -> str:
+    """The pointer of the field that sets the number of probes: ``inputs/data`` when given, else ``inputs/count``."""
+    return where + ("/inputs/count" if inputs.data is None else "/inputs/data")
+
+
+def check_size(
+    widths: list[int], parameters: int, probes: int, settings: Settings, network_at: str, probes_at: str
+) -> float:
     """413 when ``parameters`` or the estimated work of ``widths`` with ``probes`` exceed the settings; else the
-    estimated work in floating-point operations."""
+    estimated work in floating-point operations.
+
+    ``network_at`` and ``probes_at`` are the pointers of the fields that set the sizes and the number of probes.
+    """
     if parameters > settings.max_parameters:
-        raise ProblemError(
-            413,
-            "Content Too Large",
+        detail = (
             f"the network has {parameters} parameters; this server accepts at most {settings.max_parameters} "
-            "(JACSPEC_MAX_PARAMETERS)",
+            "(JACSPEC_MAX_PARAMETERS)"
+        )
+        raise ProblemError(
+            413, "Content Too Large", detail, errors=[FieldError(pointer=network_at, detail=f"{parameters} parameters")]
         )
     flops = estimate_flops(widths, probes)
     if flops > settings.max_flops:
-        raise ProblemError(
-            413,
-            "Content Too Large",
+        detail = (
             f"the analysis would take about {flops:.3g} floating-point operations; this server accepts at most "
-            f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)",
+            f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)"
         )
+        errors = [
+            FieldError(pointer=network_at, detail=f"widths {_short(widths)}"),
+            FieldError(pointer=probes_at, detail=f"{probes} probes"),
+        ]
+        raise ProblemError(413, "Content Too Large", detail, errors=errors)
     return flops
+
+
+def _short(widths: list[int]) -> str:
+    """The widths, abbreviated when there are many."""
+    if len(widths) <= 8:
+        return str(widths)
+    return f"[{', '.join(map(str, widths[:4]))}, …, {', '.join(map(str, widths[-2:]))}] ({len(widths) - 1} layers)"
