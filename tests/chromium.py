@@ -163,10 +163,15 @@ class Chromium:
                 raise TimeoutError(f"{expression!r} is still {value!r} after {timeout} s")
             time.sleep(0.05)
 
-    def navigate(self, url: str) -> None:
-        """Load ``url`` and wait until its document is complete."""
+    def navigate(self, url: str, wait_s: float = 30.0) -> None:
+        """Load ``url`` and wait for its load event (the page may rewrite its own address by then)."""
+        start = len(self.events)
         self.call("Page.navigate", url=url)
-        self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'")
+        deadline = time.monotonic() + wait_s
+        while not any(event["method"] == "Page.loadEventFired" for event in self.events[start:]):
+            message = json.loads(self._socket.recv(timeout=max(deadline - time.monotonic(), 0.001)))
+            if "method" in message:
+                self.events.append(message)
 
     def viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
         """Emulate a screen of ``width`` × ``height`` CSS pixels (a phone's with ``mobile``)."""
