@@ -1,7 +1,8 @@
 """Request bodies, read within JACSPEC_MAX_BODY_BYTES (counted while streaming, not only from Content-Length).
 
 FastAPI's own body path runs the stdlib ``json.loads`` and then validates the Python objects. Here a small
-body is parsed and validated in one pass in Rust (``Model.model_validate_json``). A large one is parsed in a
+body is parsed and validated in one pass in Rust (``Model.model_validate_json``), in strict mode: a number must
+be a JSON number, an integer an integral one — no booleans, no numeric strings. A large one is parsed in a
 worker thread — its numeric arrays straight into numpy buffers (``api.jsonarrays``) when the route allows it,
 the rest by pydantic-core — and the Python objects are validated in strict mode (see ``_validate_large``).
 """
@@ -64,24 +65,29 @@ async def validate_json(
 ) -> Model:
     """``model`` from JSON bytes (in a worker thread when large); a 4xx names the field, under ``where``."""
     started = time.perf_counter()
-    try:
-        if len(raw) <= INLINE_PARSE_BYTES:
-            body = model.model_validate_json(raw)
-        else:
-            body = await to_thread.run_sync(_validate_large, model, raw, lift_arrays)
-    except ValidationError as exc:
-        raise from_validation(exc, raw, where) from None
+    if len(raw) <= INLINE_PARSE_BYTES:
+        try:
+            body = model.model_validate_json(raw, strict=True)
+        except ValidationError as exc:
+            raise from_validation(exc, raw, where) from None
+    else:
+        # A large body's problem is built in the thread too: pydantic's errors of a body of a million bad values
+        # take seconds to list, which must not stall the event loop.
+        outcome = await to_thread.run_sync(_validate_large, model, raw, lift_arrays, where)
+        if isinstance(outcome, ProblemError):
+            raise outcome
+        body = outcome
     request.state.parse_ms = getattr(request.state, "parse_ms", 0.0) + (time.perf_counter() - started) * 1e3
     return body
 
 
-def _validate_large(model: type[Model], raw: bytes, lift_arrays: bool) -> Model:
+def _validate_large(model: type[Model], raw: bytes, lift_arrays: bool, where: str = "") -> Model | ProblemError:
     """``model`` from large JSON bytes: parsed to Python objects first, then validated in strict mode.
 
     pydantic's one-pass JSON validation converts every tagged union's input to Python objects to choose its
-    branch, which for a weight is the whole weight twice over. Strict validation of parsed objects accepts a
-    subset of what the lax JSON road accepts, with the same values; anything else takes that road, whose errors
-    are the ones answered.
+    branch, which for a weight is the whole weight twice over. Strict validation of the parsed objects accepts
+    what strict validation of the text accepts, with the same values; anything else takes that road, whose
+    errors are the ones answered, as a problem naming the fields under ``where``.
     """
     document = _parsed(raw, lift_arrays)
     if document is not None:
@@ -89,7 +95,10 @@ def _validate_large(model: type[Model], raw: bytes, lift_arrays: bool) -> Model:
             return model.model_validate(document, strict=True)
         except ValidationError:
             pass
-    return model.model_validate_json(raw)
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        return from_validation(exc, raw, where)
 
 
 def _parsed(raw: bytes, lift_arrays: bool) -> object | None:

@@ -25,6 +25,9 @@ T = TypeVar("T")
 
 BUSY = "urn:jacspec:problem:busy"
 
+INLINE_FLOPS = 3e7
+"""Analyses estimated below this many floating-point operations (a few milliseconds) run on the event loop."""
+
 
 def blas_threads(slots: int) -> int:
     """BLAS threads per compute slot: the machine's cores shared out evenly."""
@@ -44,8 +47,15 @@ class ComputeSlots:
         self.blas_threads = blas_threads(slots)
         threadpool_limits(limits=self.blas_threads, user_api="blas")
 
-    async def run(self, function: Callable[[], T]) -> T:
-        """Run ``function`` in a worker thread once a slot is free; 503 if none frees up in time."""
+    async def run(self, function: Callable[[], T], *, inline: bool = False) -> T:
+        """Run ``function`` in a worker thread once a slot is free; 503 if none frees up in time.
+
+        ``inline`` runs it on the event loop instead, at once and without a slot: for work of a few milliseconds
+        the thread hop and the GIL's hand-overs between the loop and the thread cost more than they save, and the
+        loop runs one such function at a time anyway. Small analyses are so never starved by heavy ones.
+        """
+        if inline:
+            return function()
         await self._acquire()
         try:
             return await to_thread.run_sync(function, limiter=self.threads)

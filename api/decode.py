@@ -44,7 +44,8 @@ def to_array(value: Tensor | list[float] | list[list[float]] | ParsedArray, loca
             )
         return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(value.shape)
     data = value.data.values if isinstance(value.data, ParsedArray) else value.data
-    array = np.asarray(data, dtype=np.float32 if value.datatype == "FP32" else np.float64)
+    with np.errstate(over="ignore"):  # beyond float32's range is ±inf, refused as not finite with its pointer
+        array = np.asarray(data, dtype=np.float32 if value.datatype == "FP32" else np.float64)
     return array.astype(np.float64).reshape(value.shape)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import cors, docs, openapi, problems
+from api import cors, docs, explorer, openapi, problems
 from api.auth import require_key
 from api.compute import ComputeSlots
 from api.problems import problem_responses
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _include_routers(app, settings)
     problems.install(app)
     docs.install(app)
+    explorer.install(app)
     openapi.install(app)
     _add_middleware(app, settings)
     return app

@@ -76,6 +76,8 @@ class _Reader:
         if b"name" not in options:
             raise _bad('a part has no Content-Disposition "name"')
         name = options[b"name"].decode("utf-8", "replace")
+        if name in self.parts:
+            raise _bad(f"two parts are named {name!r}")
         filename = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
         content_type = self.headers.get(b"content-type")
         data = self.pieces[0] if len(self.pieces) == 1 else memoryview(b"".join(self.pieces))

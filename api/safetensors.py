@@ -86,9 +86,9 @@ def _entry(name: str, spec: Any, buffer_size: int) -> Entry:
     dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
     if dtype not in ITEMSIZE:
         raise InvalidInputError(WHERE, f"tensor {name!r} has dtype {dtype!r}; jacspec reads {sorted(ITEMSIZE)}")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+    if not isinstance(shape, list) or not all(_is_integer(n) and n >= 0 for n in shape):
         raise InvalidInputError(WHERE, f"tensor {name!r}: shape must be a list of non-negative integers")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_integer(o) for o in offsets)):
         raise InvalidInputError(WHERE, f"tensor {name!r}: data_offsets must be [begin, end]")
     begin, end = offsets
     if not 0 <= begin <= end <= buffer_size:
@@ -101,6 +101,11 @@ def _entry(name: str, spec: Any, buffer_size: int) -> Entry:
             WHERE, f"tensor {name!r}: shape {shape} of {dtype} needs {needed} bytes, its offsets give {end - begin}"
         )
     return Entry(name, dtype, tuple(shape), begin, end)
+
+
+def _is_integer(value: Any) -> bool:
+    """A JSON integer: ``true`` and ``false`` are Python ints too, but not sizes or offsets."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_disjoint(entries: dict[str, Entry]) -> None:

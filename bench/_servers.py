@@ -41,3 +41,11 @@ def serve(app: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, in
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM, the process's peak resident set, in bytes (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")

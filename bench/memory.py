@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 import httpx
 
-from bench._servers import serve
+from bench._servers import peak_rss, serve
 from bench._timing import table
 
 MIB = 2**20
-
-
-def _peak_rss(pid: int) -> int:
-    """VmHWM, the process's peak resident set, in bytes (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc status")
 
 
 def main() -> None:
@@ -38,10 +29,10 @@ def main() -> None:
     }
     weights = sum(a * b for a, b in itertools.pairwise(widths)) * 8
     with serve("api.main:app") as (url, pid):
-        idle = _peak_rss(pid)
+        idle = peak_rss(pid)
         response = httpx.post(url + "/v1/analyses", json=body, timeout=600.0)
         response.raise_for_status()
-        peak = _peak_rss(pid)
+        peak = peak_rss(pid)
     budget = 3 * weights + 300 * MIB
     rows = [[f"{weights / MIB:.0f}", f"{idle / MIB:.0f}", f"{peak / MIB:.0f}", f"{budget / MIB:.0f}", peak / weights]]
     print(f"server peak RSS through one analysis: tanh {args.width}×{args.depth} → 10, 4 probes (MiB)")

@@ -177,14 +177,15 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
         for j in range(depth)
     )
     summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield)
+    widths = network.widths
     methods = Methods(
         rtol=options.rtol,
         probes=x.shape[0],
         dense_svd=sum(w.method == "dense" for w in weight),
         lanczos=sum(w.method == "lanczos" for w in weight),
         matvecs=matvecs,
-        output_width=network.widths[-1],
-        backward_dense=all(uses_dense((network.widths[-1], n), options.rtol) for n in network.widths[:-1]),
+        output_width=widths[-1],
+        backward_dense=all(uses_dense((widths[-1], n), options.rtol) for n in widths[:-1]),
     )
     spectrum = None if options.spectrum == "none" else spectra(network, fwd.derivatives, meanfield, options.spectrum)
     return Analysis(reports, summary, methods, meanfield, spectrum)
@@ -215,18 +216,30 @@ def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
     dense = uses_dense(w.shape, rtol)
     if not dense and len(d) >= lanczos.BATCH_MIN:
         return _lockstep_jacobian_norms(d, w, rtol)
-    gram = w @ w.T if dense and w.shape[0] <= w.shape[1] else None
-    chunk = max(1, STACK_MAX_ENTRIES // (w.size if gram is None else gram.size))
+    if dense and w.shape[0] <= w.shape[1]:
+        return _shared_gram_norms(d, w), 0
+    chunk = max(1, STACK_MAX_ENTRIES // w.size)
     norms, matvecs = [], 0
     for start in range(0, len(d), chunk):
-        part = d[start : start + chunk]
-        if gram is None:
-            values, used = spectral_norms(part[:, :, None] * w, rtol)
-            matvecs += used
-        else:
-            values = gram_norms(part[:, :, None] * gram * part[:, None, :])
+        values, used = spectral_norms(d[start : start + chunk, :, None] * w, rtol)
         norms.append(values)
+        matvecs += used
     return np.concatenate(norms), matvecs
+
+
+def _shared_gram_norms(d: Array, w: Array) -> Array:
+    """‖diag(d_b)·W‖₂ densely for a wide or square W, from one Gram matrix of f_W·W: the probes' Gram matrices are
+    (f_b d_b)(f_b d_b)ᵀ ⊙ (f_W W)(f_W W)ᵀ, with f the exact unit scales of lanczos.unit_scales."""
+    f_w = float(lanczos.unit_scales(np.abs(w).max()))
+    f_d = lanczos.unit_scales(np.abs(d).max(axis=1))
+    scaled_w = w * f_w
+    gram = scaled_w @ scaled_w.T
+    chunk = max(1, STACK_MAX_ENTRIES // gram.size)
+    norms = []
+    for start in range(0, len(d), chunk):
+        part = d[start : start + chunk] * f_d[start : start + chunk, None]
+        norms.append(gram_norms(part[:, :, None] * gram * part[:, None, :]))
+    return np.concatenate(norms) / (f_w * f_d)
 
 
 def _lockstep_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
@@ -236,8 +249,8 @@ def _lockstep_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, in
     chunk = lanczos.chunk_for(min(w.shape))
     for start in range(0, len(d), chunk):
         part = d[start : start + chunk]
-        gram, size = lanczos.shared_weight_gram(w, part)
-        values, used = lanczos.top_singular_values(gram, len(part), size, rtol)
+        gram, size, scales = lanczos.shared_weight_gram(w, part)
+        values, used = lanczos.top_singular_values(gram, size, scales, rtol)
         matvecs += used
         if values is None:
             alone = [spectral_norm(row[:, None] * w, rtol) for row in part]

@@ -9,6 +9,9 @@ from service.spectral import DENSE_MAX_DIM
 
 LANCZOS_PRODUCTS = 100
 """Gram products budgeted for one Lanczos norm (each 4·m·n flops); most converge in far fewer."""
+LAYER_OVERHEAD = 1e6
+"""Each layer's fixed cost — a few dozen numpy and LAPACK calls, about 0.2 ms — counted as the flops that time
+would buy, so that 100 000 layers of 1 × 1 are refused like any other work that would take too long."""
 SVD_FLOPS = 8.0
 """All singular values of an m × n matrix (LAPACK gesdd, values only) cost about SVD_FLOPS·m·n·min(m, n)."""
 
@@ -23,9 +26,9 @@ def estimate_flops(widths: Sequence[int], probes: int, spectrum: str = "none") -
 
     Per layer of shape m × n with B probes and output width n_L: forward and gradient 6·B·m·n; the backward
     product 2·B·n_L·m·n; a norm costs ≈ 4·m·n·min(m, n) densely or 4·m·n·LANCZOS_PRODUCTS by Lanczos,
-    and there are B + 1 of them (the weight and each probe's Jacobian). With a ``spectrum`` ("summary" or
-    "full"): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's input–output Jacobian, formed from its
-    narrower end, 2·B·min(n_0, n_L)·m·n per layer, and its SVD, SVD_FLOPS·B·n_L·n_0·min(n_0, n_L).
+    and there are B + 1 of them (the weight and each probe's Jacobian); and LAYER_OVERHEAD. With a ``spectrum``
+    ("summary" or "full"): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's input–output Jacobian, formed
+    from its narrower end, 2·B·min(n_0, n_L)·m·n per layer, and its SVD, SVD_FLOPS·B·n_L·n_0·min(n_0, n_L).
     """
     n_out = widths[-1]
     total = 0.0
@@ -33,7 +36,7 @@ def estimate_flops(widths: Sequence[int], probes: int, spectrum: str = "none") -
         size = float(n_in) * float(m)
         small = min(n_in, m)
         per_norm = 4.0 * size * (small if small <= DENSE_MAX_DIM else LANCZOS_PRODUCTS)
-        total += size * probes * (6.0 + 2.0 * n_out) + (probes + 1) * per_norm
+        total += size * probes * (6.0 + 2.0 * n_out) + (probes + 1) * per_norm + LAYER_OVERHEAD
     if spectrum != "none":
         total += spectrum_flops(widths, probes)
     return total

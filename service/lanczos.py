@@ -43,6 +43,15 @@ BASIS_MAX_BYTES = 128 * 2**20
 """The Lanczos vectors kept for reorthogonalisation, B·(steps + 1)·n float64s, stay within this."""
 
 
+def unit_scales(peaks: Array) -> Array:
+    """Powers of two f with f·peak in [0.5, 1) (1 for a peak of 0): scaling by them is exact, and a matrix whose
+    largest entry is about 1 forms Gram products that neither overflow nor lose digits to underflow, and meets
+    ARPACK's relative stopping test (which turns absolute for eigenvalues below about 4e-11)."""
+    _, exponents = np.frexp(peaks)
+    scales: Array = np.ldexp(1.0, np.clip(-exponents, -1000, 1000))
+    return scales
+
+
 def steps_for(n: int) -> int:
     """The Lanczos steps allowed for operators of size n."""
     return max(2, min(n // 6, MAX_STEPS, n))
@@ -53,11 +62,11 @@ def chunk_for(n: int) -> int:
     return max(1, BASIS_MAX_BYTES // (8 * n * (steps_for(n) + 1)))
 
 
-def top_singular_values(gram: Gram, count: int, n: int, rtol: float) -> tuple[Array | None, int]:
-    """σ_max = √λ_max(G_b) for ``count`` Gram operators of size n, to ``rtol``, and the matrix-vector products
-    taken; ``None`` when not all converge within ``steps_for(n)``."""
-    top, products = top_eigenvalues(gram, count, n, rtol, steps_for(n))
-    return (None if top is None else np.sqrt(top)), products
+def top_singular_values(gram: Gram, n: int, scales: Array, rtol: float) -> tuple[Array | None, int]:
+    """σ_max(A_b) = √λ_max(G_b)/f_b for Gram operators G_b of (f_b·A_b), of size n, to ``rtol``, and the
+    matrix-vector products taken; ``None`` when not all converge within ``steps_for(n)``."""
+    top, products = top_eigenvalues(gram, len(scales), n, rtol, steps_for(n))
+    return (None if top is None else np.sqrt(top) / scales), products
 
 
 def top_eigenvalues(gram: Gram, count: int, n: int, rtol: float, steps: int) -> tuple[Array | None, int]:
@@ -102,20 +111,28 @@ def _top_ritz(alpha: Array, beta: Array) -> tuple[Array, Array]:
     return top, residual
 
 
-def shared_weight_gram(w: Array, d: Array) -> tuple[Gram, int]:
-    """The Gram operators of A_b = diag(d_b)·W for the rows d_b of ``d``, on the smaller side, and its size:
-    G_b = Wᵀ D_b² W (n × n) for a tall W, D_b W Wᵀ D_b (m × m) for a wide one; two products with W for all b."""
+def shared_weight_gram(w: Array, d: Array) -> tuple[Gram, int, Array]:
+    """The Gram operators of f_b·A_b, A_b = diag(d_b)·W for the rows d_b of ``d``, on the smaller side; its size;
+    and the unit scales f_b = f_W·f_d (see unit_scales), applied to the vectors, never copying W.
+
+    G_b = Wᵀ D_b² W (n × n) for a tall W, D_b W Wᵀ D_b (m × m) for a wide one: two products with W for all b.
+    """
     m, n = w.shape
+    f_w = float(unit_scales(np.abs(w).max()))
+    f_d = unit_scales(np.abs(d).max(axis=1))
+    scaled = d * f_d[:, None]
     if m >= n:
-        squared = d * d
-        return (lambda x: ((x @ w.T) * squared) @ w), n
-    return (lambda x: ((x * d) @ w) @ w.T * d), m
+        squared = scaled * scaled
+        return (lambda x: (((x * f_w) @ w.T) * squared) @ w * f_w), n, f_w * f_d
+    return (lambda x: (((x * scaled) @ w) * f_w) @ w.T * f_w * scaled), m, f_w * f_d
 
 
-def stack_gram(stack: Array) -> tuple[Gram, int]:
-    """The Gram operators of the matrices ``stack[b]`` on the smaller side, and its size."""
+def stack_gram(stack: Array) -> tuple[Gram, int, Array]:
+    """The Gram operators of f_b·A_b for the matrices A_b = ``stack[b]`` on the smaller side, its size, and the
+    unit scales f_b, applied to the vectors."""
     m, n = stack.shape[1:]
     transposed = stack.transpose(0, 2, 1)
+    f = unit_scales(np.abs(stack).max(axis=(1, 2)))[:, None]
     if m >= n:
-        return (lambda x: _rows(transposed, _rows(stack, x))), n
-    return (lambda x: _rows(stack, _rows(transposed, x))), m
+        return (lambda x: _rows(transposed, _rows(stack, x * f) * f)), n, f[:, 0]
+    return (lambda x: _rows(stack, _rows(transposed, x * f) * f)), m, f[:, 0]

@@ -6,9 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -56,26 +57,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def running_server(**env: str) -> Iterator[str]:
+    """`python -m api` (what `make serve` runs) on a free loopback port, with extra ``JACSPEC_*`` variables.
+
+    Its stderr goes to a file, not a pipe: a pipe nobody reads fills up with logged tracebacks and then blocks
+    the server.
+    """
+    port = _free_port()
+    env = {**os.environ, **env, "JACSPEC_HOST": "127.0.0.1", "JACSPEC_PORT": str(port)}
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"the server did not start: {log.read().decode()[-2000:]}")
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    """`python -m api` (what `make serve` runs) on a free loopback port."""
-    port = _free_port()
-    env = {**os.environ, "JACSPEC_HOST": "127.0.0.1", "JACSPEC_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                assert process.stderr is not None
-                pytest.fail(f"the server did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
+    """`python -m api` with the default settings, for the whole session."""
+    with running_server() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

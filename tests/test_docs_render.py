@@ -6,37 +6,22 @@ put there (Swagger UI's operation rows, ReDoc's operation headings), which come 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 
-import pytest
+from tests.chromium import CHROMIUM, FLAGS, requires_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=10000",
-    "--dump-dom",
-]
-
-if CHROMIUM is None and os.environ.get("CI"):
-    pytest.fail("CI must install Debian's chromium (see .ci/run)", pytrace=False)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it)")
+pytestmark = requires_chromium()
 
 
 def _rendered(url: str) -> str:
     assert CHROMIUM is not None
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", url], capture_output=True, text=True, timeout=120
+            [CHROMIUM, *FLAGS, "--virtual-time-budget=10000", "--dump-dom", f"--user-data-dir={profile}", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     return result.stdout
 

@@ -11,7 +11,8 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 
 from api import safetensors
-from api.body import media_type, openapi_body, read_json, validate_json
+from api.body import INLINE_PARSE_BYTES, media_type, openapi_body, read_json, validate_json
+from api.compute import INLINE_FLOPS
 from api.decode import (
     explicit_network,
     init_recipe,
@@ -21,7 +22,7 @@ from api.decode import (
     safetensors_widths,
 )
 from api.encode import analysis_report, report_json
-from api.limits import check_analysis, check_size
+from api.limits import check_analysis, check_size, probes_pointer
 from api.multipart import read_parts
 from api.problems import invalid, problem_responses
 from api.settings import Settings
@@ -72,7 +73,9 @@ def _request_body() -> dict[str, Any]:
 )
 async def create_analysis(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    request.app.state.compute.refuse_if_full()
+    if _may_be_large(request) and not _declared_too_large(request, settings):
+        request.app.state.compute.refuse_if_full()
+    inline = False
     if media_type(request) == "multipart/form-data":
         work = await _safetensors_work(request, settings)
     else:
@@ -82,16 +85,31 @@ async def create_analysis(request: Request) -> Response:
             "application/json, or multipart/form-data with a .safetensors file",
             lift_arrays=True,
         )
-        check_analysis(body, settings)
+        inline = check_analysis(body, settings) <= INLINE_FLOPS
         work = partial(_analyse, body)
     started = time.perf_counter()
-    result, decode_ms = await request.app.state.compute.run(work)
+    result, decode_ms = await request.app.state.compute.run(work, inline=inline)
     worker_ms = (time.perf_counter() - started) * 1e3
     parse_ms = request.state.parse_ms
     decode_ms += getattr(request.state, "header_ms", 0.0)
     timings = {"parse": parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
     report = analysis_report(result, __version__, {**timings, "total": sum(timings.values())})
     return Response(report_json(report), media_type="application/json")
+
+
+def _may_be_large(request: Request) -> bool:
+    """Whether the body may be larger than INLINE_PARSE_BYTES (no Content-Length, or a larger one). A full queue
+    refuses such a request before its body is read; a smaller one is read, checked (a 413 is a 413) and, if its
+    work is small, computed on the event loop, which needs no slot."""
+    declared = request.headers.get("content-length", "")
+    return not declared.isdigit() or int(declared) > INLINE_PARSE_BYTES
+
+
+def _declared_too_large(request: Request, settings: Settings) -> bool:
+    """Whether the Content-Length alone exceeds JACSPEC_MAX_BODY_BYTES: such a request is refused 413 before a
+    byte of its body is read, full queue or not (a 503 would only make the client retry it)."""
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) > settings.max_body_bytes
 
 
 def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:
@@ -142,9 +160,10 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
     parameters = safetensors.parameter_count(file, prefixes)
-    check_size(
-        safetensors_widths(file, prefixes), parameters, probe_count(spec.inputs), settings, spec.options.spectrum
-    )
+    widths = safetensors_widths(file, prefixes)
+    probes_at = probes_pointer(spec.inputs, where="/request")
+    spectrum = spec.options.spectrum
+    check_size(widths, parameters, probe_count(spec.inputs), settings, "/weights", probes_at, spectrum, "/request")
     return partial(_analyse_safetensors, file, prefixes, spec)
 
 

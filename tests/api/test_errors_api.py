@@ -375,3 +375,31 @@ async def test_server_survives_the_whole_table(client: httpx.AsyncClient) -> Non
     assert (await client.get("/readyz")).status_code == 200
     ok = await client.post("/v1/bounds", json={"factor": 0.5, "depth": 10})
     assert ok.status_code == 200
+
+
+RECIPE = {"activation": "tanh", "init": {"widths": [3, 2], "scheme": "orthogonal"}}
+LOOSE_TYPES = [
+    ("/v1/bounds", {"factors": [False]}, "/factors/0"),
+    ("/v1/bounds", {"factor": "0.5", "depth": 3}, "/factor"),
+    ("/v1/analyses", {"network": {"layers": [{"weight": [[True, False]]}]}}, "/network/layers/0/weight"),
+    ("/v1/analyses", {"network": {**RECIPE, "init": {"widths": ["3", "2"], "scheme": "orthogonal"}}}, "/network"),
+    ("/v1/analyses", {"network": RECIPE, "inputs": {"count": "1"}}, "/inputs/count"),
+    ("/v1/analyses", {"network": RECIPE, "inputs": {"count": 2.0}}, "/inputs/count"),
+    ("/v1/analyses", {"network": RECIPE, "options": {"thresholds": {"exploding_log10": False}}}, "/options"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "pointer"), LOOSE_TYPES, ids=[str(b) for _, b, _ in LOOSE_TYPES])
+async def test_json_types_are_strict(client: httpx.AsyncClient, path: str, body: Any, pointer: str) -> None:
+    """A number must be a JSON number and an integer an integral one: no booleans, no numeric strings."""
+    response = await client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"].startswith(pointer)
+
+
+async def test_an_integer_is_a_number(client: httpx.AsyncClient) -> None:
+    """Where a number is declared, a JSON integer is one."""
+    network = {**RECIPE, "init": {"widths": [3, 2], "scheme": "orthogonal", "gain": 1}}
+    body = {"network": network, "options": {"thresholds": {"vanishing_log10": -3}}}
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 200, response.text

@@ -60,6 +60,4 @@ async def test_a_hundred_thousand_bad_values_are_refused_in_a_short_problem(clie
     response = await client.post("/v1/analyses", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
     problem = response.json()
-    assert problem["errors"][0]["pointer"] == "/network/layers/0/weight/0/0"
-    assert len(problem["errors"]) == 20
-    assert "(and 99999 more)" in problem["detail"]
+    assert [e["pointer"] for e in problem["errors"]] == ["/network/layers/0/weight/0/0"]  # lists fail fast

@@ -109,7 +109,8 @@ async def test_a_waiting_request_gets_the_slot_once_it_frees() -> None:
 
 
 async def test_analyses_are_refused_too() -> None:
-    body = {"network": {"activation": "tanh", "init": {"widths": [4, 4], "scheme": "orthogonal"}}}
+    """An analysis too large to run on the loop (300-wide, estimated far over INLINE_FLOPS) waits for a slot."""
+    body = {"network": {"activation": "tanh", "init": {"widths": [300, 300, 300], "scheme": "orthogonal"}}}
     async with served(compute_slots=1, queue_timeout=0.05) as (app, client):
         async with slot_held(app.state.compute):
             with anyio.fail_after(PATIENCE_S):
@@ -168,3 +169,36 @@ async def test_a_full_queue_refuses_an_analysis_before_reading_its_body() -> Non
             response = await client.post("/v1/analyses", content=body(), headers={"content-type": "application/json"})
     assert response.status_code == 503
     assert len(read) < 100
+
+
+async def test_inline_work_runs_on_the_loop_without_a_slot() -> None:
+    """``inline=True`` computes on the calling thread (no hop) at once, even with every slot busy and the queue
+    full; other work goes to a worker thread."""
+    compute = ComputeSlots(1, queue_size=0)
+    seen: list[int] = []
+
+    def job() -> None:
+        seen.append(threading.get_ident())
+
+    with anyio.fail_after(PATIENCE_S):
+        async with slot_held(compute):
+            await compute.run(job, inline=True)
+        await compute.run(job)
+    assert seen[0] == threading.get_ident()
+    assert seen[1] != threading.get_ident()
+    assert compute.limiter.borrowed_tokens == 0
+
+
+async def test_small_analyses_are_answered_while_heavy_ones_hold_every_slot() -> None:
+    """A small init-recipe analysis is computed on the loop; with the slots held and the queue full it gets its
+    report, and a network over the parameter limit still gets its 413 (not a 503 to retry)."""
+    small = {"network": {"activation": "tanh", "init": {"widths": [8, 8, 2], "scheme": "orthogonal"}}}
+    huge = {"network": {"activation": "tanh", "init": {"widths": [100_000, 100_000], "scheme": "orthogonal"}}}
+    settings = {"compute_slots": 1, "queue_timeout": 600, "queue_size": 0}
+    async with served(**settings) as (app, client), slot_held(app.state.compute):
+        with anyio.fail_after(PATIENCE_S):
+            answered = await client.post("/v1/analyses", json=small)
+            refused = await client.post("/v1/analyses", json=huge)
+    assert answered.status_code == 200
+    assert answered.json()["summary"]["depth"] == 2
+    assert refused.status_code == 413

@@ -30,8 +30,8 @@ def test_lockstep_meets_rtol_on_every_kind(rtol: float, shape: tuple[int, int]) 
     """Every matrix of a stack of every kind but the clustered one converges within the budget, to rtol."""
     kinds = [kind for kind in sorted(KINDS) if kind != "clustered"] * 2
     stack, expected = _stack(kinds, shape)
-    gram, size = lanczos.stack_gram(stack)
-    values, products = lanczos.top_singular_values(gram, len(stack), size, rtol)
+    gram, size, scales = lanczos.stack_gram(stack)
+    values, products = lanczos.top_singular_values(gram, size, scales, rtol)
     assert values is not None
     np.testing.assert_allclose(values, expected, rtol=rtol, atol=0)
     assert np.all(values <= expected * (1 + ROUNDING))
@@ -41,7 +41,7 @@ def test_lockstep_meets_rtol_on_every_kind(rtol: float, shape: tuple[int, int]) 
 def test_clustered_spectrum_is_refused_within_a_small_budget() -> None:
     """A top gap of 1e-9 is beyond 10 steps at rtol 1e-12: the lockstep road says so instead of answering."""
     stack, _ = _stack(["clustered", "gaussian"])
-    gram, size = lanczos.stack_gram(stack)
+    gram, size, _ = lanczos.stack_gram(stack)
     top, products = lanczos.top_eigenvalues(gram, len(stack), size, 1e-12, steps=10)
     assert top is None
     assert products == 2 * 2 * 10
@@ -60,14 +60,20 @@ def test_spectral_norms_of_a_large_stack(rtol: float) -> None:
 
 
 @pytest.mark.parametrize("shape", [SHAPE, SHAPE[::-1]], ids=["tall", "wide"])
-def test_shared_weight_gram_is_the_probes_gram(shape: tuple[int, int]) -> None:
-    """G_b x_b from two products with W equals (D_b W)ᵀ(D_b W) x_b (or the m × m side) formed explicitly."""
+@pytest.mark.parametrize("size", [1.0, 1e200, 1e-200])
+def test_gram_operators_are_the_probes_grams(shape: tuple[int, int], size: float) -> None:
+    """shared_weight_gram and stack_gram apply f_b²·G_b with G_b = A_bᵀA_b (tall) or A_bA_bᵀ (wide) of
+    A_b = diag(d_b)·W, formed here explicitly, for weights of any finite size."""
     rng = np.random.default_rng(3)
-    w, d = rng.standard_normal(shape), rng.standard_normal((5, shape[0]))
-    gram, size = lanczos.shared_weight_gram(w, d)
-    x = rng.standard_normal((5, size))
-    explicit, _ = lanczos.stack_gram(d[:, :, None] * w)
-    np.testing.assert_allclose(gram(x), explicit(x), rtol=1e-12, atol=1e-12)
+    w, d = rng.standard_normal(shape) * size, rng.standard_normal((5, shape[0]))
+    x = rng.standard_normal((5, min(shape)))
+    a = d[:, :, None] * (w / size)  # the explicit reference is formed at size 1, then scaled back
+    at = a.transpose(0, 2, 1)
+    expected = (at @ (a @ x[:, :, None]) if shape[0] >= shape[1] else a @ (at @ x[:, :, None]))[:, :, 0]
+    for gram, n, scales in (lanczos.shared_weight_gram(w, d), lanczos.stack_gram(d[:, :, None] * w)):
+        assert n == min(shape)
+        got = gram(x) / (scales[:, None] * size) ** 2
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
 
 
 def test_jacobian_norms_of_many_probes_in_lockstep() -> None:

@@ -27,7 +27,11 @@ class BoundsRequest(ContractModel):
     )
 
     factors: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, min_length=1, max_length=MAX_FACTORS, description="Per-layer factors σ_j·γ_j, j = 1..L."
+        None,
+        min_length=1,
+        max_length=MAX_FACTORS,
+        fail_fast=True,
+        description="Per-layer factors σ_j·γ_j, j = 1..L.",
     )
     factor: float | None = Field(None, ge=0, description="One factor for every layer.")
     depth: int | None = Field(None, ge=1, le=10**12, description="L, with `factor`.")
