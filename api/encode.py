@@ -115,7 +115,7 @@ def meanfield_summary(m: NetworkMeanField) -> MeanFieldSummary:
     growth = m.predicted_growth_log10
     return MeanFieldSummary(
         predicted_growth_log10=growth,
-        predicted_growth=_zero_or_plain(growth),
+        predicted_growth=_zero_or_plain(growth) if m.known else None,
         predicted_rate_log10=None if growth is None else growth / len(m.layers),
         critical_gain=m.critical_gain,
     )
@@ -147,6 +147,7 @@ def probe_spectrum(index: int, p: ServiceProbeSpectrum) -> ProbeSpectrum:
 
 def jacobian_spectrum(s: Spectra) -> JacobianSpectrum:
     assert s.mode != "none"
+    unknown = "prediction_unknown" in s.flags
     return JacobianSpectrum(
         mode=s.mode,
         quantile_levels=list(QUANTILE_LEVELS) if s.mode == "summary" else None,
@@ -156,9 +157,9 @@ def jacobian_spectrum(s: Spectra) -> JacobianSpectrum:
         eigenvalue_variance_log10=s.eigenvalue_variance_log10,
         eigenvalue_variance=_zero_or_plain(s.eigenvalue_variance_log10) if s.probes else None,
         predicted_eigenvalue_mean_log10=s.predicted_mean_log10,
-        predicted_eigenvalue_mean=_zero_or_plain(s.predicted_mean_log10),
+        predicted_eigenvalue_mean=None if unknown else _zero_or_plain(s.predicted_mean_log10),
         predicted_eigenvalue_variance_log10=s.predicted_variance_log10,
-        predicted_eigenvalue_variance=_zero_or_plain(s.predicted_variance_log10),
+        predicted_eigenvalue_variance=None if unknown else _zero_or_plain(s.predicted_variance_log10),
         flags=list(s.flags),
     )
 

@@ -398,5 +398,7 @@ def _summary(
     )
 
 
-def _advice(m: NetworkMeanField) -> MeanFieldAdvice:
+def _advice(m: NetworkMeanField) -> MeanFieldAdvice | None:
+    if not m.known:  # a layer out of range: the advice says nothing of the mean field
+        return None
     return MeanFieldAdvice(m.predicted_growth_log10, m.chi1_geometric_mean, m.uniform, m.critical_gain)

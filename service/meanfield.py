@@ -61,10 +61,11 @@ from service.activations import (
     Tanh,
 )
 from service.initializers import SCHEMES
+from service.logscale import normal_or_none, plain
 from service.network import Network
 
 Array = NDArray[np.float64]
-Status = Literal["converged", "marginal", "diverges"]
+Status = Literal["converged", "marginal", "diverges", "out_of_range"]
 
 GH_NODES = 64
 """Gauss–Hermite nodes (probabilists', ``hermegauss``) used while √q ≤ GH_MAX_SCALE·width."""
@@ -83,6 +84,8 @@ Q_MAX_RATIO = 1e6
 for bounded h, V(q) ≤ σ_w²·sup h² + σ_b²)."""
 Q_MIN_RATIO = 1e-12
 """Searching down from q^1, a fixed point below Q_MIN_RATIO·q^1 of a map with V(0) = 0 is reported as 0."""
+MAX_SIGMA = 1e50
+"""σ_w or σ_b above this (q* near 10^100) is out of range: the variance is not followed there."""
 CRITICAL_RTOL = 1e-9
 """|χ₁ − 1| ≤ CRITICAL_RTOL is critical (He-initialised ReLU has σ_w² = 2 only to rounding); the same tolerance
 decides a marginal homogeneous map. It is above the quadrature's accuracy."""
@@ -301,12 +304,12 @@ class FixedPoint:
 
 def fixed_point(activation: Activation, sigma_w: float, sigma_b: float) -> FixedPoint:
     """The fixed point of V reached by iterating from q^1 = σ_w² + σ_b² (see the module's docstring)."""
-    start = sigma_w**2 + sigma_b**2
+    start = sigma_w * sigma_w + sigma_b * sigma_b
     c = homogeneous_constant(activation)
     if c is not None:
-        rate = sigma_w**2 * c
+        rate = sigma_w * sigma_w * c
         if rate < 1.0 - CRITICAL_RTOL:
-            return FixedPoint(sigma_b**2 / (1.0 - rate), "converged")
+            return FixedPoint(sigma_b * sigma_b / (1.0 - rate), "converged")
         if rate <= 1.0 + CRITICAL_RTOL and sigma_b == 0.0:
             return FixedPoint(start, "marginal")
         return FixedPoint(None, "diverges")
@@ -340,13 +343,19 @@ def fixed_point(activation: Activation, sigma_w: float, sigma_b: float) -> Fixed
 
 @dataclass(frozen=True)
 class LayerTheory:
-    """The mean-field numbers of one layer (h, σ_w, σ_b); ``mu1``, ``mu2`` are E[h'²], E[h'⁴] where χ₁ is taken."""
+    """The mean-field numbers of one layer (h, σ_w, σ_b); ``mu1``, ``mu2`` are E[h'²], E[h'⁴] where χ₁ is taken.
+
+    ``growth_log10`` = log10 χ₁^{1/2} = log10 σ_w + ½·log10 μ₁ is carried in log10 (χ₁ itself may not fit a
+    float64); None where χ₁ = 0, or where the layer is out of range (status ``out_of_range``: σ_w or σ_b above
+    MAX_SIGMA, for an activation whose q* would have to be found: then q*, χ₁ and the growth are unknown)."""
 
     sigma_w: float
     sigma_b: float
     q_star: float | None
     status: Status
-    chi1: float
+    chi1: float | None
+    """χ₁ = σ_w²·μ₁ where it is a normal float64 or exactly 0, else None (``growth_log10`` carries it)."""
+    growth_log10: float | None
     mu1: float
     mu2: float
     critical_sigma_w: float | None
@@ -354,36 +363,47 @@ class LayerTheory:
     """Whether χ₁ jumps across 1 at ``critical_sigma_w`` (the fixed point reached from q^1 changes branch there)."""
 
     @property
-    def growth_log10(self) -> float | None:
-        """log10 χ₁^{1/2}: the predicted growth per layer of a typical backpropagated vector; None where χ₁ = 0."""
-        return 0.5 * math.log10(self.chi1) if self.chi1 > 0.0 else None
+    def known(self) -> bool:
+        """Whether χ₁ is known (always, but for an out-of-range layer of a non-homogeneous activation)."""
+        return self.growth_log10 is not None or self.status != "out_of_range"
 
     @property
     def critical(self) -> bool:
-        return abs(self.chi1 - 1.0) <= CRITICAL_RTOL
+        """|χ₁ − 1| ≤ CRITICAL_RTOL, as |ln χ₁| = 2·ln 10·|growth_log10|."""
+        return self.growth_log10 is not None and 2.0 * math.log(10.0) * abs(self.growth_log10) <= CRITICAL_RTOL
 
     @property
     def depth_scale(self) -> float | None:
-        """1/|ln χ₁| (0 where χ₁ = 0); None on the critical line."""
-        if self.chi1 == 0.0:
-            return 0.0
-        return None if self.critical else 1.0 / abs(math.log(self.chi1))
+        """1/|ln χ₁| (0 where χ₁ = 0); None on the critical line, and where χ₁ is unknown."""
+        if self.growth_log10 is None:
+            return 0.0 if self.known else None
+        return None if self.critical else 1.0 / (2.0 * math.log(10.0) * abs(self.growth_log10))
 
 
 @lru_cache(maxsize=4096)
 def layer_theory(activation: Activation, sigma_w: float, sigma_b: float) -> LayerTheory:
     """q*, χ₁ = σ_w²·E[h'(√q*·z)²] and the critical σ_w of a layer (h, σ_w, σ_b)."""
+    c = homogeneous_constant(activation)
+    critical, discontinuous = critical_point(activation, sigma_b) if sigma_b <= MAX_SIGMA else (None, False)
+    if not (sigma_w <= MAX_SIGMA and sigma_b <= MAX_SIGMA):  # also NaN
+        growth = None
+        if c is not None and math.isfinite(sigma_w) and sigma_w > 0.0:  # χ₁ = σ_w²·c at every q
+            growth = math.log10(sigma_w) + 0.5 * math.log10(c)
+        mu = (c, moments(activation, 1.0).d2) if c is not None else (0.0, 0.0)
+        value = None if growth is None else plain(2.0 * growth)
+        return LayerTheory(sigma_w, sigma_b, None, "out_of_range", value, growth, *mu, critical, discontinuous)
     point = fixed_point(activation, sigma_w, sigma_b)
     q = math.inf if point.q is None else point.q
-    c = homogeneous_constant(activation)
     at = moments(activation, 1.0 if c is not None else q)  # homogeneous: the same at every q
-    critical, discontinuous = critical_point(activation, sigma_b)
+    growth = math.log10(sigma_w) + 0.5 * math.log10(at.d1) if sigma_w > 0.0 and at.d1 > 0.0 else None
+    value = sigma_w * sigma_w * at.d1
     return LayerTheory(
         sigma_w=sigma_w,
         sigma_b=sigma_b,
         q_star=point.q,
         status=point.status,
-        chi1=sigma_w**2 * at.d1,
+        chi1=value if normal_or_none(value) is not None else (0.0 if growth is None else None),
+        growth_log10=growth,
         mu1=at.d1,
         mu2=at.d2,
         critical_sigma_w=critical,
@@ -513,7 +533,8 @@ class LayerMeanField:
 @dataclass(frozen=True)
 class NetworkMeanField:
     """Every layer's mean-field numbers and the network's: ``predicted_growth_log10`` = ½·Σ_j log10 χ₁,j, the
-    predicted log10 of the root-mean-square singular value of ∂a_L/∂a_0 (None where some χ₁ = 0), and
+    predicted log10 of the root-mean-square singular value of ∂a_L/∂a_0 (None where some χ₁ = 0 or is unknown:
+    ``known`` tells which), and
     ``critical_gain``, the median over layers of gain·σ_w,crit/σ_w (gain 1 for explicit weights)."""
 
     layers: tuple[LayerMeanField, ...]
@@ -521,11 +542,16 @@ class NetworkMeanField:
     critical_gain: float | None
 
     @property
+    def known(self) -> bool:
+        """Whether every layer's χ₁ is known (see LayerTheory.known)."""
+        return all(layer.theory.known for layer in self.layers)
+
+    @property
     def chi1_geometric_mean(self) -> float | None:
-        """(∏_j χ₁,j)^{1/L}; None where some χ₁ = 0."""
+        """(∏_j χ₁,j)^{1/L} where it is a normal float64; None where some χ₁ = 0 or is unknown."""
         if self.predicted_growth_log10 is None:
             return None
-        return float(10.0 ** (2.0 * self.predicted_growth_log10 / len(self.layers)))
+        return plain(2.0 * self.predicted_growth_log10 / len(self.layers))
 
     @property
     def uniform(self) -> bool:
@@ -546,9 +572,15 @@ def layer_sigmas(network: Network) -> list[tuple[float, float]]:
             std = SCHEMES[recipe.scheme].std(n_in, n_out, recipe.gain, recipe.std)
             sigmas.append((std * math.sqrt(n_in), recipe.bias_std))
         else:
-            sigma_b = 0.0 if layer.bias is None else math.sqrt(float(np.var(layer.bias)))
-            sigmas.append((math.sqrt(n_in * float(np.var(layer.weight))), sigma_b))
+            sigma_b = 0.0 if layer.bias is None else _std(layer.bias)
+            sigmas.append((math.sqrt(n_in) * _std(layer.weight), sigma_b))
     return sigmas
+
+
+def _std(values: Array) -> float:
+    """The population std of all entries, scaled by the largest |entry| first so that squares cannot overflow."""
+    largest = float(np.abs(values).max())
+    return largest * float(np.std(values / largest)) if largest > 0.0 else 0.0
 
 
 def network_meanfield(network: Network) -> NetworkMeanField:
@@ -563,27 +595,30 @@ def network_meanfield(network: Network) -> NetworkMeanField:
     ratios = sorted(
         layer.theory.critical_sigma_w / layer.theory.sigma_w
         for layer in layers
-        if layer.theory.critical_sigma_w is not None and layer.theory.sigma_w > 0.0
+        if layer.theory.critical_sigma_w is not None and 0.0 < layer.theory.sigma_w < math.inf
     )
     critical_gain = None
     if ratios:
         middle = len(ratios) // 2
         median = ratios[middle] if len(ratios) % 2 else math.sqrt(ratios[middle - 1] * ratios[middle])
-        critical_gain = gain * median
+        critical_gain = normal_or_none(gain * median)
     return NetworkMeanField(tuple(layers), total, critical_gain)
 
 
 def _flags(theory: LayerTheory) -> tuple[str, ...]:
-    """q_diverges, q_marginal, critical (|χ₁ − 1| ≤ CRITICAL_RTOL), chi1_zero, no_critical_sigma_w,
-    critical_sigma_w_discontinuous (χ₁ jumps across 1 there: the fixed point reached from q^1 changes branch)."""
+    """q_diverges, q_marginal, out_of_range (σ_w or σ_b above MAX_SIGMA), critical (|χ₁ − 1| ≤ CRITICAL_RTOL),
+    chi1_zero, no_critical_sigma_w, critical_sigma_w_discontinuous (χ₁ jumps across 1 there: the fixed point
+    reached from q^1 changes branch)."""
     flags = []
+    if theory.status == "out_of_range":
+        flags.append("out_of_range")
     if theory.status == "diverges":
         flags.append("q_diverges")
     if theory.status == "marginal":
         flags.append("q_marginal")
     if theory.critical:
         flags.append("critical")
-    if theory.chi1 == 0.0:
+    if theory.growth_log10 is None and theory.known:
         flags.append("chi1_zero")
     if theory.critical_sigma_w is None:
         flags.append("no_critical_sigma_w")

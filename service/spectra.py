@@ -75,7 +75,8 @@ class ProbeSpectrum:
 @dataclass(frozen=True)
 class Spectra:
     """Everything above for one analysis; ``probes`` is empty where the forward pass overflowed (flag
-    ``overflow``). Every log10 is None where its quantity is exactly 0."""
+    ``overflow``). Every log10 is None where its quantity is exactly 0 — but the prediction's where a layer's mean
+    field is out of range (flag ``prediction_unknown``)."""
 
     mode: SpectrumMode
     weights: tuple[WeightSpectrum, ...]
@@ -94,6 +95,8 @@ def spectra(network: Network, derivatives: Sequence[Array], meanfield: NetworkMe
     full = mode == "full"
     weights = tuple(weight_spectrum(layer.weight, full) for layer in network.layers)
     flags = []
+    if not meanfield.known:
+        flags.append("prediction_unknown")
     probes: tuple[ProbeSpectrum, ...] = ()
     if len(derivatives) < len(network.layers):
         flags.append("overflow")
@@ -228,7 +231,7 @@ def predict(
     network: Network, meanfield: NetworkMeanField, weights: Sequence[WeightSpectrum]
 ) -> tuple[float | None, float | None]:
     """log10 of the predicted mean and variance of JJᵀ's eigenvalues, by the recursion of the module's docstring
-    (None where exactly 0: the mean where some χ₁ = 0, and then the variance too)."""
+    (None where exactly 0: the mean where some χ₁ = 0, and then the variance too; both None where unknown)."""
     if meanfield.predicted_growth_log10 is None:
         return None, None
     mean_log10 = 2.0 * meanfield.predicted_growth_log10

@@ -49,6 +49,7 @@ def test_tanh_ordered_depth_scale() -> None:
     """tanh, σ_w = 1, σ_b = 0.05: χ₁ = 0.934059 (to 1e-4) and ξ = −1/ln χ₁ = 14.66, published to two decimals
     (so to 0.005); ξ is exactly −1/ln χ₁ of our χ₁ (to 1e-12)."""
     theory = mf.layer_theory(tanh(), 1.0, 0.05)
+    assert theory.chi1 is not None
     assert theory.chi1 == pytest.approx(0.934059, abs=PUBLISHED_TOL)
     assert theory.depth_scale is not None
     assert theory.depth_scale == pytest.approx(14.66, abs=0.005)
@@ -424,3 +425,29 @@ def test_network_prediction_and_critical_gain() -> None:
     assert half.predicted_growth_log10 == pytest.approx(0.5 * 4 * math.log10(0.25), rel=1e-14)
     assert half.critical_gain == pytest.approx(1.0, rel=1e-12)
     assert half.chi1_geometric_mean == pytest.approx(0.25, rel=1e-12)
+
+
+def test_extreme_sigmas_are_carried_in_log10_or_out_of_range() -> None:
+    """σ_w = 1e200 (init gain 1e200): for ReLU χ₁ = σ_w²/2 = 10^399.7 does not fit a float64, but its log10 does
+    (growth_log10 = 200 + ½·log10 ½); for tanh q* ≈ 10^400 cannot be followed: out of range, χ₁ unknown. σ_w =
+    1e-200: χ₁ = 10^-400 underflows but is not 0 (growth_log10 = −200)."""
+    relu = mf.layer_theory(make_activation("relu"), 1e200, 0.0)
+    assert relu.status == "out_of_range"
+    assert relu.chi1 is None
+    assert relu.growth_log10 is not None
+    assert relu.growth_log10 == pytest.approx(200.0 + 0.5 * math.log10(0.5), rel=1e-15)
+    assert relu.depth_scale == pytest.approx(1.0 / (2.0 * math.log(10.0) * relu.growth_log10), rel=1e-12)
+    huge = mf.layer_theory(tanh(), 1e200, 0.0)
+    assert (huge.status, huge.chi1, huge.growth_log10, huge.depth_scale) == ("out_of_range", None, None, None)
+    assert huge.critical_sigma_w == 1.0
+    tiny = mf.layer_theory(tanh(), 1e-200, 0.0)
+    assert tiny.chi1 is None
+    assert tiny.growth_log10 == pytest.approx(-200.0, rel=1e-15)
+    network = build_network(InitRecipe((4, 4, 4), "orthogonal", tanh(), gain=1e200))
+    m = mf.network_meanfield(network)
+    assert not m.known
+    assert m.predicted_growth_log10 is None
+    assert all("out_of_range" in layer.flags and "chi1_zero" not in layer.flags for layer in m.layers)
+    huge_weights = network_from_layers([Layer(1e300 * np.eye(3)[::-1] * [1.0, -1.0, 1.0], None, tanh())])
+    # entries 1e300·(1, −1, 1) and six zeros: variance 1e600·(3/9 − 1/81) = 1e600·26/81, without overflow
+    assert mf.layer_sigmas(huge_weights)[0][0] == pytest.approx(math.sqrt(3.0) * 1e300 * math.sqrt(26.0) / 9.0)

@@ -45,15 +45,17 @@ class LayerMeanField(_Report):
         "σ_w² > 2, or σ_w² = 2 and σ_b > 0; beyond 10^6·q^1 counts as unbounded). With flag q_marginal every q is "
         "a fixed point (linear, ReLU, leaky ReLU with σ_w²·E[h'(z)²] = 1 and σ_b = 0) and q^1 is given."
     )
-    chi1: float = Field(
+    chi1: float | None = Field(
         description="χ₁ = σ_w²·E[h'(√q*·z)²] (Schoenholz et al. 2017, eq. 5): the factor by which the layer multiplies "
         "the mean squared length of a backpropagated vector. At q* = 0 the limit q → 0⁺; where q diverges the "
         "limit q → ∞, σ_w²·(h'(+∞)² + h'(−∞)²)/2. ReLU: σ_w²/2 at every q. Exact for linear, ReLU, leaky ReLU, "
-        "hard-tanh (normal CDF), ELU and SELU (erfcx); Gauss–Hermite or trapezoidal quadrature (1e-13) elsewhere."
+        "hard-tanh (normal CDF), ELU and SELU (erfcx); Gauss–Hermite or trapezoidal quadrature (1e-13) elsewhere. "
+        "Null where it does not fit a float64 (growth_log10 carries it) or is unknown (flag out_of_range)."
     )
     growth_log10: float | None = Field(
-        description="log10 χ₁^{1/2} = ½·log10 χ₁: the predicted growth per layer of a typical (root-mean-square) "
-        "gradient; over L such layers log10 χ₁^{L/2}. Null where χ₁ = 0 (flag chi1_zero)."
+        description="log10 χ₁^{1/2} = log10 σ_w + ½·log10 E[h'(√q*·z)²]: the predicted growth per layer of a typical "
+        "(root-mean-square) gradient; over L such layers log10 χ₁^{L/2}. Null where χ₁ = 0 (flag chi1_zero), or "
+        "unknown (flag out_of_range: σ_w or σ_b above 1e50, for an activation whose q* would be needed)."
     )
     depth_scale: float | None = Field(
         description="1/|ln χ₁|: the layers over which the mean squared gradient changes by a factor e, shrinking where "
@@ -69,7 +71,8 @@ class LayerMeanField(_Report):
         "diverges above 1/√E[h'²] at q → ∞ (√2). Null with flag no_critical_sigma_w where χ₁ never reaches 1."
     )
     flags: list[str] = Field(
-        description="q_diverges, q_marginal, critical, chi1_zero, no_critical_sigma_w, critical_sigma_w_discontinuous."
+        description="q_diverges, q_marginal, out_of_range, critical, chi1_zero, no_critical_sigma_w, "
+        "critical_sigma_w_discontinuous."
     )
 
 
@@ -127,10 +130,10 @@ class MeanFieldSummary(_Report):
     predicted_growth_log10: float | None = Field(
         description="½·Σ_j log10 χ₁,j = log10 ∏_j χ₁,j^{1/2} (log10 χ₁^{L/2} when the layers agree): the predicted "
         "root-mean-square singular value of ∂a_L/∂a_0 (∏_j χ₁,j is the mean eigenvalue of JJᵀ). Compare "
-        "input_norm_log10, the largest over the probes. Null where some χ₁ = 0."
+        "input_norm_log10, the largest over the probes. Null where some χ₁ = 0 or is unknown (out_of_range)."
     )
     predicted_growth: float | None = Field(
-        description="10^predicted_growth_log10 where it fits a float64 (0 for χ₁ = 0)."
+        description="10^predicted_growth_log10 where it fits a float64; 0 where some χ₁ = 0; null where unknown."
     )
     predicted_rate_log10: float | None = Field(
         description="predicted_growth_log10 / L: the predicted growth per layer."
@@ -223,7 +226,10 @@ class JacobianSpectrum(_Report):
         "whose variance approaches q* slowly (tanh at σ_b = 0) is far from it at moderate depth."
     )
     predicted_eigenvalue_variance: float | None
-    flags: list[str] = Field(description="overflow (the forward pass overflowed: no probe spectra).")
+    flags: list[str] = Field(
+        description="overflow (the forward pass overflowed: no probe spectra), prediction_unknown (a layer's mean "
+        "field is out of range: the prediction and its plain values are null)."
+    )
 
 
 class Methods(_Report):
