@@ -22,7 +22,7 @@ from api.decode import (
     safetensors_widths,
 )
 from api.encode import analysis_report, report_json
-from api.limits import check_analysis, check_size, probes_pointer
+from api.limits import check_analysis, check_size, probes_pointer, safetensors_meanfield_solves
 from api.multipart import read_parts
 from api.problems import invalid, problem_responses
 from api.settings import Settings
@@ -163,7 +163,9 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     widths = safetensors_widths(file, prefixes)
     probes_at = probes_pointer(spec.inputs, where="/request")
     spectrum = spec.options.spectrum
-    check_size(widths, parameters, probe_count(spec.inputs), settings, "/weights", probes_at, spectrum, "/request")
+    solves = safetensors_meanfield_solves(spec.network, len(prefixes))
+    probes = probe_count(spec.inputs)
+    check_size(widths, parameters, probes, settings, "/weights", probes_at, spectrum, "/request", solves)
     return partial(_analyse_safetensors, file, prefixes, spec)
 
 

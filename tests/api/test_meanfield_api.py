@@ -172,3 +172,23 @@ async def test_unknown_spectrum_mode_is_a_422(client: httpx.AsyncClient) -> None
     response = await client.post("/v1/analyses", json={**EXPLICIT, "options": {"spectrum": "everything"}})
     assert response.status_code == 422
     assert response.json()["errors"][0]["pointer"] == "/options/spectrum"
+
+
+@pytest.mark.parametrize(("activation", "status"), [("tanh", 413), ("relu", 200)])
+async def test_explicit_layers_count_their_mean_field_solve(
+    make_client: ClientFactory, activation: str, status: int
+) -> None:
+    """Three explicit 2 × 2 tanh layers each solve their own mean field (MEANFIELD_LAYER = 2.5e7 flops each): over a
+    limit of 5e7 they are refused, where ReLU layers (closed forms) are well under it."""
+    layer = {"weight": [[1.0, 0.5], [-0.5, 1.0]], "bias": [0.1, -0.1]}
+    body = {"network": {"activation": activation, "layers": [layer] * 3}, "inputs": {"count": 2}}
+    assert estimate_flops([2, 2, 2, 2], 2, meanfield_layers=3) > 5e7 > estimate_flops([2, 2, 2, 2], 2)
+    async with make_client(max_flops=5e7) as client:
+        response = await client.post("/v1/analyses", json=body)
+        assert response.status_code == status, response.text
+        blob = save_numpy({f"{j}.weight": np.eye(2) for j in range(3)})
+        upload: dict[str, Any] = {
+            "weights": ("m.safetensors", blob, "application/octet-stream"),
+            "request": (None, json.dumps({"network": {"activation": activation}}), "application/json"),
+        }
+        assert (await client.post("/v1/analyses", files=upload)).status_code == status
