@@ -7,4 +7,10 @@ from api.settings import Settings
 
 if __name__ == "__main__":
     settings = Settings()
-    uvicorn.run("api.main:app", host=settings.host, port=settings.port, log_config=log_config(), access_log=False)
+    uvicorn.run(
+        "api.main:app",
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config(settings.log_format),
+        access_log=False,
+    )
