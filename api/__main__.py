@@ -1,16 +1,52 @@
-"""``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default)."""
+"""``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes.
+
+This is also the container's start command (the Dockerfile's ``CMD``). SIGTERM (``docker stop``) or SIGINT stops
+it cleanly: uvicorn closes its socket, finishes the requests in progress, runs the app's shutdown and exits with
+status 0. With more than one worker, ``PROMETHEUS_MULTIPROC_DIR`` (unless set already) names a fresh temporary
+directory, removed at exit, in which the workers' metrics meet (see ``api.metrics``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
 from api.logs import log_config
 from api.settings import Settings
 
-if __name__ == "__main__":
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def main() -> None:
     settings = Settings()
-    uvicorn.run(
-        "api.main:app",
-        host=settings.host,
-        port=settings.port,
-        log_config=log_config(settings.log_format),
-        access_log=False,
-    )
+    with _shared_metrics(settings.workers):
+        uvicorn.run(
+            "api.main:app",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=log_config(settings.log_format),
+            access_log=False,
+        )
+
+
+@contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """For several workers, a directory for prometheus-client's multiprocess mode, set before they start."""
+    if workers == 1 or os.environ.get(MULTIPROC_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="jacspec-metrics-") as directory:
+        os.environ[MULTIPROC_DIR] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_DIR]
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (`*` for any); empty: no CORS headers."
     )
+    workers: int = Field(
+        1, ge=1, description="Worker processes `python -m api` (the container's start command) serves with."
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="`python -m api`'s log lines: `text`, or `json` (one object per line, for collectors)."
     )
