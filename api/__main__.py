@@ -1,17 +1,20 @@
 """``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes.
 
-This is also the container's start command (the Dockerfile's ``CMD``). SIGTERM (``docker stop``) or SIGINT stops
-it cleanly: uvicorn closes its socket, finishes the requests in progress, runs the app's shutdown and exits with
-status 0. With more than one worker, ``PROMETHEUS_MULTIPROC_DIR`` (unless set already) names a fresh temporary
-directory, removed at exit, in which the workers' metrics meet (see ``api.metrics``).
+This is also the container's start command (the Dockerfile's ``CMD``). SIGTERM (``docker stop``) stops it
+cleanly: uvicorn closes its socket, finishes the requests in progress, runs the app's shutdown, then raises the
+SIGTERM again, which ``_stopped`` turns into exit status 0. With more than one worker,
+``PROMETHEUS_MULTIPROC_DIR`` (unless set already) names a fresh temporary directory, removed at exit, in which the
+workers' metrics meet (see ``api.metrics``).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 
@@ -23,6 +26,7 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 def main() -> None:
     settings = Settings()
+    signal.signal(signal.SIGTERM, _stopped)
     with _shared_metrics(settings.workers):
         uvicorn.run(
             "api.main:app",
@@ -32,6 +36,11 @@ def main() -> None:
             log_config=log_config(settings.log_format),
             access_log=False,
         )
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handler: after its graceful shutdown, or before it started. Exit 0."""
+    raise SystemExit(0)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ a fresh directory in which prometheus-client adds up their metrics."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,15 @@ def test_workers_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACSPEC_WORKERS", "0")
     with pytest.raises(ValueError, match="workers"):
         serve.main()
+
+
+def test_sigterm_ends_with_status_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn raises a SIGTERM it handled again once it has shut down; python -m api exits 0 then, not -15."""
+    monkeypatch.setattr("uvicorn.run", lambda *_, **__: signal.raise_signal(signal.SIGTERM))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            serve.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 0
