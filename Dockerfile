@@ -32,7 +32,8 @@ ENV VIRTUAL_ENV=/opt/jacspec \
     JACSPEC_PORT=8000 \
     JACSPEC_WORKERS=1 \
     JACSPEC_LOG_FORMAT=json
-RUN useradd --system --create-home --uid 10001 --user-group --shell /usr/sbin/nologin jacspec
+RUN groupadd --system --gid 10001 jacspec \
+ && useradd --system --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin jacspec
 COPY --from=build /opt/jacspec /opt/jacspec
 USER 10001:10001
 WORKDIR /home/jacspec

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from api.settings import Settings
+from jacspec import __version__
 from tests.deploy import dockerfile, nginx_conf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +80,7 @@ def test_several_replicas_with_limits_a_healthcheck_and_a_restart_policy() -> No
     _, command = dockerfile.healthcheck(dockerfile.stages((ROOT / "Dockerfile").read_text())[-1].one("HEALTHCHECK"))
     assert API["healthcheck"]["test"] == ["CMD", *command]
     assert API["build"] == "."
+    assert API["image"] == f"jacspec:{__version__}"
 
 
 def test_nginx_fronts_the_replicas_with_the_services_body_limit() -> None:
