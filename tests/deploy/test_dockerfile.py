@@ -235,6 +235,9 @@ def test_the_image_recipe_serves(started: Started, installed: Installed) -> None
     assert analysis.status_code == 200
     assert analysis.json()["meta"]["version"] == __version__
     assert httpx.get(f"{started.url}/healthz").json() == {"status": "ok", "version": __version__}
+    # The package's data files came along: the explorer page, its script and the offline docs' assets.
+    for path in ("/", "/explorer/app.js", "/docs"):
+        assert httpx.get(f"{started.url}{path}").status_code == 200, path
 
     before = _requests_counted(started.url, "/v1/bounds")
     with httpx.Client(base_url=started.url) as client:  # a new connection each: both workers answer some
