@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck pytest lock clean
+.PHONY: serve test lint typecheck pytest lock openapi clean
 
 $(STAMP): pyproject.toml sdk/pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ pytest: $(STAMP)
 # Re-pin every dependency to what is installed now (after changing pyproject.toml).
 lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+# Rewrite api/openapi.json from the app after a change to the contract (tests/api/test_openapi_json.py checks it).
+openapi: $(STAMP)
+	$(BIN)/python -m api.openapi_json
 
 clean:
 	rm -rf $(VENV)

@@ -2,20 +2,57 @@
 
 ``jacspec.access`` (one line per request: method, path, status, duration) goes to stdout, where uvicorn's access
 log went (``python -m api`` turns that one off: ours says the same and more); ``jacspec`` (errors) to stderr.
-Structured (JSON) logs are issue #6's; this only makes sure every line names its request.
+With ``JACSPEC_LOG_FORMAT=json`` every line, uvicorn's own included, is one JSON object (``JsonFormatter``).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from uvicorn.config import LOGGING_CONFIG
 
 FORMAT = "%(levelprefix)s [%(request_id)s] %(name)s: %(message)s"
 
+_NOT_EXTRA = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
+"""The attributes every ``LogRecord`` has: anything else on a record came from ``extra=`` or a filter."""
 
-def log_config() -> dict[str, Any]:
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line.
+
+    ``time`` (UTC, ISO 8601, milliseconds), ``level``, ``logger``, ``message``, ``pid``, then every field given
+    with ``extra=`` or set by a filter: ``request_id`` (``RequestIdFilter``) and, on the access line, ``method``,
+    ``path``, ``status`` and ``duration_ms``. A traceback is ``exception``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _NOT_EXTRA and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
+
+
+def log_config(log_format: Literal["text", "json"] = "text") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dictionary for ``uvicorn.run(log_config=...)``."""
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"request_id": {"()": "api.request_id.RequestIdFilter"}}
@@ -24,6 +61,9 @@ def log_config() -> dict[str, Any]:
     config["handlers"]["jacspec.access"] = _handler("ext://sys.stdout")
     config["loggers"]["jacspec"] = {"handlers": ["jacspec"], "level": "INFO", "propagate": False}
     config["loggers"]["jacspec.access"] = {"handlers": ["jacspec.access"], "level": "INFO", "propagate": False}
+    if log_format == "json":
+        config["formatters"] = {name: {"()": "api.logs.JsonFormatter"} for name in config["formatters"]}
+        config["handlers"]["default"]["filters"] = ["request_id"]  # uvicorn's records made in a request name it
     return config
 
 

@@ -10,22 +10,24 @@ from fastapi import Depends, FastAPI
 
 from api import cors, docs, explorer, openapi, problems
 from api.auth import require_key
-from api.compute import ComputeSlots
+from api.metrics import MeteredComputeSlots, Metrics, MetricsMiddleware
 from api.problems import problem_responses
 from api.request_id import RequestIdMiddleware
-from api.routes import analyses, bounds, catalog, health
+from api.routes import analyses, bounds, catalog, health, metrics
 from api.settings import Settings
 from jacspec import __version__
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    meters = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = True
         yield
         app.state.ready = False
+        meters.close()
 
     app = FastAPI(
         title="jacspec",
@@ -36,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.compute = ComputeSlots(settings.compute_slots, settings.queue_timeout, settings.queue_size)
+    app.state.metrics = meters
+    app.state.compute = MeteredComputeSlots(meters, settings.compute_slots, settings.queue_timeout, settings.queue_size)
     app.state.ready = False
     _include_routers(app, settings)
     problems.install(app)
@@ -48,19 +51,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _include_routers(app: FastAPI, settings: Settings) -> None:
-    """The /v1 routers, behind the API-key check when JACSPEC_API_KEYS is set; health stays open."""
+    """The /v1 routers, behind the API-key check when JACSPEC_API_KEYS is set; health and metrics stay open."""
     guarded: dict[str, Any] = {}
     if settings.api_keys:
         guarded = {"dependencies": [Depends(require_key(settings.api_keys))], "responses": problem_responses(401)}
     for module in (analyses, bounds, catalog):
         app.include_router(module.router, **guarded)
     app.include_router(health.router)
+    app.include_router(metrics.router)
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """CORS when JACSPEC_CORS_ORIGINS is set; the request id outermost (the last added), so every answer has one."""
+    """CORS when JACSPEC_CORS_ORIGINS is set; the metrics around it; the request id outermost (the last added), so
+    every answer has one."""
     if settings.cors_origins:
         cors.install(app, settings.cors_origins)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
 
 

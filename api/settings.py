@@ -7,7 +7,7 @@ List settings take JSON (``JACSPEC_API_KEYS='["k1", "k2"]'``) or a comma-separat
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (`*` for any); empty: no CORS headers."
+    )
+    workers: int = Field(
+        1, ge=1, description="Worker processes `python -m api` (the container's start command) serves with."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`python -m api`'s log lines: `text`, or `json` (one object per line, for collectors)."
     )
 
     @field_validator("api_keys", "cors_origins", mode="before")

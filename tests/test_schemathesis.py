@@ -48,6 +48,7 @@ OPERATIONS = [
     ("GET /v1/init-schemes", None),
     ("GET /healthz", None),
     ("GET /readyz", None),
+    ("GET /metrics", None),
 ]
 Mode = Literal["examples", "valid", "invalid"]
 CASES = [

@@ -1,0 +1,247 @@
+"""Prometheus metrics, served at ``GET /metrics``: requests by route and status, latencies, compute slots, work done.
+
+Each app has its own registry (``Metrics``), so that an app made in a test starts from zero. Requests are
+labelled with their route's template (``/v1/analyses``), never the raw path: a scan of made-up URLs adds the one
+series ``route="unmatched"``, not one per URL, and methods other than the usual ones count as ``other``.
+
+Several worker processes (``JACSPEC_WORKERS`` > 1) each count their own requests, and a scrape reaches only one
+of them. ``python -m api`` therefore points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory (unless it is set
+already) and ``/metrics`` then adds up every worker's files, as prometheus-client's multiprocess mode does:
+counters and histograms sum over the workers, the gauges (slots, busy, waiting, in progress) over the live ones.
+In that mode the library exports no per-process metrics (``process_*``, ``python_gc_*``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.compute import ComputeSlots
+from jacspec import __version__
+from service.analysis import Analysis
+
+T = TypeVar("T")
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+VERDICTS = ("vanishing", "stable", "exploding")
+PLACES = ("slot", "event_loop")
+SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+"""Histogram buckets from a health check (milliseconds) to the largest analyses (minutes)."""
+
+
+class Metrics:
+    """The service's metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get(MULTIPROC_DIR) or None
+        registry = self.registry = CollectorRegistry()
+        if self.multiprocess_dir is None:
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                registry.register(collector)
+        self.requests = Counter(
+            "jacspec_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "jacspec_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response, by method and route template.",
+            ["method", "route"],
+            buckets=SECONDS,
+            registry=registry,
+        )
+        self.in_progress = Gauge(
+            "jacspec_http_requests_in_progress",
+            "Requests being answered now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.slots = Gauge(
+            "jacspec_compute_slots",
+            "Compute slots: analyses computed at once (JACSPEC_COMPUTE_SLOTS per worker).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.busy = Gauge(
+            "jacspec_compute_slots_busy",
+            "Compute slots computing now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.waiting = Gauge(
+            "jacspec_compute_waiting",
+            "Requests waiting for a compute slot now (at most JACSPEC_QUEUE_SIZE per worker).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.wait = Histogram(
+            "jacspec_compute_wait_seconds",
+            "Time from asking for a compute slot to starting to compute (requests refused with 503 not included).",
+            buckets=SECONDS,
+            registry=registry,
+        )
+        self.compute = Histogram(
+            "jacspec_compute_seconds",
+            "Time computing, by place: a compute slot's worker thread, or the event loop (the smallest analyses).",
+            ["place"],
+            buckets=SECONDS,
+            registry=registry,
+        )
+        self.analyses = Counter("jacspec_analyses", "Analyses computed, by verdict.", ["verdict"], registry=registry)
+        self.layers = Counter("jacspec_analysis_layers", "Layers analysed.", registry=registry)
+        self.weights = Counter(
+            "jacspec_analysis_weights", "Weight-matrix entries analysed (biases not counted).", registry=registry
+        )
+        self.weight_norms = Counter(
+            "jacspec_weight_norms",
+            "Spectral norms of weight matrices computed, by method (dense or lanczos).",
+            ["method"],
+            registry=registry,
+        )
+        self.matvecs = Counter(
+            "jacspec_lanczos_matvecs", "Matrix-vector products taken by Lanczos iterations.", registry=registry
+        )
+        self.build = Gauge(
+            "jacspec_build_info",
+            "The service's version (always 1).",
+            ["version"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.build.labels(__version__).set(1)
+        for verdict in VERDICTS:  # every series from the start, so that rate() sees the first one
+            self.analyses.labels(verdict)
+        for method in ("dense", "lanczos"):
+            self.weight_norms.labels(method)
+        for place in PLACES:
+            self.compute.labels(place)
+
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The metrics in the format ``accept`` asks for (Prometheus text, or OpenMetrics), and its media type."""
+        encode, media_type = choose_encoder(accept)
+        if self.multiprocess_dir is None:
+            return encode(self.registry), media_type
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return encode(every_worker), media_type
+
+    def close(self) -> None:
+        """At shutdown: in multiprocess mode, drop this process's live gauges from the sums."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def observe_work(self, result: object) -> None:
+        """Count the work in ``result`` if it is an analysis (alone, or first in a tuple: POST /v1/analyses's
+        work returns ``(Analysis, decode_ms)``); other work (a bound) counts only as compute time."""
+        analysis = result[0] if isinstance(result, tuple) and result else result
+        if not isinstance(analysis, Analysis):
+            return
+        self.analyses.labels(analysis.summary.verdict).inc()
+        self.layers.inc(len(analysis.layers))
+        self.weights.inc(sum(m * n for m, n in (layer.shape for layer in analysis.layers)))
+        self.weight_norms.labels("dense").inc(analysis.methods.dense_svd)
+        self.weight_norms.labels("lanczos").inc(analysis.methods.lanczos)
+        self.matvecs.inc(analysis.methods.matvecs)
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (``/v1/analyses``), or ``unmatched``."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts every HTTP request by method, route template and status, and times it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.metrics.in_progress.dec()
+            seconds = time.perf_counter() - started
+            self.metrics.observe_request(scope["method"], route_template(scope), status, seconds)
+
+
+class MeteredComputeSlots(ComputeSlots):
+    """``ComputeSlots`` that report slots busy, requests waiting, the wait, the compute time and the work done."""
+
+    def __init__(self, metrics: Metrics, slots: int, queue_timeout: float = 10.0, queue_size: int = 16) -> None:
+        super().__init__(slots, queue_timeout, queue_size)
+        self.metrics = metrics
+        metrics.slots.set(slots)
+
+    async def run(self, function: Callable[[], T], *, inline: bool = False) -> T:
+        if inline:  # on the event loop, without a slot: only its time and work are counted
+            return await super().run(partial(self._computed, function, "event_loop"), inline=True)
+        metrics = self.metrics
+        asked = time.perf_counter()
+        started = False
+
+        def metered() -> T:
+            nonlocal started
+            started = True
+            metrics.waiting.dec()
+            metrics.wait.observe(time.perf_counter() - asked)
+            metrics.busy.inc()
+            try:
+                return self._computed(function, "slot")
+            finally:
+                metrics.busy.dec()
+
+        metrics.waiting.inc()
+        try:
+            return await super().run(metered)
+        finally:
+            if not started:  # refused (503) or cancelled before a slot came free
+                metrics.waiting.dec()
+
+    def _computed(self, function: Callable[[], T], place: str) -> T:
+        """``function()``, its time counted as compute in ``place`` and its work counted."""
+        began = time.perf_counter()
+        try:
+            result = function()
+        finally:
+            self.metrics.compute.labels(place).observe(time.perf_counter() - began)
+        self.metrics.observe_work(result)
+        return result

@@ -1,0 +1,36 @@
+"""Reading deploy/nginx.conf, and pointing it at other upstreams and another port for a test."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+SERVER = re.compile(r"^(\s*)server\s+(\S+?)((?:\s+[^;]*)?);", re.MULTILINE)
+LISTEN = re.compile(r"^(\s*)listen\s+[^;]+;", re.MULTILINE)
+
+
+def body_limit(text: str) -> int:
+    """``client_max_body_size`` in bytes."""
+    [(number, unit)] = re.findall(r"^\s*client_max_body_size\s+(\d+)([kKmMgG]?);", text, flags=re.MULTILINE)
+    return int(number) * UNITS[unit.lower()]
+
+
+def upstream_servers(text: str) -> list[str]:
+    """The ``host:port`` of every ``server`` of the upstream block."""
+    upstream = re.search(r"upstream\s+\w+\s*\{(.*?)\}", text, flags=re.DOTALL)
+    assert upstream is not None, "no upstream block"
+    return [match.group(2) for match in SERVER.finditer(upstream.group(1))]
+
+
+def pointed_at(text: str, servers: list[str], listen: str) -> str:
+    """``text`` with its one upstream server replaced by ``servers`` (same parameters) and its one ``listen`` by
+    ``listen``; nothing else changes."""
+    [server] = [m for m in SERVER.finditer(text) if m.group(2) in upstream_servers(text)]
+    indent, _, parameters = server.groups()
+    lines = "\n".join(f"{indent}server {address}{parameters};" for address in servers)
+    text = text[: server.start()] + lines + text[server.end() :]
+    text, count = LISTEN.subn(lambda m: f"{m.group(1)}listen {listen};", text)
+    assert count == 1, "one listen directive"
+    return text
