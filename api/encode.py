@@ -4,10 +4,29 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from jacspec.models import AnalysisReport, BoundsResponse, LayerReport, Meta, Methods, Summary, Thresholds
+from jacspec.models import (
+    AnalysisReport,
+    BoundsResponse,
+    JacobianSpectrum,
+    LayerMeanField,
+    LayerReport,
+    MeanFieldSummary,
+    Meta,
+    Methods,
+    ProbeSpectrum,
+    Summary,
+    Thresholds,
+    WeightSpectrum,
+)
 from service.analysis import Analysis
 from service.analysis import Methods as ServiceMethods
 from service.bounds import Bound
+from service.logscale import plain
+from service.meanfield import LayerMeanField as ServiceLayerMeanField
+from service.meanfield import NetworkMeanField
+from service.spectra import QUANTILE_LEVELS, Spectra
+from service.spectra import ProbeSpectrum as ServiceProbeSpectrum
+from service.spectra import WeightSpectrum as ServiceWeightSpectrum
 from service.spectral import DENSE_MAX_DIM, FLOAT32_FLOOR, LANCZOS_MIN_RTOL
 from service.verdict import Thresholds as ServiceThresholds
 
@@ -26,20 +45,24 @@ def thresholds_model(t: ServiceThresholds) -> Thresholds:
 
 
 def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]) -> AnalysisReport:
+    spectra = result.spectra
     layers = [
         LayerReport(
             **{**asdict(layer), "shape": list(layer.shape), "flags": list(layer.flags)},
             backward_bound=layer.backward_bound,
             backward_norm=layer.backward_norm,
             gradient_norm=layer.gradient_norm,
+            meanfield=layer_meanfield(result.meanfield.layers[j]),
+            weight_spectrum=None if spectra is None else weight_spectrum(spectra.weights[j]),
         )
-        for layer in result.layers
+        for j, layer in enumerate(result.layers)
     ]
     s = result.summary
     summary = Summary(
         **{**asdict(s), "thresholds": thresholds_model(s.thresholds), "flags": list(s.flags)},
         input_bound=s.input_bound,
         input_norm=s.input_norm,
+        meanfield=meanfield_summary(result.meanfield),
     )
     m = result.methods
     methods = Methods(
@@ -54,7 +77,90 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
         matvecs=m.matvecs,
     )
     return AnalysisReport(
-        layers=layers, summary=summary, meta=Meta(version=version, timings_ms=timings_ms, methods=methods)
+        layers=layers,
+        summary=summary,
+        meta=Meta(version=version, timings_ms=timings_ms, methods=methods),
+        spectrum=None if spectra is None else jacobian_spectrum(spectra),
+    )
+
+
+def report_json(report: AnalysisReport) -> str:
+    """The report as JSON, without the spectrum fields where options.spectrum was "none" (so that a default
+    response holds no keys it did not hold before them)."""
+    if report.spectrum is not None:
+        return report.model_dump_json()
+    return report.model_dump_json(exclude={"spectrum": True, "layers": {"__all__": {"weight_spectrum"}}})
+
+
+def _zero_or_plain(log10: float | None) -> float | None:
+    """The plain value of a log10 whose None means an exact 0."""
+    return 0.0 if log10 is None else plain(log10)
+
+
+def layer_meanfield(layer: ServiceLayerMeanField) -> LayerMeanField:
+    t = layer.theory
+    return LayerMeanField(
+        sigma_w=t.sigma_w,
+        sigma_b=t.sigma_b,
+        q_star=t.q_star,
+        chi1=t.chi1,
+        growth_log10=t.growth_log10,
+        depth_scale=t.depth_scale,
+        critical_sigma_w=t.critical_sigma_w,
+        flags=list(layer.flags),
+    )
+
+
+def meanfield_summary(m: NetworkMeanField) -> MeanFieldSummary:
+    growth = m.predicted_growth_log10
+    return MeanFieldSummary(
+        predicted_growth_log10=growth,
+        predicted_growth=_zero_or_plain(growth) if m.known else None,
+        predicted_rate_log10=None if growth is None else growth / len(m.layers),
+        critical_gain=m.critical_gain,
+    )
+
+
+def weight_spectrum(w: ServiceWeightSpectrum) -> WeightSpectrum:
+    return WeightSpectrum(
+        singular_values=list(w.singular_values),
+        rank=w.rank,
+        stable_rank=w.stable_rank,
+        condition_number=w.condition_number,
+    )
+
+
+def probe_spectrum(index: int, p: ServiceProbeSpectrum) -> ProbeSpectrum:
+    return ProbeSpectrum(
+        probe=index,
+        singular_values_log10=list(p.singular_values_log10),
+        rank=p.rank,
+        eigenvalue_mean_log10=p.eigenvalue_mean_log10,
+        eigenvalue_mean=_zero_or_plain(p.eigenvalue_mean_log10),
+        eigenvalue_variance_log10=p.eigenvalue_variance_log10,
+        eigenvalue_variance=_zero_or_plain(p.eigenvalue_variance_log10),
+        condition_number_log10=p.condition_number_log10,
+        condition_number=plain(p.condition_number_log10),
+        flags=list(p.flags),
+    )
+
+
+def jacobian_spectrum(s: Spectra) -> JacobianSpectrum:
+    assert s.mode != "none"
+    unknown = "prediction_unknown" in s.flags
+    return JacobianSpectrum(
+        mode=s.mode,
+        quantile_levels=list(QUANTILE_LEVELS) if s.mode == "summary" else None,
+        probes=[probe_spectrum(b, p) for b, p in enumerate(s.probes)],
+        eigenvalue_mean_log10=s.eigenvalue_mean_log10,
+        eigenvalue_mean=_zero_or_plain(s.eigenvalue_mean_log10) if s.probes else None,
+        eigenvalue_variance_log10=s.eigenvalue_variance_log10,
+        eigenvalue_variance=_zero_or_plain(s.eigenvalue_variance_log10) if s.probes else None,
+        predicted_eigenvalue_mean_log10=s.predicted_mean_log10,
+        predicted_eigenvalue_mean=None if unknown else _zero_or_plain(s.predicted_mean_log10),
+        predicted_eigenvalue_variance_log10=s.predicted_variance_log10,
+        predicted_eigenvalue_variance=None if unknown else _zero_or_plain(s.predicted_variance_log10),
+        flags=list(s.flags),
     )
 
 

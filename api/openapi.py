@@ -20,6 +20,12 @@ For z_j = W_j a_{j−1} + b_j and a_j = h_j(z_j), backpropagation multiplies the
 J_j = diag(h_j'(z_j)) W_j, so ‖∂a_L/∂a_l‖ ≤ ∏_{j=l+1}^{L} σ_j·sup|h_j'| with σ_j = ‖W_j‖₂. jacspec reports
 that bound next to the true norms on probe inputs. Products are carried as log10 (`*_log10`); a plain float is
 given only where it fits a float64. Every error is RFC 9457 `application/problem+json`.
+
+The bound is a worst case. What a random network typically does comes from two theories, each field's description
+giving its formula: mean-field signal propagation (Poole et al. 2016; Schoenholz et al. 2017) in every report — per
+layer the variance fixed point q*, χ₁ = σ_w²·E[h'(√q*·z)²], the depth scale and the critical σ_w — and, with
+`options.spectrum`, the singular values of each weight and of the input–output Jacobian at each probe next to the
+free-probability prediction of their moments (Pennington, Schoenholz & Ganguli 2017, 2018).
 """
 
 

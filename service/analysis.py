@@ -21,9 +21,11 @@ from numpy.typing import NDArray
 from service import lanczos
 from service.bounds import bound_from_factors
 from service.logscale import plain
+from service.meanfield import NetworkMeanField, network_meanfield
 from service.network import Network
+from service.spectra import Spectra, SpectrumMode, spectra
 from service.spectral import gram_norms, spectral_norm, spectral_norms, uses_dense
-from service.verdict import Thresholds, VerdictName, advise, classify, critical_gain
+from service.verdict import MeanFieldAdvice, Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
 
@@ -35,6 +37,8 @@ STACK_MAX_ENTRIES = 1 << 24
 class Options:
     rtol: float = 1e-6
     thresholds: Thresholds = field(default_factory=Thresholds)
+    spectrum: SpectrumMode = "none"
+    """"summary" or "full": the weights' and the input–output Jacobian's singular-value spectra (service.spectra)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,8 @@ class Analysis:
     layers: tuple[LayerReport, ...]
     summary: Summary
     methods: Methods
+    meanfield: NetworkMeanField
+    spectra: Spectra | None = None
 
 
 @dataclass
@@ -126,6 +132,7 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``."""
     layers = network.layers
     depth = len(layers)
+    meanfield = network_meanfield(network)
     weight = [spectral_norm(layer.weight, options.rtol) for layer in layers]
     sigma = [w.value for w in weight]
     sup = [layer.activation.derivative_bound for layer in layers]
@@ -169,7 +176,7 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
         )
         for j in range(depth)
     )
-    summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds)
+    summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield)
     widths = network.widths
     methods = Methods(
         rtol=options.rtol,
@@ -180,7 +187,8 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
         output_width=widths[-1],
         backward_dense=all(uses_dense((widths[-1], n), options.rtol) for n in widths[:-1]),
     )
-    return Analysis(reports, summary, methods)
+    spectrum = None if options.spectrum == "none" else spectra(network, fwd.derivatives, meanfield, options.spectrum)
+    return Analysis(reports, summary, methods, meanfield, spectrum)
 
 
 def _forward(network: Network, x: Array) -> _Forward:
@@ -353,7 +361,12 @@ def _layer_flags(
 
 
 def _summary(
-    network: Network, bound_log10: float | None, norm_log10: float | None, overflow: int | None, t: Thresholds
+    network: Network,
+    bound_log10: float | None,
+    norm_log10: float | None,
+    overflow: int | None,
+    t: Thresholds,
+    meanfield: NetworkMeanField,
 ) -> Summary:
     depth = len(network.layers)
     rate = None if bound_log10 is None else bound_log10 / depth
@@ -380,6 +393,12 @@ def _summary(
         thresholds=t,
         gain=network.gain,
         suggested_gain=suggested,
-        advice=advise(verdict, depth, norm_log10, rate, network.gain, suggested, overflow),
+        advice=advise(verdict, depth, norm_log10, rate, network.gain, suggested, overflow, _advice(meanfield)),
         flags=tuple(flags),
     )
+
+
+def _advice(m: NetworkMeanField) -> MeanFieldAdvice | None:
+    if not m.known:  # a layer out of range: the advice says nothing of the mean field
+        return None
+    return MeanFieldAdvice(m.predicted_growth_log10, m.chi1_geometric_mean, m.uniform, m.critical_gain)

@@ -29,10 +29,12 @@ class Layer:
 
 @dataclass(frozen=True)
 class Network:
-    """Layers whose shapes chain; ``gain`` is the init gain that drew them (None for explicit weights)."""
+    """Layers whose shapes chain; ``gain`` is the init gain that drew them (None for explicit weights), ``recipe``
+    the whole init recipe (None for explicit weights)."""
 
     layers: tuple[Layer, ...]
     gain: float | None = None
+    recipe: InitRecipe | None = None
 
     @property
     def widths(self) -> list[int]:
@@ -114,4 +116,4 @@ def build_network(recipe: InitRecipe) -> Network:
         last = j == depth - 1
         activation = recipe.output_activation if last and recipe.output_activation else recipe.activation
         layers.append(Layer(weight, bias, activation))
-    return Network(tuple(layers), gain=recipe.gain)
+    return Network(tuple(layers), gain=recipe.gain, recipe=recipe)

@@ -38,6 +38,18 @@ def critical_gain(gain: float, rate_log10: float | None) -> float | None:
     return suggested if math.isfinite(suggested) and suggested > 0 else None
 
 
+@dataclass(frozen=True)
+class MeanFieldAdvice:
+    """What the advice quotes of the mean-field theory (service.meanfield): the predicted growth
+    log10 ∏_j χ₁,j^{1/2} (None where some χ₁ = 0), χ₁ per layer (its geometric mean where the layers differ)
+    and the gain at which χ₁ = 1."""
+
+    growth_log10: float | None
+    chi1: float | None
+    uniform: bool
+    critical_gain: float | None
+
+
 def advise(
     verdict: VerdictName,
     depth: int,
@@ -46,8 +58,10 @@ def advise(
     gain: float | None,
     suggested_gain: float | None,
     overflow: int | None,
+    meanfield: MeanFieldAdvice | None = None,
 ) -> str:
-    """One plain sentence: what the true norms say, and the gain that makes the bound's growth per layer 1."""
+    """Plain sentences: what the true norms say; what mean-field theory predicts for a typical direction and the
+    gain at which χ₁ = 1 (the edge of chaos); the gain that makes the bound's growth per layer 1."""
     if overflow is not None:
         head = f"The forward pass overflows float64 at layer {overflow + 1}: activations explode."
     elif norm_log10 is None:
@@ -55,6 +69,8 @@ def advise(
     else:
         word = {"vanishing": "vanish", "exploding": "explode", "stable": "are stable"}[verdict]
         head = f"Gradients {word}: ‖∂a_L/∂a_0‖ reaches 10^{norm_log10:.3g} over {depth} layers."
+    if meanfield is not None:
+        head = f"{head} {_meanfield_sentence(meanfield, gain)}"
     if suggested_gain is None or rate_log10 is None:
         return head
     if gain is None:
@@ -62,3 +78,23 @@ def advise(
     else:
         fix = f"an init gain of {suggested_gain:.4g} (now {gain:.4g})"
     return f"{head} The bound grows by 10^{rate_log10:.3g} per layer; {fix} makes that growth 1 per layer."
+
+
+def _meanfield_sentence(m: MeanFieldAdvice, gain: float | None) -> str:
+    """E.g. "Mean-field theory predicts a typical growth of 10^-3.2 (χ₁ = 0.63 per layer); an init gain of 1.41
+    (now 1) makes χ₁ = 1, the edge of chaos." """
+    if m.growth_log10 is None or m.chi1 is None:
+        return "Mean-field theory predicts that gradients vanish completely (χ₁ = 0 in some layer)."
+    per_layer = f"χ₁ = {m.chi1:.4g} per layer" if m.uniform else f"χ₁ = {m.chi1:.4g} per layer, geometric mean"
+    growth = round(m.growth_log10, 3) + 0.0  # 10^0, not 10^7.71e-16 (nor 10^-0)
+    prediction = f"Mean-field theory predicts a typical growth of 10^{growth:.3g} ({per_layer})"
+    target = 1.0 if gain is None else gain
+    if m.critical_gain is None:
+        return f"{prediction}; no gain makes χ₁ = 1."
+    if abs(m.critical_gain / target - 1.0) <= 1e-6:
+        return f"{prediction}: the init is at the edge of chaos, χ₁ = 1."
+    if gain is None:
+        fix = f"scaling every weight by {m.critical_gain:.4g}"
+    else:
+        fix = f"an init gain of {m.critical_gain:.4g} (now {gain:.4g})"
+    return f"{prediction}; {fix} makes χ₁ = 1, the edge of chaos."

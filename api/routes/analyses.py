@@ -21,8 +21,8 @@ from api.decode import (
     safetensors_network,
     safetensors_widths,
 )
-from api.encode import analysis_report
-from api.limits import check_analysis, check_size, probes_pointer
+from api.encode import analysis_report, report_json
+from api.limits import check_analysis, check_size, probes_pointer, safetensors_meanfield_solves
 from api.multipart import read_parts
 from api.problems import invalid, problem_responses
 from api.settings import Settings
@@ -62,7 +62,9 @@ def _request_body() -> dict[str, Any]:
     summary="Analyse a network",
     description=(
         "Per layer j: σ_j = ‖W_j‖₂, sup|h_j'|, the bound ∏_{i>j} σ_i·sup|h_i'| on ‖∂a_L/∂a_j‖ and the true norm "
-        "(max over the probes), the true Jacobian norm and the loss gradient's norm; then a verdict and advice. "
+        "(max over the probes), the true Jacobian norm and the loss gradient's norm, and the mean-field prediction "
+        "(q*, χ₁, depth scale, critical σ_w); then a verdict and advice. With options.spectrum, the singular values "
+        "of every weight and of each probe's input–output Jacobian, next to the free-probability prediction. "
         "Send the network as JSON, or its weights as a .safetensors file (a PyTorch state_dict) in the multipart "
         "part `weights` with the rest of the request in the JSON part `request`."
     ),
@@ -92,7 +94,7 @@ async def create_analysis(request: Request) -> Response:
     decode_ms += getattr(request.state, "header_ms", 0.0)
     timings = {"parse": parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
     report = analysis_report(result, __version__, {**timings, "total": sum(timings.values())})
-    return Response(report.model_dump_json(), media_type="application/json")
+    return Response(report_json(report), media_type="application/json")
 
 
 def _may_be_large(request: Request) -> bool:
@@ -138,7 +140,8 @@ def _run(
         raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
-    return analyse(network, x, y, Options(rtol=options.rtol, thresholds=thresholds)), decode_ms
+    service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum)
+    return analyse(network, x, y, service_options), decode_ms
 
 
 async def _safetensors_work(request: Request, settings: Settings) -> Callable[[], tuple[Analysis, float]]:
@@ -159,7 +162,10 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     parameters = safetensors.parameter_count(file, prefixes)
     widths = safetensors_widths(file, prefixes)
     probes_at = probes_pointer(spec.inputs, where="/request")
-    check_size(widths, parameters, probe_count(spec.inputs), settings, "/weights", probes_at)
+    spectrum = spec.options.spectrum
+    solves = safetensors_meanfield_solves(spec.network, len(prefixes))
+    probes = probe_count(spec.inputs)
+    check_size(widths, parameters, probes, settings, "/weights", probes_at, spectrum, "/request", solves)
     return partial(_analyse_safetensors, file, prefixes, spec)
 
 

@@ -57,6 +57,10 @@ async def test_to_dataframe(report: AnalysisReport) -> None:
     np.testing.assert_allclose(frame["weight_norm"].to_numpy(), GAIN, rtol=1e-12)
     expected = [(DEPTH - j) * math.log10(GAIN) for j in range(1, DEPTH + 1)]
     np.testing.assert_allclose(frame["backward_bound_log10"].to_numpy(), expected, rtol=0, atol=1e-10)
+    # the nested mean-field fields are flattened: tanh at σ_w = gain 0.7, σ_b = 0 settles at q* = 0, χ₁ = 0.49
+    assert "meanfield" not in frame.columns
+    np.testing.assert_allclose(frame["meanfield.chi1"].to_numpy(), GAIN**2, rtol=1e-12)
+    assert list(frame["meanfield.flags"]) == [[]] * DEPTH
 
 
 async def test_plot(report: AnalysisReport) -> None:

@@ -12,7 +12,7 @@ from service.activations import make_activation
 from service.analysis import Analysis, Options, analyse
 from service.network import InitRecipe, build_network
 from service.probes import ProbeSpec, make_probes
-from service.verdict import Thresholds, advise, classify, critical_gain
+from service.verdict import MeanFieldAdvice, Thresholds, advise, classify, critical_gain
 
 WIDTH, DEPTH = 256, 50
 
@@ -120,3 +120,30 @@ def test_advise_sentences() -> None:
     stable = advise("stable", 10, 0.25, 0.02, None, 0.955, overflow=None)
     assert "stable" in stable
     assert "scaling every weight by 0.955" in stable
+
+
+def test_advice_quotes_mean_field() -> None:
+    """The mean-field sentence: the predicted growth, χ₁ per layer and the gain at which χ₁ = 1 — or that the init
+    is already there, or that no gain gets there; for explicit weights, the factor to scale every weight by."""
+    off = MeanFieldAdvice(growth_log10=-3.21, chi1=0.63, uniform=True, critical_gain=1.41)
+    recipe = advise("vanishing", 16, -3.5, -0.2, 1.0, 1.58, None, off)
+    assert "Mean-field theory predicts a typical growth of 10^-3.21 (χ₁ = 0.63 per layer)" in recipe
+    assert "an init gain of 1.41 (now 1) makes χ₁ = 1" in recipe
+    assert recipe.index("Mean-field") < recipe.index("The bound grows")
+    explicit = advise("vanishing", 16, -3.5, -0.2, None, 1.58, None, off)
+    assert "scaling every weight by 1.41 makes χ₁ = 1" in explicit
+    mixed = MeanFieldAdvice(growth_log10=7.7e-16, chi1=1.0, uniform=False, critical_gain=1.0)
+    at_edge = advise("stable", 16, 0.97, 0.45, 1.0, 0.357, None, mixed)
+    assert "10^0 (χ₁ = 1 per layer, geometric mean): the init is at the edge of chaos" in at_edge
+    dead = advise("vanishing", 3, None, None, None, None, None, MeanFieldAdvice(None, None, True, None))
+    assert "χ₁ = 0 in some layer" in dead
+    nowhere = advise("stable", 3, 0.1, 0.1, 1.0, 0.8, None, MeanFieldAdvice(0.3, 1.58, True, None))
+    assert "no gain makes χ₁ = 1" in nowhere
+
+
+def test_analysis_advice_names_the_critical_gain(half: Analysis) -> None:
+    """tanh, orthogonal, gain 0.5, no bias: q* = 0, χ₁ = σ_w² = 0.25 per layer, predicted growth 10^(25·log10 0.25)
+    = 10^-15.1 over 50 layers, and gain 1 (σ_w = 1 = the critical σ_w of tanh at σ_b = 0) makes χ₁ = 1."""
+    advice = half.summary.advice
+    assert f"10^{round(DEPTH * math.log10(0.5), 3):.3g} (χ₁ = 0.25 per layer)" in advice
+    assert "an init gain of 1 (now 0.5) makes χ₁ = 1, the edge of chaos" in advice

@@ -14,7 +14,19 @@ from jacspec.models.catalog import ActivationInfo, InitSchemeInfo, Parameter
 from jacspec.models.health import Health
 from jacspec.models.network import InitRecipe, InitSchemeName, Layer, Network
 from jacspec.models.problem import FieldError, Problem
-from jacspec.models.report import AnalysisReport, LayerReport, Meta, Methods, Summary, Verdict
+from jacspec.models.report import (
+    AnalysisReport,
+    JacobianSpectrum,
+    LayerMeanField,
+    LayerReport,
+    MeanFieldSummary,
+    Meta,
+    Methods,
+    ProbeSpectrum,
+    Summary,
+    Verdict,
+    WeightSpectrum,
+)
 from jacspec.models.tensor import Matrix, Tensor, Vector
 
 __all__ = [
@@ -32,14 +44,18 @@ __all__ = [
     "InitSchemeInfo",
     "InitSchemeName",
     "Inputs",
+    "JacobianSpectrum",
     "Layer",
+    "LayerMeanField",
     "LayerReport",
     "Matrix",
+    "MeanFieldSummary",
     "Meta",
     "Methods",
     "Network",
     "Options",
     "Parameter",
+    "ProbeSpectrum",
     "Problem",
     "SafetensorsNetwork",
     "SafetensorsRequest",
@@ -48,5 +64,6 @@ __all__ = [
     "Thresholds",
     "Vector",
     "Verdict",
+    "WeightSpectrum",
     "activation_parts",
 ]

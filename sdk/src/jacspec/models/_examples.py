@@ -23,6 +23,16 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "gradient_norm": 0.3709988294854978,
             "gradient_norm_log10": -0.43062746059732937,
             "flags": [],
+            "meanfield": {
+                "sigma_w": 0.8660254037844386,
+                "sigma_b": 0.05,
+                "q_star": 0.009475295017969086,
+                "chi1": 0.7362393734511045,
+                "growth_log10": -0.06649048028568252,
+                "depth_scale": 3.265839561071489,
+                "critical_sigma_w": 1.1225390047695747,
+                "flags": [],
+            },
         },
         {
             "index": 2,
@@ -40,6 +50,16 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "gradient_norm": 1.7008565017750232,
             "gradient_norm_log10": 0.23066767450843587,
             "flags": [],
+            "meanfield": {
+                "sigma_w": 0.282842712474619,
+                "sigma_b": 0.0,
+                "q_star": 0.0,
+                "chi1": 0.08,
+                "growth_log10": -0.5484550065040282,
+                "depth_scale": 0.395925350988716,
+                "critical_sigma_w": 1.0,
+                "flags": [],
+            },
         },
     ],
     "summary": {
@@ -55,10 +75,20 @@ ANALYSIS_REPORT: dict[str, Any] = {
         "thresholds": {"vanishing_log10": -2.0, "exploding_log10": 2.0},
         "gain": None,
         "suggested_gain": 1.0837160324685646,
-        "advice": "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^-0.504 over 2 layers. The bound grows "
-        "by 10^-0.0349 per layer; scaling every weight by 1.084 makes that growth 1 per "
-        "layer.",
+        "advice": (
+            "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^-0.504 over 2 layers. Mean-field "
+            "theory predicts a typical growth of 10^-0.615 (χ₁ = 0.2427 per layer, geometric "
+            "mean); scaling every weight by 2.141 makes χ₁ = 1, the edge of chaos. The bound "
+            "grows by 10^-0.0349 per layer; scaling every weight by 1.084 makes that growth "
+            "1 per layer."
+        ),
         "flags": [],
+        "meanfield": {
+            "predicted_growth_log10": -0.6149454867897107,
+            "predicted_growth": 0.2426914705466353,
+            "predicted_rate_log10": -0.30747274339485536,
+            "critical_gain": 2.140734989848545,
+        },
     },
     "meta": {
         "version": "0.1.0",
@@ -68,13 +98,17 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "rtol": 1e-06,
             "probes": 2,
             "loss": "mse: mean over probes and outputs of (a_L − y)²",
-            "spectral_norm": "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevr, the top "
-            "eigenvalue alone) when min(m, n) ≤ 256 or rtol < 1e-12; otherwise Lanczos (ARPACK eigsh on "
-            "the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in "
-            "float32 when rtol ≥ 9.5e-07, certified in float64 by the residual "
-            "‖Gv − θv‖ ≤ rtol·θ), falling back to the dense solver",
-            "backward_norm": "the dense solver on each probe's 1 × n_j product ∂a_L/∂a_j, "
-            "accumulated from the output side (exact to rounding)",
+            "spectral_norm": (
+                "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevr, the top eigenvalue "
+                "alone) when min(m, n) ≤ 256 or rtol < 1e-12; otherwise Lanczos (ARPACK eigsh on "
+                "the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
+                "rtol ≥ 9.5e-07, certified in float64 by the residual ‖Gv − θv‖ ≤ rtol·θ), "
+                "falling back to the dense solver"
+            ),
+            "backward_norm": (
+                "the dense solver on each probe's 1 × n_j product ∂a_L/∂a_j, accumulated from "
+                "the output side (exact to rounding)"
+            ),
             "dense_max_dim": 256,
             "weight_norms_dense": 2,
             "weight_norms_lanczos": 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict, Field, model_validator
 
 from jacspec.models._base import ContractModel
@@ -43,6 +45,13 @@ class Options(ContractModel):
 
     rtol: float = Field(1e-6, gt=0, le=0.1, description="Relative accuracy of every spectral norm.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    spectrum: Literal["none", "summary", "full"] = Field(
+        "none",
+        description="`summary`: the singular values of every weight and of each probe's input–output Jacobian "
+        "∂a_L/∂a_0 at quantiles, with their moments and condition numbers, next to the free-probability prediction "
+        "(the report's `spectrum` and each layer's `weight_spectrum`); `full`: every singular value. Both take "
+        "full SVDs, O(n³) per matrix, counted in the work limit (JACSPEC_MAX_FLOPS, else 413).",
+    )
 
 
 class AnalysisRequest(ContractModel):

@@ -2,6 +2,12 @@
 
 Products are carried as base-10 logarithms (`*_log10`); a plain float is given only where it is a normal
 float64, else null. A log10 of an exact zero is null, with a flag saying why.
+
+Beside the worst-case bound, two bodies of theory say what a random network typically does: mean-field signal
+propagation (Poole et al. 2016, "Exponential expressivity in deep neural networks through transient chaos";
+Schoenholz et al. 2017, "Deep information propagation") in every layer's `meanfield` and the summary's, and free
+probability (Pennington, Schoenholz & Ganguli 2017, "Resurrecting the sigmoid in deep learning through dynamical
+isometry"; 2018, "The emergence of spectral universality in deep networks") in the optional `spectrum`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,70 @@ Verdict = Literal["vanishing", "exploding", "stable"]
 
 class _Report(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+class LayerMeanField(_Report):
+    """Mean-field signal propagation for this layer as if repeated (Poole et al. 2016; Schoenholz et al. 2017): with
+    pre-activations of variance q, z ~ N(0, 1), the variance map is q ↦ V(q) = σ_w²·E[h(√q·z)²] + σ_b²."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["layers"][0]["meanfield"]]}
+    )
+
+    sigma_w: float = Field(
+        description="σ_w, the std of √fan_in·W_ij: for an init recipe from its formula (√fan_in·std, see GET "
+        "/v1/init-schemes); for explicit weights the empirical √(n_{j−1}·Var(W_j)) over all entries."
+    )
+    sigma_b: float = Field(description="σ_b: the recipe's bias_std, or the empirical √Var(b_j) (0 without a bias).")
+    q_star: float | None = Field(
+        description="q*, the fixed point V(q*) = q* that the iteration q^{l+1} = V(q^l) reaches from q^1 = σ_w² + σ_b² "
+        "(standardised inputs, E[a_i²] = 1). Null with flag q_diverges where q grows without bound (e.g. ReLU with "
+        "σ_w² > 2, or σ_w² = 2 and σ_b > 0; beyond 10^6·q^1 counts as unbounded). With flag q_marginal every q is "
+        "a fixed point (linear, ReLU, leaky ReLU with σ_w²·E[h'(z)²] = 1 and σ_b = 0) and q^1 is given."
+    )
+    chi1: float | None = Field(
+        description="χ₁ = σ_w²·E[h'(√q*·z)²] (Schoenholz et al. 2017, eq. 5): the factor by which the layer multiplies "
+        "the mean squared length of a backpropagated vector. At q* = 0 the limit q → 0⁺; where q diverges the "
+        "limit q → ∞, σ_w²·(h'(+∞)² + h'(−∞)²)/2. ReLU: σ_w²/2 at every q. Exact for linear, ReLU, leaky ReLU, "
+        "hard-tanh (normal CDF), ELU and SELU (erfcx); Gauss–Hermite or trapezoidal quadrature (1e-13) elsewhere. "
+        "Null where it does not fit a float64 (growth_log10 carries it) or is unknown (flag out_of_range)."
+    )
+    growth_log10: float | None = Field(
+        description="log10 χ₁^{1/2} = log10 σ_w + ½·log10 E[h'(√q*·z)²]: the predicted growth per layer of a typical "
+        "(root-mean-square) gradient; over L such layers log10 χ₁^{L/2}. Null where χ₁ = 0 (flag chi1_zero), or "
+        "unknown (flag out_of_range: σ_w or σ_b above 1e50, for an activation whose q* would be needed)."
+    )
+    depth_scale: float | None = Field(
+        description="1/|ln χ₁|: the layers over which the mean squared gradient changes by a factor e, shrinking where "
+        "χ₁ < 1 (the ordered phase; Schoenholz et al.'s ξ_∇ = −1/ln χ₁) and growing where χ₁ > 1. 0 where χ₁ = 0; "
+        "null on the critical line |χ₁ − 1| ≤ 1e-9 (flag critical), where there is no exponential change."
+    )
+    critical_sigma_w: float | None = Field(
+        description="The σ_w at which χ₁ = 1 (the edge of chaos) for this activation and σ_b: 1/√E[h'(z)²] for "
+        "linear (1), ReLU (√2) and leaky ReLU; else a root of (q − σ_b²)·E[h'(√q·z)²] = E[h(√q·z)²] along the "
+        "critical line (Schoenholz et al. 2017), checked against the iteration (scipy brentq). Where χ₁ instead "
+        "jumps across 1, the jump, flagged critical_sigma_w_discontinuous: GELU and SiLU at small σ_b, where q^1 is a "
+        "repelling fixed point (E[h(√q^1·z)²] = 1) between settling and diverging; softplus, whose variance "
+        "diverges above 1/√E[h'²] at q → ∞ (√2). Null with flag no_critical_sigma_w where χ₁ never reaches 1."
+    )
+    flags: list[str] = Field(
+        description="q_diverges, q_marginal, out_of_range, critical, chi1_zero, no_critical_sigma_w, "
+        "critical_sigma_w_discontinuous."
+    )
+
+
+class WeightSpectrum(_Report):
+    """The singular values of W_j (with options.spectrum)."""
+
+    singular_values: list[float] = Field(
+        description="Quantiles of W_j's min(n_j, n_{j−1}) singular values at the report spectrum's quantile_levels "
+        "(summary), or all of them in decreasing order (full); LAPACK gesdd."
+    )
+    rank: int = Field(description="Singular values above s_max·max(m, n)·eps (numpy.linalg.matrix_rank's tolerance).")
+    stable_rank: float | None = Field(description="‖W_j‖_F²/‖W_j‖₂² = Σ s_i²/s_max² (null for W_j = 0).")
+    condition_number: float | None = Field(
+        description="s_max/s_min over the min(n_j, n_{j−1}) singular values; null where W_j is rank-deficient."
+    )
 
 
 class LayerReport(_Report):
@@ -48,6 +118,31 @@ class LayerReport(_Report):
         "backward_norm_zero, gradient_zero (the quantity is exactly 0: its log10 is null, its plain value 0), "
         "overflow (z_j is not finite), downstream_overflow (a later layer overflowed: true norms unknown)."
     )
+    meanfield: LayerMeanField
+    weight_spectrum: WeightSpectrum | None = Field(
+        None, description="W_j's singular values; only with options.spectrum (absent otherwise)."
+    )
+
+
+class MeanFieldSummary(_Report):
+    """The network's mean-field prediction (Poole et al. 2016; Schoenholz et al. 2017)."""
+
+    predicted_growth_log10: float | None = Field(
+        description="½·Σ_j log10 χ₁,j = log10 ∏_j χ₁,j^{1/2} (log10 χ₁^{L/2} when the layers agree): the predicted "
+        "root-mean-square singular value of ∂a_L/∂a_0 (∏_j χ₁,j is the mean eigenvalue of JJᵀ). Compare "
+        "input_norm_log10, the largest over the probes. Null where some χ₁ = 0 or is unknown (out_of_range)."
+    )
+    predicted_growth: float | None = Field(
+        description="10^predicted_growth_log10 where it fits a float64; 0 where some χ₁ = 0; null where unknown."
+    )
+    predicted_rate_log10: float | None = Field(
+        description="predicted_growth_log10 / L: the predicted growth per layer."
+    )
+    critical_gain: float | None = Field(
+        description="gain·σ_w,crit/σ_w, the median over layers: the init gain (for explicit weights, the factor to "
+        "scale every weight by) at which χ₁ = 1, the edge of chaos; exact for every layer when they share one "
+        "activation, σ_w and σ_b. Null where no layer has a critical σ_w."
+    )
 
 
 class Summary(_Report):
@@ -68,8 +163,73 @@ class Summary(_Report):
         description="gain·10^(−rate_log10): the gain (for explicit weights, the factor to scale every weight by) "
         "at which the bound's growth per layer is 1."
     )
-    advice: str
+    advice: str = Field(
+        description="Plain sentences: what the true norms say; the mean-field prediction and the gain that makes "
+        "χ₁ = 1; the gain that makes the bound's growth per layer 1."
+    )
     flags: list[str] = Field(description="overflow, input_bound_zero, input_norm_zero.")
+    meanfield: MeanFieldSummary
+
+
+class ProbeSpectrum(_Report):
+    """The singular values s of J = ∂a_L/∂a_0 at one probe, and the n_L eigenvalues λ of JJᵀ (s², and n_L − n_0
+    zeros where n_L > n_0). Products of L matrices: carried as log10 (null for an exact 0), with plain values where
+    they fit a float64."""
+
+    probe: int = Field(description="The probe's row in inputs (0-based).")
+    singular_values_log10: list[float | None] = Field(
+        description="log10 of the quantiles of s at quantile_levels (summary) or of every s in decreasing order "
+        "(full); LAPACK gesdd on J formed from its narrower end, rescaled each layer. Null for an exact 0."
+    )
+    rank: int = Field(description="Singular values above s_max·max(n_L, n_0)·eps (those below are rounding).")
+    eigenvalue_mean_log10: float | None = Field(description="log10 mean(λ) = log10 ‖J‖_F²/n_L.")
+    eigenvalue_mean: float | None
+    eigenvalue_variance_log10: float | None = Field(
+        description="log10 of the variance of λ over its n_L values: with the mean, the measure of dynamical "
+        "isometry (every s near 1: mean 1, variance 0)."
+    )
+    eigenvalue_variance: float | None
+    condition_number_log10: float | None = Field(
+        description="log10 s_max/s_min over the min(n_L, n_0) singular values; null where J is numerically "
+        "rank-deficient (flag rank_deficient: e.g. a ReLU output layer zeroes about half the rows of J)."
+    )
+    condition_number: float | None
+    flags: list[str] = Field(description="rank_deficient, zero (J = 0).")
+
+
+class JacobianSpectrum(_Report):
+    """The input–output Jacobian's spectrum at each probe next to the free-probability prediction for the init
+    (Pennington, Schoenholz & Ganguli 2017, 2018)."""
+
+    mode: Literal["summary", "full"]
+    quantile_levels: list[float] | None = Field(
+        description="The quantiles of every singular-value summary (0 the smallest, 1 the largest); null in full mode."
+    )
+    probes: list[ProbeSpectrum] = Field(description="One per probe; empty where the forward pass overflowed.")
+    eigenvalue_mean_log10: float | None = Field(description="log10 of the mean over probes of eigenvalue_mean.")
+    eigenvalue_mean: float | None
+    eigenvalue_variance_log10: float | None = Field(description="log10 of the mean over probes of eigenvalue_variance.")
+    eigenvalue_variance: float | None
+    predicted_eigenvalue_mean_log10: float | None = Field(
+        description="log10 m₁ with m₁ = ∏_j χ₁,j = ∏_j σ_w,j²·μ₁,j, μ_k,j = E[h_j'(√q*_j·z)^{2k}] (mean field): the "
+        "free-probability mean of JJᵀ's eigenvalues (1 at criticality). Null where it is 0."
+    )
+    predicted_eigenvalue_mean: float | None
+    predicted_eigenvalue_variance_log10: float | None = Field(
+        description="log10 m₁²·v_L, the predicted variance of JJᵀ's eigenvalues, from the first two moments of a "
+        "product of free positive elements (Pennington et al. 2018): v_0 = 0, v_j = (μ₂,j/μ₁,j² − 1) + a_j + "
+        "λ_j·(v_{j−1} + 1) − 1 with λ_j = n_j/n_{j−1} and a_j = λ_j·v(W_jᵀW_j), v the normalised variance of W_jᵀW_j's "
+        "eigenvalues: a_j = 1 for i.i.d. init schemes (Marchenko–Pastur), max(0, 1 − λ_j) for orthogonal ones, and "
+        "the weights' own for explicit weights. For square layers, v_L = Σ_j (μ₂,j/μ₁,j² − 1 + a_j): at "
+        "criticality L (linear, Gaussian), 0 (linear, orthogonal), 2L (ReLU, Gaussian), L (ReLU, orthogonal) — "
+        "Pennington et al. 2017, eq. 15. Null where it is 0. Infinite width, and every layer at its q*: a network "
+        "whose variance approaches q* slowly (tanh at σ_b = 0) is far from it at moderate depth."
+    )
+    predicted_eigenvalue_variance: float | None
+    flags: list[str] = Field(
+        description="overflow (the forward pass overflowed: no probe spectra), prediction_unknown (a layer's mean "
+        "field is out of range: the prediction and its plain values are null)."
+    )
 
 
 class Methods(_Report):
@@ -109,15 +269,22 @@ class AnalysisReport(_Report):
     layers: list[LayerReport]
     summary: Summary
     meta: Meta
+    spectrum: JacobianSpectrum | None = Field(
+        None, description="The input–output Jacobian's spectra; only with options.spectrum (absent otherwise)."
+    )
 
     def to_dataframe(self) -> Any:
-        """The per-layer fields as a pandas DataFrame indexed by layer j (pandas is imported only here)."""
+        """The per-layer fields as a pandas DataFrame indexed by layer j (pandas is imported only here); the nested
+        ``meanfield`` and ``weight_spectrum`` fields become columns ``meanfield.chi1``, ``weight_spectrum.rank``, …"""
         try:
             import pandas as pd
         except ImportError as exc:
             raise ImportError("AnalysisReport.to_dataframe needs pandas: pip install pandas") from exc
-        rows = [layer.model_dump() for layer in self.layers]
-        return pd.DataFrame(rows).set_index("index")
+        rows = [
+            layer.model_dump(exclude={"weight_spectrum"} if layer.weight_spectrum is None else None)
+            for layer in self.layers
+        ]
+        return pd.json_normalize(rows, max_level=1).set_index("index")
 
     def plot(self, ax: Any = None) -> Any:
         """Plot the backward bound and the true norm ‖∂a_L/∂a_j‖ against layer j on a log scale.
