@@ -27,7 +27,7 @@ from service.meanfield import NetworkMeanField
 from service.spectra import QUANTILE_LEVELS, Spectra
 from service.spectra import ProbeSpectrum as ServiceProbeSpectrum
 from service.spectra import WeightSpectrum as ServiceWeightSpectrum
-from service.spectral import DENSE_MAX_DIM, FLOAT32_FLOOR, LANCZOS_MIN_RTOL
+from service.spectral import DENSE_MAX_DIM, FLOAT32_FLOOR, FLOAT32_MIN_DIM, LANCZOS_MIN_RTOL
 from service.verdict import Thresholds as ServiceThresholds
 
 SPECTRAL_METHOD = (
@@ -35,8 +35,8 @@ SPECTRAL_METHOD = (
     f"min(m, n) ≤ {DENSE_MAX_DIM} or "
     f"rtol < {LANCZOS_MIN_RTOL:g}; otherwise Lanczos "
     "(ARPACK eigsh on the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
-    f"rtol ≥ {FLOAT32_FLOOR:.2g}, certified in float64 by the residual ‖Gv − θv‖ ≤ rtol·θ), falling back to the "
-    "dense solver"
+    f"rtol ≥ {FLOAT32_FLOOR:.2g} and min(m, n) ≥ {FLOAT32_MIN_DIM}, certified in float64 by the residual "
+    "‖Gv − θv‖ ≤ rtol·θ), falling back to the dense solver"
 )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from service import spectral
 from service.spectral import DENSE_MAX_DIM, LANCZOS_MIN_RTOL, spectral_norm, spectral_norms
 
 Array = NDArray[np.float64]
@@ -154,3 +155,14 @@ def test_spectral_norms_empty_stack() -> None:
     values, matvecs = spectral_norms(np.zeros((0, 3, 4)), 1e-6)
     assert values.shape == (0,)
     assert matvecs == 0
+
+
+@pytest.mark.parametrize("rtol", [1e-3, 1e-6])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_float32_road_meets_rtol(monkeypatch: pytest.MonkeyPatch, kind: str, rtol: float) -> None:
+    """The float32 road (taken at any size here) is certified in float64 or handed on: either way rtol holds."""
+    monkeypatch.setattr(spectral, "FLOAT32_MIN_DIM", 0)
+    a, expected = _matrix(kind, LARGE)
+    got = spectral_norm(a, rtol)
+    assert abs(got.value - expected) <= rtol * expected, f"{got.method}: {got.value!r} vs {expected!r}"
+    assert got.value <= expected * (1.0 + ROUNDING)

@@ -102,8 +102,8 @@ ANALYSIS_REPORT: dict[str, Any] = {
                 "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevr, the top eigenvalue "
                 "alone) when min(m, n) ≤ 256 or rtol < 1e-12; otherwise Lanczos (ARPACK eigsh on "
                 "the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
-                "rtol ≥ 9.5e-07, certified in float64 by the residual ‖Gv − θv‖ ≤ rtol·θ), "
-                "falling back to the dense solver"
+                "rtol ≥ 9.5e-07 and min(m, n) ≥ 2048, certified in float64 by the residual "
+                "‖Gv − θv‖ ≤ rtol·θ), falling back to the dense solver"
             ),
             "backward_norm": (
                 "the dense solver on each probe's 1 × n_j product ∂a_L/∂a_j, accumulated from "
