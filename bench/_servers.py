@@ -40,7 +40,11 @@ def serve(app: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, in
         yield url, process.pid
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # heavy work still in a worker thread: a thread cannot be interrupted
+            process.kill()
+            process.wait()
 
 
 def peak_rss(pid: int) -> int:
