@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from anyio import CapacityLimiter, WouldBlock, fail_after, to_thread
@@ -29,9 +30,29 @@ INLINE_FLOPS = 3e7
 """Analyses estimated below this many floating-point operations (a few milliseconds) run on the event loop."""
 
 
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+"""cgroup v2's CPU quota: ``"<quota> <period>"`` in microseconds, or ``"max <period>"`` for none."""
+
+
+def available_cores(cpu_max: Path = CPU_MAX) -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup quota (a container's ``--cpus``).
+
+    ``os.cpu_count()`` counts the host's cores: a replica limited to 2 CPUs on a 64-core host would otherwise
+    give each slot 32 BLAS threads, the oversubscription the slots exist to prevent.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 def blas_threads(slots: int) -> int:
-    """BLAS threads per compute slot: the machine's cores shared out evenly."""
-    return max(1, (os.cpu_count() or 1) // slots)
+    """BLAS threads per compute slot: the available cores shared out evenly."""
+    return max(1, available_cores() // slots)
 
 
 class ComputeSlots:

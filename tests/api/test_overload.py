@@ -5,16 +5,18 @@ threading.Event, so nothing depends on timing but the (generous) limits on how l
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.compute import BUSY, ComputeSlots, blas_threads
+from api.compute import BUSY, ComputeSlots, available_cores, blas_threads
 from api.main import create_app
 from api.settings import Settings
 
@@ -202,3 +204,17 @@ async def test_small_analyses_are_answered_while_heavy_ones_hold_every_slot() ->
     assert answered.status_code == 200
     assert answered.json()["summary"]["depth"] == 2
     assert refused.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cap"),
+    [("150000 100000", 1), ("400000 100000", 4), ("max 100000", None), ("garbage", None), (None, None)],
+    ids=["1.5-cpus", "4-cpus", "no-quota", "unreadable", "absent"],
+)
+def test_available_cores_honour_a_cgroup_quota(tmp_path: Path, cpu_max: str | None, cap: int | None) -> None:
+    """A container's CPU quota caps the cores the slots share out; without one, the process's affinity counts."""
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max + "\n")
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cores(path) == (affinity if cap is None else min(affinity, cap))
