@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -57,6 +57,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(
+    url: str, processes: Sequence[subprocess.Popen[bytes]], why: Callable[[], str], timeout: float = START_TIMEOUT_S
+) -> None:
+    """Return once ``url``/healthz answers 200; fail the test with ``why()`` if a process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+            pytest.fail(why())
+        time.sleep(0.1)
+
+
 @contextmanager
 def running_server(**env: str) -> Iterator[str]:
     """`python -m api` (what `make serve` runs) on a free loopback port, with extra ``JACSPEC_*`` variables.
@@ -69,18 +85,13 @@ def running_server(**env: str) -> Iterator[str]:
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stderr=log)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
+
+        def why() -> str:
+            log.seek(0)
+            return f"the server did not start: {log.read().decode()[-2000:]}"
+
         try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"the server did not start: {log.read().decode()[-2000:]}")
-                time.sleep(0.1)
+            wait_healthy(url, [process], why)
             yield url
         finally:
             process.terminate()

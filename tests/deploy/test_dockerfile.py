@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jacspec import __version__
-from tests.conftest import _free_port
+from tests.conftest import _free_port, wait_healthy
 from tests.deploy import dockerfile
 from tests.deploy.runtime import runtime_view
 
@@ -193,25 +192,14 @@ def started(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> I
         process = subprocess.Popen(command, cwd=installed.home, env=env, stdout=stdout, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(process, url, err)
+        wait_healthy(
+            url, [process], lambda: f"the image's CMD did not serve: {err.read_text()[-3000:]}", START_TIMEOUT_S
+        )
         yield Started(process, url, env, out, err)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(10)
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, stderr: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the image's CMD did not serve: {stderr.read_text()[-3000:]}")
-        time.sleep(0.2)
 
 
 def _requests_counted(url: str, route: str) -> float:

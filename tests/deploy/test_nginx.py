@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from api.settings import Settings
-from tests.conftest import _free_port
+from tests.conftest import _free_port, wait_healthy
 from tests.deploy import nginx_conf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,17 +72,11 @@ def _start_instance(logs: Path, name: str) -> Instance:
 
 
 def _wait_healthy(url: str, processes: list[subprocess.Popen[bytes]], what: str, logs: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
-            stderr = "\n".join(path.read_text()[-1500:] for path in sorted(logs.glob("*.stderr")))
-            pytest.fail(f"{what} did not start:\n{stderr}")
-        time.sleep(0.1)
+    def why() -> str:
+        stderr = "\n".join(path.read_text()[-1500:] for path in sorted(logs.glob("*.stderr")))
+        return f"{what} did not start:\n{stderr}"
+
+    wait_healthy(url, processes, why, START_TIMEOUT_S)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
