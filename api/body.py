@@ -125,11 +125,17 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def declared_length(request: Request) -> int | None:
+    """The body's length as its Content-Length declares it; None when absent or not a number."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
+
+
 async def limited_stream(request: Request) -> AsyncGenerator[bytes, None]:
     """The body's chunks; 413 as soon as they exceed JACSPEC_MAX_BODY_BYTES (or Content-Length says they will)."""
     limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
         raise _too_large(limit)
     size = 0
     async for chunk in request.stream():

@@ -230,8 +230,7 @@ def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
 def _shared_gram_norms(d: Array, w: Array) -> Array:
     """‖diag(d_b)·W‖₂ densely for a wide or square W, from one Gram matrix of f_W·W: the probes' Gram matrices are
     (f_b d_b)(f_b d_b)ᵀ ⊙ (f_W W)(f_W W)ᵀ, with f the exact unit scales of lanczos.unit_scales."""
-    f_w = float(lanczos.unit_scales(np.abs(w).max()))
-    f_d = lanczos.unit_scales(np.abs(d).max(axis=1))
+    f_w, f_d = lanczos.probe_scales(w, d)
     scaled_w = w * f_w
     gram = scaled_w @ scaled_w.T
     chunk = max(1, STACK_MAX_ENTRIES // gram.size)

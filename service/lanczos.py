@@ -118,13 +118,17 @@ def shared_weight_gram(w: Array, d: Array) -> tuple[Gram, int, Array]:
     G_b = Wᵀ D_b² W (n × n) for a tall W, D_b W Wᵀ D_b (m × m) for a wide one: two products with W for all b.
     """
     m, n = w.shape
-    f_w = float(unit_scales(np.abs(w).max()))
-    f_d = unit_scales(np.abs(d).max(axis=1))
+    f_w, f_d = probe_scales(w, d)
     scaled = d * f_d[:, None]
     if m >= n:
         squared = scaled * scaled
         return (lambda x: (((x * f_w) @ w.T) * squared) @ w * f_w), n, f_w * f_d
     return (lambda x: (((x * scaled) @ w) * f_w) @ w.T * f_w * scaled), m, f_w * f_d
+
+
+def probe_scales(w: Array, d: Array) -> tuple[float, Array]:
+    """The unit scales of W and of each row d_b of ``d``: f_W·f_b·diag(d_b)·W has largest entries near 1."""
+    return float(unit_scales(np.abs(w).max())), unit_scales(np.abs(d).max(axis=1))
 
 
 def stack_gram(stack: Array) -> tuple[Gram, int, Array]:

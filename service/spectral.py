@@ -78,13 +78,12 @@ def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
         return np.zeros(len(stack)), 0
     if uses_dense(stack.shape[1:], rtol):
         return dense_norms(stack), 0
+    products = 0
     if len(stack) >= lanczos.BATCH_MIN:
         gram, size, scales = lanczos.stack_gram(stack)
         values, products = lanczos.top_singular_values(gram, size, scales, rtol)
         if values is not None:
             return values, products
-    else:
-        products = 0
     norms = [spectral_norm(a, rtol) for a in stack]
     return np.array([n.value for n in norms]), products + sum(n.matvecs for n in norms)
 

@@ -11,7 +11,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 
 from api import safetensors
-from api.body import INLINE_PARSE_BYTES, media_type, openapi_body, read_json, validate_json
+from api.body import INLINE_PARSE_BYTES, declared_length, media_type, openapi_body, read_json, validate_json
 from api.compute import INLINE_FLOPS
 from api.decode import (
     explicit_network,
@@ -101,15 +101,15 @@ def _may_be_large(request: Request) -> bool:
     """Whether the body may be larger than INLINE_PARSE_BYTES (no Content-Length, or a larger one). A full queue
     refuses such a request before its body is read; a smaller one is read, checked (a 413 is a 413) and, if its
     work is small, computed on the event loop, which needs no slot."""
-    declared = request.headers.get("content-length", "")
-    return not declared.isdigit() or int(declared) > INLINE_PARSE_BYTES
+    declared = declared_length(request)
+    return declared is None or declared > INLINE_PARSE_BYTES
 
 
 def _declared_too_large(request: Request, settings: Settings) -> bool:
     """Whether the Content-Length alone exceeds JACSPEC_MAX_BODY_BYTES: such a request is refused 413 before a
     byte of its body is read, full queue or not (a 503 would only make the client retry it)."""
-    declared = request.headers.get("content-length", "")
-    return declared.isdigit() and int(declared) > settings.max_body_bytes
+    declared = declared_length(request)
+    return declared is not None and declared > settings.max_body_bytes
 
 
 def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:
