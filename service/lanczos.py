@@ -10,9 +10,10 @@ Each run is plain Lanczos with full reorthogonalisation (twice, "twice is enough
     β_k v_{k+1} = G v_k − α_k v_k − β_{k−1} v_{k−1},   α_k = v_kᵀ G v_k,
 
 and T_k = tridiag(β, α, β). The top Ritz value θ of T_k, with eigenvector y, has residual
-‖G V_k y − θ V_k y‖ = |β_k y_k| (y_k its last entry); a run has converged when that is ≤ rtol·θ — ARPACK's own
-criterion, under which an eigenvalue lies within rtol·θ of θ, so σ = √θ is within rtol/2. A run whose β_k is 0
-to rounding has found an invariant subspace: its θ is exact and its later steps add only zeros to T.
+‖G V_k y − θ V_k y‖ = |β_k y_k| (y_k its last entry); a run has converged when that is ≤ tol·θ — ARPACK's own
+criterion, under which an eigenvalue λ lies within tol·θ of θ. The tolerance on λ = σ² that gives σ = √θ to the
+caller's rtol is ``eigen_tol(rtol)`` ≈ 2·rtol. A run whose β_k is 0 to rounding has found an invariant subspace:
+its θ is exact and its later steps add only zeros to T.
 """
 
 from __future__ import annotations
@@ -62,15 +63,24 @@ def chunk_for(n: int) -> int:
     return max(1, BASIS_MAX_BYTES // (8 * n * (steps_for(n) + 1)))
 
 
+def eigen_tol(rtol: float) -> float:
+    """The relative tolerance t on an eigenvalue λ = σ² that gives σ to relative accuracy ``rtol``:
+
+        |λ − θ| ≤ t·θ  ⇒  |√λ − √θ| ≤ rtol·√λ   for   t = 1 − (1 + rtol)⁻² = rtol·(2 + rtol)/(1 + rtol)².
+
+    (λ = θ/(1 + rtol)² is the worst case below θ; above it, 1 − 1/√(1 + t) ≤ t/2 ≤ rtol.)"""
+    return rtol * (2.0 + rtol) / (1.0 + rtol) ** 2
+
+
 def top_singular_values(gram: Gram, n: int, scales: Array, rtol: float) -> tuple[Array | None, int]:
     """σ_max(A_b) = √λ_max(G_b)/f_b for Gram operators G_b of (f_b·A_b), of size n, to ``rtol``, and the
     matrix-vector products taken; ``None`` when not all converge within ``steps_for(n)``."""
-    top, products = top_eigenvalues(gram, len(scales), n, rtol, steps_for(n))
+    top, products = top_eigenvalues(gram, len(scales), n, eigen_tol(rtol), steps_for(n))
     return (None if top is None else np.sqrt(top) / scales), products
 
 
-def top_eigenvalues(gram: Gram, count: int, n: int, rtol: float, steps: int) -> tuple[Array | None, int]:
-    """λ_max of each of ``count`` n×n symmetric positive semi-definite G_b to ``rtol``, and the products taken
+def top_eigenvalues(gram: Gram, count: int, n: int, tol: float, steps: int) -> tuple[Array | None, int]:
+    """λ_max of each of ``count`` n×n symmetric positive semi-definite G_b to ``tol``, and the products taken
     (each G_b x_b counts as two matrix-vector products, with A_b and A_bᵀ); ``None`` when not all converge
     within ``steps`` Lanczos steps."""
     basis = np.zeros((count, min(steps, n) + 1, n))
@@ -88,7 +98,7 @@ def top_eigenvalues(gram: Gram, count: int, n: int, rtol: float, steps: int) -> 
         beta[:, k] = np.linalg.norm(w, axis=1)
         if (k + 1) % CHECK_EVERY == 0 or k + 1 == min(steps, n):
             top, residual = _top_ritz(alpha[:, : k + 1], beta[:, : k + 1])
-            if np.all(residual <= rtol * top):
+            if np.all(residual <= tol * top):
                 return np.maximum(top, 0.0), 2 * count * (k + 1)
         broken = beta[:, k] <= BREAKDOWN * np.abs(alpha[:, : k + 1]).max(axis=1)
         v = np.where(broken[:, None], 0.0, w / np.where(broken, 1.0, beta[:, k])[:, None])

@@ -2,8 +2,8 @@
 
 Lanczos (ARPACK's implicitly restarted ``eigsh``) runs on the Gram operator G = AᵀA or AAᵀ, whichever is
 smaller, and never forms it. ARPACK stops when the top Ritz pair (θ, v) has ‖Gv − θv‖ ≤ tol·θ; for symmetric G
-an eigenvalue lies within that residual of θ, so |λ − θ| ≤ tol·θ and σ = √θ has relative error ≤ tol/2:
-asking for ``tol = rtol`` meets the caller's ``rtol`` on σ. (``scipy.sparse.linalg.svds`` would ask ARPACK for
+an eigenvalue lies within that residual of θ, so |λ − θ| ≤ tol·θ, and σ = √θ meets the caller's ``rtol`` for
+``tol = lanczos.eigen_tol(rtol)`` ≈ 2·rtol. (``scipy.sparse.linalg.svds`` would ask ARPACK for
 tol², which stalls on clustered spectra.) Lanczos gets a budget of about min(m, n)/6 Gram products (4mn flops
 each), a quarter of a dense SVD's ≈ (8/3)·n³; should ARPACK not converge within it — a spectrum clustered at
 its top — the dense solver answers instead.
@@ -28,18 +28,17 @@ DENSE_MAX_DIM = 256
 Above it Lanczos is 4× faster on a Gaussian 512×512 and, with its budget, at most ~25% slower than dense SVD on
 a spectrum packed at its top (python -m bench.analysis --scaling: width 512, 6.4 s with dense, 1.3 s)."""
 FLOAT32_FLOOR = 8 * float(np.finfo(np.float32).eps)
-"""Lanczos first runs in float32 when rtol ≥ this (9.5e-7). The float64 residual of a float32 Ritz vector was
-measured at 2–10 float32 epsilons on Gaussian and low-rank matrices from n = 1024 to 8192, not growing with n:
-at rtol 1e-6 it certifies most (n = 1024 and 2048 in bench.spectral, at half the memory traffic per product);
-when it does not (n = 4096 there: 1.2e-6), float64 Lanczos continues from its vector, at a cost of 250 products
-against 182 for float64 alone. Below this floor the float32 work would always be wasted."""
+"""Lanczos first runs in float32 when rtol ≥ this (9.5e-7, a tolerance of 1.9e-6 on λ = σ²). The float64
+residual of a float32 Ritz vector was measured at 2–10 float32 epsilons (up to 1.2e-6) on Gaussian and low-rank
+matrices from n = 1024 to 8192, not growing with n, so at rtol 1e-6 it certifies; should it not, float64 Lanczos
+continues from its vector. Below this floor the float32 work would mostly be wasted."""
 FLOAT32_MIN_DIM = 2048
 """…and when the Gram operator's size is at least this. Below it the float64 matrix stays in cache, its products
 are nearly as fast, and the float32 road's fixed costs (the copy, ARPACK's eigenvector, the float64 check)
 outweigh what it saves: bench.spectral at n = 1024 measured 14× over dense SVD in float64, 5.8× by float32; at
 n = 2048, 15× in float64, 27× by float32."""
 FLOAT32_TOL = 0.5
-"""The float32 run asks ARPACK for rtol·FLOAT32_TOL, leaving room for the rounding of its vector."""
+"""The float32 run asks ARPACK for eigen_tol(rtol)·FLOAT32_TOL, leaving room for the rounding of its vector."""
 POLISH_STEPS = 3
 """float64 power steps that may certify a float32 Ritz vector before float64 Lanczos takes over."""
 RESTART_VECTORS = 20
@@ -123,7 +122,8 @@ def _lanczos(a: Array, rtol: float) -> SpectralNorm:
     allows (see FLOAT32_FLOOR), certified in float64.
 
     The float32 run (half the memory traffic of every product) gives a Ritz vector v; in float64,
-    θ = vᵀGv and r = ‖Gv − θv‖ with ‖v‖ = 1. When r ≤ rtol·θ — ARPACK's own criterion — √θ/f is the answer;
+    θ = vᵀGv and r = ‖Gv − θv‖ with ‖v‖ = 1. When r ≤ t·θ, t = eigen_tol(rtol) — ARPACK's own criterion — √θ/f
+    is the answer;
     otherwise v takes a power step (v ← Gv/‖Gv‖, which damps the float32 rounding) and is checked again, up to
     POLISH_STEPS times, before float64 Lanczos continues from it.
     """
@@ -137,6 +137,7 @@ def _lanczos(a: Array, rtol: float) -> SpectralNorm:
         product: NDArray[np.floating] = left @ ((left.T @ (x * f)) * f)
         return product
 
+    tol = lanczos.eigen_tol(rtol)
     start: Array = np.random.default_rng(0).standard_normal((n,))
     if rtol >= FLOAT32_FLOOR and n >= FLOAT32_MIN_DIM:
         left32 = np.empty(left.shape, np.float32, order="F" if left.flags.f_contiguous else "C")
@@ -146,15 +147,15 @@ def _lanczos(a: Array, rtol: float) -> SpectralNorm:
             counter[0] += 2
             return left32 @ (left32.T @ x)
 
-        found = _arpack(gram32, n, np.float32, rtol * FLOAT32_TOL, start, vectors=True)
+        found = _arpack(gram32, n, np.float32, tol * FLOAT32_TOL, start, vectors=True)
         if found is not None and found[1] is not None:
             v: Array = found[1]
             for _ in range(POLISH_STEPS):
                 v, theta, residual = _rayleigh(gram64, v)
-                if theta > 0 and residual <= rtol * theta:
+                if theta > 0 and residual <= tol * theta:
                     return SpectralNorm(float(np.sqrt(theta)) / f, "lanczos", counter[0])
             start = v
-    found = _arpack(gram64, n, np.float64, rtol, start, vectors=False)
+    found = _arpack(gram64, n, np.float64, tol, start, vectors=False)
     if found is None:
         return SpectralNorm(float(dense_norms(a[None])[0]), "dense", counter[0])
     return SpectralNorm(float(np.sqrt(max(found[0], 0.0))) / f, "lanczos", counter[0])
@@ -173,7 +174,7 @@ def _rayleigh(gram: Operator, v: Array) -> tuple[Array, float, float]:
 
 
 def _arpack(
-    gram: Operator, n: int, dtype: type[np.floating], rtol: float, start: Array, *, vectors: bool
+    gram: Operator, n: int, dtype: type[np.floating], tol: float, start: Array, *, vectors: bool
 ) -> tuple[float, Array | None] | None:
     """ARPACK's top eigenvalue of the n × n operator ``gram`` in ``dtype``, with its vector only when asked (asking
     was measured to slow every product about 2×); None if it does not converge within the budget."""
@@ -183,7 +184,7 @@ def _arpack(
             op,
             k=1,
             which="LA",
-            tol=rtol,
+            tol=tol,
             v0=start.astype(dtype),
             ncv=min(RESTART_VECTORS, n),
             maxiter=max(2, n // (6 * RESTART_VECTORS)),

@@ -93,3 +93,13 @@ def test_the_basis_fits_its_memory_budget() -> None:
         assert lanczos.chunk_for(n) * (lanczos.steps_for(n) + 1) * n * 8 <= max(
             lanczos.BASIS_MAX_BYTES, (lanczos.steps_for(n) + 1) * n * 8
         )
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-3, 0.1])
+def test_eigen_tol_gives_sigma_to_rtol_at_both_ends(rtol: float) -> None:
+    """An eigenvalue anywhere within eigen_tol(rtol)·θ of θ has its square root within rtol of √θ, and the worst
+    case below θ is at rtol: the tolerance is as loose as it may be (closed form)."""
+    theta, tol = 3.7, lanczos.eigen_tol(rtol)
+    for lam in (theta * (1 - tol), theta * (1 + tol)):
+        assert abs(np.sqrt(theta) - np.sqrt(lam)) <= rtol * np.sqrt(lam) * (1 + 1e-12)
+    assert abs(np.sqrt(theta) - np.sqrt(theta * (1 - tol))) > 0.999 * rtol * np.sqrt(theta * (1 - tol))
