@@ -87,6 +87,58 @@ def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
     return np.array([n.value for n in norms]), products + sum(n.matvecs for n in norms)
 
 
+def operator_norm(
+    apply: Callable[[Array], Array], adjoint: Callable[[Array], Array], shape: tuple[int, int], rtol: float
+) -> SpectralNorm:
+    """σ_max of a matrix-free (m, n) operator A to relative accuracy ``rtol``: ``apply`` maps rows x_b to rows
+    A·x_b, ``adjoint`` rows y_b to rows Aᵀ·y_b, each for any number of rows; A itself is never formed.
+
+    Float64 ARPACK Lanczos runs on the smaller Gram operator G = f²·AᵀA (n ≤ m) or f²·AAᵀ, to the tolerance
+    t = lanczos.eigen_tol(rtol) on λ = σ², so that σ = √θ/f is within rtol of σ_max. The scale
+    f = lanczos.unit_scales(‖A·x₀‖) for a random unit x₀ is a power of two (exact) that brings f·σ_max to order 1
+    (‖A·x₀‖ ≤ σ_max, and is below it by about √n at most for all but unlucky x₀), where ARPACK's relative test
+    works; ``apply`` must not overflow on unit vectors. A·x₀ = 0 for a Gaussian x₀ means A = 0 (with
+    probability 1).
+
+    ARPACK has the budget of spectral_norm's Lanczos; should it not converge, plain Lanczos with full
+    reorthogonalisation (lanczos.top_eigenvalues, no restarts) takes as many steps as BASIS_MAX_BYTES allows (all
+    n of them for a Gram of size n < 4096, a full basis: exact to rounding); should that not converge either,
+    ArithmeticError is raised: an unverified value is never returned. ``matvecs`` counts the products with A and
+    Aᵀ, one row each.
+    """
+    m, n = shape
+    size = min(m, n)
+    if size == 0:
+        return SpectralNorm(0.0, "zero", 0)
+    first, second = (apply, adjoint) if m >= n else (adjoint, apply)
+    start: Array = np.random.default_rng(0).standard_normal((1, size))
+    start /= np.linalg.norm(start)
+    peak = float(np.linalg.norm(first(start)))
+    if peak == 0.0:
+        return SpectralNorm(0.0, "zero", 1)
+    f = float(lanczos.unit_scales(np.array([peak]))[0])
+    counter = [1]
+
+    def gram(x: Array) -> Array:
+        counter[0] += 2 * len(x)
+        return second(first(x * f) * f)
+
+    def gram_vector(v: NDArray[np.floating]) -> NDArray[np.floating]:
+        return gram(np.asarray(v, np.float64).reshape(1, -1)).reshape(v.shape)
+
+    tol = lanczos.eigen_tol(rtol)
+    found = _arpack(gram_vector, size, np.float64, tol, start[0], vectors=False)
+    if found is not None:
+        return SpectralNorm(float(np.sqrt(max(found[0], 0.0))) / f, "lanczos", counter[0])
+    steps = min(size, max(2, lanczos.BASIS_MAX_BYTES // (8 * size) - 1))
+    top, _ = lanczos.top_eigenvalues(gram, 1, size, tol, steps)
+    if top is None:
+        raise ArithmeticError(
+            f"Lanczos did not reach rtol {rtol:g} on the {m}×{n} operator's Gram ({counter[0]} products)"
+        )
+    return SpectralNorm(float(np.sqrt(top[0])) / f, "lanczos", counter[0])
+
+
 def dense_norms(stack: Array) -> Array:
     """σ_max of each ``stack[k]`` as √λ_max of its smaller Gram matrix AAᵀ or AᵀA (see gram_norms).
 
