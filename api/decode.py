@@ -9,12 +9,32 @@ import pybase64
 from numpy.typing import NDArray
 
 from api.safetensors import SafetensorsFile
-from jacspec.models import AnalysisRequest, Inputs, Network, SafetensorsNetwork, Tensor, activation_parts
+from jacspec.models import (
+    AnalysisRequest,
+    Conv2dLayer,
+    Inputs,
+    Network,
+    Recurrent,
+    SafetensorsNetwork,
+    Tensor,
+    activation_parts,
+)
+from jacspec.models import Layer as LayerModel
 from jacspec.models.activations import Activation as ActivationModel
 from jacspec.models.tensor import ParsedArray
 from service.activations import Activation, make_activation
+from service.conv import Conv2d
+from service.cost import LayerCost, dense_costs
 from service.errors import InvalidInputError, Location
-from service.network import InitRecipe, Layer, network_from_layers
+from service.linear import Dense, Identity, Linear
+from service.network import (
+    InitRecipe,
+    Layer,
+    RecurrentInit,
+    RecurrentSpec,
+    network_from_layers,
+    recurrent_network,
+)
 from service.network import Network as ServiceNetwork
 from service.probes import ProbeSpec
 
@@ -55,16 +75,82 @@ def to_activation(spec: ActivationModel, location: Location) -> Activation:
 
 
 def explicit_network(network: Network) -> ServiceNetwork:
-    """The explicit layers as arrays, each activation resolved (a layer's own, else the network's)."""
+    """The explicit layers as maps and arrays, each activation resolved (a layer's own, else the network's)."""
     assert network.layers is not None
     default = to_activation(network.activation, ("network", "activation"))
     layers = []
-    for j, layer in enumerate(network.layers):
-        where = ("network", "layers", j)
-        activation = default if layer.activation is None else to_activation(layer.activation, (*where, "activation"))
-        bias = None if layer.bias is None else to_array(layer.bias, (*where, "bias"))
-        layers.append(Layer(to_array(layer.weight, (*where, "weight")), bias, activation))
+    for j, spec in enumerate(network.layers):
+        where: Location = ("network", "layers", j)
+        activation = default if spec.activation is None else to_activation(spec.activation, (*where, "activation"))
+        if isinstance(spec, Conv2dLayer):
+            layers.append(_conv_layer(spec, activation, where))
+        else:
+            layers.append(_dense_layer(spec, activation, where))
     return network_from_layers(layers)
+
+
+def _dense_layer(spec: LayerModel, activation: Activation, where: Location) -> Layer:
+    weight = Dense(to_array(spec.weight, (*where, "weight")))
+    bias = None if spec.bias is None else to_array(spec.bias, (*where, "bias"))
+    skip: Linear | None = None
+    if spec.projection is not None:
+        skip = Dense(to_array(spec.projection, (*where, "projection")))
+    elif spec.residual:
+        skip = Identity(weight.shape[1])
+    return Layer(weight, bias, activation, skip)
+
+
+def _conv_layer(spec: Conv2dLayer, activation: Activation, where: Location) -> Layer:
+    """The convolution, its bias [c_out] repeated over the H·W positions of each channel, and its skip (a
+    projection [c_out, c_in] is the 1×1 convolution of that matrix)."""
+    kernel = to_array(spec.kernel, (*where, "kernel"))
+    size = (spec.input_size[0], spec.input_size[1])
+    try:
+        weight = Conv2d(kernel, size, spec.padding)
+    except ValueError as exc:
+        raise InvalidInputError((*where, "kernel"), str(exc)) from None
+    c_out, c_in = kernel.shape[:2]
+    bias = None
+    if spec.bias is not None:
+        bias = to_array(spec.bias, (*where, "bias"))
+        if bias.shape != (c_out,):
+            raise InvalidInputError((*where, "bias"), f"bias shape {list(bias.shape)} must be [c_out] = [{c_out}]")
+        bias = np.repeat(bias, size[0] * size[1])
+    skip: Linear | None = None
+    if spec.projection is not None:
+        projection = to_array(spec.projection, (*where, "projection"))
+        if projection.shape != (c_out, c_in):
+            raise InvalidInputError(
+                (*where, "projection"),
+                f"projection shape {list(projection.shape)} must be [c_out, c_in] = [{c_out}, {c_in}]",
+            )
+        skip = Conv2d(projection[:, :, None, None], size, spec.padding)
+    elif spec.residual:
+        skip = Identity(weight.shape[1])
+    return Layer(weight, bias, activation, skip)
+
+
+def recurrent_spec(recurrent: Recurrent) -> tuple[RecurrentSpec, float | None]:
+    """The recurrent network's weights, given or drawn, and the init gain (None for given weights)."""
+    where: Location = ("network", "recurrent")
+    activation = to_activation(recurrent.activation, (*where, "activation"))
+    init = recurrent.init
+    if init is not None:
+        recipe = RecurrentInit(
+            init.hidden_size, init.input_size, init.scheme, init.gain, init.std, init.bias_std, init.seed
+        )
+        return recipe.draw(recurrent.steps, activation), init.gain
+    assert recurrent.weight is not None
+    assert recurrent.input_weight is not None
+    weight = to_array(recurrent.weight, (*where, "weight"))
+    input_weight = to_array(recurrent.input_weight, (*where, "input_weight"))
+    bias = None if recurrent.bias is None else to_array(recurrent.bias, (*where, "bias"))
+    return RecurrentSpec(weight, input_weight, bias, recurrent.steps, activation), None
+
+
+def recurrent(network: Network) -> ServiceNetwork:
+    assert network.recurrent is not None
+    return recurrent_network(*recurrent_spec(network.recurrent))
 
 
 def init_recipe(network: Network) -> InitRecipe:
@@ -104,13 +190,43 @@ def probe_count(inputs: Inputs) -> int:
 
 
 def widths_of(request: AnalysisRequest) -> list[int]:
-    """[n_0, …, n_L] as the request declares it, without decoding any tensor."""
+    """[n_0, …, n_L] as the request declares it, without decoding any tensor (a convolution's widths are c·H·W;
+    a recurrent network's are n at every step)."""
+    return [layer_costs(request)[0].n, *(cost.m for cost in layer_costs(request))]
+
+
+def layer_costs(request: AnalysisRequest) -> list[LayerCost]:
+    """Each layer's shape and cost of one product (service.cost.LayerCost), from the declared shapes alone."""
     network = request.network
     if network.init is not None:
-        return list(network.init.widths)
+        widths = network.init.widths
+        return dense_costs(widths)
+    if network.recurrent is not None:
+        n, _ = recurrent_sizes(network.recurrent)
+        return [LayerCost(n, n, 2.0 * n * n, shared=t > 0) for t in range(network.recurrent.steps)]
     assert network.layers is not None
-    shapes = [_shape(layer.weight) for layer in network.layers]
-    return [shapes[0][-1], *(shape[0] for shape in shapes)]
+    return [_layer_cost(spec) for spec in network.layers]
+
+
+def recurrent_sizes(recurrent: Recurrent) -> tuple[int, int]:
+    """(n, n_in) as declared."""
+    if recurrent.init is not None:
+        return recurrent.init.hidden_size, recurrent.init.input_size
+    assert recurrent.weight is not None
+    assert recurrent.input_weight is not None
+    return _shape(recurrent.weight)[0], _shape(recurrent.input_weight)[-1]
+
+
+def _layer_cost(spec: LayerModel | Conv2dLayer) -> LayerCost:
+    if isinstance(spec, Conv2dLayer):
+        c_out, c_in, kh, kw = spec.kernel.shape
+        pixels = spec.input_size[0] * spec.input_size[1]
+        skip = 0.0 if spec.projection is None else 2.0 * c_out * c_in * pixels
+        return LayerCost(c_out * pixels, c_in * pixels, 2.0 * c_out * c_in * kh * kw * pixels + skip)
+    shape = _shape(spec.weight)  # a weight that is not a matrix is refused on decoding; here it costs as one
+    m, n = shape[0], shape[-1]
+    skip = 0.0 if spec.projection is None else 2.0 * m * n
+    return LayerCost(m, n, 2.0 * m * n + skip)
 
 
 def _shape(value: Tensor | list[list[float]] | ParsedArray) -> list[int]:
@@ -142,7 +258,7 @@ def safetensors_network(file: SafetensorsFile, prefixes: list[str], spec: Safete
         else:
             activation = output if output is not None and j == len(prefixes) - 1 else default
         bias = file.array(prefix + ".bias") if prefix + ".bias" in file.entries else None
-        layers.append(Layer(file.array(prefix + ".weight"), bias, activation))
+        layers.append(Layer(Dense(file.array(prefix + ".weight")), bias, activation))
     try:
         return network_from_layers(layers)
     except InvalidInputError as exc:

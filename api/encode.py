@@ -7,6 +7,7 @@ from dataclasses import asdict
 from jacspec.models import (
     AnalysisReport,
     BoundsResponse,
+    ConvReport,
     JacobianSpectrum,
     LayerMeanField,
     LayerReport,
@@ -14,16 +15,19 @@ from jacspec.models import (
     Meta,
     Methods,
     ProbeSpectrum,
+    RecurrentReport,
     Summary,
     Thresholds,
     WeightSpectrum,
 )
-from service.analysis import Analysis
+from service.analysis import Analysis, ConvDetails
+from service.analysis import LayerReport as ServiceLayerReport
 from service.analysis import Methods as ServiceMethods
 from service.bounds import Bound
 from service.logscale import plain
 from service.meanfield import LayerMeanField as ServiceLayerMeanField
 from service.meanfield import NetworkMeanField
+from service.recurrent import RecurrentReport as ServiceRecurrentReport
 from service.spectra import QUANTILE_LEVELS, Spectra
 from service.spectra import ProbeSpectrum as ServiceProbeSpectrum
 from service.spectra import WeightSpectrum as ServiceWeightSpectrum
@@ -34,9 +38,11 @@ SPECTRAL_METHOD = (
     "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevr, the top eigenvalue alone) when "
     f"min(m, n) ≤ {DENSE_MAX_DIM} or "
     f"rtol < {LANCZOS_MIN_RTOL:g}; otherwise Lanczos "
-    "(ARPACK eigsh on the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
-    f"rtol ≥ {FLOAT32_FLOOR:.2g} and min(m, n) ≥ {FLOAT32_MIN_DIM}, certified in float64 by the residual "
-    "‖Gv − θv‖ ≤ rtol·θ), falling back to the dense solver"
+    "(ARPACK eigsh on the Gram operator AᵀA to tol = rtol(2 + rtol)/(1 + rtol)² ≈ 2·rtol on λ = σ², so that σ "
+    f"is within rtol; first in float32 when rtol ≥ {FLOAT32_FLOOR:.2g} and min(m, n) ≥ {FLOAT32_MIN_DIM}, "
+    "certified in float64 by the residual ‖Gv − θv‖ ≤ tol·θ), falling back to the dense solver; per-probe "
+    "Jacobians of 8 or more probes by Lanczos in lockstep on all of them; convolutions with circular padding "
+    "exactly from the 2-D DFT of the kernel"
 )
 
 
@@ -48,7 +54,7 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
     spectra = result.spectra
     layers = [
         LayerReport(
-            **{**asdict(layer), "shape": list(layer.shape), "flags": list(layer.flags)},
+            **_layer_fields(layer),
             backward_bound=layer.backward_bound,
             backward_norm=layer.backward_norm,
             gradient_norm=layer.gradient_norm,
@@ -74,6 +80,7 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
         dense_max_dim=DENSE_MAX_DIM,
         weight_norms_dense=m.dense_svd,
         weight_norms_lanczos=m.lanczos,
+        weight_norms_fft=m.fft,
         matvecs=m.matvecs,
     )
     return AnalysisReport(
@@ -81,7 +88,35 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
         summary=summary,
         meta=Meta(version=version, timings_ms=timings_ms, methods=methods),
         spectrum=None if spectra is None else jacobian_spectrum(spectra),
+        recurrent=None if result.recurrent is None else recurrent_report(result.recurrent),
     )
+
+
+def _layer_fields(layer: ServiceLayerReport) -> dict[str, object]:
+    fields = asdict(layer)
+    del fields["kind"]
+    return {
+        **fields,
+        "type": layer.kind,
+        "shape": list(layer.shape),
+        "flags": list(layer.flags),
+        "conv": None if layer.conv is None else conv_report(layer.conv),
+    }
+
+
+def conv_report(c: ConvDetails) -> ConvReport:
+    return ConvReport(
+        kernel_shape=list(c.kernel_shape),
+        input_size=list(c.input_size),
+        padding="circular" if c.padding == "circular" else "zeros",
+        fft_norm=c.fft_norm,
+        padded_fft_norm=c.padded_fft_norm,
+        weight_norm_method=c.weight_norm_method,
+    )
+
+
+def recurrent_report(r: ServiceRecurrentReport) -> RecurrentReport:
+    return RecurrentReport(**asdict(r))
 
 
 def report_json(report: AnalysisReport) -> str:

@@ -6,28 +6,96 @@ the parameter count, and those with the probe inputs for the estimated work.
 
 from __future__ import annotations
 
-from api.decode import probe_count, widths_of
-from api.problems import ProblemError
+from api.decode import layer_costs, probe_count, recurrent_sizes
+from api.problems import ProblemError, invalid
 from api.settings import Settings
-from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsNetwork, activation_parts
-from service.cost import estimate_flops, meanfield_layers, parameter_count
+from jacspec.models import (
+    AnalysisRequest,
+    Conv2dLayer,
+    FieldError,
+    Inputs,
+    Network,
+    SafetensorsNetwork,
+    activation_parts,
+)
+from service.cost import LayerCost, estimate_flops, meanfield_layers, parameter_count
 
 
 def check_analysis(request: AnalysisRequest, settings: Settings) -> float:
-    """413 when the network's parameters or the analysis's estimated work exceed the settings; else the work."""
-    widths = widths_of(request)
+    """413 when the network's parameters or the analysis's estimated work exceed the settings; else the work.
+    422 for options.spectrum on a network that is not of plain dense layers."""
     network = request.network
-    biases = network.init.bias_std > 0 if network.init is not None else True
-    network_at = "/network/init/widths" if network.init is not None else "/network/layers"
+    costs = layer_costs(request)
+    widths = [costs[0].n, *(cost.m for cost in costs)]
+    network_at = (
+        "/network/init/widths"
+        if network.init is not None
+        else "/network/recurrent"
+        if network.recurrent is not None
+        else "/network/layers"
+    )
     probes_at = probes_pointer(request.inputs)
-    parameters = parameter_count(widths, biases)
     spectrum = request.options.spectrum
-    solves = 0
+    if spectrum != "none" and not _plain_dense(network):
+        raise invalid(
+            [
+                FieldError(
+                    pointer="/options/spectrum",
+                    detail="spectra are computed for networks of plain dense layers only (no conv2d, residual or "
+                    'recurrent layers): use "none"',
+                )
+            ]
+        )
+    probes = probe_count(request.inputs)
+    return check_size(
+        widths,
+        _parameters(network, widths),
+        probes,
+        settings,
+        network_at,
+        probes_at,
+        spectrum,
+        "",
+        _meanfield_solves(network),
+        costs,
+    )
+
+
+def _plain_dense(network: Network) -> bool:
+    if network.layers is None:
+        return network.init is not None
+    return all(
+        not isinstance(spec, Conv2dLayer) and not spec.residual and spec.projection is None for spec in network.layers
+    )
+
+
+def _parameters(network: Network, widths: list[int]) -> int:
+    """Weights, kernels, biases and projections, as declared."""
+    if network.init is not None:
+        return parameter_count(widths, network.init.bias_std > 0)
+    if network.recurrent is not None:
+        n, n_in = recurrent_sizes(network.recurrent)
+        return n * n + n * n_in + n
+    assert network.layers is not None
+    total = 0
+    for j, spec in enumerate(network.layers):
+        if isinstance(spec, Conv2dLayer):
+            c_out, c_in, kh, kw = spec.kernel.shape
+            total += c_out * c_in * (kh * kw + (spec.projection is not None)) + c_out
+        else:
+            m, n = widths[j + 1], widths[j]
+            total += m * n * (1 + (spec.projection is not None)) + m
+    return total
+
+
+def _meanfield_solves(network: Network) -> int:
+    """The layers whose mean field is solved on its own (a recurrent network's steps share one solve)."""
     if network.layers is not None:
         names = [activation_parts(layer.activation or network.activation)[0] for layer in network.layers]
-        solves = meanfield_layers(names, explicit=True)
-    probes = probe_count(request.inputs)
-    return check_size(widths, parameters, probes, settings, network_at, probes_at, spectrum, "", solves)
+        return meanfield_layers(names, explicit=True)
+    if network.recurrent is not None:
+        return meanfield_layers([activation_parts(network.recurrent.activation)[0]], explicit=True)
+    return 0
 
 
 def safetensors_meanfield_solves(network: SafetensorsNetwork, layers: int) -> int:
@@ -57,13 +125,15 @@ def check_size(
     spectrum: str = "none",
     options_at: str = "",
     meanfield_solves: int = 0,
+    layers: list[LayerCost] | None = None,
 ) -> float:
     """413 when ``parameters`` or the estimated work of ``widths`` with ``probes`` (and the ``spectrum``, where
     asked for) exceed the settings; else the estimated work in floating-point operations.
 
     ``network_at`` and ``probes_at`` are the pointers of the fields that set the sizes and the number of probes;
     ``options_at`` prefixes ``/options/spectrum``; ``meanfield_solves`` counts the layers whose mean field is solved
-    on its own (service.cost.meanfield_layers).
+    on its own (service.cost.meanfield_layers); ``layers`` the layers' costs where they are not dense layers of
+    ``widths`` (service.cost.LayerCost).
     """
     if parameters > settings.max_parameters:
         detail = (
@@ -73,7 +143,7 @@ def check_size(
         raise ProblemError(
             413, "Content Too Large", detail, errors=[FieldError(pointer=network_at, detail=f"{parameters} parameters")]
         )
-    flops = estimate_flops(widths, probes, spectrum, meanfield_solves)
+    flops = estimate_flops(widths, probes, spectrum, meanfield_solves, layers)
     if flops > settings.max_flops:
         extra = ""
         errors = [
@@ -82,7 +152,7 @@ def check_size(
         ]
         if spectrum != "none":
             errors.append(FieldError(pointer=f"{options_at}/options/spectrum", detail=f'"{spectrum}": full SVDs'))
-            if estimate_flops(widths, probes, "none", meanfield_solves) <= settings.max_flops:
+            if estimate_flops(widths, probes, "none", meanfield_solves, layers) <= settings.max_flops:
                 extra = (
                     f' with options.spectrum = "{spectrum}" (the singular values of every weight and of each '
                     "probe's input–output Jacobian; without them the analysis fits)"

@@ -24,18 +24,18 @@ from service.probes import ProbeSpec, make_probes
 def naive(network: Network, x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     """The report's norms the textbook way: per probe, dense Jacobians and dense SVDs."""
     layers = network.layers
-    weight_norms = [float(np.linalg.norm(layer.weight, 2)) for layer in layers]
+    weight_norms = [float(np.linalg.norm(layer.weight.dense(), 2)) for layer in layers]
     jacobian = [0.0] * len(layers)
     backward = [-math.inf] * len(layers)
     for b in range(x.shape[0]):
         a, derivatives = x[b], []
         for layer in layers:
-            z = layer.weight @ a + (layer.bias if layer.bias is not None else 0.0)
+            z = layer.weight.dense() @ a + (layer.bias if layer.bias is not None else 0.0)
             derivatives.append(layer.activation.derivative(z))
             a = layer.activation.value(z)
         product = np.eye(layers[-1].weight.shape[0])
         for j in range(len(layers) - 1, -1, -1):
-            local = derivatives[j][:, None] * layers[j].weight
+            local = derivatives[j][:, None] * layers[j].weight.dense()
             jacobian[j] = max(jacobian[j], float(np.linalg.norm(local, 2)))
             if j > 0:
                 product = product @ local

@@ -1,18 +1,21 @@
 """The per-layer report: bounds on the backpropagated gradient next to the true Jacobian and gradient norms.
 
-For z_j = W_j a_{j−1} + b_j, a_j = h_j(z_j), the layer Jacobian is J_j = diag(h_j'(z_j)) W_j and
+For z_j = A_j a_{j−1} + b_j, a_j = S_j a_{j−1} + h_j(z_j) (S_j = 0 for a plain layer, I or a projection for a
+residual one; A_j a matrix W_j or a convolution), the layer Jacobian is J_j = S_j + diag(h_j'(z_j)) A_j and
 
-    ‖∂a_L/∂a_l‖₂ = ‖J_L ⋯ J_{l+1}‖₂ ≤ ∏_{j=l+1}^{L} σ_j·sup|h_j'|,    σ_j = ‖W_j‖₂.
+    ‖∂a_L/∂a_l‖₂ = ‖J_L ⋯ J_{l+1}‖₂ ≤ ∏_{j=l+1}^{L} (‖S_j‖₂ + σ_j·sup|h_j'|),    σ_j = ‖A_j‖₂,
 
+which is the seed's ∏ σ_j·sup|h_j'| for plain layers. A recurrent network is its T steps unrolled (service.network).
 The true products are accumulated once, from the output side, for every probe at a time:
-P_L = I, P_{j−1} = P_j·diag(h_j'(z_j))·W_j, each rescaled by its largest entry with the scale kept in log10,
-so that no depth overflows. The loss gradient ∂ℓ/∂W_j = δ_jᵀ a_{j−1}, with δ_j = ∂ℓ/∂z_j, is backpropagated
-the same way. Everything is float64.
+P_L = I, P_{j−1} = P_j·J_j, each rescaled by its largest entry with the scale kept in log10, so that no depth
+overflows. The loss gradient ∂ℓ/∂A_j = δ_jᵀ a_{j−1}, with δ_j = ∂ℓ/∂z_j = g_j ⊙ h_j'(z_j) and g_j = ∂ℓ/∂a_j, is
+backpropagated the same way: g_{j−1} = g_j S_j + δ_j A_j. Everything is float64.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,17 +23,23 @@ from numpy.typing import NDArray
 
 from service import lanczos
 from service.bounds import bound_from_factors
+from service.conv import Conv2d
+from service.linear import Dense, Linear
 from service.logscale import plain
 from service.meanfield import NetworkMeanField, network_meanfield
-from service.network import Network
+from service.network import Layer, Network
+from service.recurrent import RecurrentReport, recurrent_report
 from service.spectra import Spectra, SpectrumMode, spectra
-from service.spectral import gram_norms, spectral_norm, spectral_norms, uses_dense
+from service.spectral import SpectralNorm, gram_norms, operator_norm, spectral_norm, spectral_norms, uses_dense
 from service.verdict import MeanFieldAdvice, Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
 
 STACK_MAX_ENTRIES = 1 << 24
 """Per-probe Jacobians diag(h'(z_b))·W are formed this many entries at a time (128 MiB of float64)."""
+DENSE_OPERATOR_MAX = 1 << 20
+"""A convolution or residual layer small enough for the dense solver (uses_dense) is formed as a matrix when it
+has at most this many entries (8 MiB); larger ones are only ever applied."""
 
 
 @dataclass(frozen=True)
@@ -42,19 +51,35 @@ class Options:
 
 
 @dataclass(frozen=True)
+class ConvDetails:
+    """A convolution's kernel and its norms from the 2-D DFT (service.conv): ``fft_norm`` is exact for circular
+    padding and an estimate for zeros, where ``padded_fft_norm`` bounds the operator's norm from above."""
+
+    kernel_shape: tuple[int, ...]
+    input_size: tuple[int, int]
+    padding: str
+    fft_norm: float
+    padded_fft_norm: float | None
+    weight_norm_method: str
+
+
+@dataclass(frozen=True)
 class LayerReport:
     index: int
+    kind: str
     shape: tuple[int, int]
     activation: str
     weight_norm: float
     derivative_bound: float
     derivative_max: float | None
+    skip_norm: float | None
     jacobian_norm_bound: float
     jacobian_norm: float | None
     backward_bound_log10: float | None
     backward_norm_log10: float | None
     gradient_norm_log10: float | None
     flags: tuple[str, ...]
+    conv: ConvDetails | None = None
 
     @property
     def backward_bound(self) -> float | None:
@@ -104,6 +129,7 @@ class Methods:
     probes: int
     dense_svd: int
     lanczos: int
+    fft: int
     matvecs: int
     output_width: int
     backward_dense: bool
@@ -117,37 +143,42 @@ class Analysis:
     methods: Methods
     meanfield: NetworkMeanField
     spectra: Spectra | None = None
+    recurrent: RecurrentReport | None = None
 
 
 @dataclass
 class _Forward:
-    """a_0 … a_L and h_j'(z_j) per layer (rows are probes); ``overflow``: the first layer whose z is not finite."""
+    """a_0 … a_L and h_j'(z_j) per layer (rows are probes); ``overflow``: the first layer whose z or a is not
+    finite; ``drive``: the mean square of a recurrent network's input drive U x_t (0 otherwise)."""
 
     activations: list[Array]
     derivatives: list[Array]
     overflow: int | None
+    drive: float = 0.0
 
 
 def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``."""
     layers = network.layers
     depth = len(layers)
-    meanfield = network_meanfield(network)
-    weight = [spectral_norm(layer.weight, options.rtol) for layer in layers]
+    weight = _weight_norms(network, options.rtol)
     sigma = [w.value for w in weight]
+    skip = [None if layer.skip is None else layer.skip.norm(options.rtol).value for layer in layers]
     sup = [layer.activation.derivative_bound for layer in layers]
-    bound = bound_from_factors([s * g for s, g in zip(sigma, sup, strict=True)], options.thresholds)
+    factors = [(k or 0.0) + s * g for k, s, g in zip(skip, sigma, sup, strict=True)]
+    bound = bound_from_factors(factors, options.thresholds)
     assert bound.suffix_log10 is not None
 
     fwd = _forward(network, x)
+    meanfield = network_meanfield(network, fwd.drive)
     valid = depth if fwd.overflow is None else fwd.overflow
     jacobian: list[float | None] = [None] * depth
     derivative_max: list[float | None] = [None] * depth
-    matvecs = sum(w.matvecs for w in weight)
+    matvecs = sum(w.matvecs for w in {id(layer.weight): w for layer, w in zip(layers, weight, strict=True)}.values())
     last = np.zeros(0)  # the last layer's Jacobian norm per probe, the first step of the backward products
     for j in range(valid):
         derivative_max[j] = float(np.abs(fwd.derivatives[j]).max())
-        norms, used = _jacobian_norms(fwd.derivatives[j], layers[j].weight, options.rtol)
+        norms, used = _jacobian_norms(fwd.derivatives[j], layers[j], sigma[j], options.rtol)
         jacobian[j] = float(norms.max())
         matvecs += used
         last = norms
@@ -156,16 +187,19 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     )
     matvecs += used
     gradient = _gradient_norms(network, fwd, y) if valid == depth else [None] * depth
+    kind = "recurrent" if network.recurrent is not None else None
 
     reports = tuple(
         LayerReport(
             index=j + 1,
-            shape=(int(layers[j].weight.shape[0]), int(layers[j].weight.shape[1])),
+            kind=kind or ("conv2d" if isinstance(layers[j].weight, Conv2d) else "dense"),
+            shape=layers[j].weight.shape,
             activation=layers[j].activation.name,
             weight_norm=sigma[j],
             derivative_bound=sup[j],
             derivative_max=derivative_max[j],
-            jacobian_norm_bound=sigma[j] * sup[j],
+            skip_norm=skip[j],
+            jacobian_norm_bound=factors[j],
             jacobian_norm=jacobian[j],
             backward_bound_log10=bound.suffix_log10[j],
             backward_norm_log10=backward[j],
@@ -173,42 +207,96 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
             flags=_layer_flags(
                 j, sigma[j], derivative_max[j], bound.suffix_log10[j], backward[j], gradient[j], fwd.overflow
             ),
+            conv=_conv_details(layers[j].weight, weight[j]),
         )
         for j in range(depth)
     )
     summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield)
     widths = network.widths
+    distinct = list({id(layer.weight): w for layer, w in zip(layers, weight, strict=True)}.values())
     methods = Methods(
         rtol=options.rtol,
         probes=x.shape[0],
-        dense_svd=sum(w.method == "dense" for w in weight),
-        lanczos=sum(w.method == "lanczos" for w in weight),
+        dense_svd=sum(w.method == "dense" for w in distinct),
+        lanczos=sum(w.method == "lanczos" for w in distinct),
+        fft=sum(w.method == "fft" for w in distinct),
         matvecs=matvecs,
         output_width=widths[-1],
         backward_dense=all(uses_dense((widths[-1], n), options.rtol) for n in widths[:-1]),
     )
     spectrum = None if options.spectrum == "none" else spectra(network, fwd.derivatives, meanfield, options.spectrum)
-    return Analysis(reports, summary, methods, meanfield, spectrum)
+    recurrent = None if network.recurrent is None else recurrent_report(network, sigma[0], options.rtol)
+    return Analysis(reports, summary, methods, meanfield, spectrum, recurrent)
+
+
+def _weight_norms(network: Network, rtol: float) -> list[SpectralNorm]:
+    """σ_j = ‖A_j‖₂ of every layer, each distinct map once (a recurrent network's steps share theirs)."""
+    found: dict[int, SpectralNorm] = {}
+    return [found.setdefault(id(layer.weight), layer.weight.norm(rtol)) for layer in network.layers]
+
+
+def _conv_details(weight: Linear, norm: SpectralNorm) -> ConvDetails | None:
+    if not isinstance(weight, Conv2d):
+        return None
+    padded = weight.padded_fft_norm() if weight.padding == "zeros" else None
+    return ConvDetails(tuple(weight.kernel.shape), weight.size, weight.padding, weight.fft_norm(), padded, norm.method)
 
 
 def _forward(network: Network, x: Array) -> _Forward:
-    activations = [x]
+    """a_0 = x (h_0 = 0 for a recurrent network, whose x_t enter as the drive U x_t of z_t), then every layer."""
+    recurrent = network.recurrent
+    drive = None if recurrent is None else recurrent.drive(x)
+    activations = [x if recurrent is None else np.zeros((x.shape[0], network.widths[0]))]
     derivatives = []
     overflow = None
     with np.errstate(over="ignore", invalid="ignore"):
         for j, layer in enumerate(network.layers):
-            z = activations[-1] @ layer.weight.T
+            a = activations[-1]
+            z = layer.weight.apply(a)
             if layer.bias is not None:
                 z += layer.bias
-            if not np.isfinite(z).all():
+            if drive is not None:
+                z += drive[j]
+            out = layer.activation.value(z)
+            if layer.skip is not None:
+                out = out + layer.skip.apply(a)
+            if not (np.isfinite(z).all() and np.isfinite(out).all()):
                 overflow = j
                 break
             derivatives.append(layer.activation.derivative(z))
-            activations.append(layer.activation.value(z))
-    return _Forward(activations, derivatives, overflow)
+            activations.append(out)
+        mean_square = 0.0 if drive is None else float(np.mean([np.mean(u * u) for u in drive]))
+    return _Forward(activations, derivatives, overflow, mean_square)
 
 
-def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
+def _jacobian_norms(d: Array, layer: Layer, sigma: float, rtol: float) -> tuple[Array, int]:
+    """‖J_b‖₂ = ‖S + diag(d_b)·A‖₂ for every probe b (rows of d), and the matrix-vector products taken.
+
+    A plain dense layer takes the matrix roads of :func:`_matrix_jacobian_norms`; a small convolution or residual
+    layer is formed as a matrix; a large one is only applied, by Lanczos on its Gram operators (all probes in
+    lockstep from lanczos.BATCH_MIN probes, else one by one).
+    """
+    weight, skip = layer.weight, layer.skip
+    if skip is None and isinstance(weight, Dense):
+        return _matrix_jacobian_norms(d, weight.matrix, rtol)
+    m, n = weight.shape
+    if uses_dense((m, n), rtol) and m * n <= DENSE_OPERATOR_MAX:
+        matrix = weight.dense()
+        identity = None if skip is None else skip.dense()
+        chunk = max(1, STACK_MAX_ENTRIES // (m * n))
+        norms, matvecs = [], 0
+        for start in range(0, len(d), chunk):
+            stack = d[start : start + chunk, :, None] * matrix
+            if identity is not None:
+                stack += identity
+            values, used = spectral_norms(stack, rtol)
+            norms.append(values)
+            matvecs += used
+        return np.concatenate(norms), matvecs
+    return _operator_jacobian_norms(d, layer, sigma, rtol)
+
+
+def _matrix_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
     """‖diag(d_b)·W‖₂ for every probe b (rows of d), formed a chunk of probes at a time.
 
     Densely, for a wide or square W, from one Gram matrix: (D_b W)(D_b W)ᵀ = D_b (W Wᵀ) D_b = (d_b d_bᵀ) ⊙ W Wᵀ.
@@ -225,6 +313,60 @@ def _jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
         norms.append(values)
         matvecs += used
     return np.concatenate(norms), matvecs
+
+
+def _operator_jacobian_norms(d: Array, layer: Layer, sigma: float, rtol: float) -> tuple[Array, int]:
+    """‖S + diag(d_b)·A‖₂ by Lanczos on the operators J_b x = S x + d_b ⊙ A x, J_bᵀ y = Sᵀ y + Aᵀ(d_b ⊙ y),
+    never formed: in lockstep from lanczos.BATCH_MIN probes, each J_b scaled by the power of two f_b that brings
+    its bound ‖S‖ + σ·max|d_b| near 1; else (or where lockstep does not converge) one probe at a time."""
+    m, n = layer.weight.shape
+    skip_norm = 0.0 if layer.skip is None else layer.skip.norm(rtol).value
+    scales = lanczos.unit_scales(skip_norm + sigma * np.abs(d).max(axis=1))
+    lockstep = len(d) >= lanczos.BATCH_MIN
+    chunk = lanczos.chunk_for(min(m, n)) if lockstep else len(d)
+    norms, matvecs = [], 0
+    for start in range(0, len(d), chunk):
+        rows = d[start : start + chunk]
+        values = None
+        if lockstep:
+            values, used = _lockstep_operator_norms(layer, rows, scales[start : start + chunk], rtol)
+            matvecs += used
+        if values is None:
+            alone = [operator_norm(*_jacobian_operator(layer, row[None]), (m, n), rtol) for row in rows]
+            values = np.array([norm.value for norm in alone])
+            matvecs += sum(norm.matvecs for norm in alone)
+        norms.append(values)
+    return np.concatenate(norms), matvecs
+
+
+def _lockstep_operator_norms(layer: Layer, rows: Array, scales: Array, rtol: float) -> tuple[Array | None, int]:
+    """‖J_b‖₂ for the rows d_b of ``rows`` by lockstep Lanczos on the Gram operators of f_b·J_b, on the smaller
+    side: (f J)ᵀ(f J) x = f·Jᵀ(J(f·x)); None where not all converge."""
+    forward, backward = _jacobian_operator(layer, rows)
+    f = scales[:, None]
+    m, n = layer.weight.shape
+    if m >= n:
+        return lanczos.top_singular_values(lambda x: backward(forward(x * f)) * f, n, scales, rtol)
+    return lanczos.top_singular_values(lambda y: forward(backward(y * f)) * f, m, scales, rtol)
+
+
+Operator = Callable[[Array], Array]
+
+
+def _jacobian_operator(layer: Layer, rows: Array) -> tuple[Operator, Operator]:
+    """x ↦ J_b x = S x + d_b ⊙ A x and y ↦ J_bᵀ y = Sᵀ y + Aᵀ(d_b ⊙ y) on rows, for the rows d_b of ``rows``
+    (one row: the same J for every vector)."""
+    weight, skip = layer.weight, layer.skip
+
+    def forward(x: Array) -> Array:
+        out = weight.apply(x) * rows
+        return out if skip is None else out + skip.apply(x)
+
+    def backward(y: Array) -> Array:
+        out = weight.adjoint(y * rows)
+        return out if skip is None else out + skip.adjoint(y)
+
+    return forward, backward
 
 
 def _shared_gram_norms(d: Array, w: Array) -> Array:
@@ -264,8 +406,9 @@ def _backward_norms(
 ) -> tuple[list[float | None], float | None, int]:
     """log10 max_b ‖∂a_L/∂a_j‖₂ for j = 1..L (per layer) and for j = 0 (the input), and the matvecs taken.
 
-    P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·diag(h_j'(z_j))·W_j.
-    The first step's norms are ``last``, the last layer's Jacobian norms ‖diag(h_L'(z_L))·W_L‖₂ per probe.
+    P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·(S_j + diag(h_j'(z_j))·A_j),
+    each row of P taken through Aᵀ_j (and Sᵀ_j). The first step's norms are ``last``, the last layer's Jacobian
+    norms ‖J_L‖₂ per probe.
     """
     layers = network.layers
     depth, probes, n_out = len(layers), fwd.derivatives[0].shape[0], layers[-1].weight.shape[0]
@@ -275,8 +418,13 @@ def _backward_norms(
     logs[-1] = 0.0
     matvecs = 0
     for j in range(depth - 1, -1, -1):
-        w = layers[j].weight
-        p = ((p * fwd.derivatives[j][:, None, :]).reshape(-1, w.shape[0]) @ w).reshape(probes, n_out, w.shape[1])
+        layer = layers[j]
+        m, n = layer.weight.shape
+        rows = (p * fwd.derivatives[j][:, None, :]).reshape(-1, m)
+        back = layer.weight.adjoint(rows)
+        if layer.skip is not None:
+            back += layer.skip.adjoint(p.reshape(-1, m))
+        p = back.reshape(probes, n_out, n)
         largest = np.abs(p).max(axis=(1, 2))
         alive = largest > 0
         p /= np.where(alive, largest, 1.0)[:, None, None]
@@ -297,39 +445,45 @@ def _backward_norms(
 
 
 def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | None]:
-    """log10 ‖∂ℓ/∂W_j‖_F (None where it is 0) for ℓ = mean over probes and outputs of (a_L − y)², by backprop.
+    """log10 ‖∂ℓ/∂A_j‖_F (None where it is 0) for ℓ = mean over probes and outputs of (a_L − y)², by backprop.
 
-    δ_L = ∂ℓ/∂z_L = 2(a_L − y)/(count·n_L) ⊙ h_L'(z_L), ∂ℓ/∂W_j = δ_jᵀ a_{j−1}, δ_{j−1} = (δ_j W_j) ⊙ h_{j−1}'(z_{j−1}).
-    δ is rescaled to a largest entry of 1 at each step, with the scale kept in log10, and so is each product δᵀa
-    before its norm is taken: a gradient of 10^−180 is a normal float64 even though its squared entries are not.
+    g_L = ∂ℓ/∂a_L = 2(a_L − y)/(count·n_L); δ_j = g_j ⊙ h_j'(z_j); ∂ℓ/∂W_j = δ_jᵀ a_{j−1} (a convolution's kernel
+    gradient likewise, service.conv); g_{j−1} = δ_j A_j + g_j S_j. g is rescaled to a largest entry of 1 at each
+    step, with the scale kept in log10, and so are δ, a and each gradient before its norm is taken: a gradient of
+    10^−180 is a normal float64 even though its squared entries are not.
     """
     layers, acts, ders = network.layers, fwd.activations, fwd.derivatives
     out = acts[-1]
-    delta = 2.0 * (out - y) / out.size * ders[-1]
+    g = 2.0 * (out - y) / out.size
     scale = 0.0
     logs: list[float | None] = [None] * len(layers)
     for j in range(len(layers) - 1, -1, -1):
-        largest = float(np.abs(delta).max())
+        largest = float(np.abs(g).max())
         if largest == 0.0:
             return logs
-        delta = delta / largest
+        g = g / largest
         scale += math.log10(largest)
-        logs[j] = _log10_norm(delta, acts[j], scale)
+        delta = g * ders[j]
+        logs[j] = _log10_norm(layers[j].weight, delta, acts[j], scale)
         if j > 0:
-            delta = (delta @ layers[j].weight) * ders[j - 1]
+            skip = layers[j].skip
+            back = layers[j].weight.adjoint(delta)
+            g = back if skip is None else back + skip.adjoint(g)
     return logs
 
 
-def _log10_norm(delta: Array, a: Array, scale: float) -> float | None:
-    """scale + log10 ‖δᵀa‖_F, with both factors and the product normalised so that no square underflows."""
-    largest = float(np.abs(a).max())
-    if largest == 0.0:
+def _log10_norm(weight: Linear, delta: Array, a: Array, scale: float) -> float | None:
+    """scale + log10 ‖∂/∂θ Σ_b ⟨δ_b, A_θ a_b⟩‖_F (δᵀa for a matrix), with δ, a and the gradient each normalised
+    first so that no square underflows."""
+    peaks = float(np.abs(delta).max()), float(np.abs(a).max())
+    if 0.0 in peaks:
         return None
-    gradient = delta.T @ (a / largest)
+    gradient = weight.kernel_gradient(delta / peaks[0], a / peaks[1])
     peak = float(np.abs(gradient).max())
     if peak == 0.0:
         return None
-    return scale + math.log10(largest) + math.log10(peak) + math.log10(float(np.linalg.norm(gradient / peak)))
+    norm = float(np.linalg.norm(gradient / peak))
+    return scale + math.log10(peaks[0]) + math.log10(peaks[1]) + math.log10(peak) + math.log10(norm)
 
 
 def _layer_flags(
@@ -373,7 +527,9 @@ def _summary(
     bound_verdict = classify(bound_log10, t)
     # A forward pass that overflows float64 has exploded, whatever the gradients would have done.
     verdict: VerdictName = "exploding" if overflow is not None else classify(norm_log10, t)
-    suggested = critical_gain(1.0 if network.gain is None else network.gain, rate)
+    # Scaling the weights cannot bring a residual layer's factor ‖S‖ + σ·sup|h'| to 1 from below ‖S‖.
+    residual = any(layer.skip is not None for layer in network.layers)
+    suggested = None if residual else critical_gain(1.0 if network.gain is None else network.gain, rate)
     flags = []
     if overflow is not None:
         flags.append("overflow")

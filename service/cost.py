@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 
 from service.spectral import DENSE_MAX_DIM
@@ -28,23 +29,49 @@ def parameter_count(widths: Sequence[int], biases: bool) -> int:
     return sum(n_in * n_out + (n_out if biases else 0) for n_in, n_out in pairwise(widths))
 
 
-def estimate_flops(widths: Sequence[int], probes: int, spectrum: str = "none", meanfield_layers: int = 0) -> float:
+@dataclass(frozen=True)
+class LayerCost:
+    """What a layer's work depends on: its map's shape (m, n), the flops of one product A·x (2·m·n for a
+    matrix, 2·c_out·c_in·kh·kw·H·W for a convolution, plus a residual projection's), and whether its weight is
+    shared with an earlier layer (a recurrent step: its norm is taken once)."""
+
+    m: int
+    n: int
+    apply: float
+    shared: bool = False
+
+
+def dense_costs(widths: Sequence[int]) -> list[LayerCost]:
+    """The layers of dense weights of shapes (n_j, n_{j−1})."""
+    return [LayerCost(m, n, 2.0 * float(m) * float(n)) for n, m in pairwise(widths)]
+
+
+def estimate_flops(
+    widths: Sequence[int],
+    probes: int,
+    spectrum: str = "none",
+    meanfield_layers: int = 0,
+    layers: Sequence[LayerCost] | None = None,
+) -> float:
     """Floating-point operations of the whole analysis, within a small factor.
 
-    Per layer of shape m × n with B probes and output width n_L: forward and gradient 6·B·m·n; the backward
-    product 2·B·n_L·m·n; a norm costs ≈ 4·m·n·min(m, n) densely or 4·m·n·LANCZOS_PRODUCTS by Lanczos,
-    and there are B + 1 of them (the weight and each probe's Jacobian); and LAYER_OVERHEAD. With a ``spectrum``
-    ("summary" or "full"): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's input–output Jacobian, formed
-    from its narrower end, 2·B·min(n_0, n_L)·m·n per layer, and its SVD, SVD_FLOPS·B·n_L·n_0·min(n_0, n_L).
-    And MEANFIELD_LAYER for each of ``meanfield_layers`` (see :func:`meanfield_layers`).
+    Per layer with B probes and output width n_L, in units of one product A·x (a flops): forward, adjoint and
+    weight gradient 3·B·a; the backward product B·n_L·a; a norm ≈ 2·a·k with k = min(m, n) densely (min(m, n) ≤
+    DENSE_MAX_DIM) or k = LANCZOS_PRODUCTS by Lanczos, and there are B + 1 of them (the weight, unless shared, and
+    each probe's Jacobian); and LAYER_OVERHEAD. For a dense m × n layer (a = 2·m·n) that is 6·B·m·n + 2·B·n_L·m·n +
+    (B + 1)·4·m·n·k. ``layers`` gives the layers' costs (by default dense layers of ``widths``). With a ``spectrum``
+    ("summary" or "full", dense layers only): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's
+    input–output Jacobian, formed from its narrower end, 2·B·min(n_0, n_L)·m·n per layer, and its SVD,
+    SVD_FLOPS·B·n_L·n_0·min(n_0, n_L). And MEANFIELD_LAYER for each of ``meanfield_layers`` (see
+    :func:`meanfield_layers`).
     """
     n_out = widths[-1]
     total = 0.0
-    for n_in, m in pairwise(widths):
-        size = float(n_in) * float(m)
-        small = min(n_in, m)
-        per_norm = 4.0 * size * (small if small <= DENSE_MAX_DIM else LANCZOS_PRODUCTS)
-        total += size * probes * (6.0 + 2.0 * n_out) + (probes + 1) * per_norm + LAYER_OVERHEAD
+    for layer in dense_costs(widths) if layers is None else layers:
+        small = min(layer.m, layer.n)
+        products = 2.0 * (small if small <= DENSE_MAX_DIM else LANCZOS_PRODUCTS)
+        norms = probes + (0 if layer.shared else 1)
+        total += layer.apply * (probes * (3.0 + n_out) + norms * products) + LAYER_OVERHEAD
     if spectrum != "none":
         total += spectrum_flops(widths, probes)
     return total + MEANFIELD_LAYER * meanfield_layers

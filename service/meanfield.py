@@ -540,11 +540,13 @@ class NetworkMeanField:
     layers: tuple[LayerMeanField, ...]
     predicted_growth_log10: float | None
     critical_gain: float | None
+    modelled: bool = True
+    """False for a network with residual layers, whose skips the prediction does not model."""
 
     @property
     def known(self) -> bool:
-        """Whether every layer's χ₁ is known (see LayerTheory.known)."""
-        return all(layer.theory.known for layer in self.layers)
+        """Whether the prediction is modelled and every layer's χ₁ is known (see LayerTheory.known)."""
+        return self.modelled and all(layer.theory.known for layer in self.layers)
 
     @property
     def chi1_geometric_mean(self) -> float | None:
@@ -560,10 +562,12 @@ class NetworkMeanField:
         return all(layer.theory.chi1 == first for layer in self.layers)
 
 
-def layer_sigmas(network: Network) -> list[tuple[float, float]]:
+def layer_sigmas(network: Network, drive: float = 0.0) -> list[tuple[float, float]]:
     """(σ_w, σ_b) of each layer: for an init recipe from its formulas, σ_w = √fan_in·std(scheme, fan_in, fan_out,
-    gain) and σ_b = bias_std; for explicit weights the empirical σ_w = √(n_in·Var(W_j)), σ_b = √Var(b_j) (0 without
-    a bias), variances over all entries."""
+    gain) and σ_b = bias_std; for explicit weights the empirical σ_w = √(fan_in·Var(A_j)), σ_b = √Var(b_j) (0 without
+    a bias), variances over all entries (a convolution's fan_in is c_in·kh·kw and its entries the kernel's: the
+    same mean field as a dense layer, Xiao et al. 2018). A recurrent network's input drive U x_t adds its mean
+    square ``drive`` to σ_b², as a bias of that variance would (Chen, Pennington & Schoenholz 2018)."""
     recipe = network.recipe
     sigmas = []
     for layer in network.layers:
@@ -573,7 +577,8 @@ def layer_sigmas(network: Network) -> list[tuple[float, float]]:
             sigmas.append((std * math.sqrt(n_in), recipe.bias_std))
         else:
             sigma_b = 0.0 if layer.bias is None else _std(layer.bias)
-            sigmas.append((math.sqrt(n_in) * _std(layer.weight), sigma_b))
+            sigma_w = math.sqrt(layer.weight.fan_in) * _std(layer.weight.entries)
+            sigmas.append((sigma_w, math.hypot(sigma_b, math.sqrt(drive))))
     return sigmas
 
 
@@ -583,14 +588,19 @@ def _std(values: Array) -> float:
     return largest * float(np.std(values / largest)) if largest > 0.0 else 0.0
 
 
-def network_meanfield(network: Network) -> NetworkMeanField:
-    """The mean-field numbers of every layer (see :func:`layer_theory`) and of the whole network."""
+def network_meanfield(network: Network, drive: float = 0.0) -> NetworkMeanField:
+    """The mean-field numbers of every layer (see :func:`layer_theory`) and of the whole network.
+
+    A residual layer's numbers are its branch h(A a + b)'s, as if repeated without the skip (flag ``residual``):
+    the network's prediction, which does not model skips, is then unknown."""
     layers = []
-    for layer, (sigma_w, sigma_b) in zip(network.layers, layer_sigmas(network), strict=True):
+    for layer, (sigma_w, sigma_b) in zip(network.layers, layer_sigmas(network, drive), strict=True):
         theory = layer_theory(layer.activation, sigma_w, sigma_b)
-        layers.append(LayerMeanField(theory, _flags(theory)))
+        residual = ("residual",) if layer.skip is not None else ()
+        layers.append(LayerMeanField(theory, _flags(theory) + residual))
+    modelled = all(layer.skip is None for layer in network.layers)
     growths = [layer.theory.growth_log10 for layer in layers]
-    total = None if any(g is None for g in growths) else math.fsum(g for g in growths if g is not None)
+    total = None if any(g is None for g in growths) or not modelled else math.fsum(g for g in growths if g is not None)
     gain = 1.0 if network.gain is None else network.gain
     ratios = sorted(
         layer.theory.critical_sigma_w / layer.theory.sigma_w
@@ -602,7 +612,7 @@ def network_meanfield(network: Network) -> NetworkMeanField:
         middle = len(ratios) // 2
         median = ratios[middle] if len(ratios) % 2 else math.sqrt(ratios[middle - 1] * ratios[middle])
         critical_gain = normal_or_none(gain * median)
-    return NetworkMeanField(tuple(layers), total, critical_gain)
+    return NetworkMeanField(tuple(layers), total, critical_gain if modelled else None, modelled)
 
 
 def _flags(theory: LayerTheory) -> tuple[str, ...]:

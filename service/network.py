@@ -1,4 +1,9 @@
-"""Feed-forward networks z_j = W_j a_{j−1} + b_j, a_j = h_j(z_j): explicit weights or an init recipe.
+"""Networks of layers z_j = A_j a_{j−1} + b_j, a_j = S_j a_{j−1} + h_j(z_j): explicit weights, an init recipe, or
+a recurrent network unrolled in time.
+
+A_j is a matrix or a convolution (service.linear); S_j is absent (a plain layer, a_j = h_j(z_j)), the identity or a
+projection (a residual layer). A recurrent network h_t = h(W h_{t−1} + U x_t + b), t = 1..T, is T layers that share
+A_t = W, each adding its step's input drive U x_t to z_t; h_0 = 0 is its a_0.
 
 Locations in :class:`InvalidInputError` are paths in the analysis request, e.g. ``("network", "layers", 2, "weight")``.
 """
@@ -14,32 +19,60 @@ from numpy.typing import NDArray
 from service.activations import Activation
 from service.errors import InvalidInputError, Location
 from service.initializers import SCHEMES, init_weight
+from service.linear import Dense, Identity, Linear
 
 Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer: weight ``(n_out, n_in)``, optional bias ``(n_out,)`` and activation."""
+    """One layer: its map A ``(n_out, n_in)``, optional bias ``(n_out,)``, activation, and the skip path S of a
+    residual layer (None for a plain one)."""
 
-    weight: Array
+    weight: Linear
     bias: Array | None
     activation: Activation
+    skip: Linear | None = None
+
+
+@dataclass(frozen=True)
+class Recurrent:
+    """What makes the layers a recurrent network: the input weight U ``(n, n_in)`` and the steps T."""
+
+    input_weight: Dense
+    steps: int
+
+    @property
+    def input_size(self) -> int:
+        return self.input_weight.shape[1]
+
+    def drive(self, x: Array) -> list[Array]:
+        """The input drive U x_t of every step t (rows are probes) for probe rows x = (x_1, …, x_T) flattened."""
+        n_in = self.input_size
+        return [self.input_weight.apply(x[:, t * n_in : (t + 1) * n_in]) for t in range(self.steps)]
 
 
 @dataclass(frozen=True)
 class Network:
     """Layers whose shapes chain; ``gain`` is the init gain that drew them (None for explicit weights), ``recipe``
-    the whole init recipe (None for explicit weights)."""
+    the whole init recipe (None for explicit weights); ``recurrent`` for an unrolled recurrent network."""
 
     layers: tuple[Layer, ...]
     gain: float | None = None
     recipe: InitRecipe | None = None
+    recurrent: Recurrent | None = None
 
     @property
     def widths(self) -> list[int]:
         """[n_0, n_1, …, n_L]."""
         return [self.layers[0].weight.shape[1], *(layer.weight.shape[0] for layer in self.layers)]
+
+    @property
+    def input_width(self) -> int:
+        """The length of one probe: n_0, or T·n_in for a recurrent network (its inputs x_1 … x_T, flattened)."""
+        if self.recurrent is not None:
+            return self.recurrent.steps * self.recurrent.input_size
+        return self.widths[0]
 
 
 def network_from_layers(layers: Sequence[Layer]) -> Network:
@@ -48,20 +81,22 @@ def network_from_layers(layers: Sequence[Layer]) -> Network:
         raise InvalidInputError(("network", "layers"), "a network needs at least one layer")
     previous_out: int | None = None
     for j, layer in enumerate(layers):
-        weight = layer.weight
-        if weight.ndim != 2 or 0 in weight.shape:
+        field = "weight" if isinstance(layer.weight, Dense) else "kernel"
+        entries = layer.weight.entries
+        if isinstance(layer.weight, Dense) and (entries.ndim != 2 or 0 in entries.shape):
             raise InvalidInputError(
                 ("network", "layers", j, "weight"),
-                f"a weight must be a non-empty matrix; got shape {list(weight.shape)}",
+                f"a weight must be a non-empty matrix; got shape {list(entries.shape)}",
             )
-        n_out, n_in = weight.shape
+        n_out, n_in = layer.weight.shape
         if previous_out is not None and n_in != previous_out:
+            fix = f"so this weight needs {previous_out} columns" if field == "weight" else "c_in·H·W must equal it"
             raise InvalidInputError(
-                ("network", "layers", j, "weight"),
-                f"shape {[n_out, n_in]} does not chain: the previous layer outputs {previous_out} values, "
-                f"so this weight needs {previous_out} columns",
+                ("network", "layers", j, field),
+                f"shape {[n_out, n_in]} does not chain: the previous layer outputs {previous_out} values, {fix}",
             )
-        check_finite(weight, ("network", "layers", j, "weight"))
+        check_finite(entries, ("network", "layers", j, field))
+        _check_skip(layer, j)
         if layer.bias is not None:
             if layer.bias.shape != (n_out,):
                 raise InvalidInputError(
@@ -70,6 +105,26 @@ def network_from_layers(layers: Sequence[Layer]) -> Network:
             check_finite(layer.bias, ("network", "layers", j, "bias"))
         previous_out = n_out
     return Network(tuple(layers))
+
+
+def _check_skip(layer: Layer, j: int) -> None:
+    """An identity skip needs n_out = n_in; a projection P has the layer's shape and finite entries."""
+    skip = layer.skip
+    if skip is None or skip.shape == layer.weight.shape:
+        if skip is not None and not isinstance(skip, Identity):
+            check_finite(skip.entries, ("network", "layers", j, "projection"))
+        return
+    n_out, n_in = layer.weight.shape
+    if isinstance(skip, Identity):
+        raise InvalidInputError(
+            ("network", "layers", j, "residual"),
+            f"an identity skip a_j = a_(j-1) + h(z_j) needs as many outputs as inputs; this layer maps {n_in} "
+            f"values to {n_out}: give a projection",
+        )
+    raise InvalidInputError(
+        ("network", "layers", j, "projection"),
+        f"the projection maps {skip.shape[1]} values to {skip.shape[0]}; the layer needs {n_in} to {n_out}",
+    )
 
 
 def check_finite(array: Array, location: Location) -> None:
@@ -115,5 +170,64 @@ def build_network(recipe: InitRecipe) -> Network:
         bias = recipe.bias_std * rng.standard_normal(shape[0]) if recipe.bias_std > 0 else None
         last = j == depth - 1
         activation = recipe.output_activation if last and recipe.output_activation else recipe.activation
-        layers.append(Layer(weight, bias, activation))
+        layers.append(Layer(Dense(weight), bias, activation))
     return Network(tuple(layers), gain=recipe.gain, recipe=recipe)
+
+
+@dataclass(frozen=True)
+class RecurrentSpec:
+    """h_t = h(W h_{t−1} + U x_t + b), t = 1..T: W ``(n, n)``, U ``(n, n_in)``, b ``(n,)`` or None."""
+
+    weight: Array
+    input_weight: Array
+    bias: Array | None
+    steps: int
+    activation: Activation
+
+
+@dataclass(frozen=True)
+class RecurrentInit:
+    """W and U drawn with one init scheme from one generator (W first, then U, then b ~ N(0, bias_std²))."""
+
+    hidden_size: int
+    input_size: int
+    scheme: str
+    gain: float = 1.0
+    std: float = 1.0
+    bias_std: float = 0.0
+    seed: int = 0
+
+    def draw(self, steps: int, activation: Activation) -> RecurrentSpec:
+        if self.scheme not in SCHEMES:
+            raise InvalidInputError(
+                ("network", "recurrent", "init", "scheme"),
+                f"unknown init scheme {self.scheme!r}; expected one of {sorted(SCHEMES)}",
+            )
+        rng = np.random.default_rng(self.seed)
+        n, n_in = self.hidden_size, self.input_size
+        weight = init_weight(rng, self.scheme, (n, n), self.gain, self.std)
+        input_weight = init_weight(rng, self.scheme, (n, n_in), self.gain, self.std)
+        bias = self.bias_std * rng.standard_normal(n) if self.bias_std > 0 else None
+        return RecurrentSpec(weight, input_weight, bias, steps, activation)
+
+
+def recurrent_network(spec: RecurrentSpec, gain: float | None = None) -> Network:
+    """The network unrolled over its T steps: T layers sharing one Dense(W), and the input weight U."""
+    where = ("network", "recurrent")
+    weight, input_weight = spec.weight, spec.input_weight
+    if weight.ndim != 2 or weight.shape[0] != weight.shape[1] or weight.shape[0] == 0:
+        raise InvalidInputError((*where, "weight"), f"weight must be square [n, n]; got {list(weight.shape)}")
+    n = weight.shape[0]
+    if input_weight.ndim != 2 or input_weight.shape[0] != n or input_weight.shape[1] == 0:
+        raise InvalidInputError(
+            (*where, "input_weight"), f"input_weight must be [{n}, n_in] (n_in ≥ 1); got {list(input_weight.shape)}"
+        )
+    check_finite(weight, (*where, "weight"))
+    check_finite(input_weight, (*where, "input_weight"))
+    if spec.bias is not None:
+        if spec.bias.shape != (n,):
+            raise InvalidInputError((*where, "bias"), f"bias shape {list(spec.bias.shape)} must be [{n}]")
+        check_finite(spec.bias, (*where, "bias"))
+    shared = Dense(weight)
+    layers = tuple(Layer(shared, spec.bias, spec.activation) for _ in range(spec.steps))
+    return Network(layers, gain=gain, recurrent=Recurrent(Dense(input_weight), spec.steps))

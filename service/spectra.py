@@ -93,7 +93,7 @@ def spectra(network: Network, derivatives: Sequence[Array], meanfield: NetworkMe
     """The spectra of ``network``'s weights and, from each probe's h_j'(z_j) (``derivatives[j]``, rows are probes;
     fewer than L layers where the forward pass overflowed), of its input–output Jacobian."""
     full = mode == "full"
-    weights = tuple(weight_spectrum(layer.weight, full) for layer in network.layers)
+    weights = tuple(weight_spectrum(layer.weight.dense(), full) for layer in network.layers)
     flags = []
     if not meanfield.known:
         flags.append("prediction_unknown")
@@ -150,13 +150,13 @@ def jacobian_spectra(network: Network, derivatives: Sequence[Array], full: bool)
     if n_out <= n_in:  # P = ∂a_L/∂a_j, (probes, n_L, n_j), from j = L down
         p = np.broadcast_to(np.eye(n_out), (probes, n_out, n_out)).copy()
         for layer, d in zip(reversed(layers), reversed(derivatives), strict=True):
-            w = layer.weight
+            w = layer.weight.dense()
             p = ((p * d[:, None, :]).reshape(-1, w.shape[0]) @ w).reshape(probes, n_out, w.shape[1])
             scale += _rescale(p)
     else:  # P = ∂a_j/∂a_0, (probes, n_j, n_0), from j = 1 up
         p = np.broadcast_to(np.eye(n_in), (probes, n_in, n_in)).copy()
         for layer, d in zip(layers, derivatives, strict=True):
-            p = np.matmul(layer.weight, p) * d[:, :, None]
+            p = np.matmul(layer.weight.dense(), p) * d[:, :, None]
             scale += _rescale(p)
     s = np.linalg.svd(p, compute_uv=False)  # (probes, min(n_L, n_0)), decreasing
     return tuple(_probe_spectrum(s[b], float(scale[b]), (n_out, n_in), full) for b in range(probes))

@@ -18,6 +18,7 @@ from api.decode import (
     init_recipe,
     probe_count,
     probe_spec,
+    recurrent,
     safetensors_network,
     safetensors_widths,
 )
@@ -115,7 +116,12 @@ def _declared_too_large(request: Request, settings: Settings) -> bool:
 def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:
     """Decode, build and analyse: everything that allocates or computes, run in a worker thread."""
     network = body.network
-    build = partial(explicit_network, network) if network.layers is not None else partial(_drawn, network)
+    if network.layers is not None:
+        build = partial(explicit_network, network)
+    elif network.recurrent is not None:
+        build = partial(recurrent, network)
+    else:
+        build = partial(_drawn, network)
     return _run(build, body.inputs, body.options)
 
 
@@ -133,9 +139,8 @@ def _run(
     started = time.perf_counter()
     network = build()
     decode_ms = (time.perf_counter() - started) * 1e3
-    widths = network.widths
     try:
-        x, y = make_probes(probe_spec(inputs), widths[0], widths[-1])
+        x, y = make_probes(probe_spec(inputs), network.input_width, network.widths[-1])
     except InvalidInputError as exc:
         raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
     t = options.thresholds

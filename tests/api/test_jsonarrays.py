@@ -10,7 +10,7 @@ import json
 import math
 import struct
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api import body, jsonarrays
-from jacspec.models import AnalysisRequest, Tensor
+from jacspec.models import AnalysisRequest, Layer, Tensor
 from jacspec.models.tensor import ParsedArray
 from tests.conftest import app_client
 
@@ -92,7 +92,7 @@ async def test_valid_bodies_give_the_json_roads_numbers(
     assert answer["summary"]["depth"] == 2
     taken = AnalysisRequest.model_validate(jsonarrays.lift(payload.encode()), strict=True)  # the fast road
     assert taken.network.layers is not None
-    weight: object = taken.network.layers[0].weight
+    weight: object = cast(Layer, taken.network.layers[0]).weight
     lifted = weight if isinstance(weight, ParsedArray) else getattr(weight, "data", None)
     assert isinstance(lifted, ParsedArray) or case == "b64 FP32"
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
 import pytest
 
 import jacspec
-from jacspec.models import Network, Tensor
+from jacspec.models import Layer, Network, Tensor
 from jacspec.models.tensor import B64_ABOVE as TENSOR_B64_ABOVE
 
 pytestmark = pytest.mark.anyio
@@ -133,7 +133,8 @@ async def test_from_arrays_equals_nested_lists(client: httpx.AsyncClient) -> Non
     activations: list[Any] = [None, {"name": "leaky_relu", "negative_slope": 0.1}, None, "linear"]
     network = Network.from_arrays(weights, biases, activation="tanh", activations=activations)
     assert network.layers is not None
-    sent = [layer.weight for layer in network.layers]
+    assert all(isinstance(layer, Layer) for layer in network.layers)
+    sent = [cast(Layer, layer).weight for layer in network.layers]
     assert all(isinstance(w, Tensor) for w in sent)
     assert [w.b64 is not None for w in sent if isinstance(w, Tensor)] == [False, True, True, False]
 

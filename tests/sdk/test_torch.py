@@ -143,7 +143,7 @@ def test_spec_without_bias_and_bare_linear() -> None:
         network = network_from_module(module)
         assert network.layers is not None
         assert len(network.layers) == 1
-        (layer,) = network.layers
+        (layer,) = _dense_layers(network)
         assert layer.bias is None
         assert layer.activation == "linear"
         assert isinstance(layer.weight, Tensor)
@@ -155,7 +155,7 @@ def test_spec_b64_option() -> None:
     for b64, on_wire in ((True, "b64"), (False, "data")):
         network = network_from_module(module, b64=b64)
         assert network.layers is not None
-        for layer, linear in zip(network.layers, _linears(module), strict=True):
+        for layer, linear in zip(_dense_layers(network), _linears(module), strict=True):
             assert isinstance(layer.weight, Tensor)
             assert isinstance(layer.bias, Tensor)
             assert getattr(layer.weight, on_wire) is not None
@@ -225,7 +225,7 @@ async def test_report_float32_module(sdk: jacspec.AsyncClient) -> None:
     module = _module(torch.float32)
     network = network_from_module(module)
     assert network.layers is not None
-    for spec in network.layers:
+    for spec in _dense_layers(network):
         assert isinstance(spec.weight, Tensor)
         assert isinstance(spec.bias, Tensor)
         assert (spec.weight.datatype, spec.bias.datatype) == ("FP32", "FP32")
@@ -291,7 +291,15 @@ def test_half_precision_module_becomes_fp32(dtype: torch.dtype) -> None:
     linear = nn.Linear(4, 3, dtype=dtype)
     network = network_from_module(nn.Sequential(linear, nn.Tanh()))
     assert network.layers is not None
-    (layer,) = network.layers
+    (layer,) = _dense_layers(network)
     assert isinstance(layer.weight, Tensor)
     assert layer.weight.datatype == "FP32"
     assert np.array_equal(layer.weight.to_numpy(), linear.weight.detach().float().numpy())
+
+
+def _dense_layers(network: Network) -> list[Layer]:
+    """The network's layers, each checked to be a dense Layer."""
+    assert network.layers is not None
+    layers = [layer for layer in network.layers if isinstance(layer, Layer)]
+    assert len(layers) == len(network.layers)
+    return layers

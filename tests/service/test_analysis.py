@@ -16,6 +16,7 @@ from scipy.special import erf
 
 from service.activations import make_activation
 from service.analysis import Analysis, Options, analyse
+from service.linear import Dense
 from service.network import InitRecipe, Layer, Network, build_network, network_from_layers
 from service.probes import ProbeSpec, make_probes
 
@@ -75,7 +76,7 @@ def _random_network(seed: int, widths: list[int], acts: list[str], biases: list[
     rng = np.random.default_rng(seed)
     layers = [
         Layer(
-            weight=scale * rng.standard_normal((n_out, n_in)) / math.sqrt(n_in),
+            weight=Dense(scale * rng.standard_normal((n_out, n_in)) / math.sqrt(n_in)),
             bias=0.3 * rng.standard_normal(n_out) if bias else None,
             activation=make_activation(act),
         )
@@ -130,7 +131,7 @@ def _forward(net: Network, x: Array) -> Reference:
     a, zs, ds, acts = x, [], [], [x]
     for layer in net.layers:
         ref = REF[layer.activation.name]
-        z = a @ layer.weight.T + (0.0 if layer.bias is None else layer.bias)
+        z = a @ layer.weight.dense().T + (0.0 if layer.bias is None else layer.bias)
         a = ref.value(z)
         zs.append(z)
         ds.append(ref.derivative(z))
@@ -148,10 +149,10 @@ def _loss(net: Network, weights: list[Array], x: Array, y: Array) -> float:
 
 def _backward_products(net: Network, ref: Reference, b: int) -> list[Array]:
     """For probe b: [∂a_L/∂a_0, ∂a_L/∂a_1, …, ∂a_L/∂a_L = I] as dense products of J_i = diag(h_i')·W_i."""
-    n_out = net.layers[-1].weight.shape[0]
+    n_out = net.layers[-1].weight.dense().shape[0]
     products = [np.eye(n_out)]
     for j in range(len(net.layers) - 1, -1, -1):
-        jac = np.diag(ref.d[j][b]) @ net.layers[j].weight
+        jac = np.diag(ref.d[j][b]) @ net.layers[j].weight.dense()
         products.append(products[-1] @ jac)
     return products[::-1]
 
@@ -164,16 +165,16 @@ def test_per_layer_norms(setup: Setup) -> None:
     ref = _forward(net, x)
     assert len(report.layers) == len(net.layers)
     for j, (layer, rep) in enumerate(zip(net.layers, report.layers, strict=True)):
-        sigma = float(np.linalg.norm(layer.weight, 2))
+        sigma = float(np.linalg.norm(layer.weight.dense(), 2))
         sup = REF[layer.activation.name].sup
         assert rep.index == j + 1
-        assert rep.shape == layer.weight.shape
+        assert rep.shape == layer.weight.dense().shape
         assert rep.activation == layer.activation.name
         assert rep.weight_norm == pytest.approx(sigma, rel=NORM_RTOL)
         assert rep.derivative_bound == pytest.approx(sup, rel=1e-14)
         assert rep.derivative_max == pytest.approx(float(np.abs(ref.d[j]).max()), rel=NORM_RTOL)
         assert rep.jacobian_norm_bound == pytest.approx(sigma * sup, rel=NORM_RTOL)
-        jac = max(float(np.linalg.norm(np.diag(ref.d[j][b]) @ layer.weight, 2)) for b in range(len(x)))
+        jac = max(float(np.linalg.norm(np.diag(ref.d[j][b]) @ layer.weight.dense(), 2)) for b in range(len(x)))
         assert rep.jacobian_norm == pytest.approx(jac, rel=NORM_RTOL)
         assert rep.flags == ()
     assert report.methods.probes == len(x)
@@ -193,7 +194,8 @@ def test_backward_norms_and_bounds(setup: Setup) -> None:
         math.log10(max(float(np.linalg.norm(per_probe[b][j], 2)) for b in range(len(x)))) for j in range(depth + 1)
     ]
     factor_log = [
-        math.log10(float(np.linalg.norm(layer.weight, 2)) * REF[layer.activation.name].sup) for layer in net.layers
+        math.log10(float(np.linalg.norm(layer.weight.dense(), 2)) * REF[layer.activation.name].sup)
+        for layer in net.layers
     ]
     for j, rep in enumerate(report.layers, start=1):
         assert rep.backward_norm_log10 == pytest.approx(true_log[j], abs=LOG_TOL)
@@ -228,7 +230,9 @@ def test_summary_verdicts_and_suggested_scale(setup: Setup) -> None:
     assert s.bound_verdict == _classify(s.input_bound_log10)
     assert s.gain is None
     assert s.suggested_gain is not None
-    scaled = Network(tuple(Layer(s.suggested_gain * la.weight, la.bias, la.activation) for la in net.layers))
+    scaled = Network(
+        tuple(Layer(Dense(s.suggested_gain * la.weight.dense()), la.bias, la.activation) for la in net.layers)
+    )
     rescaled = analyse(scaled, setup.x, setup.y, Options())
     assert rescaled.summary.input_bound_log10 == pytest.approx(0.0, abs=LOG_TOL)
     assert rescaled.summary.rate_log10 == pytest.approx(0.0, abs=LOG_TOL)
@@ -244,7 +248,7 @@ def test_gradient_norms_match_finite_differences(setup: Setup) -> None:
         if layer.activation.name == "relu":  # the stencil must not straddle ReLU's kink
             assert float(np.abs(z).min()) > 100 * FD_STEP
     report = analyse(net, x, y, Options())
-    weights = [layer.weight.copy() for layer in net.layers]
+    weights = [layer.weight.dense().copy() for layer in net.layers]
     for j, rep in enumerate(report.layers):
         grad = np.zeros_like(weights[j])
         for idx in np.ndindex(grad.shape):
@@ -325,7 +329,7 @@ def _orthogonal_linear_gradient_log10(net: Network, gain: float, x: Array, y: Ar
     alone: with â_j = U_j⋯U_1 x, a_j = gain^j·â_j; with δ̂_j = δ_L U_L⋯U_{j+1}, δ_j = gain^(L−j)·δ̂_j; so
     ∂ℓ/∂W_j = δ_jᵀ a_{j−1} = gain^(L−1)·δ̂_jᵀ â_{j−1}, every factor O(1) or O(a_L)."""
     depth = len(net.layers)
-    units = [layer.weight / gain for layer in net.layers]
+    units = [layer.weight.dense() / gain for layer in net.layers]
     a_hat = [x]
     for u in units:
         a_hat.append(a_hat[-1] @ u.T)
@@ -377,7 +381,7 @@ def test_deep_network_forward_overflow(deep: Network) -> None:
     log_max = math.log10(sys.float_info.max)
     a_hat, first = x, None
     for k, layer in enumerate(deep.layers, start=1):
-        a_hat = a_hat @ (layer.weight / GAIN).T
+        a_hat = a_hat @ (layer.weight.dense() / GAIN).T
         margin = math.log10(float(np.abs(a_hat).max())) + k * math.log10(GAIN) - log_max
         if margin > 0:
             first = k
@@ -409,9 +413,9 @@ def _dead_setup() -> Setup:
     """tanh → ReLU with bias −100 (|W_2 a_1| ≤ ‖W_2‖·√5 ≪ 100, so every z_2 < 0) → linear."""
     rng = np.random.default_rng(9)
     layers = [
-        Layer(rng.standard_normal((5, 4)), rng.standard_normal(5), make_activation("tanh")),
-        Layer(rng.standard_normal((3, 5)), np.full(3, -100.0), make_activation("relu")),
-        Layer(rng.standard_normal((2, 3)), rng.standard_normal(2), make_activation("linear")),
+        Layer(Dense(rng.standard_normal((5, 4))), rng.standard_normal(5), make_activation("tanh")),
+        Layer(Dense(rng.standard_normal((3, 5))), np.full(3, -100.0), make_activation("relu")),
+        Layer(Dense(rng.standard_normal((2, 3))), rng.standard_normal(2), make_activation("linear")),
     ]
     return Setup(network_from_layers(layers), rng.standard_normal((5, 4)), rng.standard_normal((5, 2)))
 
@@ -430,7 +434,7 @@ def test_dead_relu_layer() -> None:
     assert first.backward_norm_log10 is None
     assert "backward_norm_zero" in first.flags
     assert dead.backward_norm_log10 == pytest.approx(
-        math.log10(float(np.linalg.norm(net.layers[2].weight, 2))), abs=LOG_TOL
+        math.log10(float(np.linalg.norm(net.layers[2].weight.dense(), 2))), abs=LOG_TOL
     )
     assert last.backward_norm_log10 == 0.0
     assert first.backward_bound_log10 is not None  # the bound uses sup ReLU' = 1, not the data
@@ -463,9 +467,9 @@ def test_zero_weight_layer() -> None:
     rng = np.random.default_rng(4)
     net = network_from_layers(
         [
-            Layer(rng.standard_normal((3, 3)), None, make_activation("tanh")),
-            Layer(np.zeros((3, 3)), rng.standard_normal(3), make_activation("tanh")),
-            Layer(rng.standard_normal((2, 3)), None, make_activation("linear")),
+            Layer(Dense(rng.standard_normal((3, 3))), None, make_activation("tanh")),
+            Layer(Dense(np.zeros((3, 3))), rng.standard_normal(3), make_activation("tanh")),
+            Layer(Dense(rng.standard_normal((2, 3))), None, make_activation("linear")),
         ]
     )
     report = analyse(net, rng.standard_normal((4, 3)), rng.standard_normal((4, 2)), Options())
@@ -475,7 +479,7 @@ def test_zero_weight_layer() -> None:
     assert first.backward_bound_log10 is None
     assert "backward_bound_zero" in first.flags
     assert zero.backward_bound_log10 == pytest.approx(
-        math.log10(float(np.linalg.norm(net.layers[2].weight, 2))), abs=LOG_TOL
+        math.log10(float(np.linalg.norm(net.layers[2].weight.dense(), 2))), abs=LOG_TOL
     )
     s = report.summary
     assert s.input_bound_log10 is None

@@ -56,9 +56,9 @@ def test_orthogonal_via_build_network() -> None:
     net = build_network(
         InitRecipe(widths=(5, 9, 3, 3), scheme="orthogonal", activation=make_activation("tanh"), gain=2)
     )
-    assert [layer.weight.shape for layer in net.layers] == [(9, 5), (3, 9), (3, 3)]
+    assert [layer.weight.dense().shape for layer in net.layers] == [(9, 5), (3, 9), (3, 3)]
     for layer in net.layers:
-        np.testing.assert_allclose(np.linalg.svd(layer.weight, compute_uv=False), 2.0, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.linalg.svd(layer.weight.dense(), compute_uv=False), 2.0, rtol=0, atol=1e-10)
 
 
 def test_gaussian_square_matrix_norm_at_bai_yin_edge() -> None:
@@ -69,7 +69,7 @@ def test_gaussian_square_matrix_norm_at_bai_yin_edge() -> None:
             widths=(512, 512), scheme="gaussian", activation=make_activation("linear"), std=1 / math.sqrt(512), seed=7
         )
     )
-    assert abs(float(np.linalg.norm(net.layers[0].weight, 2)) - 2.0) < 0.05
+    assert abs(float(np.linalg.norm(net.layers[0].weight.dense(), 2)) - 2.0) < 0.05
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
@@ -89,7 +89,7 @@ def test_empirical_std_matches_torch_formula(scheme: str) -> None:
             seed=11,
         )
     )
-    w = net.layers[0].weight
+    w = net.layers[0].weight.dense()
     assert w.shape == (fan_out, fan_in)
     expected = _torch_std(scheme, fan_in, fan_out, GAIN, std_param)
     assert SCHEMES[scheme].std(fan_in, fan_out, GAIN, std_param) == pytest.approx(expected, rel=1e-15)
@@ -122,11 +122,11 @@ def test_same_seed_same_weights_different_seed_different(scheme: str) -> None:
 
     a, b, c = build_network(recipe(1)), build_network(recipe(1)), build_network(recipe(2))
     for la, lb, lc in zip(a.layers, b.layers, c.layers, strict=True):
-        np.testing.assert_array_equal(la.weight, lb.weight)
+        np.testing.assert_array_equal(la.weight.dense(), lb.weight.dense())
         assert la.bias is not None
         assert lb.bias is not None
         np.testing.assert_array_equal(la.bias, lb.bias)
-        assert not np.array_equal(la.weight, lc.weight)
+        assert not np.array_equal(la.weight.dense(), lc.weight.dense())
 
 
 def test_bias_std_and_output_activation() -> None:

@@ -15,6 +15,7 @@ from scipy.special import expit, ndtr
 
 from service import meanfield as mf
 from service.activations import SELU_ALPHA, SELU_SCALE, Activation, make_activation
+from service.linear import Dense
 from service.network import InitRecipe, Layer, build_network, network_from_layers
 
 Array = NDArray[np.float64]
@@ -405,7 +406,7 @@ def test_explicit_weights_use_empirical_variances() -> None:
     rng = np.random.default_rng(3)
     w1, b1 = 0.7 * rng.standard_normal((30, 20)) + 0.1, 0.4 * rng.standard_normal(30)
     w2 = rng.uniform(-1.0, 1.0, (5, 30))
-    network = network_from_layers([Layer(w1, b1, tanh()), Layer(w2, None, make_activation("relu"))])
+    network = network_from_layers([Layer(Dense(w1), b1, tanh()), Layer(Dense(w2), None, make_activation("relu"))])
     first, second = mf.network_meanfield(network).layers
     entries = w1.ravel()
     assert first.theory.sigma_w**2 == pytest.approx(20 * sum((x - entries.mean()) ** 2 for x in entries) / 600)
@@ -448,6 +449,6 @@ def test_extreme_sigmas_are_carried_in_log10_or_out_of_range() -> None:
     assert not m.known
     assert m.predicted_growth_log10 is None
     assert all("out_of_range" in layer.flags and "chi1_zero" not in layer.flags for layer in m.layers)
-    huge_weights = network_from_layers([Layer(1e300 * np.eye(3)[::-1] * [1.0, -1.0, 1.0], None, tanh())])
+    huge_weights = network_from_layers([Layer(Dense(1e300 * np.eye(3)[::-1] * [1.0, -1.0, 1.0]), None, tanh())])
     # entries 1e300·(1, −1, 1) and six zeros: variance 1e600·(3/9 − 1/81) = 1e600·26/81, without overflow
     assert mf.layer_sigmas(huge_weights)[0][0] == pytest.approx(math.sqrt(3.0) * 1e300 * math.sqrt(26.0) / 9.0)

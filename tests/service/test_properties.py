@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from service.activations import ACTIVATIONS, make_activation
 from service.analysis import Options, analyse
+from service.linear import Dense
 from service.network import Layer, network_from_layers
 
 LOG_SLACK = 1e-9
@@ -43,7 +44,7 @@ def test_true_norms_never_exceed_bounds(spec: tuple[list[int], list[str], float,
     rng = np.random.default_rng(seed)
     layers = [
         Layer(
-            scale * rng.standard_normal((n_out, n_in)),
+            Dense(scale * rng.standard_normal((n_out, n_in))),
             rng.standard_normal(n_out) if bias else None,
             make_activation(act),
         )
@@ -54,7 +55,7 @@ def test_true_norms_never_exceed_bounds(spec: tuple[list[int], list[str], float,
     y = rng.standard_normal((probes, widths[-1]))
     report = analyse(net, x, y, Options())
     for layer, rep in zip(net.layers, report.layers, strict=True):
-        assert math.isclose(rep.weight_norm, float(np.linalg.norm(layer.weight, 2)), rel_tol=1e-12)
+        assert math.isclose(rep.weight_norm, float(np.linalg.norm(layer.weight.dense(), 2)), rel_tol=1e-12)
         assert rep.derivative_max is not None
         assert rep.derivative_max <= rep.derivative_bound * (1.0 + DERIVATIVE_RTOL)
         assert rep.jacobian_norm is not None

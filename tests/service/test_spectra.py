@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from service.activations import make_activation
 from service.analysis import Options, analyse
 from service.cost import estimate_flops
+from service.linear import Dense
 from service.meanfield import network_meanfield
 from service.network import InitRecipe, Layer, Network, build_network, network_from_layers
 from service.probes import ProbeSpec, make_probes
@@ -29,7 +30,7 @@ def _derivatives(network: Network, x: Array) -> list[Array]:
     out, a = [], x
     with np.errstate(over="ignore", invalid="ignore"):
         for layer in network.layers:
-            z = a @ layer.weight.T + (0.0 if layer.bias is None else layer.bias)
+            z = a @ layer.weight.dense().T + (0.0 if layer.bias is None else layer.bias)
             out.append(layer.activation.derivative(z))
             a = layer.activation.value(z)
     return out
@@ -39,7 +40,7 @@ def _jacobian(network: Network, d: list[Array], b: int) -> Array:
     """J = D_L W_L ⋯ D_1 W_1 for probe b, multiplied out from the input side."""
     j = np.eye(network.widths[0])
     for layer, dj in zip(network.layers, d, strict=True):
-        j = dj[b][:, None] * (layer.weight @ j)
+        j = dj[b][:, None] * (layer.weight.dense() @ j)
     return j
 
 
@@ -53,7 +54,7 @@ def test_jacobian_spectra_against_numpy(widths: tuple[int, ...]) -> None:
     numpy's SVD and eigvalsh of the product formed here (1e-10 in log10, 1e-10 relative)."""
     rng = np.random.default_rng(5)
     layers = [
-        Layer(rng.standard_normal((n, m)) / math.sqrt(m), 0.1 * rng.standard_normal(n), make_activation("tanh"))
+        Layer(Dense(rng.standard_normal((n, m)) / math.sqrt(m)), 0.1 * rng.standard_normal(n), make_activation("tanh"))
         for m, n in itertools.pairwise(widths)
     ]
     network = network_from_layers(layers)
@@ -75,7 +76,7 @@ def test_jacobian_spectra_against_numpy(widths: tuple[int, ...]) -> None:
 def test_summary_mode_gives_the_quantiles() -> None:
     """Summary mode: log10 of numpy's quantiles (linear interpolation) of the singular values at QUANTILE_LEVELS."""
     rng = np.random.default_rng(6)
-    network = network_from_layers([Layer(rng.standard_normal((30, 30)), None, make_activation("relu"))])
+    network = network_from_layers([Layer(Dense(rng.standard_normal((30, 30))), None, make_activation("relu"))])
     x = rng.standard_normal((2, 30))
     d = _derivatives(network, x)
     for b, probe in enumerate(jacobian_spectra(network, d, full=False)):
@@ -99,7 +100,7 @@ def test_deep_jacobian_beyond_float64() -> None:
     layers = []
     for _ in range(400):
         q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-        layers.append(Layer(10.0 * q, None, make_activation("linear")))
+        layers.append(Layer(Dense(10.0 * q), None, make_activation("linear")))
     network = network_from_layers(layers)
     (probe,) = jacobian_spectra(network, _derivatives(network, np.ones((1, 3))), full=True)
     assert probe.singular_values_log10 == pytest.approx([400.0] * 3, abs=1e-9)
@@ -153,7 +154,7 @@ def test_prediction_at_criticality(case: str) -> None:
     """The prediction for the issue's four networks: mean 1 and variance L, 0, 2L, L (to 1e-12)."""
     network = _recipe(case, 8, seed=0)  # the prediction depends on the recipe, not on the width
     meanfield = network_meanfield(network)
-    weights = [weight_spectrum(layer.weight, full=False) for layer in network.layers]
+    weights = [weight_spectrum(layer.weight.dense(), full=False) for layer in network.layers]
     mean_log10, variance_log10 = predict(network, meanfield, weights)
     assert mean_log10 is not None
     assert 10.0**mean_log10 == pytest.approx(1.0, rel=1e-12)
@@ -176,12 +177,12 @@ def test_rectangular_layer(scheme: str, n_out: int, gain: float, mean: float, va
     closed form of the comment (to 1e-12), and the drawn layer's JJᵀ = WWᵀ has that mean and variance (within 3% or
     0.03: one Wishart matrix of this size fluctuates by about 1%)."""
     network = build_network(InitRecipe((400, n_out), scheme, make_activation("linear"), gain=gain, seed=3))
-    weights = [weight_spectrum(layer.weight, full=False) for layer in network.layers]
+    weights = [weight_spectrum(layer.weight.dense(), full=False) for layer in network.layers]
     mean_log10, variance_log10 = predict(network, network_meanfield(network), weights)
     assert mean_log10 is not None
     assert 10.0**mean_log10 == pytest.approx(mean, rel=1e-12)
     assert (0.0 if variance_log10 is None else 10.0**variance_log10) == pytest.approx(variance, rel=1e-12, abs=1e-12)
-    w = network.layers[0].weight
+    w = network.layers[0].weight.dense()
     eigen = np.linalg.eigvalsh(w @ w.T)
     assert float(np.mean(eigen)) == pytest.approx(mean, rel=0.03)
     assert float(np.var(eigen)) == pytest.approx(variance, rel=0.03, abs=0.03)
@@ -226,11 +227,11 @@ def test_explicit_weights_predict_from_their_own_spectrum() -> None:
     own v(WᵀW) ≈ 1/λ = 1, so it is the recipe's 2L up to sampling (within 2%)."""
     drawn = _recipe("relu_gaussian", 200, seed=4)
     explicit = network_from_layers(list(drawn.layers))
-    weights = [weight_spectrum(layer.weight, full=False) for layer in explicit.layers]
+    weights = [weight_spectrum(layer.weight.dense(), full=False) for layer in explicit.layers]
     mean_log10, variance_log10 = predict(explicit, network_meanfield(explicit), weights)
     assert mean_log10 is not None
     assert variance_log10 is not None
-    chi1 = [200 * float(np.var(layer.weight)) / 2.0 for layer in explicit.layers]
+    chi1 = [200 * float(np.var(layer.weight.dense())) / 2.0 for layer in explicit.layers]
     assert 10.0**mean_log10 == pytest.approx(math.prod(chi1), rel=1e-12)
     assert 10.0 ** (variance_log10 - 2.0 * mean_log10) == pytest.approx(2.0 * DEPTH, rel=0.02)
 

@@ -26,7 +26,7 @@ def test_wide_output_uses_lanczos_to_rtol() -> None:
     report = analyse(net, x, y, Options(rtol=RTOL))
     assert report.methods.backward_dense is False
     assert report.methods.output_width == WIDE
-    w1, w2 = (layer.weight for layer in net.layers)
+    w1, w2 = (layer.weight.dense() for layer in net.layers)
     top_input, top_first = -math.inf, -math.inf
     for probe in x:
         z1 = w1 @ probe

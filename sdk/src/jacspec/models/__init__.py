@@ -12,10 +12,20 @@ from jacspec.models.analysis import (
 from jacspec.models.bounds import BoundsRequest, BoundsResponse
 from jacspec.models.catalog import ActivationInfo, InitSchemeInfo, Parameter
 from jacspec.models.health import Health
-from jacspec.models.network import InitRecipe, InitSchemeName, Layer, Network
+from jacspec.models.network import (
+    Conv2dLayer,
+    InitRecipe,
+    InitSchemeName,
+    Layer,
+    LayerSpec,
+    Network,
+    Recurrent,
+    RecurrentInit,
+)
 from jacspec.models.problem import FieldError, Problem
 from jacspec.models.report import (
     AnalysisReport,
+    ConvReport,
     JacobianSpectrum,
     LayerMeanField,
     LayerReport,
@@ -23,11 +33,12 @@ from jacspec.models.report import (
     Meta,
     Methods,
     ProbeSpectrum,
+    RecurrentReport,
     Summary,
     Verdict,
     WeightSpectrum,
 )
-from jacspec.models.tensor import Matrix, Tensor, Vector
+from jacspec.models.tensor import KernelTensor, Matrix, Tensor, Vector
 
 __all__ = [
     "Activation",
@@ -38,6 +49,8 @@ __all__ = [
     "AnalysisRequest",
     "BoundsRequest",
     "BoundsResponse",
+    "Conv2dLayer",
+    "ConvReport",
     "FieldError",
     "Health",
     "InitRecipe",
@@ -45,9 +58,11 @@ __all__ = [
     "InitSchemeName",
     "Inputs",
     "JacobianSpectrum",
+    "KernelTensor",
     "Layer",
     "LayerMeanField",
     "LayerReport",
+    "LayerSpec",
     "Matrix",
     "MeanFieldSummary",
     "Meta",
@@ -57,6 +72,9 @@ __all__ = [
     "Parameter",
     "ProbeSpectrum",
     "Problem",
+    "Recurrent",
+    "RecurrentInit",
+    "RecurrentReport",
     "SafetensorsNetwork",
     "SafetensorsRequest",
     "Summary",

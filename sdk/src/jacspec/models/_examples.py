@@ -9,11 +9,16 @@ ANALYSIS_REPORT: dict[str, Any] = {
     "layers": [
         {
             "index": 1,
-            "shape": [2, 2],
+            "type": "dense",
+            "shape": [
+                2,
+                2,
+            ],
             "activation": "tanh",
             "weight_norm": 1.118033988749895,
             "derivative_bound": 1.0,
             "derivative_max": 0.7864477329659274,
+            "skip_norm": None,
             "jacobian_norm_bound": 1.118033988749895,
             "jacobian_norm": 0.879275295831208,
             "backward_bound_log10": -0.11828600321853139,
@@ -23,24 +28,30 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "gradient_norm": 0.3709988294854978,
             "gradient_norm_log10": -0.43062746059732937,
             "flags": [],
+            "conv": None,
             "meanfield": {
                 "sigma_w": 0.8660254037844386,
                 "sigma_b": 0.05,
                 "q_star": 0.009475295017969086,
                 "chi1": 0.7362393734511045,
-                "growth_log10": -0.06649048028568252,
-                "depth_scale": 3.265839561071489,
+                "growth_log10": -0.06649048028568254,
+                "depth_scale": 3.2658395610714885,
                 "critical_sigma_w": 1.1225390047695747,
                 "flags": [],
             },
         },
         {
             "index": 2,
-            "shape": [1, 2],
+            "type": "dense",
+            "shape": [
+                1,
+                2,
+            ],
             "activation": "linear",
             "weight_norm": 0.7615773105863908,
             "derivative_bound": 1.0,
             "derivative_max": 1.0,
+            "skip_norm": None,
             "jacobian_norm_bound": 0.7615773105863908,
             "jacobian_norm": 0.7615773105863908,
             "backward_bound_log10": 0.0,
@@ -50,6 +61,7 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "gradient_norm": 1.7008565017750232,
             "gradient_norm_log10": 0.23066767450843587,
             "flags": [],
+            "conv": None,
             "meanfield": {
                 "sigma_w": 0.282842712474619,
                 "sigma_b": 0.0,
@@ -72,15 +84,18 @@ ANALYSIS_REPORT: dict[str, Any] = {
         "observed_rate_log10": -0.2519738871124412,
         "verdict": "stable",
         "bound_verdict": "stable",
-        "thresholds": {"vanishing_log10": -2.0, "exploding_log10": 2.0},
+        "thresholds": {
+            "vanishing_log10": -2.0,
+            "exploding_log10": 2.0,
+        },
         "gain": None,
         "suggested_gain": 1.0837160324685646,
         "advice": (
             "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^-0.504 over 2 layers. Mean-field "
             "theory predicts a typical growth of 10^-0.615 (χ₁ = 0.2427 per layer, geometric "
             "mean); scaling every weight by 2.141 makes χ₁ = 1, the edge of chaos. The bound "
-            "grows by 10^-0.0349 per layer; scaling every weight by 1.084 makes that growth "
-            "1 per layer."
+            "grows by 10^-0.0349 per layer; scaling every weight by 1.084 makes that growth 1"
+            " per layer."
         ),
         "flags": [],
         "meanfield": {
@@ -92,7 +107,12 @@ ANALYSIS_REPORT: dict[str, Any] = {
     },
     "meta": {
         "version": "0.1.0",
-        "timings_ms": {"parse": 0.21, "decode": 0.05, "compute": 6.45, "total": 6.71},
+        "timings_ms": {
+            "parse": 0.21,
+            "decode": 0.05,
+            "compute": 6.45,
+            "total": 6.71,
+        },
         "methods": {
             "dtype": "float64",
             "rtol": 1e-06,
@@ -101,18 +121,23 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "spectral_norm": (
                 "√λ_max of the smaller Gram matrix AAᵀ or AᵀA (LAPACK syevr, the top eigenvalue "
                 "alone) when min(m, n) ≤ 256 or rtol < 1e-12; otherwise Lanczos (ARPACK eigsh on "
-                "the Gram operator AᵀA, tol = rtol, so σ is within rtol/2; first in float32 when "
-                "rtol ≥ 9.5e-07 and min(m, n) ≥ 2048, certified in float64 by the residual "
-                "‖Gv − θv‖ ≤ rtol·θ), falling back to the dense solver"
+                "the Gram operator AᵀA to tol = rtol(2 + rtol)/(1 + rtol)² ≈ 2·rtol on λ = σ², so"
+                " that σ is within rtol; first in float32 when rtol ≥ 9.5e-07 and min(m, n) ≥ "
+                "2048, certified in float64 by the residual ‖Gv − θv‖ ≤ tol·θ), falling back to "
+                "the dense solver; per-probe Jacobians of 8 or more probes by Lanczos in lockstep"
+                " on all of them; convolutions with circular padding exactly from the 2-D DFT of "
+                "the kernel"
             ),
             "backward_norm": (
-                "the dense solver on each probe's 1 × n_j product ∂a_L/∂a_j, accumulated from "
-                "the output side (exact to rounding)"
+                "the dense solver on each probe's 1 × n_j product ∂a_L/∂a_j, accumulated from the"
+                " output side (exact to rounding)"
             ),
             "dense_max_dim": 256,
             "weight_norms_dense": 2,
             "weight_norms_lanczos": 0,
+            "weight_norms_fft": 0,
             "matvecs": 0,
         },
     },
+    "recurrent": None,
 }

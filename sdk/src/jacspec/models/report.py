@@ -90,21 +90,52 @@ class WeightSpectrum(_Report):
     )
 
 
+class ConvReport(_Report):
+    """A convolution layer's kernel and its norms from the 2-D DFT (Sedghi, Gupta & Long 2019)."""
+
+    kernel_shape: list[int] = Field(description="[c_out, c_in, kh, kw].")
+    input_size: list[int] = Field(description="[H, W].")
+    padding: Literal["zeros", "circular"]
+    fft_norm: float = Field(
+        description="max over the H·W frequencies (u, v) of σ_max(K̂(u, v)), K̂(u, v) = Σ_{p,q} K[:, :, p, q]·"
+        "e^{−2πi(pu/H + qv/W)}: the exact ‖A‖₂ for circular padding; for zeros an estimate only (the same kernel "
+        "with circular padding)."
+    )
+    padded_fft_norm: float | None = Field(
+        description="Zeros padding: the circular norm on the (H + kh − 1) × (W + kw − 1) grid, an upper bound on the "
+        "operator's ‖A‖₂ (A = R·C·E: the zero-padded input is embedded in a larger circular convolution C and the "
+        "output restricted). Null for circular padding."
+    )
+    weight_norm_method: str = Field(
+        description="How weight_norm was computed: fft (circular), lanczos on the operator, or dense (small zero-"
+        "padded operators, formed as a matrix)."
+    )
+
+
 class LayerReport(_Report):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["layers"][0]]})
 
-    index: int = Field(description="j, 1-based.")
-    shape: list[int] = Field(description="[n_j, n_{j−1}].")
+    index: int = Field(description="j, 1-based (for a recurrent network, the step t).")
+    type: Literal["dense", "conv2d", "recurrent"] = Field(
+        "dense", description="dense (W_j a matrix), conv2d (a convolution), or recurrent (step t of W)."
+    )
+    shape: list[int] = Field(description="[n_j, n_{j−1}] (a convolution's [c_out·H·W, c_in·H·W]).")
     activation: str
-    weight_norm: float = Field(description="σ_j = ‖W_j‖₂.")
+    weight_norm: float = Field(description="σ_j = ‖W_j‖₂ (a convolution's operator norm).")
     derivative_bound: float = Field(description="sup_z |h_j'(z)|.")
     derivative_max: float | None = Field(
         description="max over probes and units of |h_j'(z_j)| (null where the forward pass overflowed)."
     )
-    jacobian_norm_bound: float = Field(description="σ_j·sup|h_j'|.")
-    jacobian_norm: float | None = Field(description="max over probes of ‖diag(h_j'(z_j)) W_j‖₂.")
+    skip_norm: float | None = Field(
+        None, description="A residual layer's ‖S_j‖₂: 1 for the identity skip, ‖P‖₂ for a projection; null if plain."
+    )
+    jacobian_norm_bound: float = Field(description="σ_j·sup|h_j'| (residual: skip_norm + σ_j·sup|h_j'|).")
+    jacobian_norm: float | None = Field(
+        description="max over probes of ‖diag(h_j'(z_j)) W_j‖₂ (residual: ‖S_j + diag(h_j'(z_j)) W_j‖₂)."
+    )
     backward_bound_log10: float | None = Field(
-        description="log10 ∏_{i=j+1}^{L} σ_i·sup|h_i'|, the bound on ‖∂a_L/∂a_j‖ (0 for j = L)."
+        description="log10 ∏_{i=j+1}^{L} jacobian_norm_bound_i (σ_i·sup|h_i'| for plain layers), the bound on "
+        "‖∂a_L/∂a_j‖ (0 for j = L)."
     )
     backward_bound: float | None = Field(description="10^backward_bound_log10 where it fits a float64.")
     backward_norm_log10: float | None = Field(description="log10 max over probes of ‖∂a_L/∂a_j‖₂.")
@@ -118,10 +149,27 @@ class LayerReport(_Report):
         "backward_norm_zero, gradient_zero (the quantity is exactly 0: its log10 is null, its plain value 0), "
         "overflow (z_j is not finite), downstream_overflow (a later layer overflowed: true norms unknown)."
     )
+    conv: ConvReport | None = Field(None, description="A convolution layer's kernel and DFT norms; null otherwise.")
     meanfield: LayerMeanField
     weight_spectrum: WeightSpectrum | None = Field(
         None, description="W_j's singular values; only with options.spectrum (absent otherwise)."
     )
+
+
+class RecurrentReport(_Report):
+    """Pascanu, Mikolov & Bengio (2013), §3.1: ‖∂h_T/∂h_t‖ ≤ (σ_max(W)·γ)^{T−t}, γ = sup|h'|; σ_max(W) < 1/γ is
+    sufficient for vanishing gradients, σ_max(W) > 1/γ necessary for exploding ones."""
+
+    steps: int = Field(description="T.")
+    hidden_size: int = Field(description="n.")
+    input_size: int = Field(description="n_in.")
+    weight_norm: float = Field(description="σ_max(W), the recurrent weight's spectral norm.")
+    input_weight_norm: float = Field(description="σ_max(U).")
+    derivative_bound: float = Field(description="γ = sup_z |h'(z)|: 1 for tanh, 1/4 for sigmoid.")
+    threshold: float | None = Field(description="1/γ (null where γ = 0).")
+    vanishing_sufficient: bool = Field(description="σ_max(W) < 1/γ: sufficient for vanishing gradients.")
+    exploding_necessary: bool = Field(description="σ_max(W) > 1/γ: necessary (not sufficient) for exploding ones.")
+    statement: str = Field(description="The condition that holds, in one sentence with the numbers.")
 
 
 class MeanFieldSummary(_Report):
@@ -249,6 +297,7 @@ class Methods(_Report):
     )
     weight_norms_dense: int
     weight_norms_lanczos: int
+    weight_norms_fft: int = Field(0, description="Circular convolutions' norms, exact from the 2-D DFT.")
     matvecs: int = Field(description="Matrix-vector products taken by Lanczos over the whole analysis.")
 
 
@@ -271,6 +320,9 @@ class AnalysisReport(_Report):
     meta: Meta
     spectrum: JacobianSpectrum | None = Field(
         None, description="The input–output Jacobian's spectra; only with options.spectrum (absent otherwise)."
+    )
+    recurrent: RecurrentReport | None = Field(
+        None, description="A recurrent network's Pascanu conditions; null for the others."
     )
 
     def to_dataframe(self) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Discriminator, Field, InstanceOf, Tag, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -77,6 +77,8 @@ class Tensor(ContractModel):
         }
     )
 
+    NDIMS: ClassVar[tuple[int, ...]] = (1, 2)
+
     name: str | None = Field(None, description="Optional, as in the Open Inference Protocol; not used.")
     shape: list[Annotated[int, Field(ge=0)]] = Field(
         min_length=1, max_length=2, description="[rows, columns] or [length]."
@@ -94,7 +96,7 @@ class Tensor(ContractModel):
 
     @classmethod
     def from_numpy(cls, array: Any, *, b64: bool | None = None) -> Tensor:
-        """A tensor of a 1-D or 2-D numpy array (numpy is imported only here).
+        """A tensor of a 1-D or 2-D numpy array (4-D for a KernelTensor; numpy is imported only here).
 
         float32 (and float16/bfloat16, widened) arrays become FP32, everything else FP64. ``b64`` sends the raw
         little-endian bytes, base64-encoded; by default it is used above 1024 elements, where it is far smaller and
@@ -103,8 +105,10 @@ class Tensor(ContractModel):
         import numpy as np
 
         values = np.asarray(array)
-        if values.ndim not in (1, 2):
-            raise ValueError(f"a tensor must be 1-D or 2-D; got shape {list(values.shape)}")
+        if values.ndim not in cls.NDIMS:
+            raise ValueError(
+                f"a {cls.__name__} must be {'-D or '.join(map(str, cls.NDIMS))}-D; got shape {list(values.shape)}"
+            )
         datatype: Datatype = "FP32" if values.dtype.kind == "f" and values.dtype.itemsize <= 4 else "FP64"
         values = values.astype("<f4" if datatype == "FP32" else "<f8")
         if b64 if b64 is not None else values.size > B64_ABOVE:
@@ -175,3 +179,14 @@ Vector = Annotated[
     Field(description="A Tensor object, or a bare list [...] as shorthand (FP64)."),
 ]
 """A 1-D tensor or its list shorthand."""
+
+
+class KernelTensor(Tensor):
+    """A convolution kernel [c_out, c_in, kh, kw], as torch.nn.Conv2d's weight: flat row-major ``data`` or ``b64``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"shape": [1, 1, 2, 2], "datatype": "FP32", "data": [0.5, -0.1, 0.2, 0.0]}]}
+    )
+    NDIMS: ClassVar[tuple[int, ...]] = (4,)
+
+    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=4, max_length=4, description="[c_out, c_in, kh, kw].")
