@@ -29,9 +29,9 @@ class RecurrentReport:
     threshold: float | None
     """1/γ (None where γ = 0)."""
     vanishing_sufficient: bool
-    """σ_max(W)·γ < 1."""
+    """σ_max(W)·γ < 1, certified: σ_max(W) is known to rtol, so its estimate σ must have σ·(1 + rtol)·γ < 1."""
     exploding_necessary: bool
-    """σ_max(W)·γ > 1."""
+    """σ_max(W)·γ > 1, certified: σ·(1 − rtol)·γ > 1."""
     statement: str
 
 
@@ -51,26 +51,29 @@ def recurrent_report(network: Network, sigma: float, rtol: float) -> RecurrentRe
         input_weight_norm=recurrent.input_weight.norm(rtol).value,
         derivative_bound=gamma,
         threshold=threshold,
-        vanishing_sufficient=factor < 1.0,
-        exploding_necessary=factor > 1.0,
-        statement=_statement(sigma, gamma, layer.activation.name, recurrent.steps),
+        vanishing_sufficient=factor * (1.0 + rtol) < 1.0,
+        exploding_necessary=factor * (1.0 - rtol) > 1.0,
+        statement=_statement(sigma, gamma, layer.activation.name, recurrent.steps, rtol),
     )
 
 
-def _statement(sigma: float, gamma: float, activation: str, steps: int) -> str:
+def _statement(sigma: float, gamma: float, activation: str, steps: int, rtol: float) -> str:
     """One sentence with the numbers: which of Pascanu's conditions holds."""
     head = f"σ_max(W_rec) = {sigma:.4g}, γ = sup|h'| = {gamma:.4g} ({activation})"
     if gamma == 0.0:
         return f"{head}: h' = 0 everywhere, so every gradient through time is 0."
     factor = sigma * gamma
-    if factor < 1.0:
+    if factor * (1.0 + rtol) < 1.0:
         return (
             f"{head}: σ_max < 1/γ = {1 / gamma:.4g}, sufficient for vanishing gradients (Pascanu et al. 2013): "
             f"‖∂h_T/∂h_t‖ ≤ (σ_max·γ)^(T−t) = {factor:.4g}^(T−t), {factor**steps:.3g} over all {steps} steps."
         )
-    if factor > 1.0:
+    if factor * (1.0 - rtol) > 1.0:
         return (
             f"{head}: σ_max > 1/γ = {1 / gamma:.4g}, the necessary condition for exploding gradients (Pascanu et al. "
             "2013); it is not sufficient: the true norms ‖∂h_T/∂h_t‖ say whether they explode."
         )
-    return f"{head}: σ_max = 1/γ exactly, on the boundary: neither of Pascanu's conditions holds."
+    return (
+        f"{head}: σ_max is within rtol = {rtol:g} of 1/γ = {1 / gamma:.4g}, on the boundary: neither of Pascanu's "
+        "conditions is certain."
+    )
