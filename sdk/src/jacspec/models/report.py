@@ -72,7 +72,7 @@ class LayerMeanField(_Report):
     )
     flags: list[str] = Field(
         description="q_diverges, q_marginal, out_of_range, critical, chi1_zero, no_critical_sigma_w, "
-        "critical_sigma_w_discontinuous."
+        "critical_sigma_w_discontinuous, residual (a residual layer: these numbers are its branch's alone)."
     )
 
 
@@ -167,8 +167,14 @@ class RecurrentReport(_Report):
     input_weight_norm: float = Field(description="σ_max(U).")
     derivative_bound: float = Field(description="γ = sup_z |h'(z)|: 1 for tanh, 1/4 for sigmoid.")
     threshold: float | None = Field(description="1/γ (null where γ = 0).")
-    vanishing_sufficient: bool = Field(description="σ_max(W) < 1/γ: sufficient for vanishing gradients.")
-    exploding_necessary: bool = Field(description="σ_max(W) > 1/γ: necessary (not sufficient) for exploding ones.")
+    vanishing_sufficient: bool = Field(
+        description="σ_max(W) < 1/γ, sufficient for vanishing gradients; claimed only with σ's rtol to spare "
+        "(σ·(1 + rtol) < 1/γ)."
+    )
+    exploding_necessary: bool = Field(
+        description="σ_max(W) > 1/γ, necessary (not sufficient) for exploding ones; claimed only where "
+        "σ·(1 − rtol) > 1/γ."
+    )
     statement: str = Field(description="The condition that holds, in one sentence with the numbers.")
 
 
