@@ -161,7 +161,8 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``."""
     layers = network.layers
     depth = len(layers)
-    weight = _weight_norms(network, options.rtol)
+    norms = _weight_norms(network, options.rtol)
+    weight = [norms[id(layer.weight)] for layer in layers]
     sigma = [w.value for w in weight]
     skip = [None if layer.skip is None else layer.skip.norm(options.rtol).value for layer in layers]
     sup = [layer.activation.derivative_bound for layer in layers]
@@ -174,14 +175,13 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     valid = depth if fwd.overflow is None else fwd.overflow
     jacobian: list[float | None] = [None] * depth
     derivative_max: list[float | None] = [None] * depth
-    matvecs = sum(w.matvecs for w in {id(layer.weight): w for layer, w in zip(layers, weight, strict=True)}.values())
+    matvecs = sum(w.matvecs for w in norms.values())
     last = np.zeros(0)  # the last layer's Jacobian norm per probe, the first step of the backward products
     for j in range(valid):
         derivative_max[j] = float(np.abs(fwd.derivatives[j]).max())
-        norms, used = _jacobian_norms(fwd.derivatives[j], layers[j], sigma[j], options.rtol)
-        jacobian[j] = float(norms.max())
+        last, used = _jacobian_norms(fwd.derivatives[j], layers[j], sigma[j], skip[j], options.rtol)
+        jacobian[j] = float(last.max())
         matvecs += used
-        last = norms
     backward, input_norm, used = (
         _backward_norms(network, fwd, last, options.rtol) if valid == depth else ([None] * depth, None, 0)
     )
@@ -213,13 +213,12 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     )
     summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield)
     widths = network.widths
-    distinct = list({id(layer.weight): w for layer, w in zip(layers, weight, strict=True)}.values())
     methods = Methods(
         rtol=options.rtol,
         probes=x.shape[0],
-        dense_svd=sum(w.method == "dense" for w in distinct),
-        lanczos=sum(w.method == "lanczos" for w in distinct),
-        fft=sum(w.method == "fft" for w in distinct),
+        dense_svd=sum(w.method == "dense" for w in norms.values()),
+        lanczos=sum(w.method == "lanczos" for w in norms.values()),
+        fft=sum(w.method == "fft" for w in norms.values()),
         matvecs=matvecs,
         output_width=widths[-1],
         backward_dense=all(uses_dense((widths[-1], n), options.rtol) for n in widths[:-1]),
@@ -229,10 +228,13 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     return Analysis(reports, summary, methods, meanfield, spectrum, recurrent)
 
 
-def _weight_norms(network: Network, rtol: float) -> list[SpectralNorm]:
-    """σ_j = ‖A_j‖₂ of every layer, each distinct map once (a recurrent network's steps share theirs)."""
+def _weight_norms(network: Network, rtol: float) -> dict[int, SpectralNorm]:
+    """σ_j = ‖A_j‖₂ of every distinct map, by its id (a recurrent network's steps share theirs)."""
     found: dict[int, SpectralNorm] = {}
-    return [found.setdefault(id(layer.weight), layer.weight.norm(rtol)) for layer in network.layers]
+    for layer in network.layers:
+        if id(layer.weight) not in found:
+            found[id(layer.weight)] = layer.weight.norm(rtol)
+    return found
 
 
 def _conv_details(weight: Linear, norm: SpectralNorm) -> ConvDetails | None:
@@ -269,8 +271,9 @@ def _forward(network: Network, x: Array) -> _Forward:
     return _Forward(activations, derivatives, overflow, mean_square)
 
 
-def _jacobian_norms(d: Array, layer: Layer, sigma: float, rtol: float) -> tuple[Array, int]:
-    """‖J_b‖₂ = ‖S + diag(d_b)·A‖₂ for every probe b (rows of d), and the matrix-vector products taken.
+def _jacobian_norms(d: Array, layer: Layer, sigma: float, skip_norm: float | None, rtol: float) -> tuple[Array, int]:
+    """‖J_b‖₂ = ‖S + diag(d_b)·A‖₂ for every probe b (rows of d), and the matrix-vector products taken; ``sigma``
+    and ``skip_norm`` are ‖A‖₂ and ‖S‖₂ (None for a plain layer).
 
     A plain dense layer takes the matrix roads of :func:`_matrix_jacobian_norms`; a small convolution or residual
     layer is formed as a matrix; a large one is only applied, by Lanczos on its Gram operators (all probes in
@@ -293,7 +296,8 @@ def _jacobian_norms(d: Array, layer: Layer, sigma: float, rtol: float) -> tuple[
             norms.append(values)
             matvecs += used
         return np.concatenate(norms), matvecs
-    return _operator_jacobian_norms(d, layer, sigma, rtol)
+    bounds = (skip_norm or 0.0) + sigma * np.abs(d).max(axis=1)
+    return _operator_jacobian_norms(d, layer, bounds, rtol)
 
 
 def _matrix_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
@@ -315,13 +319,13 @@ def _matrix_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]
     return np.concatenate(norms), matvecs
 
 
-def _operator_jacobian_norms(d: Array, layer: Layer, sigma: float, rtol: float) -> tuple[Array, int]:
+def _operator_jacobian_norms(d: Array, layer: Layer, bounds: Array, rtol: float) -> tuple[Array, int]:
     """‖S + diag(d_b)·A‖₂ by Lanczos on the operators J_b x = S x + d_b ⊙ A x, J_bᵀ y = Sᵀ y + Aᵀ(d_b ⊙ y),
     never formed: in lockstep from lanczos.BATCH_MIN probes, each J_b scaled by the power of two f_b that brings
-    its bound ‖S‖ + σ·max|d_b| near 1; else (or where lockstep does not converge) one probe at a time."""
+    its bound (``bounds[b]`` = ‖S‖ + σ·max|d_b|) near 1; else (or where lockstep does not converge) one probe at a
+    time."""
     m, n = layer.weight.shape
-    skip_norm = 0.0 if layer.skip is None else layer.skip.norm(rtol).value
-    scales = lanczos.unit_scales(skip_norm + sigma * np.abs(d).max(axis=1))
+    scales = lanczos.unit_scales(bounds)
     lockstep = len(d) >= lanczos.BATCH_MIN
     chunk = lanczos.chunk_for(min(m, n)) if lockstep else len(d)
     norms, matvecs = [], 0

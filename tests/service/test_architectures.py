@@ -22,6 +22,7 @@ from service.analysis import Analysis, Options, analyse
 from service.conv import Conv2d, Padding
 from service.linear import Dense, Identity, Linear
 from service.network import Layer, Network, RecurrentSpec, network_from_layers, recurrent_network
+from service.spectral import SpectralNorm
 
 Array = NDArray[np.float64]
 RTOL = 1e-9
@@ -148,11 +149,20 @@ def _rnn(sigma: float, n: int, n_in: int, steps: int, activation: str, seed: int
     return recurrent_network(spec)
 
 
-def test_tanh_rnn_with_norm_0_9_over_50_steps_stays_below_0_9_to_the_50() -> None:
+def test_tanh_rnn_with_norm_0_9_over_50_steps_stays_below_0_9_to_the_50(monkeypatch: pytest.MonkeyPatch) -> None:
     network = _rnn(0.9, 12, 3, 50, "tanh", seed=1)
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((6, 150)), rng.standard_normal((6, 12))
+    calls: list[tuple[int, int]] = []
+    norm = Dense.norm
+
+    def counted(self: Dense, rtol: float) -> SpectralNorm:
+        calls.append(self.shape)
+        return norm(self, rtol)
+
+    monkeypatch.setattr(Dense, "norm", counted)
     report = analyse(network, x, y, OPTIONS)
+    assert calls == [(12, 12), (12, 3)]  # W once for all 50 steps, then U
     assert report.summary.input_bound_log10 == pytest.approx(50 * math.log10(0.9), abs=1e-12)
     assert report.summary.input_norm_log10 is not None
     assert report.summary.input_norm_log10 < 50 * math.log10(0.9)
