@@ -226,13 +226,13 @@ def _correlate(x: Array, taps: Array, size: tuple[int, int], before: tuple[int, 
     padded = _pad(x, c_in, size, (kh, kw), before, padding)
     row = count * (width + kw - 1)
     length = height * row - (kw - 1)
-    out = np.zeros((c_out, height * row))
+    out = np.empty((c_out, height * row))  # its last kw − 1 columns (x ≥ W) are never written, and dropped
+    np.matmul(taps[0, 0], padded[:, :length], out=out[:, :length])
     product = np.empty((c_out, length))
-    for p in range(kh):
-        for q in range(kw):
-            shift = p * row + q
-            np.matmul(taps[p, q], padded[:, shift : shift + length], out=product)
-            out[:, :length] += product
+    for p, q in list(np.ndindex(kh, kw))[1:]:
+        shift = p * row + q
+        np.matmul(taps[p, q], padded[:, shift : shift + length], out=product)
+        out[:, :length] += product
     grid = out.reshape(c_out, height, count, width + kw - 1)[:, :, :, :width]
     rows: Array = grid.transpose(2, 0, 1, 3).reshape(count, -1)
     return rows
