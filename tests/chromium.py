@@ -9,10 +9,12 @@ console errors and uncaught exceptions the page produced.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -78,6 +80,7 @@ class Chromium:
             ],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            start_new_session=True,  # its own process group: close() ends its helper processes too
         )
         self._ids = itertools.count(1)
         self._closing = ExitStack()
@@ -125,6 +128,10 @@ class Chromium:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(timeout=10)
+        # The browser's helpers (renderer, GPU, crashpad) outlive it and may still be writing into the profile,
+        # which would make removing it fail ("Directory not empty"): end the whole group first.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         self._log.close()
         self._profile.cleanup()
 
