@@ -105,7 +105,7 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def from_validation(exc: ValidationError, raw: bytes, where: str = "") -> ProblemError:
+def from_validation(exc: ValidationError, raw: bytes | bytearray, where: str = "") -> ProblemError:
     """422 for a body that fails the contract (400 for one that is not JSON at all); pointers start at ``where``.
 
     Only the first MAX_ERRORS errors are turned into pointers, and the body is parsed again only when one of
@@ -126,7 +126,7 @@ def from_validation(exc: ValidationError, raw: bytes, where: str = "") -> Proble
     return invalid(errors, total=exc.error_count())
 
 
-def _document(raw: bytes) -> Any:
+def _document(raw: bytes | bytearray) -> Any:
     try:
         return from_json(raw)
     except ValueError:
