@@ -3,8 +3,9 @@
 FastAPI's own body path runs the stdlib ``json.loads`` and then validates the Python objects. Here a small
 body is parsed and validated in one pass in Rust (``Model.model_validate_json``), in strict mode: a number must
 be a JSON number, an integer an integral one — no booleans, no numeric strings. A large one is parsed in a
-worker thread — its numeric arrays straight into numpy buffers (``api.jsonarrays``) when the route allows it,
-the rest by pydantic-core — and the Python objects are validated in strict mode (see ``_validate_large``).
+worker thread — when the route allows it, its numeric arrays straight into numpy buffers (``api.jsonarrays``)
+or its large ``b64`` strings decoded straight from the bytes (``api.jsonb64``), the rest by pydantic-core — and
+the Python objects are validated in strict mode (see ``_validate_large``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from anyio import to_thread
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from api import jsonarrays
+from api import jsonarrays, jsonb64
 from api.problems import ProblemError, from_validation
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -52,7 +53,8 @@ async def read_json(
     """The body, which must be JSON, read within the size limit and validated as ``model``.
 
     ``accepted`` names, for the 415 message, every media type the route takes. ``lift_arrays``: ``model`` takes
-    ``ParsedArray`` wherever its numeric arrays of ``jsonarrays.LIFT_MIN`` numbers or more may be.
+    ``ParsedArray`` wherever its numeric arrays of ``jsonarrays.LIFT_MIN`` numbers or more may be, and
+    ``DecodedB64`` wherever its ``b64`` strings of ``jsonb64.LIFT_MIN`` characters or more may be.
     """
     media = media_type(request)
     if media != "application/json" and not media.endswith("+json"):
@@ -104,10 +106,18 @@ def _validate_large(model: type[Model], raw: Raw, lift_arrays: bool, where: str 
 
 
 def _parsed(raw: Raw, lift_arrays: bool) -> object | None:
-    """The document as Python objects: by ``jsonarrays.lift`` when allowed and the text is mostly numbers (about
-    one comma in ``COMMA_SHARE`` bytes or more), else by pydantic-core; ``None`` when the text is not JSON."""
-    if lift_arrays and len(raw) > LIFT_ABOVE and _comma_share(raw) * COMMA_SHARE >= 1:
-        return jsonarrays.lift(raw)
+    """The document as Python objects, ``None`` when the text is not JSON (or when the lift gives up).
+
+    When allowed: by ``jsonarrays.lift`` if the text is mostly numbers (about one comma in ``COMMA_SHARE`` bytes
+    or more), else with its large ``b64`` strings decoded by ``jsonb64.lift`` if it has any; otherwise, or when
+    ``jsonb64`` cannot vouch for the text, by pydantic-core.
+    """
+    if lift_arrays and len(raw) > LIFT_ABOVE:
+        if _comma_share(raw) * COMMA_SHARE >= 1:
+            return jsonarrays.lift(raw)
+        lifted = jsonb64.lift(raw)
+        if lifted is not None:
+            return lifted
     try:
         document: object = pydantic_core.from_json(raw)
     except ValueError:

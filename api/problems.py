@@ -59,7 +59,9 @@ def invalid(errors: Sequence[FieldError], status: int = 422, total: int | None =
     return ProblemError(status, "Invalid request", detail, type_=INVALID, errors=errors[:MAX_ERRORS])
 
 
-UNION_TAGS = frozenset({"tensor", "list", "flat", "nested", "parsed", "name", "object", *get_args(ActivationName)})
+UNION_TAGS = frozenset(
+    {"tensor", "list", "flat", "nested", "parsed", "base64", "name", "object", *get_args(ActivationName)}
+)
 """The tags the contract models' unions put into pydantic error locations (an activation's name among them)."""
 
 FIELD_TAGS = frozenset({"name"})
