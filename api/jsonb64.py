@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,9 @@ DECODE_CHUNK = 1 << 18
 
 KEY = re.compile(rb'"b64"[ \t\n\r]*:[ \t\n\r]*"')
 """A ``b64`` key, its colon and the opening quote of its string value (JSON allows these four spaces)."""
+
+MAX_KEYS = 4096
+"""More ``"b64"`` keys than this (a body of countless tiny tensors) are left to pydantic-core whole."""
 
 
 @dataclass(frozen=True)
@@ -62,38 +66,47 @@ def lift(raw: bytes | bytearray) -> object | None:
     found: set[str] = set()
     try:
         result = _replace(document, decoded, found)
-    except _UndecidedError:
+    except (_UndecidedError, RecursionError):
         return None
     return result if len(found) == len(spans) else None
 
 
 def _spans(raw: bytes | bytearray) -> list[_Span]:
-    """Every large ``b64`` string of ``raw``, decoded; none when one of them is not plain base64.
-
-    The search for the next key resumes after each string, so the strings themselves are only scanned for their
-    closing quote (memchr) and by the decoder.
-    """
+    """Every large ``b64`` string of ``raw``, decoded; none when one of them is not plain base64, or when
+    ``_strings`` gives up."""
     nonce = secrets.token_hex(16)
     spans: list[_Span] = []
-    view = memoryview(raw)
-    at = raw.find(b'"b64"')
-    while at >= 0:
-        match = KEY.match(raw, at)
-        at += 1
-        if match is None:
-            at = raw.find(b'"b64"', at)
-            continue
-        start, end = match.end(), raw.find(b'"', match.end())
-        if end < 0:
-            return []
-        if end - start >= LIFT_MIN:
-            try:
-                decoded = decode(view[start:end])
-            except ValueError:  # binascii.Error is a ValueError
-                return []
-            spans.append(_Span(start, end, decoded, f"jacspec-b64-{nonce}-{len(spans)}"))
-        at = raw.find(b'"b64"', end + 1)
+    try:
+        for start, end in _strings(raw):
+            if end - start >= LIFT_MIN:
+                decoded = decode(memoryview(raw)[start:end])
+                spans.append(_Span(start, end, decoded, f"jacspec-b64-{nonce}-{len(spans)}"))
+    except (_UndecidedError, ValueError):  # binascii.Error is a ValueError
+        return []
     return spans
+
+
+def _strings(raw: bytes | bytearray) -> Iterator[tuple[int, int]]:
+    """The spans ``[start, end)`` between the quotes of what looks like each ``"b64": "…"`` of ``raw``.
+
+    The search for the next key resumes after each string, so the strings themselves are only scanned for their
+    closing quote (memchr) and by the decoder. An unterminated string, or more than ``MAX_KEYS`` keys, is undecided.
+    """
+    at = raw.find(b'"b64"')
+    for _ in range(MAX_KEYS):
+        if at < 0:
+            return
+        match = KEY.match(raw, at)
+        if match is None:
+            at = raw.find(b'"b64"', at + 1)
+            continue
+        end = raw.find(b'"', match.end())
+        if end < 0:
+            raise _UndecidedError
+        yield match.end(), end
+        at = raw.find(b'"b64"', end + 1)
+    if at >= 0:
+        raise _UndecidedError
 
 
 def decode(text: memoryview) -> memoryview:
@@ -129,7 +142,8 @@ def _skeleton(raw: bytes | bytearray, spans: list[_Span]) -> bytes:
 
 
 class _UndecidedError(Exception):
-    """A marker turned up somewhere other than once, as the whole value of a ``b64`` key."""
+    """The text is left to pydantic-core: a marker turned up elsewhere than once as the whole value of a ``b64``
+    key, a string has no end, or there are too many keys."""
 
 
 def _replace(node: object, decoded: dict[str, memoryview], found: set[str]) -> object:

@@ -178,6 +178,15 @@ def test_a_key_that_ends_in_an_escaped_b64_is_not_lifted() -> None:
     assert jsonb64.lift(payload) is None
 
 
+def test_too_many_b64_keys_send_the_body_to_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = VALID["FP32 weights"].encode()  # three b64 keys: two weights and a bias
+    monkeypatch.setattr(jsonb64, "LIFT_MIN", LIFT_MIN)
+    monkeypatch.setattr(jsonb64, "MAX_KEYS", 3)
+    assert jsonb64.lift(payload) is not None
+    monkeypatch.setattr(jsonb64, "MAX_KEYS", 2)
+    assert jsonb64.lift(payload) is None
+
+
 def _normal(document: object) -> object:
     """``document`` with every ``b64`` string decoded to bytes, as ``DecodedB64`` holds them."""
     if isinstance(document, dict):
