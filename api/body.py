@@ -38,7 +38,10 @@ LIFT_ABOVE = 1024 * 1024
 
 COMMA_SHARE = 64
 """A body with a comma in every this many bytes is mostly numbers; one with fewer is mostly strings (``b64``),
-which pydantic-core makes into Python strings faster than simdjson."""
+which ``api.jsonb64`` decodes in place, or pydantic-core makes into Python strings faster than simdjson."""
+
+SAMPLES, WINDOW = 1024, 64
+"""How ``_comma_share`` samples a body: 1024 windows of 64 bytes at most."""
 
 
 def json_body(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
@@ -129,9 +132,14 @@ def _parsed(raw: Raw, lift_arrays: bool) -> object | None:
 
 
 def _comma_share(raw: Raw) -> float:
-    """The share of commas among the bytes, estimated from every 97th byte (a prime stride, so that no period of
-    the numbers' formatting aliases with it): a full count of a large body costs 1 ms per MiB."""
-    sample = raw[::97]
+    """The share of commas among the bytes, estimated from ``SAMPLES`` windows of ``WINDOW`` bytes spread evenly
+    over the body (each window spans several numbers, so no period of their formatting aliases with the spacing).
+
+    A full count of a large body costs 1 ms per MiB, and so did reading every 97th byte, which touches every
+    cache line: 3.7 ms of a 22 MiB ``b64`` body's parse in the server.
+    """
+    step = max(WINDOW, len(raw) // SAMPLES)
+    sample = b"".join([raw[start : start + WINDOW] for start in range(0, len(raw), step)])
     return sample.count(b",") / max(1, len(sample))
 
 
