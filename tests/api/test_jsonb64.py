@@ -203,8 +203,8 @@ def _validated(raw: bytes, lift: bool) -> object:
     outcome = body._validate_large(AnalysisRequest, raw, lift)
     if isinstance(outcome, ProblemError):
         return outcome.problem.model_dump()
-    layers = outcome.network.layers or []
-    return [_normal(layer.weight) if isinstance(layer.weight, list) else _decoded(layer.weight) for layer in layers]
+    weights = [getattr(layer, "weight", None) for layer in outcome.network.layers or []]
+    return [_normal(weight) if isinstance(weight, list) else _decoded(weight) for weight in weights]
 
 
 def _decoded(weight: object) -> object:
