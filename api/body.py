@@ -3,14 +3,15 @@
 FastAPI's own body path runs the stdlib ``json.loads`` and then validates the Python objects. Here a small
 body is parsed and validated in one pass in Rust (``Model.model_validate_json``), in strict mode: a number must
 be a JSON number, an integer an integral one — no booleans, no numeric strings. A large one is parsed in a
-worker thread — its numeric arrays straight into numpy buffers (``api.jsonarrays``) when the route allows it,
-the rest by pydantic-core — and the Python objects are validated in strict mode (see ``_validate_large``).
+worker thread — when the route allows it, its numeric arrays straight into numpy buffers (``api.jsonarrays``)
+or its large ``b64`` strings decoded straight from the bytes (``api.jsonb64``), the rest by pydantic-core — and
+the Python objects are validated in strict mode (see ``_validate_large``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pydantic_core
@@ -18,20 +19,29 @@ from anyio import to_thread
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from api import jsonarrays
+from api import jsonarrays, jsonb64, reserve
 from api.problems import ProblemError, from_validation
 
 Model = TypeVar("Model", bound=BaseModel)
 
+Raw = bytes | bytearray
+"""A request body as read (``read_body`` gives a bytearray) or as a test or a multipart part gives it."""
+
 INLINE_PARSE_BYTES = 64 * 1024
 """Bodies up to this size are parsed on the event loop; larger ones in a worker thread."""
+
+RESERVE_ABOVE = 1024 * 1024
+"""Bodies declared larger than this are read into a buffer reserved at their length (``api.reserve``)."""
 
 LIFT_ABOVE = 1024 * 1024
 """Bodies above this size have their numeric arrays parsed by ``api.jsonarrays``, when the route allows it."""
 
 COMMA_SHARE = 64
 """A body with a comma in every this many bytes is mostly numbers; one with fewer is mostly strings (``b64``),
-which pydantic-core makes into Python strings faster than simdjson."""
+which ``api.jsonb64`` decodes in place, or pydantic-core makes into Python strings faster than simdjson."""
+
+SAMPLES, WINDOW = 1024, 64
+"""How ``_comma_share`` samples a body: 1024 windows of 64 bytes at most."""
 
 
 def json_body(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
@@ -49,19 +59,19 @@ async def read_json(
     """The body, which must be JSON, read within the size limit and validated as ``model``.
 
     ``accepted`` names, for the 415 message, every media type the route takes. ``lift_arrays``: ``model`` takes
-    ``ParsedArray`` wherever its numeric arrays of ``jsonarrays.LIFT_MIN`` numbers or more may be.
+    ``ParsedArray`` wherever its numeric arrays of ``jsonarrays.LIFT_MIN`` numbers or more may be, and
+    ``DecodedB64`` wherever its ``b64`` strings of ``jsonb64.LIFT_MIN`` characters or more may be.
     """
     media = media_type(request)
     if media != "application/json" and not media.endswith("+json"):
         raise ProblemError(
             415, "Unsupported Media Type", f"the body must be {accepted}; Content-Type was {media or 'none'}"
         )
-    raw = b"".join([chunk async for chunk in limited_stream(request)])
-    return await validate_json(request, model, raw, lift_arrays=lift_arrays)
+    return await validate_json(request, model, await read_body(request), lift_arrays=lift_arrays)
 
 
 async def validate_json(
-    request: Request, model: type[Model], raw: bytes, where: str = "", lift_arrays: bool = False
+    request: Request, model: type[Model], raw: Raw, where: str = "", lift_arrays: bool = False
 ) -> Model:
     """``model`` from JSON bytes (in a worker thread when large); a 4xx names the field, under ``where``."""
     started = time.perf_counter()
@@ -81,7 +91,7 @@ async def validate_json(
     return body
 
 
-def _validate_large(model: type[Model], raw: bytes, lift_arrays: bool, where: str = "") -> Model | ProblemError:
+def _validate_large(model: type[Model], raw: Raw, lift_arrays: bool, where: str = "") -> Model | ProblemError:
     """``model`` from large JSON bytes: parsed to Python objects first, then validated in strict mode.
 
     pydantic's one-pass JSON validation converts every tagged union's input to Python objects to choose its
@@ -101,11 +111,19 @@ def _validate_large(model: type[Model], raw: bytes, lift_arrays: bool, where: st
         return from_validation(exc, raw, where)
 
 
-def _parsed(raw: bytes, lift_arrays: bool) -> object | None:
-    """The document as Python objects: by ``jsonarrays.lift`` when allowed and the text is mostly numbers (about
-    one comma in ``COMMA_SHARE`` bytes or more), else by pydantic-core; ``None`` when the text is not JSON."""
-    if lift_arrays and len(raw) > LIFT_ABOVE and _comma_share(raw) * COMMA_SHARE >= 1:
-        return jsonarrays.lift(raw)
+def _parsed(raw: Raw, lift_arrays: bool) -> object | None:
+    """The document as Python objects, ``None`` when the text is not JSON (or when the lift gives up).
+
+    When allowed: by ``jsonarrays.lift`` if the text is mostly numbers (about one comma in ``COMMA_SHARE`` bytes
+    or more), else with its large ``b64`` strings decoded by ``jsonb64.lift`` if it has any; otherwise, or when
+    ``jsonb64`` cannot vouch for the text, by pydantic-core.
+    """
+    if lift_arrays and len(raw) > LIFT_ABOVE:
+        if _comma_share(raw) * COMMA_SHARE >= 1:
+            return jsonarrays.lift(raw)
+        lifted = jsonb64.lift(raw)
+        if lifted is not None:
+            return lifted
     try:
         document: object = pydantic_core.from_json(raw)
     except ValueError:
@@ -113,10 +131,15 @@ def _parsed(raw: bytes, lift_arrays: bool) -> object | None:
     return document
 
 
-def _comma_share(raw: bytes) -> float:
-    """The share of commas among the bytes, estimated from every 97th byte (a prime stride, so that no period of
-    the numbers' formatting aliases with it): a full count of a large body costs 1 ms per MiB."""
-    sample = raw[::97]
+def _comma_share(raw: Raw) -> float:
+    """The share of commas among the bytes, estimated from ``SAMPLES`` windows of ``WINDOW`` bytes spread evenly
+    over the body (each window spans several numbers, so no period of their formatting aliases with the spacing).
+
+    A full count of a large body costs 1 ms per MiB, and so did reading every 97th byte, which touches every
+    cache line: 3.7 ms of a 22 MiB ``b64`` body's parse in the server.
+    """
+    step = max(WINDOW, len(raw) // SAMPLES)
+    sample = b"".join([raw[start : start + WINDOW] for start in range(0, len(raw), step)])
     return sample.count(b",") / max(1, len(sample))
 
 
@@ -129,6 +152,41 @@ def declared_length(request: Request) -> int | None:
     """The body's length as its Content-Length declares it; None when absent or not a number."""
     declared = request.headers.get("content-length", "")
     return int(declared) if declared.isdigit() else None
+
+
+async def read_body(request: Request) -> bytearray:
+    """The whole body, within the limit, in one buffer: reserved at its declared length when that is over
+    ``RESERVE_ABOVE`` (``api.reserve``: huge pages, no copy as it fills), else grown as the chunks arrive.
+
+    Joining a list of chunks holds every chunk and then the joined copy: twice the body in freshly touched memory.
+    A bytearray copies each chunk while it is still in cache, and the chunk's memory is freed at once and reused
+    for the next one. In the server a 16 MiB upload's chunks were gathered in a median of 93 ms by joining, 62 ms
+    by ``+=`` and 37 ms into a reserved buffer. Memory is only committed as bytes arrive, whatever the
+    Content-Length claims.
+    """
+    declared = declared_length(request)
+    limit = request.app.state.settings.max_body_bytes
+    buffer = reserve.reserved(declared) if declared is not None and RESERVE_ABOVE < declared <= limit else None
+    if buffer is None:
+        buffer = bytearray()
+        async for chunk in limited_stream(request):
+            buffer += chunk
+        return buffer
+    return await _fill(buffer, limited_stream(request))
+
+
+async def _fill(buffer: bytearray, chunks: AsyncIterator[bytes]) -> bytearray:
+    """``buffer`` (reserved, not yet written) filled from its start with ``chunks`` and cut to what they held;
+    400 if they hold more than it (HTTP framing makes them add up to the declared length)."""
+    size = 0
+    with memoryview(buffer) as view:
+        async for chunk in chunks:
+            if size + len(chunk) > len(view):
+                raise ProblemError(400, "Bad Request", "the body is longer than its Content-Length")
+            view[size : size + len(chunk)] = chunk
+            size += len(chunk)
+    del buffer[size:]
+    return buffer
 
 
 async def limited_stream(request: Request) -> AsyncGenerator[bytes, None]:

@@ -21,7 +21,7 @@ from jacspec.models import (
 )
 from jacspec.models import Layer as LayerModel
 from jacspec.models.activations import Activation as ActivationModel
-from jacspec.models.tensor import ParsedArray
+from jacspec.models.tensor import DecodedB64, ParsedArray
 from service.activations import Activation, make_activation
 from service.conv import Conv2d
 from service.cost import LayerCost, dense_costs
@@ -52,10 +52,7 @@ def to_array(value: Tensor | list[float] | list[list[float]] | ParsedArray, loca
         except ValueError:
             raise InvalidInputError(location, "rows of a nested list must all have the same length") from None
     if value.b64 is not None:
-        try:
-            raw = pybase64.b64decode(value.b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInputError((*location, "b64"), "b64 is not valid base64") from None
+        raw = _b64_bytes(value.b64, location)
         dtype = np.dtype(LITTLE_ENDIAN[value.datatype])
         if len(raw) != value.size * dtype.itemsize:
             raise InvalidInputError(
@@ -67,6 +64,16 @@ def to_array(value: Tensor | list[float] | list[list[float]] | ParsedArray, loca
     with np.errstate(over="ignore"):  # beyond float32's range is ±inf, refused as not finite with its pointer
         array = np.asarray(data, dtype=np.float32 if value.datatype == "FP32" else np.float64)
     return array.astype(np.float64).reshape(value.shape)
+
+
+def _b64_bytes(b64: str | DecodedB64, location: Location) -> bytes | memoryview:
+    """The bytes of a ``b64`` value: decoded already when ``api.jsonb64`` lifted it out of the body's text."""
+    if isinstance(b64, DecodedB64):
+        return b64.data
+    try:
+        return pybase64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError((*location, "b64"), "b64 is not valid base64") from None
 
 
 def to_activation(spec: ActivationModel, location: Location) -> Activation:

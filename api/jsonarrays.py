@@ -21,7 +21,7 @@ LIFT_MIN = 1024
 """Numeric arrays with fewer numbers than this stay Python lists."""
 
 
-def lift(raw: bytes) -> object | None:
+def lift(raw: bytes | bytearray) -> object | None:
     """The document with its large numeric arrays as ``ParsedArray``; ``None`` where pydantic must decide."""
     try:
         document = simdjson.Parser().parse(raw)

@@ -60,7 +60,19 @@ def invalid(errors: Sequence[FieldError], status: int = 422, total: int | None =
 
 
 UNION_TAGS = frozenset(
-    {"tensor", "list", "flat", "nested", "parsed", "name", "object", "dense", "conv2d", *get_args(ActivationName)}
+    {
+        "tensor",
+        "list",
+        "flat",
+        "nested",
+        "parsed",
+        "base64",
+        "name",
+        "object",
+        "dense",
+        "conv2d",
+        *get_args(ActivationName),
+    }
 )
 """The tags the contract models' unions put into pydantic error locations (an activation's name among them)."""
 
@@ -107,7 +119,7 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def from_validation(exc: ValidationError, raw: bytes, where: str = "") -> ProblemError:
+def from_validation(exc: ValidationError, raw: bytes | bytearray, where: str = "") -> ProblemError:
     """422 for a body that fails the contract (400 for one that is not JSON at all); pointers start at ``where``.
 
     Only the first MAX_ERRORS errors are turned into pointers, and the body is parsed again only when one of
@@ -128,7 +140,7 @@ def from_validation(exc: ValidationError, raw: bytes, where: str = "") -> Proble
     return invalid(errors, total=exc.error_count())
 
 
-def _document(raw: bytes) -> Any:
+def _document(raw: bytes | bytearray) -> Any:
     try:
         return from_json(raw)
     except ValueError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
+from starlette.background import BackgroundTask
 
 from api import safetensors
 from api.body import INLINE_PARSE_BYTES, declared_length, media_type, openapi_body, read_json, validate_json
@@ -95,7 +96,16 @@ async def create_analysis(request: Request) -> Response:
     decode_ms += getattr(request.state, "header_ms", 0.0)
     timings = {"parse": parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
     report = analysis_report(result, __version__, {**timings, "total": sum(timings.values())})
-    return Response(report_json(report), media_type="application/json")
+    return Response(report_json(report), media_type="application/json", background=BackgroundTask(_release, work))
+
+
+async def _release(*held: object) -> None:
+    """Nothing: a background task given the request's work holds its body and weights until the answer is sent.
+
+    Otherwise they are freed when the route returns, before a byte of the answer leaves: the 16 MiB body of a
+    2048 × 2048 safetensors upload was measured taking 5 ms to free there (unmapping memory that was written).
+    Async, so that Starlette runs it on the event loop rather than hopping to a thread to do nothing.
+    """
 
 
 def _may_be_large(request: Request) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from api.routes import analyses
 from jacspec import __version__
 
 pytestmark = pytest.mark.anyio
@@ -334,3 +335,20 @@ async def test_suggested_gain_with_sigmoid(client: httpx.AsyncClient) -> None:
     assert summary["rate_log10"] == pytest.approx(math.log10(0.5), abs=1e-10)
     assert summary["suggested_gain"] == pytest.approx(4.0, rel=1e-9)
     assert f"an init gain of {summary['suggested_gain']:.4g}" in summary["advice"]
+
+
+async def test_the_request_is_released_after_the_answer_is_sent(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's work (its body and weights) is handed to a background task, run once the answer is sent."""
+    held: list[object] = []
+
+    async def release(*work: object) -> None:
+        held.extend(work)
+
+    monkeypatch.setattr(analyses, "_release", release)
+    body = {"network": {"layers": [{"weight": [[0.5, 0.1], [0.2, 0.3]]}]}, "inputs": {"count": 2}}
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 200
+    assert len(held) == 1
+    assert callable(held[0])

@@ -169,3 +169,17 @@ def test_numbers_parse_to_the_same_bits_as_python(drawn: list[float]) -> None:
     skeleton = jsonarrays.lift(json.dumps({"v": values}).encode())
     assert isinstance(skeleton, dict)
     assert skeleton["v"].values.tobytes() == np.array(values).tobytes()
+
+
+@pytest.mark.parametrize("size", [5000, 200_000])
+def test_the_comma_share_tells_numbers_from_base64(size: int) -> None:
+    """Sampled in windows, a body of numbers still has a comma in every few bytes and a b64 body hardly any."""
+    values = np.resize(W1.ravel(), size)
+    numbers = json.dumps({"network": {"layers": [{"weight": values.tolist()}]}}).encode()
+    text = json.dumps({"network": {"layers": [{"weight": Tensor.from_numpy(values, b64=True).model_dump()}]}})
+    assert body._comma_share(numbers) * body.COMMA_SHARE >= 1
+    assert body._comma_share(text.encode()) * body.COMMA_SHARE < 1
+
+
+def test_a_small_body_is_sampled_whole() -> None:
+    assert body._comma_share(b"[1,2,3]") == 2 / 7

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Discriminator, Field, InstanceOf, Tag, model_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, InstanceOf, Tag, WithJsonSchema, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from jacspec.models._base import ContractModel
@@ -31,6 +31,18 @@ class ParsedArray:
     values: Any
 
 
+@dataclass(frozen=True)
+class DecodedB64:
+    """The bytes of a ``b64`` string already decoded out of the JSON text, standing in for the string.
+
+    A server may decode large base64 strings of a body straight from its bytes instead of making each a Python
+    string first (jacspec's does), and validate the rest of the body with these models. Clients never send one;
+    it is not part of the JSON schema.
+    """
+
+    data: bytes | memoryview
+
+
 def _ndim(ndim: int) -> AfterValidator:
     def check(parsed: ParsedArray) -> ParsedArray:
         if len(parsed.shape) != ndim:
@@ -43,6 +55,19 @@ def _ndim(ndim: int) -> AfterValidator:
 ParsedValues = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], Tag("parsed")]]
 ParsedMatrix = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], _ndim(2), Tag("parsed")]]
 ParsedVector = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], _ndim(1), Tag("parsed")]]
+
+
+def _text_or_decoded(value: object) -> str:
+    return "parsed" if isinstance(value, DecodedB64) else "base64"
+
+
+Base64 = Annotated[
+    Annotated[str, Tag("base64")] | SkipJsonSchema[Annotated[InstanceOf[DecodedB64], Tag("parsed")]],
+    Discriminator(_text_or_decoded),
+    WithJsonSchema({"type": "string"}),
+]
+"""Base64 text, or the bytes a server already decoded from it (tagged, so that an error's location is the field's;
+the schema is the text's alone)."""
 
 
 Floats = Annotated[list[float], Field(fail_fast=True)]
@@ -87,7 +112,7 @@ class Tensor(ContractModel):
         "FP64", description="FP32 values are rounded to float32 on arrival; all arithmetic is float64."
     )
     data: Values | None = Field(None, description="Row-major values, flat or nested.")
-    b64: str | None = Field(None, description="Base64 of the little-endian bytes (4 per FP32 value, 8 per FP64).")
+    b64: Base64 | None = Field(None, description="Base64 of the little-endian bytes (4 per FP32 value, 8 per FP64).")
 
     @property
     def size(self) -> int:
@@ -121,6 +146,8 @@ class Tensor(ContractModel):
         import numpy as np
 
         dtype = np.dtype("<f4" if self.datatype == "FP32" else "<f8")
+        if isinstance(self.b64, DecodedB64):
+            return np.frombuffer(self.b64.data, dtype=dtype).reshape(self.shape).copy()
         if self.b64 is not None:
             return np.frombuffer(base64.b64decode(self.b64, validate=True), dtype=dtype).reshape(self.shape).copy()
         values = self.data.values if isinstance(self.data, ParsedArray) else self.data
@@ -132,7 +159,7 @@ class Tensor(ContractModel):
             raise ValueError("give exactly one of `data` and `b64`")
         if self.b64 is not None:
             needed = self.size * ITEMSIZE[self.datatype]
-            held = _base64_length(self.b64)
+            held = len(self.b64.data) if isinstance(self.b64, DecodedB64) else _base64_length(self.b64)
             if held != needed:
                 raise ValueError(f"b64 holds {held} bytes but shape {self.shape} of {self.datatype} needs {needed}")
         else:
