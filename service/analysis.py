@@ -424,8 +424,11 @@ def _backward_norms(
     for j in range(depth - 1, -1, -1):
         layer = layers[j]
         m, n = layer.weight.shape
-        rows = (p * fwd.derivatives[j][:, None, :]).reshape(-1, m)
-        back = layer.weight.adjoint(rows)
+        if j == depth - 1 and isinstance(layer.weight, Dense):
+            # P = I: the rows of diag(h')·W, formed by scaling W's rows (B·m·n work, not B·m²·n by the adjoint).
+            back = (fwd.derivatives[j][:, :, None] * layer.weight.matrix).reshape(-1, n)
+        else:
+            back = layer.weight.adjoint((p * fwd.derivatives[j][:, None, :]).reshape(-1, m))
         if layer.skip is not None:
             back += layer.skip.adjoint(p.reshape(-1, m))
         p = back.reshape(probes, n_out, n)
