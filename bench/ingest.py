@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    weight = np.random.default_rng(0).standard_normal((args.n, args.n)).astype(np.float32) / np.sqrt(args.n)
+    weight = (np.random.default_rng(0).standard_normal((args.n, args.n)) / np.sqrt(args.n)).astype(np.float32)
     nested = weight.tolist()
     b64 = Tensor.from_numpy(weight, b64=True).model_dump(exclude_none=True)
     bodies: dict[str, tuple[bytes, dict[str, str]]] = {
@@ -77,6 +77,7 @@ def main() -> None:
         "b64 JSON": (json.dumps({"network": {"layers": [{"weight": b64}]}, **OPTIONS}).encode(), JSON),
         "safetensors": _multipart(save({"0.weight": weight}), json.dumps(OPTIONS)),
     }
+    assert len(bodies["safetensors"][0]) < weight.nbytes + 4096, "the upload must hold float32, 4 bytes a weight"
     with serve("api.main:app") as (url, _):
         ours = {
             name: min(_ingest_seconds(url + "/v1/analyses", body, headers) for _ in range(args.repeats))
