@@ -1,8 +1,12 @@
 """Compute slots: CPU-heavy work runs in worker threads, at most ``compute_slots`` at a time, never on the loop.
 
-The cores are shared out between the slots: each slot's BLAS calls get ``cores // slots`` threads (at least
-one). Without that, two slots of two OpenBLAS threads each on two cores spin against each other, and a
-four-second analysis was measured taking three minutes.
+Every BLAS call runs on one thread, and the cores are shared out by layers instead: the slots' analyses hand
+their layers' norms — each weight's and each layer's per-probe Jacobian norms, independent of one another — to
+one pool of as many threads as the process has cores (``layers``), first come first served. A lone analysis so
+uses every core, and two at once share them; no core ever runs more than one BLAS thread of the pool. (Without
+a bound, two slots of two OpenBLAS threads each on two cores spin against each other: a four-second analysis was
+measured taking three minutes. And the layers spread better than BLAS threads do: python -m bench.analysis
+--cores measures a 50-layer analysis on two cores by each road.)
 
 When every slot is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
 ``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``. A request holds its
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,23 +55,24 @@ def available_cores(cpu_max: Path = CPU_MAX) -> int:
     return max(1, cores)
 
 
-def blas_threads(slots: int) -> int:
-    """BLAS threads per compute slot: the available cores shared out evenly."""
-    return max(1, available_cores() // slots)
-
-
 class ComputeSlots:
     """At most ``slots`` functions running at once in worker threads, with a bounded wait for a slot."""
 
-    def __init__(self, slots: int, queue_timeout: float = 10.0, queue_size: int = 16) -> None:
+    def __init__(self, slots: int, queue_timeout: float = 10.0, queue_size: int = 16, processes: int = 1) -> None:
         self.limiter = CapacityLimiter(slots)
         self.threads = CapacityLimiter(slots)
         """The worker threads' own limiter: only a slot's holder starts one, so it never makes anyone wait."""
         self.queue_timeout = queue_timeout
         self.queue_size = queue_size
         self.retry_after = max(1, math.ceil(queue_timeout))
-        self.blas_threads = blas_threads(slots)
-        threadpool_limits(limits=self.blas_threads, user_api="blas")
+        self.layers = ThreadPoolExecutor(max(1, available_cores() // processes), thread_name_prefix="jacspec-layers")
+        """The analyses' layer tasks (service.analysis.analyse's executor): one thread per core, the cores shared
+        out between the server's ``processes`` (JACSPEC_WORKERS)."""
+        threadpool_limits(limits=1, user_api="blas")
+
+    def close(self) -> None:
+        """Stop the layer pool's threads once their tasks are done."""
+        self.layers.shutdown(wait=False)
 
     async def run(self, function: Callable[[], T], *, inline: bool = False) -> T:
         """Run ``function`` in a worker thread once a slot is free; 503 if none frees up in time.

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ready = True
         yield
         app.state.ready = False
+        app.state.compute.close()
         meters.close()
 
     app = FastAPI(
@@ -40,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = meters
-    app.state.compute = MeteredComputeSlots(meters, settings.compute_slots, settings.queue_timeout, settings.queue_size)
+    app.state.compute = MeteredComputeSlots(
+        meters, settings.compute_slots, settings.queue_timeout, settings.queue_size, settings.workers
+    )
     app.state.ready = False
     _include_routers(app, settings)
     problems.install(app)

@@ -206,8 +206,10 @@ class MetricsMiddleware:
 class MeteredComputeSlots(ComputeSlots):
     """``ComputeSlots`` that report slots busy, requests waiting, the wait, the compute time and the work done."""
 
-    def __init__(self, metrics: Metrics, slots: int, queue_timeout: float = 10.0, queue_size: int = 16) -> None:
-        super().__init__(slots, queue_timeout, queue_size)
+    def __init__(
+        self, metrics: Metrics, slots: int, queue_timeout: float = 10.0, queue_size: int = 16, processes: int = 1
+    ) -> None:
+        super().__init__(slots, queue_timeout, queue_size, processes)
         self.metrics = metrics
         metrics.slots.set(slots)
 

@@ -2,6 +2,7 @@
 4 probes), against a naive numpy baseline: dense SVD for every norm, every probe handled one at a time.
 
     python -m bench.analysis [--depth 50] [--width 1024] [--probes 4] [--scheme xavier_normal]
+    python -m bench.analysis --cores     (BLAS threads against the layers spread over the cores)
 
 ``--scheme orthogonal`` is the hard case: each diag(h')·W then has singular values |h'| exactly, packed densely
 near the top, where Lanczos converges slowly and the engine falls back to dense SVD.
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from api.compute import available_cores
 from bench._timing import best_of, table
 from service.activations import make_activation
 from service.analysis import Analysis, Options, analyse
@@ -70,6 +74,28 @@ def scaling(scheme: str) -> None:
     print(table(["change", "size", "ours s", "× base"], rows))
 
 
+def cores(depth: int, width: int, output: int, probes: int, scheme: str) -> None:
+    """One analysis by each road the server may take on this machine's cores: BLAS threads over all the cores
+    (the old road of one compute slot), one BLAS thread (the old road of a slot per core), and one BLAS thread
+    with the layers' norms spread over a pool of a thread per core (the server's road now)."""
+    widths = (width,) * depth + (output,)
+    network = build_network(InitRecipe(widths=widths, scheme=scheme, activation=make_activation("tanh")))
+    x, y = make_probes(ProbeSpec(count=probes), widths[0], widths[-1])
+    n = available_cores()
+    rows: list[list[object]] = []
+    with threadpool_limits(n, user_api="blas"):
+        t_blas = best_of(2, lambda: analyse(network, x, y, Options(rtol=1e-6)))[0]
+    with threadpool_limits(1, user_api="blas"):
+        t_one = best_of(2, lambda: analyse(network, x, y, Options(rtol=1e-6)))[0]
+        with ThreadPoolExecutor(n) as pool:
+            t_pool = best_of(2, lambda: analyse(network, x, y, Options(rtol=1e-6), pool))[0]
+    rows.append([f"BLAS on {n} threads", t_blas, 1.0])
+    rows.append(["BLAS on 1 thread", t_one, t_blas / t_one])
+    rows.append([f"1 BLAS thread, layers over {n} threads", t_pool, t_blas / t_pool])
+    print(f"one analysis on {n} cores: tanh, {scheme}, widths {width}×{depth} → {output}, {probes} probes, rtol 1e-6")
+    print(table(["road", "ours s", "speed-up over BLAS threads"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--depth", type=int, default=50)
@@ -78,15 +104,20 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=4)
     parser.add_argument("--scheme", default="xavier_normal", help="init scheme (orthogonal: the hard case)")
     parser.add_argument("--scaling", action="store_true", help="time ours alone at sizes that show the cost's growth")
+    parser.add_argument("--cores", action="store_true", help="time ours by BLAS threads against layers over cores")
     args = parser.parse_args()
     if args.scaling:
         scaling(args.scheme)
+        return
+    if args.cores:
+        cores(args.depth, args.width, args.output, args.probes, args.scheme)
         return
     widths = (args.width,) * args.depth + (args.output,)
     recipe = InitRecipe(widths=widths, scheme=args.scheme, activation=make_activation("tanh"), gain=1.0)
     network = build_network(recipe)
     x, y = make_probes(ProbeSpec(count=args.probes), widths[0], widths[-1])
-    t_ours, report = best_of(1, lambda: analyse(network, x, y, Options(rtol=1e-6)))
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(available_cores()) as pool:  # the server's road
+        t_ours, report = best_of(1, lambda: analyse(network, x, y, Options(rtol=1e-6), pool))
     t_naive, reference = best_of(1, lambda: naive(network, x, y))
     mine = ours(report)
     errors = {
@@ -94,6 +125,7 @@ def main() -> None:
         for key in reference
     }
     print(f"analysis: tanh, widths {args.width}×{args.depth} → {args.output}, {args.probes} probes, rtol 1e-6")
+    print(f"ours as the server runs it (1 BLAS thread, layers over {available_cores()} threads); naive numpy's default")
     print(table(["ours s", "naive s", "speed-up"], [[t_ours, t_naive, t_naive / t_ours]]))
     print("largest relative difference: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
     print(f"matvecs {report.methods.matvecs}")

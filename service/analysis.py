@@ -15,8 +15,10 @@ backpropagated the same way: g_{j−1} = g_j S_j + δ_j A_j. Everything is float
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +36,8 @@ from service.spectral import SpectralNorm, gram_norms, operator_norm, spectral_n
 from service.verdict import MeanFieldAdvice, Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
+T = TypeVar("T")
+R = TypeVar("R")
 
 STACK_MAX_ENTRIES = 1 << 24
 """Per-probe Jacobians diag(h'(z_b))·W are formed this many entries at a time (128 MiB of float64)."""
@@ -157,11 +161,15 @@ class _Forward:
     drive: float = 0.0
 
 
-def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
-    """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``."""
+def analyse(network: Network, x: Array, y: Array, options: Options, executor: Executor | None = None) -> Analysis:
+    """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``.
+
+    With an ``executor``, the layers' own norms — each weight's, and each layer's per-probe Jacobian norms — are
+    computed as its tasks, spread over its threads (the rest runs in the calling thread); the numbers are the same.
+    """
     layers = network.layers
     depth = len(layers)
-    norms = _weight_norms(network, options.rtol)
+    norms = _weight_norms(network, options.rtol, executor)
     weight = [norms[id(layer.weight)] for layer in layers]
     sigma = [w.value for w in weight]
     skip = [None if layer.skip is None else layer.skip.norm(options.rtol).value for layer in layers]
@@ -177,9 +185,13 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     derivative_max: list[float | None] = [None] * depth
     matvecs = sum(w.matvecs for w in norms.values())
     last = np.zeros(0)  # the last layer's Jacobian norm per probe, the first step of the backward products
-    for j in range(valid):
+    per_probe = _map(
+        executor,
+        lambda j: _jacobian_norms(fwd.derivatives[j], layers[j], sigma[j], skip[j], options.rtol),
+        range(valid),
+    )
+    for j, (last, used) in enumerate(per_probe):
         derivative_max[j] = float(np.abs(fwd.derivatives[j]).max())
-        last, used = _jacobian_norms(fwd.derivatives[j], layers[j], sigma[j], skip[j], options.rtol)
         jacobian[j] = float(last.max())
         matvecs += used
     backward, input_norm, used = (
@@ -228,13 +240,17 @@ def analyse(network: Network, x: Array, y: Array, options: Options) -> Analysis:
     return Analysis(reports, summary, methods, meanfield, spectrum, recurrent)
 
 
-def _weight_norms(network: Network, rtol: float) -> dict[int, SpectralNorm]:
+def _weight_norms(network: Network, rtol: float, executor: Executor | None) -> dict[int, SpectralNorm]:
     """σ_j = ‖A_j‖₂ of every distinct map, by its id (a recurrent network's steps share theirs)."""
-    found: dict[int, SpectralNorm] = {}
-    for layer in network.layers:
-        if id(layer.weight) not in found:
-            found[id(layer.weight)] = layer.weight.norm(rtol)
-    return found
+    distinct = {id(layer.weight): layer.weight for layer in network.layers}
+    return dict(zip(distinct, _map(executor, lambda weight: weight.norm(rtol), distinct.values()), strict=True))
+
+
+def _map(executor: Executor | None, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``function`` of every item, in order: as the executor's tasks, or here one after another."""
+    if executor is None:
+        return [function(item) for item in items]
+    return list(executor.map(function, items))
 
 
 def _conv_details(weight: Linear, norm: SpectralNorm) -> ConvDetails | None:

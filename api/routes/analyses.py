@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from functools import partial
 from typing import Any
 
@@ -78,8 +79,9 @@ async def create_analysis(request: Request) -> Response:
     if _may_be_large(request) and not _declared_too_large(request, settings):
         request.app.state.compute.refuse_if_full()
     inline = False
+    layers = request.app.state.compute.layers
     if media_type(request) == "multipart/form-data":
-        work = await _safetensors_work(request, settings)
+        work = await _safetensors_work(request, settings, layers)
     else:
         body = await read_json(
             request,
@@ -88,7 +90,7 @@ async def create_analysis(request: Request) -> Response:
             lift_arrays=True,
         )
         inline = check_analysis(body, settings) <= INLINE_FLOPS
-        work = partial(_analyse, body)
+        work = partial(_analyse, body, None if inline else layers)
     started = time.perf_counter()
     result, decode_ms = await request.app.state.compute.run(work, inline=inline)
     worker_ms = (time.perf_counter() - started) * 1e3
@@ -123,8 +125,9 @@ def _declared_too_large(request: Request, settings: Settings) -> bool:
     return declared is not None and declared > settings.max_body_bytes
 
 
-def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:
-    """Decode, build and analyse: everything that allocates or computes, run in a worker thread."""
+def _analyse(body: AnalysisRequest, layers: Executor | None) -> tuple[Analysis, float]:
+    """Decode, build and analyse: everything that allocates or computes, run in a worker thread (the layers'
+    norms as tasks of ``layers``, the compute slots' shared pool)."""
     network = body.network
     if network.layers is not None:
         build = partial(explicit_network, network)
@@ -132,7 +135,7 @@ def _analyse(body: AnalysisRequest) -> tuple[Analysis, float]:
         build = partial(recurrent, network)
     else:
         build = partial(_drawn, network)
-    return _run(build, body.inputs, body.options)
+    return _run(build, body.inputs, body.options, layers)
 
 
 def _drawn(network: NetworkModel) -> Network:
@@ -140,7 +143,11 @@ def _drawn(network: NetworkModel) -> Network:
 
 
 def _run(
-    build: Callable[[], Network], inputs: Inputs, options: OptionsModel, inputs_at: Location = ()
+    build: Callable[[], Network],
+    inputs: Inputs,
+    options: OptionsModel,
+    layers: Executor | None,
+    inputs_at: Location = (),
 ) -> tuple[Analysis, float]:
     """The analysis of ``build()``, and the milliseconds that building (decoding or drawing the weights) took.
 
@@ -156,10 +163,12 @@ def _run(
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
     service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum)
-    return analyse(network, x, y, service_options), decode_ms
+    return analyse(network, x, y, service_options, layers), decode_ms
 
 
-async def _safetensors_work(request: Request, settings: Settings) -> Callable[[], tuple[Analysis, float]]:
+async def _safetensors_work(
+    request: Request, settings: Settings, layers: Executor
+) -> Callable[[], tuple[Analysis, float]]:
     """Read the multipart body and check the file's header and sizes; the arrays are made later, in the worker."""
     parts = await read_parts(request)
     upload = parts.get("weights")
@@ -181,11 +190,11 @@ async def _safetensors_work(request: Request, settings: Settings) -> Callable[[]
     solves = safetensors_meanfield_solves(spec.network, len(prefixes))
     probes = probe_count(spec.inputs)
     check_size(widths, parameters, probes, settings, "/weights", probes_at, spectrum, "/request", solves)
-    return partial(_analyse_safetensors, file, prefixes, spec)
+    return partial(_analyse_safetensors, file, prefixes, spec, layers)
 
 
 def _analyse_safetensors(
-    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest
+    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, layers: Executor
 ) -> tuple[Analysis, float]:
     build = partial(safetensors_network, file, prefixes, spec.network)
-    return _run(build, spec.inputs, spec.options, inputs_at=("request",))
+    return _run(build, spec.inputs, spec.options, layers, inputs_at=("request",))

@@ -15,8 +15,9 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
+from threadpoolctl import threadpool_info
 
-from api.compute import BUSY, ComputeSlots, available_cores, blas_threads
+from api.compute import BUSY, ComputeSlots, available_cores
 from api.main import create_app
 from api.settings import Settings
 
@@ -121,10 +122,12 @@ async def test_analyses_are_refused_too() -> None:
         assert response.headers["retry-after"] == "1"
 
 
-def test_blas_threads_share_the_cores() -> None:
-    assert blas_threads(1) >= 1
-    assert blas_threads(10_000) == 1
-    assert ComputeSlots(2).blas_threads == blas_threads(2)
+def test_the_layer_pool_shares_the_cores_and_blas_runs_on_one_thread() -> None:
+    slots = ComputeSlots(2)
+    assert slots.layers._max_workers == available_cores()
+    assert ComputeSlots(2, processes=10_000).layers._max_workers == 1
+    assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
+    slots.close()
 
 
 async def test_slots_bound_concurrency() -> None:

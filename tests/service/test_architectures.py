@@ -9,6 +9,7 @@ convolution's kernel gradient from the linearity of A in K: ∂ℓ/∂K_k = Σ_b
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -349,3 +350,23 @@ def test_true_norms_never_exceed_their_bounds(case: tuple[Network, Array, Array]
     ref = reference(network, x, y)
     for layer, jacobian in zip(report.layers, ref.jacobian, strict=True):
         assert layer.jacobian_norm == pytest.approx(jacobian, rel=RTOL, abs=1e-300)
+
+
+def test_an_executor_spreads_the_layers_and_changes_no_number() -> None:
+    """The layers' norms as tasks of a two-thread pool give the very same report as one after another."""
+    rng = np.random.default_rng(12)
+    conv = Conv2d(rng.standard_normal((2, 2, 3, 3)) / 3, (12, 12), "zeros")
+    layers = [
+        Layer(Dense(rng.standard_normal((288, 300)) / 17), None, tanh()),
+        Layer(conv, None, tanh(), Identity(288)),
+        Layer(Dense(rng.standard_normal((300, 288)) / 17), rng.standard_normal(300), tanh()),
+        Layer(Dense(rng.standard_normal((3, 300)) / 17), None, tanh()),
+    ]
+    network = network_from_layers(layers)
+    x, y = rng.standard_normal((9, 300)), rng.standard_normal((9, 3))
+    alone = analyse(network, x, y, Options(rtol=1e-8))
+    with ThreadPoolExecutor(2) as pool:
+        spread = analyse(network, x, y, Options(rtol=1e-8), pool)
+    assert spread.layers == alone.layers
+    assert spread.summary == alone.summary
+    assert spread.methods == alone.methods
