@@ -267,7 +267,7 @@ def safetensors_network(file: SafetensorsFile, prefixes: list[str], spec: Safete
         bias = file.array(prefix + ".bias") if prefix + ".bias" in file.entries else None
         layers.append(Layer(Dense(file.array(prefix + ".weight")), bias, activation))
     try:
-        return network_from_layers(layers)
+        return network_from_layers(layers, finite=True)
     except InvalidInputError as exc:
         layer, field = exc.location[2:4] if len(exc.location) >= 4 else (0, "weight")
         raise InvalidInputError(

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from pydantic_core import from_json
 
 from service.errors import InvalidInputError
+from service.network import finite_float64
 
 Array = NDArray[np.float64]
 ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
@@ -46,14 +47,22 @@ class SafetensorsFile:
     buffer: memoryview
 
     def array(self, name: str) -> Array:
-        """The tensor ``name`` as float64; float16 and bfloat16 widen exactly."""
+        """The tensor ``name`` as float64 (float16, bfloat16 and float32 widen exactly), refused unless finite."""
         entry = self.entries[name]
         raw = self.buffer[entry.begin : entry.end]
         if entry.dtype == "BF16":
             values = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
         else:
             values = np.frombuffer(raw, dtype={"F16": "<f2", "F32": "<f4", "F64": "<f8"}[entry.dtype])
-        return values.astype(np.float64).reshape(entry.shape)
+        try:
+            return finite_float64(values.reshape(entry.shape), WHERE)
+        except InvalidInputError as exc:
+            raise InvalidInputError(WHERE, f"tensor {name!r}: {exc.message}") from None
+
+
+def header_length(blob: bytes | memoryview) -> int:
+    """N, the header's length as the file's first 8 bytes state it (0 for a file too short to state it)."""
+    return int.from_bytes(blob[:8], "little") if len(blob) >= 8 else 0
 
 
 def parse(blob: bytes | memoryview) -> SafetensorsFile:
@@ -62,7 +71,7 @@ def parse(blob: bytes | memoryview) -> SafetensorsFile:
         raise InvalidInputError(
             WHERE, f"not a safetensors file: {len(blob)} bytes, fewer than its 8-byte header length"
         )
-    length = int.from_bytes(blob[:8], "little")
+    length = header_length(blob)
     if length > len(blob) - 8:
         raise InvalidInputError(
             WHERE,

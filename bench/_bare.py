@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
 app = FastAPI()
@@ -29,3 +29,12 @@ async def bare(body: dict[str, Any]) -> dict[str, bool]:
 async def weights(body: Weights) -> dict[str, int]:
     """One matrix as list[list[float]], parsed and validated the default way."""
     return {"rows": len(body.weight)}
+
+
+@app.post("/receive")
+async def receive(request: Request) -> dict[str, int]:
+    """Reads the body chunk by chunk, as jacspec's routes do, and answers its length: the floor of any upload."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+    return {"bytes": size}

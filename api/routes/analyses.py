@@ -180,7 +180,10 @@ async def _safetensors_work(
     raw = b"{}" if part is None else bytes(part.data)
     spec = await validate_json(request, SafetensorsRequest, raw, where="/request")
     started = time.perf_counter()
-    file = await to_thread.run_sync(safetensors.parse, upload.data)
+    if safetensors.header_length(upload.data) <= INLINE_PARSE_BYTES:
+        file = safetensors.parse(upload.data)
+    else:
+        file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
     parameters = safetensors.parameter_count(file, prefixes)
