@@ -20,6 +20,7 @@ from scipy.linalg.lapack import dsyevr
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from service import lanczos
+from service.errors import InvalidInputError
 
 Array = NDArray[np.float64]
 
@@ -103,8 +104,8 @@ def operator_norm(
     ARPACK has the budget of spectral_norm's Lanczos; should it not converge, plain Lanczos with full
     reorthogonalisation (lanczos.top_eigenvalues, no restarts) takes as many steps as BASIS_MAX_BYTES allows (all
     n of them for a Gram of size n < 4096, a full basis: exact to rounding); should that not converge either,
-    ArithmeticError is raised: an unverified value is never returned. ``matvecs`` counts the products with A and
-    Aᵀ, one row each.
+    the rtol is refused (InvalidInputError at options.rtol): an unverified value is never returned. ``matvecs``
+    counts the products with A and Aᵀ, one row each.
     """
     m, n = shape
     size = min(m, n)
@@ -133,8 +134,10 @@ def operator_norm(
     steps = min(size, max(2, lanczos.BASIS_MAX_BYTES // (8 * size) - 1))
     top, _ = lanczos.top_eigenvalues(gram, 1, size, tol, steps)
     if top is None:
-        raise ArithmeticError(
-            f"Lanczos did not reach rtol {rtol:g} on the {m}×{n} operator's Gram ({counter[0]} products)"
+        raise InvalidInputError(
+            ("options", "rtol"),
+            f"the norm of a {m}×{n} operator could not be certified to rtol {rtol:g} within the Lanczos budget "
+            f"({counter[0]} products, a basis of {steps} vectors); ask for a larger rtol",
         )
     return SpectralNorm(float(np.sqrt(top[0])) / f, "lanczos", counter[0])
 

@@ -12,6 +12,7 @@ import pytest
 from numpy.typing import NDArray
 
 from jacspec.models import KernelTensor, Tensor
+from service import conv, lanczos, spectral
 
 pytestmark = pytest.mark.anyio
 
@@ -70,6 +71,20 @@ async def test_a_zero_padded_conv_gives_its_dft_value_as_an_estimate(client: htt
     assert conv["conv"]["weight_norm_method"] == "dense"
     assert conv["weight_norm"] <= conv["conv"]["padded_fft_norm"] * (1 + 1e-12)
     assert conv["weight_norm"] != conv["conv"]["fft_norm"]
+
+
+async def test_an_uncertifiable_norm_refuses_the_rtol(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should neither Lanczos road certify a zero-padded conv's norm, the answer is a 422 at options.rtol."""
+    monkeypatch.setattr(spectral, "_arpack", lambda *args, **kwargs: None)
+    monkeypatch.setattr(lanczos, "top_eigenvalues", lambda *args: (None, 0))
+    monkeypatch.setattr(conv, "DENSE_MAX_ENTRIES", 0)
+    response = await client.post("/v1/analyses", json=_conv_body("zeros"))
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["errors"][0]["pointer"] == "/options/rtol"
+    assert "could not be certified to rtol 1e-10" in problem["detail"]
 
 
 async def test_a_residual_layer_reports_its_skip(client: httpx.AsyncClient) -> None:

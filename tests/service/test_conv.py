@@ -14,6 +14,7 @@ from scipy.signal import correlate2d
 
 from service import conv, lanczos, spectral
 from service.conv import Conv2d, Padding
+from service.errors import InvalidInputError
 from service.spectral import operator_norm
 
 Array = NDArray[np.float64]
@@ -248,5 +249,6 @@ def test_operator_norm_falls_back_to_plain_lanczos_then_refuses(monkeypatch: pyt
     found = operator_norm(lambda x: x @ a.T, lambda y: y @ a, a.shape, 1e-10)
     assert expected * (1 - 1e-10) <= found.value <= expected * (1 + RITZ)
     monkeypatch.setattr(lanczos, "top_eigenvalues", lambda *args: (None, 0))
-    with pytest.raises(ArithmeticError, match="did not reach rtol"):
+    with pytest.raises(InvalidInputError, match="could not be certified to rtol 1e-10") as caught:
         operator_norm(lambda x: x @ a.T, lambda y: y @ a, a.shape, 1e-10)
+    assert caught.value.location == ("options", "rtol")
