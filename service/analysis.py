@@ -41,6 +41,11 @@ R = TypeVar("R")
 
 STACK_MAX_ENTRIES = 1 << 24
 """Per-probe Jacobians diag(h'(z_b))·W are formed this many entries at a time (128 MiB of float64)."""
+SPREAD_MIN_FLOPS = 2.0 * 512 * 512
+"""The layers' norms go to the executor only when the median layer's product A·x costs this much (a 512 × 512
+matrix). Below, a task is too short to pay for its hand-over and the GIL its threads contend for: on two cores,
+400 tanh layers of width 32 took 1.75× as long spread, 100 of width 256 as long, and 30 of width 512 were 1.56×
+faster (4 probes, BLAS on one thread)."""
 DENSE_OPERATOR_MAX = 1 << 20
 """A convolution or residual layer small enough for the dense solver (uses_dense) is formed as a matrix when it
 has at most this many entries (8 MiB); larger ones are only ever applied."""
@@ -165,10 +170,13 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
     """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``.
 
     With an ``executor``, the layers' own norms — each weight's, and each layer's per-probe Jacobian norms — are
-    computed as its tasks, spread over its threads (the rest runs in the calling thread); the numbers are the same.
+    computed as its tasks, spread over its threads (the rest runs in the calling thread), when the layers are
+    large enough to pay for it (SPREAD_MIN_FLOPS); the numbers are the same.
     """
     layers = network.layers
     depth = len(layers)
+    if executor is not None and np.median([layer.weight.flops_per_apply for layer in layers]) < SPREAD_MIN_FLOPS:
+        executor = None
     norms = _weight_norms(network, options.rtol, executor)
     weight = [norms[id(layer.weight)] for layer in layers]
     sigma = [w.value for w in weight]

@@ -9,8 +9,9 @@ convolution's kernel gradient from the linearity of A in K: ∂ℓ/∂K_k = Σ_b
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from service import analysis
 from service.activations import Activation, make_activation
 from service.analysis import Analysis, Options, analyse
 from service.conv import Conv2d, Padding
@@ -352,8 +354,14 @@ def test_true_norms_never_exceed_their_bounds(case: tuple[Network, Array, Array]
         assert layer.jacobian_norm == pytest.approx(jacobian, rel=RTOL, abs=1e-300)
 
 
-def test_an_executor_spreads_the_layers_and_changes_no_number() -> None:
-    """The layers' norms as tasks of a two-thread pool give the very same report as one after another."""
+class Refusing(ThreadPoolExecutor):
+    """An executor that fails any task handed to it."""
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
+        raise AssertionError("a task was handed to the executor")
+
+
+def _mixed_network() -> Network:
     rng = np.random.default_rng(12)
     conv = Conv2d(rng.standard_normal((2, 2, 3, 3)) / 3, (12, 12), "zeros")
     layers = [
@@ -362,11 +370,29 @@ def test_an_executor_spreads_the_layers_and_changes_no_number() -> None:
         Layer(Dense(rng.standard_normal((300, 288)) / 17), rng.standard_normal(300), tanh()),
         Layer(Dense(rng.standard_normal((3, 300)) / 17), None, tanh()),
     ]
-    network = network_from_layers(layers)
-    x, y = rng.standard_normal((9, 300)), rng.standard_normal((9, 3))
+    return network_from_layers(layers)
+
+
+def test_an_executor_spreads_the_layers_and_changes_no_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layers' norms as tasks of a two-thread pool give the very same report as one after another."""
+    monkeypatch.setattr(analysis, "SPREAD_MIN_FLOPS", 0.0)
+    network = _mixed_network()
+    x, y = np.random.default_rng(13).standard_normal((9, 300)), np.random.default_rng(14).standard_normal((9, 3))
     alone = analyse(network, x, y, Options(rtol=1e-8))
+    with pytest.raises(AssertionError, match="handed to the executor"), Refusing(1) as refusing:
+        analyse(network, x, y, Options(rtol=1e-8), refusing)  # the pool is really used
     with ThreadPoolExecutor(2) as pool:
         spread = analyse(network, x, y, Options(rtol=1e-8), pool)
     assert spread.layers == alone.layers
     assert spread.summary == alone.summary
     assert spread.methods == alone.methods
+
+
+def test_small_layers_are_not_spread() -> None:
+    """Below SPREAD_MIN_FLOPS a layer's norms are too quick to pay for a task: the executor is left idle."""
+    network = _mixed_network()
+    assert max(layer.weight.flops_per_apply for layer in network.layers) < analysis.SPREAD_MIN_FLOPS
+    x, y = np.random.default_rng(13).standard_normal((9, 300)), np.random.default_rng(14).standard_normal((9, 3))
+    with Refusing(1) as refusing:
+        spared = analyse(network, x, y, Options(rtol=1e-8), refusing)
+    assert spared.layers == analyse(network, x, y, Options(rtol=1e-8)).layers
