@@ -3,7 +3,8 @@
 Every BLAS call runs on one thread, and the cores are shared out by layers instead: the slots' analyses hand
 their layers' norms — each weight's and each layer's per-probe Jacobian norms, independent of one another — to
 one pool of as many threads as the process has cores (``layers``), first come first served. A lone analysis so
-uses every core, and two at once share them; no core ever runs more than one BLAS thread of the pool. (Without
+uses every core, and two at once share them; no core ever runs more than one BLAS thread of the pool. Networks
+of small layers keep theirs in the slot's thread (service.analysis.SPREAD_MIN_FLOPS). (Without
 a bound, two slots of two OpenBLAS threads each on two cores spin against each other: a four-second analysis was
 measured taking three minutes. And the layers spread better than BLAS threads do: python -m bench.analysis
 --cores measures a 50-layer analysis on two cores by each road.)
