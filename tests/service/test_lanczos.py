@@ -103,3 +103,20 @@ def test_eigen_tol_gives_sigma_to_rtol_at_both_ends(rtol: float) -> None:
     for lam in (theta * (1 - tol), theta * (1 + tol)):
         assert abs(np.sqrt(theta) - np.sqrt(lam)) <= rtol * np.sqrt(lam) * (1 + 1e-12)
     assert abs(np.sqrt(theta) - np.sqrt(theta * (1 - tol))) > 0.999 * rtol * np.sqrt(theta * (1 - tol))
+
+
+@pytest.mark.parametrize("inside", [0.0, 1.0 - 1e-9])
+def test_reorthogonalisation_leaves_rounding_only(inside: float) -> None:
+    """w made orthogonal to 40 orthonormal vectors, whether almost none of w lies in their span (one pass) or
+    almost all of it (cancellation: the DGKS second pass): what is left along them is rounding."""
+    rng = np.random.default_rng(3)
+    earlier = np.linalg.qr(rng.standard_normal((500, 40)))[0].T[None]  # (1, 40, 500), orthonormal rows
+    along = earlier[0].T @ rng.standard_normal(40)
+    across = rng.standard_normal(500)
+    across -= earlier[0].T @ (earlier[0] @ across)
+    w = (inside * along / np.linalg.norm(along) + (1 - inside) * across / np.linalg.norm(across))[None]
+    expected = (1 - inside) * 1.0
+    norm = lanczos._reorthogonalised(w, earlier)
+    assert np.abs(earlier[0] @ w[0]).max() <= 1e-15 * norm[0]  # one pass would leave 1e-7 of it at 1 - 1e-9
+    assert norm[0] == pytest.approx(np.linalg.norm(w[0]), rel=1e-15)
+    assert norm[0] == pytest.approx(expected, rel=1e-6)
