@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import math
 
 import numpy as np
 import pybase64
@@ -24,7 +25,7 @@ from jacspec.models.activations import Activation as ActivationModel
 from jacspec.models.tensor import DecodedB64, ParsedArray
 from service.activations import Activation, make_activation
 from service.conv import Conv2d
-from service.cost import LayerCost, dense_costs
+from service.cost import SVD_FLOPS, LayerCost, dense_costs
 from service.errors import InvalidInputError, Location
 from service.linear import Dense, Identity, Linear
 from service.network import (
@@ -229,7 +230,12 @@ def _layer_cost(spec: LayerModel | Conv2dLayer) -> LayerCost:
         c_out, c_in, kh, kw = spec.kernel.shape
         pixels = spec.input_size[0] * spec.input_size[1]
         skip = 0.0 if spec.projection is None else 2.0 * c_out * c_in * pixels
-        return LayerCost(c_out * pixels, c_in * pixels, 2.0 * c_out * c_in * kh * kw * pixels + skip)
+        apply = 2.0 * c_out * c_in * kh * kw * pixels + skip
+        if spec.padding != "circular":
+            return LayerCost(c_out * pixels, c_in * pixels, apply)
+        # the kernel's DFT (c_out·c_in FFTs of H·W points) and H·W SVDs of c_out × c_in
+        svd = pixels * (10.0 * c_out * c_in * math.log2(pixels + 1) + SVD_FLOPS * c_out * c_in * min(c_out, c_in))
+        return LayerCost(c_out * pixels, c_in * pixels, apply, svd=svd)
     shape = _shape(spec.weight)  # a weight that is not a matrix is refused on decoding; here it costs as one
     m, n = shape[0], shape[-1]
     skip = 0.0 if spec.projection is None else 2.0 * m * n

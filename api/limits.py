@@ -7,7 +7,7 @@ the parameter count, and those with the probe inputs for the estimated work.
 from __future__ import annotations
 
 from api.decode import layer_costs, probe_count, recurrent_sizes
-from api.problems import ProblemError, invalid
+from api.problems import ProblemError
 from api.settings import Settings
 from jacspec.models import (
     AnalysisRequest,
@@ -22,8 +22,7 @@ from service.cost import LayerCost, estimate_flops, meanfield_layers, parameter_
 
 
 def check_analysis(request: AnalysisRequest, settings: Settings) -> float:
-    """413 when the network's parameters or the analysis's estimated work exceed the settings; else the work.
-    422 for options.spectrum on a network that is not of plain dense layers."""
+    """413 when the network's parameters or the analysis's estimated work exceed the settings; else the work."""
     network = request.network
     costs = layer_costs(request)
     widths = [costs[0].n, *(cost.m for cost in costs)]
@@ -36,16 +35,6 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> float:
     )
     probes_at = probes_pointer(request.inputs)
     spectrum = request.options.spectrum
-    if spectrum != "none" and not _plain_dense(network):
-        raise invalid(
-            [
-                FieldError(
-                    pointer="/options/spectrum",
-                    detail="spectra are computed for networks of plain dense layers only (no conv2d, residual or "
-                    'recurrent layers): use "none"',
-                )
-            ]
-        )
     probes = probe_count(request.inputs)
     return check_size(
         widths,
@@ -58,14 +47,6 @@ def check_analysis(request: AnalysisRequest, settings: Settings) -> float:
         "",
         _meanfield_solves(network),
         costs,
-    )
-
-
-def _plain_dense(network: Network) -> bool:
-    if network.layers is None:
-        return network.init is not None
-    return all(
-        not isinstance(spec, Conv2dLayer) and not spec.residual and spec.projection is None for spec in network.layers
     )
 
 

@@ -39,6 +39,9 @@ class LayerCost:
     n: int
     apply: float
     shared: bool = False
+    svd: float | None = None
+    """The flops of all the map's singular values, where they are not its matrix's SVD (SVD_FLOPS·m·n·min(m, n)):
+    a circular convolution's, from the DFT of its kernel and H·W small SVDs."""
 
 
 def dense_costs(widths: Sequence[int]) -> list[LayerCost]:
@@ -60,7 +63,7 @@ def estimate_flops(
     DENSE_MAX_DIM) or k = LANCZOS_PRODUCTS by Lanczos, and there are B + 1 of them (the weight, unless shared, and
     each probe's Jacobian); and LAYER_OVERHEAD. For a dense m × n layer (a = 2·m·n) that is 6·B·m·n + 2·B·n_L·m·n +
     (B + 1)·4·m·n·k. ``layers`` gives the layers' costs (by default dense layers of ``widths``). With a ``spectrum``
-    ("summary" or "full", dense layers only): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's
+    ("summary" or "full"): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's
     input–output Jacobian, formed from its narrower end, 2·B·min(n_0, n_L)·m·n per layer, and its SVD,
     SVD_FLOPS·B·n_L·n_0·min(n_0, n_L). And MEANFIELD_LAYER for each of ``meanfield_layers`` (see
     :func:`meanfield_layers`).
@@ -73,7 +76,7 @@ def estimate_flops(
         norms = probes + (0 if layer.shared else 1)
         total += layer.apply * (probes * (3.0 + n_out) + norms * products) + LAYER_OVERHEAD
     if spectrum != "none":
-        total += spectrum_flops(widths, probes)
+        total += spectrum_flops(widths, probes, layers)
     return total + MEANFIELD_LAYER * meanfield_layers
 
 
@@ -83,12 +86,15 @@ def meanfield_layers(activations: Sequence[str], explicit: bool) -> int:
     return sum(name not in HOMOGENEOUS for name in activations) if explicit else 0
 
 
-def spectrum_flops(widths: Sequence[int], probes: int) -> float:
-    """The spectra's share of :func:`estimate_flops`."""
+def spectrum_flops(widths: Sequence[int], probes: int, layers: Sequence[LayerCost] | None = None) -> float:
+    """The spectra's share of :func:`estimate_flops`: each distinct map's singular values (``LayerCost.svd``, by
+    default its matrix's SVD), min(n_0, n_L) products with each map per probe, and each probe's Jacobian's SVD."""
     n_in, n_out = widths[0], widths[-1]
     narrow = float(min(n_in, n_out))
     total = SVD_FLOPS * probes * float(n_in) * float(n_out) * narrow
-    for fan_in, fan_out in pairwise(widths):
-        size = float(fan_in) * float(fan_out)
-        total += SVD_FLOPS * size * min(fan_in, fan_out) + 2.0 * probes * narrow * size
+    for layer in dense_costs(widths) if layers is None else layers:
+        if not layer.shared:
+            dense_svd = SVD_FLOPS * float(layer.m) * float(layer.n) * min(layer.m, layer.n)
+            total += dense_svd if layer.svd is None else layer.svd
+        total += probes * narrow * layer.apply
     return total

@@ -33,7 +33,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from service.conv import Conv2d
 from service.initializers import SCHEMES
+from service.linear import Dense, Linear
 from service.meanfield import NetworkMeanField
 from service.network import Network
 
@@ -76,7 +78,8 @@ class ProbeSpectrum:
 class Spectra:
     """Everything above for one analysis; ``probes`` is empty where the forward pass overflowed (flag
     ``overflow``). Every log10 is None where its quantity is exactly 0 — but the prediction's where a layer's mean
-    field is out of range (flag ``prediction_unknown``)."""
+    field is out of range, or where the network has convolutional, residual or recurrent layers, which the
+    free-probability recursion does not model (flag ``prediction_unknown``)."""
 
     mode: SpectrumMode
     weights: tuple[WeightSpectrum, ...]
@@ -93,16 +96,21 @@ def spectra(network: Network, derivatives: Sequence[Array], meanfield: NetworkMe
     """The spectra of ``network``'s weights and, from each probe's h_j'(z_j) (``derivatives[j]``, rows are probes;
     fewer than L layers where the forward pass overflowed), of its input–output Jacobian."""
     full = mode == "full"
-    weights = tuple(weight_spectrum(layer.weight.dense(), full) for layer in network.layers)
+    distinct = {id(layer.weight): layer.weight for layer in network.layers}  # a recurrent network's steps share W
+    found = {key: map_spectrum(weight, full) for key, weight in distinct.items()}
+    weights = tuple(found[id(layer.weight)] for layer in network.layers)
+    plain = network.recurrent is None and all(
+        isinstance(layer.weight, Dense) and layer.skip is None for layer in network.layers
+    )
     flags = []
-    if not meanfield.known:
+    if not (meanfield.known and plain):
         flags.append("prediction_unknown")
     probes: tuple[ProbeSpectrum, ...] = ()
     if len(derivatives) < len(network.layers):
         flags.append("overflow")
     else:
         probes = jacobian_spectra(network, derivatives, full)
-    mean, variance = predict(network, meanfield, weights)
+    mean, variance = predict(network, meanfield, weights) if plain else (None, None)
     return Spectra(
         mode=mode,
         weights=weights,
@@ -122,12 +130,26 @@ def _summarise(values: Array, full: bool) -> Array:
     return np.quantile(values, QUANTILE_LEVELS)
 
 
+def map_spectrum(weight: Linear, full: bool) -> WeightSpectrum:
+    """The spectrum of a layer's map: a circular convolution's min(m, n) singular values from its 2-D DFT, exact
+    (service.conv, Sedghi et al.); any other map's from its matrix by LAPACK gesdd."""
+    if isinstance(weight, Conv2d) and weight.padding == "circular":
+        values = np.sort(weight.frequency_singular_values().ravel())[::-1]
+        return singular_value_spectrum(values, weight.shape, full)
+    return weight_spectrum(weight.dense(), full)
+
+
 def weight_spectrum(weight: Array, full: bool) -> WeightSpectrum:
     """The singular values of one weight matrix (LAPACK gesdd, values only) and what follows from them."""
-    s = np.asarray(np.linalg.svd(weight, compute_uv=False), dtype=np.float64)
+    values = np.asarray(np.linalg.svd(weight, compute_uv=False), dtype=np.float64)
+    return singular_value_spectrum(values, (weight.shape[0], weight.shape[1]), full)
+
+
+def singular_value_spectrum(s: Array, shape: tuple[int, int], full: bool) -> WeightSpectrum:
+    """What follows from the min(m, n) singular values ``s`` (decreasing) of an m × n map."""
     top, bottom = float(s[0]), float(s[-1])
-    rank = numerical_rank(s, weight.shape)
-    n_in = weight.shape[1]
+    rank = numerical_rank(s, shape)
+    n_in = shape[1]
     eigen = (s / top) ** 2 if top > 0.0 else s  # WᵀW's eigenvalues over the largest: no overflow in their squares
     mean = float(eigen.sum()) / n_in
     second = float((eigen**2).sum()) / n_in
@@ -141,8 +163,10 @@ def weight_spectrum(weight: Array, full: bool) -> WeightSpectrum:
 
 
 def jacobian_spectra(network: Network, derivatives: Sequence[Array], full: bool) -> tuple[ProbeSpectrum, ...]:
-    """Form J_b = D_L W_L ⋯ D_1 W_1 for every probe b at once, from the narrower end (the output side when
-    n_L ≤ n_0), each step rescaled to a largest entry of 1 with the scale kept in log10; then gesdd per probe."""
+    """Form J_b = J_L,b ⋯ J_1,b, J_j,b = S_j + diag(h_j'(z_j,b))·A_j, for every probe b at once, from the narrower
+    end: from the output side (n_L ≤ n_0) the rows of P = ∂a_L/∂a_j go through J_jᵀ (the maps' adjoints), else the
+    columns of P = ∂a_j/∂a_0 through J_j. Each step is rescaled to a largest entry of 1, the scale kept in log10;
+    then gesdd per probe."""
     layers = network.layers
     probes = derivatives[0].shape[0]
     scale = np.zeros(probes)
@@ -150,13 +174,21 @@ def jacobian_spectra(network: Network, derivatives: Sequence[Array], full: bool)
     if n_out <= n_in:  # P = ∂a_L/∂a_j, (probes, n_L, n_j), from j = L down
         p = np.broadcast_to(np.eye(n_out), (probes, n_out, n_out)).copy()
         for layer, d in zip(reversed(layers), reversed(derivatives), strict=True):
-            w = layer.weight.dense()
-            p = ((p * d[:, None, :]).reshape(-1, w.shape[0]) @ w).reshape(probes, n_out, w.shape[1])
+            m, n = layer.weight.shape
+            back = layer.weight.adjoint((p * d[:, None, :]).reshape(-1, m))
+            if layer.skip is not None:
+                back += layer.skip.adjoint(p.reshape(-1, m))
+            p = back.reshape(probes, n_out, n)
             scale += _rescale(p)
-    else:  # P = ∂a_j/∂a_0, (probes, n_j, n_0), from j = 1 up
+    else:  # P = ∂a_j/∂a_0, (probes, n_j, n_0), from j = 1 up; its columns are the rows of Pᵀ
         p = np.broadcast_to(np.eye(n_in), (probes, n_in, n_in)).copy()
         for layer, d in zip(layers, derivatives, strict=True):
-            p = np.matmul(layer.weight.dense(), p) * d[:, :, None]
+            m, n = layer.weight.shape
+            columns = p.transpose(0, 2, 1).reshape(-1, n)
+            out = layer.weight.apply(columns).reshape(probes, n_in, m) * d[:, None, :]
+            if layer.skip is not None:
+                out += layer.skip.apply(columns).reshape(probes, n_in, m)
+            p = out.transpose(0, 2, 1)
             scale += _rescale(p)
     s = np.linalg.svd(p, compute_uv=False)  # (probes, min(n_L, n_0)), decreasing
     return tuple(_probe_spectrum(s[b], float(scale[b]), (n_out, n_in), full) for b in range(probes))

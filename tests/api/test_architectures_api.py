@@ -73,6 +73,43 @@ async def test_a_zero_padded_conv_gives_its_dft_value_as_an_estimate(client: htt
     assert conv["weight_norm"] != conv["conv"]["fft_norm"]
 
 
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+async def test_a_conv_network_has_spectra(client: httpx.AsyncClient, padding: str) -> None:
+    """options.spectrum on a conv network: the operator's singular values (the largest its weight_norm) and the
+    input–output Jacobian's; the free-probability prediction, which assumes dense layers, is null and flagged."""
+    body = _conv_body(padding)
+    body["options"]["spectrum"] = "full"
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    conv, head = report["layers"]
+    assert len(conv["weight_spectrum"]["singular_values"]) == 60  # min(90, 60)
+    assert conv["weight_spectrum"]["singular_values"][0] == pytest.approx(conv["weight_norm"], rel=1e-9)
+    assert head["weight_spectrum"]["singular_values"][0] == pytest.approx(head["weight_norm"], rel=1e-9)
+    spectrum = report["spectrum"]
+    assert len(spectrum["probes"]) == 4
+    assert spectrum["flags"] == ["prediction_unknown"]
+    assert spectrum["predicted_eigenvalue_mean_log10"] is None
+
+
+async def test_a_circular_convs_spectrum_costs_its_dft_not_its_matrix(client: httpx.AsyncClient) -> None:
+    """16 channels on 24 × 24: the 9216 × 9216 matrix's SVD (8·9216³ flops) is over the work limit, the DFT's
+    576 SVDs of 16 × 16 are not. Zero padding needs the matrix: a 413 that names the spectrum."""
+    kernel = np.random.default_rng(5).standard_normal((16, 16, 3, 3)) / 12
+    conv = {"type": "conv2d", "kernel": KernelTensor.from_numpy(kernel).model_dump(exclude_none=True)}
+    head = {"weight": np.full((1, 9216), 1e-3).tolist()}
+    layers: list[dict[str, Any]] = [{**conv, "input_size": [24, 24], "padding": "circular"}, head]
+    body = {"network": {"layers": layers}, "inputs": {"count": 1}, "options": {"spectrum": "summary"}}
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 200, response.text
+    circular = response.json()["layers"][0]
+    assert circular["weight_spectrum"]["singular_values"][-1] == pytest.approx(circular["weight_norm"], rel=1e-12)
+    layers[0]["padding"] = "zeros"
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 413, response.text
+    assert "spectrum" in response.json()["detail"]
+
+
 async def test_an_uncertifiable_norm_refuses_the_rtol(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,7 +275,6 @@ BAD: list[tuple[str, dict[str, Any], int, str]] = [
         422,
         "/network",
     ),
-    ("spectrum-of-a-conv", {**_conv_body(), "options": {"spectrum": "summary"}}, 422, "/options/spectrum"),
     (
         "huge-conv-work",
         {

@@ -25,6 +25,7 @@ from service.analysis import Analysis, Options, analyse
 from service.conv import Conv2d, Padding
 from service.linear import Dense, Identity, Linear
 from service.network import Layer, Network, RecurrentSpec, network_from_layers, recurrent_network
+from service.spectra import QUANTILE_LEVELS, SpectrumMode
 from service.spectral import SpectralNorm
 
 Array = NDArray[np.float64]
@@ -39,6 +40,8 @@ class Reference:
     backward_log10: list[float | None]
     input_log10: float | None
     gradient_log10: list[float | None]
+    input_singular_values: list[Array]
+    """Each probe's ∂a_L/∂a_0's singular values, decreasing."""
 
 
 def _log10(value: float) -> float | None:
@@ -55,6 +58,7 @@ def reference(network: Network, x: Array, y: Array) -> Reference:
     jacobian = [0.0] * depth
     backward = [0.0] * (depth + 1)  # backward[j] = max_b ‖∂a_L/∂a_j‖₂, j = 0..L
     gradients = [np.zeros(layer.weight.entries.shape) for layer in layers]
+    singular_values: list[Array] = []
     for b in range(len(x)):
         a, drive = _start(network, x[b])
         acts, ders = [a], []
@@ -70,6 +74,7 @@ def reference(network: Network, x: Array, y: Array) -> Reference:
             jacobian[j] = max(jacobian[j], float(np.linalg.norm(jacobians[j], 2)))
             product = product @ jacobians[j]
             backward[j] = max(backward[j], float(np.linalg.norm(product, 2)))
+        singular_values.append(np.asarray(np.linalg.svd(product, compute_uv=False), dtype=np.float64))
         g = 2.0 * (acts[-1] - y[b]) / y.size
         for j in range(depth - 1, -1, -1):
             delta = g * ders[j]
@@ -81,6 +86,7 @@ def reference(network: Network, x: Array, y: Array) -> Reference:
         backward_log10=[*(_log10(v) for v in backward[1:-1]), 0.0],
         input_log10=_log10(backward[0]),
         gradient_log10=[_log10(float(np.linalg.norm(g))) for g in gradients],
+        input_singular_values=singular_values,
     )
 
 
@@ -306,6 +312,7 @@ def architectures(draw: st.DrawFn) -> tuple[Network, Array, Array]:
     scale = draw(st.sampled_from([0.3, 1.0, 3.0]))
     kind = draw(st.sampled_from(["recurrent", "residual", "projection", "conv", "conv-residual"]))
     probes = draw(st.integers(1, 9))
+    head = draw(st.integers(1, 40))  # the output width: above the input width, the spectra form J from the input
     if kind == "recurrent":
         n, n_in, steps = draw(st.integers(1, 6)), draw(st.integers(1, 3)), draw(st.integers(1, 12))
         spec = RecurrentSpec(
@@ -322,7 +329,7 @@ def architectures(draw: st.DrawFn) -> tuple[Network, Array, Array]:
         skip: Linear = Identity(n) if kind == "residual" else Dense(rng.standard_normal((m, n)))
         layers = [
             Layer(Dense(scale * rng.standard_normal((m, n)) / math.sqrt(n)), rng.standard_normal(m), activation, skip),
-            Layer(Dense(rng.standard_normal((2, m))), None, activation),
+            Layer(Dense(rng.standard_normal((head, m))), None, activation),
         ]
         network = network_from_layers(layers)
     else:
@@ -333,7 +340,7 @@ def architectures(draw: st.DrawFn) -> tuple[Network, Array, Array]:
         skip_conv = Identity(c * size[0] * size[1]) if kind == "conv-residual" else None
         layers = [
             Layer(Conv2d(kernel, size, padding), None, activation, skip_conv),
-            Layer(Dense(rng.standard_normal((2, c * size[0] * size[1]))), None, activation),
+            Layer(Dense(rng.standard_normal((head, c * size[0] * size[1]))), None, activation),
         ]
         network = network_from_layers(layers)
     x = rng.standard_normal((probes, network.input_width))
@@ -352,6 +359,27 @@ def test_true_norms_never_exceed_their_bounds(case: tuple[Network, Array, Array]
     ref = reference(network, x, y)
     for layer, jacobian in zip(report.layers, ref.jacobian, strict=True):
         assert layer.jacobian_norm == pytest.approx(jacobian, rel=RTOL, abs=1e-300)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(architectures(), st.sampled_from(["full", "summary"]))
+def test_spectra_are_the_dense_reference(case: tuple[Network, Array, Array], mode: SpectrumMode) -> None:
+    """Property: every map's singular values are its matrix's (gesdd), and each probe's input–output Jacobian's
+    are those of the product of the dense J_j = S_j + diag(h_j')·A_j, whichever end it is formed from."""
+    network, x, y = case
+    spectra = analyse(network, x, y, Options(rtol=RTOL, spectrum=mode)).spectra
+    assert spectra is not None
+    for layer, weight in zip(network.layers, spectra.weights, strict=True):
+        expected = np.linalg.svd(layer.weight.dense(), compute_uv=False)
+        expected = expected if mode == "full" else np.quantile(expected, QUANTILE_LEVELS)
+        np.testing.assert_allclose(weight.singular_values, expected, rtol=1e-9, atol=1e-12 * expected.max())
+    ref = reference(network, x, y)
+    for probe, expected in zip(spectra.probes, ref.input_singular_values, strict=True):
+        expected = expected if mode == "full" else np.quantile(expected, QUANTILE_LEVELS)
+        got = np.array([0.0 if v is None else 10.0**v for v in probe.singular_values_log10])
+        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-10 * max(expected.max(), 1e-300))
+    assert "prediction_unknown" in spectra.flags
+    assert spectra.predicted_mean_log10 is None
 
 
 class Refusing(ThreadPoolExecutor):

@@ -282,7 +282,8 @@ class JacobianSpectrum(_Report):
     predicted_eigenvalue_variance: float | None
     flags: list[str] = Field(
         description="overflow (the forward pass overflowed: no probe spectra), prediction_unknown (a layer's mean "
-        "field is out of range: the prediction and its plain values are null)."
+        "field is out of range, or the network has conv2d, residual or recurrent layers, which the prediction does "
+        "not model: the prediction and its plain values are null)."
     )
 
 
