@@ -47,7 +47,8 @@ class SafetensorsFile:
     buffer: memoryview
 
     def array(self, name: str) -> Array:
-        """The tensor ``name`` as float64 (float16, bfloat16 and float32 widen exactly), refused unless finite."""
+        """The tensor ``name`` as a float64 array of its own (float16, bfloat16 and float32 widen exactly), refused
+        unless finite."""
         entry = self.entries[name]
         raw = self.buffer[entry.begin : entry.end]
         if entry.dtype == "BF16":
@@ -55,7 +56,7 @@ class SafetensorsFile:
         else:
             values = np.frombuffer(raw, dtype={"F16": "<f2", "F32": "<f4", "F64": "<f8"}[entry.dtype])
         try:
-            return finite_float64(values.reshape(entry.shape), WHERE)
+            return finite_float64(values.reshape(entry.shape), WHERE, copy=True)
         except InvalidInputError as exc:
             raise InvalidInputError(WHERE, f"tensor {name!r}: {exc.message}") from None
 

@@ -139,18 +139,21 @@ FINITE_BLOCK = 1 << 16
 """Entries ``finite_float64`` widens and checks at a time: 512 KiB of float64, still in cache when summed."""
 
 
-def finite_float64(values: NDArray[np.floating[Any]], location: Location) -> Array:
+def finite_float64(values: NDArray[np.floating[Any]], location: Location, copy: bool = False) -> Array:
     """``values`` as float64 (widened exactly from float16 or float32), every entry finite: one pass over memory.
+    Native float64 values are checked in place, unless ``copy`` asks for an array of their own (as for a view
+    into a request's bytes, which need not even be aligned).
 
     Block by block the entries are widened, then summed while in cache. A finite sum proves its block finite (a NaN
     or ±Inf makes any sum NaN or ±Inf); only a block whose sum is not — a bad entry, or finite entries whose sum
     overflows — is searched entry by entry. The first bad entry is refused, with its flat index.
     """
     flat = values.reshape(-1)
-    out: Array = flat.view(np.float64) if flat.dtype == np.float64 else np.empty(flat.size, np.float64)
+    in_place = flat.dtype == np.float64 and not copy
+    out: Array = flat.view(np.float64) if in_place else np.empty(flat.size, np.float64)
     for start in range(0, flat.size, FINITE_BLOCK):
         block = out[start : start + FINITE_BLOCK]
-        if flat.dtype != np.float64:
+        if not in_place:
             np.copyto(block, flat[start : start + FINITE_BLOCK])
         with np.errstate(over="ignore", invalid="ignore"):
             total = block.sum()

@@ -23,9 +23,14 @@ def test_widening_is_numpys_exact_astype(dtype: type[np.floating]) -> None:
     assert np.array_equal(widened, values.astype(np.float64))
 
 
-def test_float64_is_checked_in_place() -> None:
+def test_float64_is_checked_in_place_unless_copied() -> None:
     values = np.random.default_rng(1).standard_normal(SIZE)
     assert np.shares_memory(finite_float64(values, ("w",)), values)
+    unaligned = np.frombuffer(memoryview(bytearray(b"x" + values.tobytes()))[1:], "<f8")
+    copied = finite_float64(unaligned, ("w",), copy=True)
+    assert not np.shares_memory(copied, unaligned)
+    assert copied.flags.aligned
+    assert np.array_equal(copied, values)
 
 
 def test_finite_entries_whose_sum_overflows_pass() -> None:
