@@ -63,10 +63,10 @@ def estimate_flops(
     DENSE_MAX_DIM) or k = LANCZOS_PRODUCTS by Lanczos, and there are B + 1 of them (the weight, unless shared, and
     each probe's Jacobian); and LAYER_OVERHEAD. For a dense m × n layer (a = 2·m·n) that is 6·B·m·n + 2·B·n_L·m·n +
     (B + 1)·4·m·n·k. ``layers`` gives the layers' costs (by default dense layers of ``widths``). With a ``spectrum``
-    ("summary" or "full"): every weight's SVD, SVD_FLOPS·m·n·min(m, n); each probe's
-    input–output Jacobian, formed from its narrower end, 2·B·min(n_0, n_L)·m·n per layer, and its SVD,
-    SVD_FLOPS·B·n_L·n_0·min(n_0, n_L). And MEANFIELD_LAYER for each of ``meanfield_layers`` (see
-    :func:`meanfield_layers`).
+    ("summary" or "full"): every distinct map's SVD, SVD_FLOPS·m·n·min(m, n) (or ``LayerCost.svd``); each probe's
+    input–output Jacobian, formed from its narrower end, B·min(n_0, n_L) products with each map (2·B·min(n_0, n_L)·
+    m·n for a matrix), and its SVD, SVD_FLOPS·B·n_L·n_0·min(n_0, n_L). And MEANFIELD_LAYER for each of
+    ``meanfield_layers`` (see :func:`meanfield_layers`).
     """
     n_out = widths[-1]
     total = 0.0
