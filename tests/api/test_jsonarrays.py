@@ -42,7 +42,7 @@ async def fast(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
         yield client
 
 
-async def _both(fast: httpx.AsyncClient, client: httpx.AsyncClient, payload: str) -> dict[str, Any]:
+async def both_roads(fast: httpx.AsyncClient, client: httpx.AsyncClient, payload: str | bytes) -> dict[str, Any]:
     """POST ``payload`` by both roads; the answers must be equal but for timings and request ids. Returns the
     fast one."""
     headers = {"content-type": "application/json"}
@@ -88,7 +88,7 @@ async def test_valid_bodies_give_the_json_roads_numbers(
     fast: httpx.AsyncClient, client: httpx.AsyncClient, case: str
 ) -> None:
     payload = json.dumps(VALID[case])
-    answer = await _both(fast, client, payload)
+    answer = await both_roads(fast, client, payload)
     assert answer["summary"]["depth"] == 2
     taken = AnalysisRequest.model_validate(jsonarrays.lift(payload.encode()), strict=True)  # the fast road
     assert taken.network.layers is not None
@@ -134,7 +134,7 @@ INVALID = {
 async def test_other_bodies_get_the_json_roads_answer(
     fast: httpx.AsyncClient, client: httpx.AsyncClient, case: str
 ) -> None:
-    await _both(fast, client, INVALID[case])
+    await both_roads(fast, client, INVALID[case])
 
 
 def test_lift_replaces_large_numeric_arrays_only() -> None:

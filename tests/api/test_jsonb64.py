@@ -22,6 +22,7 @@ from api import body, jsonb64
 from api.problems import ProblemError
 from jacspec.models import AnalysisRequest, Tensor
 from jacspec.models.tensor import DecodedB64
+from tests.api.test_jsonarrays import both_roads
 from tests.conftest import app_client
 
 pytestmark = pytest.mark.anyio
@@ -42,20 +43,6 @@ async def fast(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClie
     monkeypatch.setattr(jsonb64, "LIFT_MIN", LIFT_MIN)
     async with app_client() as client:
         yield client
-
-
-async def _both(fast: httpx.AsyncClient, client: httpx.AsyncClient, payload: str | bytes) -> dict[str, Any]:
-    """POST ``payload`` by both roads; the answers must be equal but for timings and request ids. Returns the
-    fast one."""
-    headers = {"content-type": "application/json"}
-    answers = [await c.post("/v1/analyses", content=payload, headers=headers) for c in (fast, client)]
-    bodies = [a.json() for a in answers]
-    for b in bodies:
-        b.get("meta", {}).pop("timings_ms", None)
-        b.pop("request_id", None)
-    assert answers[0].status_code == answers[1].status_code
-    assert bodies[0] == bodies[1]
-    return dict(bodies[0])
 
 
 def _b64(array: np.ndarray, dtype: str = "<f4") -> str:
@@ -109,12 +96,12 @@ VALID = {
 async def test_valid_bodies_give_pydantics_numbers(
     fast: httpx.AsyncClient, client: httpx.AsyncClient, case: str
 ) -> None:
-    await _both(fast, client, VALID[case])
+    await both_roads(fast, client, VALID[case])
 
 
 async def test_the_weights_are_lifted(fast: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
     payload = VALID["FP32 weights"].encode()
-    answer = await _both(fast, client, payload)
+    answer = await both_roads(fast, client, payload)
     assert answer["summary"]["depth"] == 2
     document = jsonb64.lift(payload)
     assert isinstance(document, dict)
@@ -153,7 +140,7 @@ INVALID = {
 
 @pytest.mark.parametrize("case", INVALID)
 async def test_other_bodies_get_pydantics_answer(fast: httpx.AsyncClient, client: httpx.AsyncClient, case: str) -> None:
-    answer = await _both(fast, client, INVALID[case].encode("utf-8"))
+    answer = await both_roads(fast, client, INVALID[case].encode("utf-8"))
     assert "layers" not in answer
 
 
@@ -161,7 +148,7 @@ async def test_invalid_utf8_inside_b64_gets_pydantics_answer(
     fast: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:
     payload = _with_b64(B64[:100] + "@" + B64[101:]).encode().replace(b"@", b"\xff")
-    answer = await _both(fast, client, payload)
+    answer = await both_roads(fast, client, payload)
     assert answer["status"] == 400
 
 
