@@ -197,12 +197,6 @@ def probe_count(inputs: Inputs) -> int:
     return data.shape[0]
 
 
-def widths_of(request: AnalysisRequest) -> list[int]:
-    """[n_0, …, n_L] as the request declares it, without decoding any tensor (a convolution's widths are c·H·W;
-    a recurrent network's are n at every step)."""
-    return [layer_costs(request)[0].n, *(cost.m for cost in layer_costs(request))]
-
-
 def layer_costs(request: AnalysisRequest) -> list[LayerCost]:
     """Each layer's shape and cost of one product (service.cost.LayerCost), from the declared shapes alone."""
     network = request.network
