@@ -69,6 +69,10 @@ def _drop_unreferenced(schema: dict[str, Any]) -> None:
     """Remove the component schemas nothing refers to: pydantic defines ``ParsedArray`` for the server-side
     stand-in that ``SkipJsonSchema`` keeps out of every field's schema."""
     components: dict[str, Any] = schema["components"]["schemas"]
-    while unused := [name for name in components if f'"#/components/schemas/{name}"' not in json.dumps(schema)]:
+    while True:
+        text = json.dumps(schema)
+        unused = [name for name in components if f'"#/components/schemas/{name}"' not in text]
+        if not unused:
+            return
         for name in unused:
             del components[name]
