@@ -250,7 +250,7 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
 
 def _weight_norms(network: Network, rtol: float, executor: Executor | None) -> dict[int, SpectralNorm]:
     """σ_j = ‖A_j‖₂ of every distinct map, by its id (a recurrent network's steps share theirs)."""
-    distinct = {id(layer.weight): layer.weight for layer in network.layers}
+    distinct = network.distinct_maps()
     return dict(zip(distinct, _map(executor, lambda weight: weight.norm(rtol), distinct.values()), strict=True))
 
 

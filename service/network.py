@@ -69,6 +69,10 @@ class Network:
         """[n_0, n_1, …, n_L]."""
         return [self.layers[0].weight.shape[1], *(layer.weight.shape[0] for layer in self.layers)]
 
+    def distinct_maps(self) -> dict[int, Linear]:
+        """Each distinct map A_j by its id, in layer order: a recurrent network's steps share one."""
+        return {id(layer.weight): layer.weight for layer in self.layers}
+
     @property
     def input_width(self) -> int:
         """The length of one probe: n_0, or T·n_in for a recurrent network (its inputs x_1 … x_T, flattened)."""

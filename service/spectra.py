@@ -96,8 +96,7 @@ def spectra(network: Network, derivatives: Sequence[Array], meanfield: NetworkMe
     """The spectra of ``network``'s weights and, from each probe's h_j'(z_j) (``derivatives[j]``, rows are probes;
     fewer than L layers where the forward pass overflowed), of its input–output Jacobian."""
     full = mode == "full"
-    distinct = {id(layer.weight): layer.weight for layer in network.layers}  # a recurrent network's steps share W
-    found = {key: map_spectrum(weight, full) for key, weight in distinct.items()}
+    found = {key: map_spectrum(weight, full) for key, weight in network.distinct_maps().items()}
     weights = tuple(found[id(layer.weight)] for layer in network.layers)
     plain = network.recurrent is None and all(
         isinstance(layer.weight, Dense) and layer.skip is None for layer in network.layers
