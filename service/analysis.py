@@ -434,28 +434,19 @@ def _backward_norms(
 ) -> tuple[list[float | None], float | None, int]:
     """log10 max_b ‖∂a_L/∂a_j‖₂ for j = 1..L (per layer) and for j = 0 (the input), and the matvecs taken.
 
-    P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·(S_j + diag(h_j'(z_j))·A_j),
-    each row of P taken through Aᵀ_j (and Sᵀ_j). The first step's norms are ``last``, the last layer's Jacobian
+    P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·(S_j + diag(h_j'(z_j))·A_j)
+    (Layer.pull_back). The first step's norms are ``last``, the last layer's Jacobian
     norms ‖J_L‖₂ per probe.
     """
     layers = network.layers
-    depth, probes, n_out = len(layers), fwd.derivatives[0].shape[0], layers[-1].weight.shape[0]
-    p = np.broadcast_to(np.eye(n_out), (probes, n_out, n_out)).copy()
+    depth, probes = len(layers), fwd.derivatives[0].shape[0]
+    p: Array | None = None  # the identity, before the last layer
     scale = np.zeros(probes)
     logs: list[float | None] = [None] * depth
     logs[-1] = 0.0
     matvecs = 0
     for j in range(depth - 1, -1, -1):
-        layer = layers[j]
-        m, n = layer.weight.shape
-        if j == depth - 1 and isinstance(layer.weight, Dense):
-            # P = I: the rows of diag(h')·W, formed by scaling W's rows (B·m·n work, not B·m²·n by the adjoint).
-            back = (fwd.derivatives[j][:, :, None] * layer.weight.matrix).reshape(-1, n)
-        else:
-            back = layer.weight.adjoint((p * fwd.derivatives[j][:, None, :]).reshape(-1, m))
-        if layer.skip is not None:
-            back += layer.skip.adjoint(p.reshape(-1, m))
-        p = back.reshape(probes, n_out, n)
+        p = layers[j].pull_back(p, fwd.derivatives[j])
         largest = np.abs(p).max(axis=(1, 2))
         alive = largest > 0
         p /= np.where(alive, largest, 1.0)[:, None, None]

@@ -36,6 +36,23 @@ class Layer:
     activation: Activation
     skip: Linear | None = None
 
+    def pull_back(self, p: Array | None, d: Array) -> Array:
+        """P·J_b for every probe b, J_b = S + diag(d_b)·A: the rows of P (probes × r × m) each taken through Aᵀ
+        (and Sᵀ), giving probes × r × n. ``p`` None is the identity (the last layer, r = m): for a matrix A,
+        diag(d_b)·A is then formed by scaling A's rows, B·m·n work instead of the B·m²·n of the adjoint."""
+        m, n = self.weight.shape
+        if p is None:
+            if isinstance(self.weight, Dense):
+                first: Array = d[:, :, None] * self.weight.matrix
+                if self.skip is not None:
+                    first += self.skip.dense()
+                return first
+            p = np.broadcast_to(np.eye(m), (len(d), m, m))
+        back = self.weight.adjoint((p * d[:, None, :]).reshape(-1, m))
+        if self.skip is not None:
+            back += self.skip.adjoint(p.reshape(-1, m))
+        return back.reshape(len(d), p.shape[1], n)
+
 
 @dataclass(frozen=True)
 class Recurrent:

@@ -171,14 +171,12 @@ def jacobian_spectra(network: Network, derivatives: Sequence[Array], full: bool)
     scale = np.zeros(probes)
     n_in, n_out = layers[0].weight.shape[1], layers[-1].weight.shape[0]
     if n_out <= n_in:  # P = ∂a_L/∂a_j, (probes, n_L, n_j), from j = L down
-        p = np.broadcast_to(np.eye(n_out), (probes, n_out, n_out)).copy()
+        rows: Array | None = None  # the identity, before the last layer
         for layer, d in zip(reversed(layers), reversed(derivatives), strict=True):
-            m, n = layer.weight.shape
-            back = layer.weight.adjoint((p * d[:, None, :]).reshape(-1, m))
-            if layer.skip is not None:
-                back += layer.skip.adjoint(p.reshape(-1, m))
-            p = back.reshape(probes, n_out, n)
-            scale += _rescale(p)
+            rows = layer.pull_back(rows, d)
+            scale += _rescale(rows)
+        assert rows is not None  # a network has at least one layer
+        p = rows
     else:  # P = ∂a_j/∂a_0, (probes, n_j, n_0), from j = 1 up; its columns are the rows of Pᵀ
         p = np.broadcast_to(np.eye(n_in), (probes, n_in, n_in)).copy()
         for layer, d in zip(layers, derivatives, strict=True):
