@@ -1,7 +1,9 @@
 """Splitting a whole multipart body held in the bytearray that ``api.body.read_body`` fills.
 
 python-multipart is annotated to take ``bytes``; the server hands it a bytearray (the body grown in place). Every
-body, well-formed or not, must split into the same parts, or be refused with the same 400, either way.
+body, well-formed or not, must split into the same parts, or be refused with the same 400, either way. And
+skipping a .safetensors part by its stated length must split every body as scanning all of it does, but for
+the one body RFC 2046 forbids: the boundary inside a part.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as save_numpy
 
-from api.multipart import Part, split
+from api.multipart import Part, Sized, split
 from api.problems import ProblemError
+from api.safetensors import stated_length
 
 BOUNDARY = b"jacspecBOUNDARY"
 
@@ -53,10 +56,10 @@ BODIES = {
 }
 
 
-def _outcome(body: bytes | bytearray, boundary: bytes = BOUNDARY) -> object:
+def _outcome(body: bytes | bytearray, boundary: bytes = BOUNDARY, sized: Sized | None = None) -> object:
     """The parts as plain values, or the 400's detail."""
     try:
-        parts = split(body, boundary)
+        parts = split(body, boundary, sized=sized)
     except ProblemError as exc:
         return ("refused", exc.problem.status, exc.problem.detail)
     return {name: _plain(part) for name, part in parts.items()}
@@ -111,3 +114,72 @@ async def test_a_body_in_chunks_reads_as_the_body_whole(client: httpx.AsyncClien
     assert "content-length" not in chunked.request.headers
     assert whole.status_code == chunked.status_code == 200, chunked.text
     assert whole.json()["layers"] == chunked.json()["layers"]
+
+
+def _safetensors(*shapes: tuple[int, ...], seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    return save_numpy({f"{i}.weight": rng.standard_normal(shape).astype(np.float32) for i, shape in enumerate(shapes)})
+
+
+UPLOAD = _safetensors((3, 4), (5, 3))
+SAFETENSORS_BODIES = {
+    **BODIES,
+    "the file first": _body((FILE, UPLOAD), (REQUEST, b"{}")),
+    "the request first": _body((REQUEST, b'{"inputs": {"count": 2}}'), (FILE, UPLOAD)),
+    "the file alone": _body((FILE, UPLOAD)),
+    "two files": _body((FILE, UPLOAD), (FILE.replace(b'"weights"', b'"other"'), UPLOAD)),
+    "a file with bytes after its last tensor": _body((FILE, UPLOAD + b"\0" * 8), (REQUEST, b"{}")),
+    "a file cut short": _body((FILE, UPLOAD[:-4]), (REQUEST, b"{}")),
+    "a header claiming more than the body": _body((FILE, UPLOAD[:8] + b" " + UPLOAD[9:])),
+    "a body cut in the file": _body((FILE, UPLOAD))[:100],
+    "a body cut after the file": _body((FILE, UPLOAD))[:-5],
+    "three parts after a file": _body((FILE, UPLOAD), (REQUEST, b"{}"), (REQUEST.replace(b"request", b"x"), b"")),
+    "no headers": b"--%s\r\n\r\n%s\r\n--%s--\r\n" % (BOUNDARY, UPLOAD, BOUNDARY),
+    "httpx's encoding of a file": httpx.Request(
+        "POST", "http://unused/", files={"request": (None, b"{}"), "weights": ("w", UPLOAD)}
+    ).read(),
+}
+
+
+@pytest.mark.parametrize("case", SAFETENSORS_BODIES)
+def test_skipping_by_the_stated_length_splits_as_scanning_does(case: str) -> None:
+    body = SAFETENSORS_BODIES[case]
+    boundary = body.split(b"\r\n", 1)[0].removeprefix(b"--") if case.startswith("httpx") else BOUNDARY
+    for buffer in (body, bytearray(body)):
+        assert _outcome(buffer, boundary, stated_length) == _outcome(buffer, boundary)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shapes=st.lists(st.tuples(st.integers(0, 6), st.integers(1, 6)), min_size=1, max_size=3),
+    file_first=st.booleans(),
+    cut=st.integers(0, 700),
+    flip=st.integers(0, 700),
+)
+def test_any_file_body_cut_or_flipped_skips_as_it_scans(
+    shapes: list[tuple[int, int]], file_first: bool, cut: int, flip: int
+) -> None:
+    """A body with a .safetensors part, cut short or with one byte changed (in a header, a length, a delimiter):
+    skipping gives the parts or the 400 that scanning gives."""
+    parts = [(FILE, _safetensors(*shapes)), (REQUEST, b'{"inputs": {"count": 1}}')]
+    body = _body(*(parts if file_first else parts[::-1]))
+    flipped = body[:flip] + bytes([body[flip] ^ 0x0D]) + body[flip + 1 :] if flip < len(body) else body
+    for variant in (body, body[:cut], flipped):
+        assert _outcome(bytearray(variant), sized=stated_length) == _outcome(variant)
+
+
+def test_a_skipped_file_is_a_view_of_the_body() -> None:
+    body = bytearray(SAFETENSORS_BODIES["the file first"])
+    weights = split(body, BOUNDARY, sized=stated_length)["weights"].data
+    assert weights.obj is body
+    assert bytes(weights) == UPLOAD
+
+
+def test_the_stated_length_is_trusted_over_a_boundary_inside_the_file() -> None:
+    """The one body the two roads split differently, which RFC 2046 forbids a sender to make: proof that the
+    file's bytes are skipped, not scanned."""
+    inside = b"\r\n--" + BOUNDARY + b"\r\n"
+    upload = save_numpy({"0.weight": np.frombuffer(inside + b"\0" * (-len(inside) % 4), dtype=np.float32)})
+    body = _body((FILE, upload), (REQUEST, b"{}"))
+    assert _plain(split(body, BOUNDARY, sized=stated_length)["weights"])[3] == upload
+    assert _outcome(body) != _outcome(body, sized=stated_length)
