@@ -11,7 +11,7 @@ the Python objects are validated in strict mode (see ``_validate_large``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pydantic_core
@@ -152,31 +152,33 @@ def declared_length(request: Request) -> int | None:
 
 
 async def read_body(request: Request) -> bytearray:
-    """The whole body, within the limit, in one bytearray grown as the chunks arrive.
+    """The whole body, within JACSPEC_MAX_BODY_BYTES, in one bytearray grown as the chunks arrive; 413 as soon as
+    they exceed it (or the Content-Length says they will).
 
     Joining a list of chunks holds every chunk and then the joined copy: twice the body in freshly touched memory.
     A bytearray copies each chunk while it is still in cache, and the chunk's memory is freed at once and reused
     for the next one (``api.allocator`` keeps it from being unmapped in between). In the server a 16 MiB upload's
     chunks were gathered in a median of 93 ms by joining and 62 ms by ``+=`` with glibc's default thresholds.
+    The chunks are taken from the ASGI ``receive`` itself: through Starlette's ``request.stream()`` and a
+    generator of ours on top, the same upload (about 80 chunks) took 13–18 ms to read, directly 10–14 ms.
+    A client gone before the end gets a 400 (which nobody reads, but the logs and metrics do), not the
+    traceback and 500 of Starlette's ``ClientDisconnect``.
     """
-    buffer = bytearray()
-    async for chunk in limited_stream(request):
-        buffer += chunk
-    return buffer
-
-
-async def limited_stream(request: Request) -> AsyncGenerator[bytes, None]:
-    """The body's chunks; 413 as soon as they exceed JACSPEC_MAX_BODY_BYTES (or Content-Length says they will)."""
     limit = request.app.state.settings.max_body_bytes
     declared = declared_length(request)
     if declared is not None and declared > limit:
         raise _too_large(limit)
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+    buffer = bytearray()
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ProblemError(400, "Bad Request", "the client closed the connection before the body was complete")
+        buffer += message.get("body", b"")
+        if len(buffer) > limit:
             raise _too_large(limit)
-        yield chunk
+        if not message.get("more_body", False):
+            return buffer
 
 
 def _too_large(limit: int) -> ProblemError:

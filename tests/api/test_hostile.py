@@ -1198,3 +1198,33 @@ async def test_a_content_length_over_the_limit_is_413_even_when_the_queue_is_ful
     assert too_large.status_code == 413
     assert "JACSPEC_MAX_BODY_BYTES" in too_large.json()["detail"]
     assert small.status_code == 200  # small work is computed on the event loop, without a slot
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/v1/analyses", JSON), ("/v1/bounds", JSON), ("/v1/analyses", "multipart/form-data; boundary=xyz")],
+)
+async def test_a_client_gone_mid_body_is_a_400_not_a_logged_500(
+    path: str, content_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Half a body, then the ASGI ``http.disconnect``: nobody reads the answer, but logs and metrics see a 400."""
+    app = create_app(Settings())
+    messages = [{"type": "http.request", "body": b"{" * 100_000, "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", content_type.encode()), (b"content-length", b"200000")]
+    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": headers, "http_version": "1.1", "scheme": "http", "server": ("jacspec.test", 80),
+             "client": ("127.0.0.1", 1), "root_path": ""}  # fmt: skip
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [400]
+    assert "connection" in json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["detail"]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
