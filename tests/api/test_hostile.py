@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 import pytest
 from safetensors.numpy import save as save_numpy
+from starlette.types import Message
 
 from api.encode import analysis_report, report_json
 from api.main import create_app
@@ -1210,13 +1211,16 @@ async def test_a_client_gone_mid_body_is_a_400_not_a_logged_500(
 ) -> None:
     """Half a body, then the ASGI ``http.disconnect``: nobody reads the answer, but logs and metrics see a 400."""
     app = create_app(Settings())
-    messages = [{"type": "http.request", "body": b"{" * 100_000, "more_body": True}, {"type": "http.disconnect"}]
-    sent: list[dict[str, Any]] = []
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"{" * 100_000, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     headers = [(b"content-type", content_type.encode()), (b"content-length", b"200000")]
