@@ -32,7 +32,15 @@ from service.meanfield import NetworkMeanField, network_meanfield
 from service.network import Layer, Network
 from service.recurrent import RecurrentReport, recurrent_report
 from service.spectra import Spectra, SpectrumMode, spectra
-from service.spectral import SpectralNorm, gram_norms, operator_norm, spectral_norm, spectral_norms, uses_dense
+from service.spectral import (
+    SpectralNorm,
+    dense_max,
+    gram_max,
+    operator_norm,
+    spectral_max,
+    spectral_norm,
+    uses_dense,
+)
 from service.verdict import MeanFieldAdvice, Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
@@ -192,19 +200,20 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
     jacobian: list[float | None] = [None] * depth
     derivative_max: list[float | None] = [None] * depth
     matvecs = sum(w.matvecs for w in norms.values())
-    last = np.zeros(0)  # the last layer's Jacobian norm per probe, the first step of the backward products
-    per_probe = _map(
+    largest = _map(
         executor,
-        lambda j: _jacobian_norms(fwd.derivatives[j], layers[j], sigma[j], skip[j], options.rtol),
+        lambda j: _jacobian_norm(fwd.derivatives[j], layers[j], sigma[j], skip[j], options.rtol),
         range(valid),
     )
-    for j, (last, used) in enumerate(per_probe):
+    for j, (norm, used) in enumerate(largest):
         derivative_max[j] = float(np.abs(fwd.derivatives[j]).max())
-        jacobian[j] = float(last.max())
+        jacobian[j] = norm
         matvecs += used
-    backward, input_norm, used = (
-        _backward_norms(network, fwd, last, options.rtol) if valid == depth else ([None] * depth, None, 0)
-    )
+    backward: list[float | None] = [None] * depth
+    input_norm: float | None = None
+    used = 0
+    if valid == depth:
+        backward, input_norm, used = _backward_norms(network, fwd, jacobian[-1] or 0.0, options.rtol)
     matvecs += used
     gradient = _gradient_norms(network, fwd, y) if valid == depth else [None] * depth
     kind = "recurrent" if network.recurrent is not None else None
@@ -295,52 +304,49 @@ def _forward(network: Network, x: Array) -> _Forward:
     return _Forward(activations, derivatives, overflow, mean_square)
 
 
-def _jacobian_norms(d: Array, layer: Layer, sigma: float, skip_norm: float | None, rtol: float) -> tuple[Array, int]:
-    """‖J_b‖₂ = ‖S + diag(d_b)·A‖₂ for every probe b (rows of d), and the matrix-vector products taken; ``sigma``
-    and ``skip_norm`` are ‖A‖₂ and ‖S‖₂ (None for a plain layer).
+def _jacobian_norm(d: Array, layer: Layer, sigma: float, skip_norm: float | None, rtol: float) -> tuple[float, int]:
+    """max_b ‖J_b‖₂ = max_b ‖S + diag(d_b)·A‖₂ over the probes b (rows of d), and the matrix-vector products
+    taken; ``sigma`` and ``skip_norm`` are ‖A‖₂ and ‖S‖₂ (None for a plain layer).
 
     A plain dense layer takes the matrix roads of :func:`_matrix_jacobian_norms`; a small convolution or residual
     layer is formed as a matrix; a large one is only applied, by Lanczos on its Gram operators (all probes in
-    lockstep from lanczos.BATCH_MIN probes, else one by one).
+    lockstep from lanczos.BATCH_MIN probes, else one by one). Densely, only the probes that may hold the max are
+    solved (spectral.gram_max).
     """
     weight, skip = layer.weight, layer.skip
+    dense = uses_dense(weight.shape, rtol)
     if skip is None and isinstance(weight, Dense):
-        return _matrix_jacobian_norms(d, weight.matrix, rtol)
-    m, n = weight.shape
-    if uses_dense((m, n), rtol) and m * n <= DENSE_OPERATOR_MAX:
-        matrix = weight.dense()
-        identity = None if skip is None else skip.dense()
-        chunk = max(1, STACK_MAX_ENTRIES // (m * n))
-        norms, matvecs = [], 0
-        for start in range(0, len(d), chunk):
-            stack = d[start : start + chunk, :, None] * matrix
-            if identity is not None:
-                stack += identity
-            values, used = spectral_norms(stack, rtol)
-            norms.append(values)
-            matvecs += used
-        return np.concatenate(norms), matvecs
+        w = weight.matrix
+        if not dense:
+            norms, used = _matrix_jacobian_norms(d, w, rtol)
+            return float(norms.max()), used
+        return _shared_gram_max(d, w) if w.shape[0] <= w.shape[1] else _stack_max(d, w, None), 0
+    if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
+        return _stack_max(d, weight.dense(), None if skip is None else skip.dense()), 0
     bounds = (skip_norm or 0.0) + sigma * np.abs(d).max(axis=1)
-    return _operator_jacobian_norms(d, layer, bounds, rtol)
+    norms, matvecs = _operator_jacobian_norms(d, layer, bounds, rtol)
+    return float(norms.max()), matvecs
+
+
+def _stack_max(d: Array, matrix: Array, identity: Array | None) -> float:
+    """max_b ‖I + diag(d_b)·M‖₂ (no I when None) densely, a chunk of probes at a time (spectral.dense_max)."""
+    chunk = max(1, STACK_MAX_ENTRIES // matrix.size)
+    best = 0.0
+    for start in range(0, len(d), chunk):
+        stack = d[start : start + chunk, :, None] * matrix
+        if identity is not None:
+            stack += identity
+        best = max(best, dense_max(stack, np.ones(len(stack))))
+    return best
 
 
 def _matrix_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
-    """‖diag(d_b)·W‖₂ for every probe b (rows of d), formed a chunk of probes at a time.
-
-    Densely, for a wide or square W, from one Gram matrix: (D_b W)(D_b W)ᵀ = D_b (W Wᵀ) D_b = (d_b d_bᵀ) ⊙ W Wᵀ.
-    """
-    dense = uses_dense(w.shape, rtol)
-    if not dense and len(d) >= lanczos.BATCH_MIN:
+    """‖diag(d_b)·W‖₂ for every probe b (rows of d) by Lanczos, for a W too large for the dense solver: all probes
+    in lockstep from lanczos.BATCH_MIN probes, else one by one."""
+    if len(d) >= lanczos.BATCH_MIN:
         return _lockstep_jacobian_norms(d, w, rtol)
-    if dense and w.shape[0] <= w.shape[1]:
-        return _shared_gram_norms(d, w), 0
-    chunk = max(1, STACK_MAX_ENTRIES // w.size)
-    norms, matvecs = [], 0
-    for start in range(0, len(d), chunk):
-        values, used = spectral_norms(d[start : start + chunk, :, None] * w, rtol)
-        norms.append(values)
-        matvecs += used
-    return np.concatenate(norms), matvecs
+    alone = [spectral_norm(row[:, None] * w, rtol) for row in d]
+    return np.array([norm.value for norm in alone]), sum(norm.matvecs for norm in alone)
 
 
 def _operator_jacobian_norms(d: Array, layer: Layer, bounds: Array, rtol: float) -> tuple[Array, int]:
@@ -397,18 +403,19 @@ def _jacobian_operator(layer: Layer, rows: Array) -> tuple[Operator, Operator]:
     return forward, backward
 
 
-def _shared_gram_norms(d: Array, w: Array) -> Array:
-    """‖diag(d_b)·W‖₂ densely for a wide or square W, from one Gram matrix of f_W·W: the probes' Gram matrices are
-    (f_b d_b)(f_b d_b)ᵀ ⊙ (f_W W)(f_W W)ᵀ, with f the exact unit scales of lanczos.unit_scales."""
+def _shared_gram_max(d: Array, w: Array) -> float:
+    """max_b ‖diag(d_b)·W‖₂ densely for a wide or square W, from one Gram matrix of f_W·W: the probes' Gram
+    matrices are (f_b d_b)(f_b d_b)ᵀ ⊙ (f_W W)(f_W W)ᵀ, with f the exact unit scales of lanczos.unit_scales, and
+    only those that may hold the max are solved (spectral.gram_max)."""
     f_w, f_d = lanczos.probe_scales(w, d)
     scaled_w = w * f_w
     gram = scaled_w @ scaled_w.T
     chunk = max(1, STACK_MAX_ENTRIES // gram.size)
-    norms = []
+    best = 0.0
     for start in range(0, len(d), chunk):
         part = d[start : start + chunk] * f_d[start : start + chunk, None]
-        norms.append(gram_norms(part[:, :, None] * gram * part[:, None, :]))
-    return np.concatenate(norms) / (f_w * f_d)
+        best = max(best, gram_max(part[:, :, None] * gram * part[:, None, :], 1 / (f_w * f_d[start : start + chunk])))
+    return best
 
 
 def _lockstep_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
@@ -430,13 +437,12 @@ def _lockstep_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, in
 
 
 def _backward_norms(
-    network: Network, fwd: _Forward, last: Array, rtol: float
+    network: Network, fwd: _Forward, last: float, rtol: float
 ) -> tuple[list[float | None], float | None, int]:
     """log10 max_b ‖∂a_L/∂a_j‖₂ for j = 1..L (per layer) and for j = 0 (the input), and the matvecs taken.
 
     P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·(S_j + diag(h_j'(z_j))·A_j)
-    (Layer.pull_back). The first step's norms are ``last``, the last layer's Jacobian
-    norms ‖J_L‖₂ per probe.
+    (Layer.pull_back). The first step's max is ``last``, the last layer's Jacobian norm max_b ‖J_L‖₂.
     """
     layers = network.layers
     depth, probes = len(layers), fwd.derivatives[0].shape[0]
@@ -452,18 +458,28 @@ def _backward_norms(
         p /= np.where(alive, largest, 1.0)[:, None, None]
         scale[alive] += np.log10(largest[alive])
         if j == depth - 1:
-            norms = np.where(alive, last / np.where(alive, largest, 1.0), 0.0)
+            value = math.log10(last) if last > 0 else None
         else:
-            norms, used = spectral_norms(p, rtol)
+            value, used = _log10_max(p, scale, alive, rtol)
             matvecs += used
-        with np.errstate(divide="ignore"):
-            candidates = np.where(alive & (norms > 0), scale + np.log10(norms), -np.inf)
-        best = float(candidates.max())
-        value = best if math.isfinite(best) else None
         if j == 0:
             return logs, value, matvecs
         logs[j - 1] = value
     raise AssertionError("unreachable: a network has at least one layer")
+
+
+def _log10_max(p: Array, scale: Array, alive: Array, rtol: float) -> tuple[float | None, int]:
+    """log10 max_b 10^scale[b]·‖P_b‖₂ over the probes ``alive`` (None when every such norm is 0), and the matvecs.
+
+    The weights 10^(scale[b] − max scale) are at most 1, and 1 for a probe whose P_b, largest entry 1, has a norm of
+    at least 1: one so small it underflows to 0 could not have held the max."""
+    if not alive.any():
+        return None, 0
+    top = float(scale[alive].max())
+    weights = np.zeros(len(scale))
+    weights[alive] = 10.0 ** (scale[alive] - top)
+    best, used = spectral_max(p, rtol, weights)
+    return (top + math.log10(best) if best > 0 else None), used
 
 
 def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | None]:

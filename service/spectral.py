@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg.lapack import dsyevr
+from scipy.linalg.lapack import dpotrf, dsyevr
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from service import lanczos
@@ -88,6 +88,18 @@ def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
     return np.array([n.value for n in norms]), products + sum(n.matvecs for n in norms)
 
 
+def spectral_max(stack: Array, rtol: float, weights: Array | None = None) -> tuple[float, int]:
+    """max_k weights[k]·σ_max(stack[k]) (weights 1 by default), and the matrix-vector products taken: densely by
+    dense_max, which solves only the matrices that may hold the max; by Lanczos, every matrix (spectral_norms)."""
+    if stack.size == 0:
+        return 0.0, 0
+    weights = np.ones(len(stack)) if weights is None else weights
+    if uses_dense(stack.shape[1:], rtol):
+        return dense_max(stack, weights), 0
+    values, products = spectral_norms(stack, rtol)
+    return float((weights * values).max()), products
+
+
 def operator_norm(
     apply: Callable[[Array], Array], adjoint: Callable[[Array], Array], shape: tuple[int, int], rtol: float
 ) -> SpectralNorm:
@@ -157,19 +169,78 @@ def dense_norms(stack: Array) -> Array:
     return gram_norms(scaled @ scaled.transpose(0, 2, 1) if m <= n else scaled.transpose(0, 2, 1) @ scaled) / f
 
 
+def dense_max(stack: Array, weights: Array) -> float:
+    """max_k weights[k]·σ_max(stack[k]), by gram_max on the smaller Gram matrices of the stack scaled as in
+    dense_norms."""
+    m, n = stack.shape[1:]
+    f = lanczos.unit_scales(np.abs(stack).max(axis=(1, 2)))
+    scaled = stack * f[:, None, None]
+    grams = scaled @ scaled.transpose(0, 2, 1) if m <= n else scaled.transpose(0, 2, 1) @ scaled
+    return gram_max(grams, weights / f)
+
+
+def gram_max(grams: Array, weights: Array) -> float:
+    """max_k weights[k]·√λ_max(grams[k]) over symmetric positive semi-definite ``grams``, solving as few as it can.
+
+    Each Gram's largest diagonal entry and each Rayleigh quotient vᵀG_k v (‖v‖ = 1) are lower bounds on its
+    λ_max, its trace an upper bound. The Gram with the largest weighted diagonal entry is solved (gram_norms)
+    with its top eigenvector v, and the others taken in decreasing order of w_k·√(vᵀG_k v). One whose upper
+    bound w_k·√tr G_k is below the best so far is skipped; one whose lower bound exceeds it is solved; any other
+    is first tested by the Cholesky factorisation of τI − G_k with τ = (best/w_k)², which exists only if
+    λ_max(G_k) < τ. Then G_k cannot hold the max and is not solved. (The factorisation's rounding,
+    about n·eps·τ, is what such a skip may miss: the dense solver's own accuracy.) The answer is syevr's for the
+    Gram that holds the max, as gram_norms would give it (to the last digit, or two where it is the first Gram,
+    solved with its eigenvector). Measured on 4 probes' Grams of a tanh layer, one solve and three
+    factorisations: 2× faster than solving all four at n = 64, 1.8× at 128, 1.4–3× at 256.
+    """
+    live = np.flatnonzero(weights > 0)
+    if live.size == 0:
+        return 0.0
+    grams, weights = grams[live], weights[live]
+    # Bounds are compared as norms, w·√λ, not as w²·λ: the weights of scaled matrices may be 2^±1000.
+    diagonals = np.einsum("kii->ki", grams)
+    upper = weights * np.sqrt(diagonals.sum(axis=1))
+    first = int(np.argmax(weights * np.sqrt(diagonals.max(axis=1))))
+    top, v = _top_eigenpair(grams[first], vector=True)
+    assert v is not None
+    best = weights[first] * np.sqrt(top)
+    lower = weights * np.sqrt(np.maximum((grams @ v) @ v, 0.0))
+    for k in np.argsort(-lower):
+        if k == first or upper[k] <= best:
+            continue
+        if lower[k] <= best and _below(grams[k], (best / weights[k]) ** 2):
+            continue
+        best = max(best, weights[k] * np.sqrt(_top_eigenpair(grams[k], vector=False)[0]))
+    return float(best)
+
+
+def _below(gram: Array, tau: float) -> bool:
+    """Whether τI − G has a Cholesky factorisation, i.e. is positive definite: λ_max(G) < τ."""
+    shifted = -gram
+    shifted.flat[:: len(gram) + 1] += tau
+    _, info = dpotrf(shifted.T, lower=1, clean=0, overwrite_a=1)
+    return bool(info == 0)
+
+
 def gram_norms(grams: Array) -> Array:
     """√λ_max of each symmetric positive semi-definite ``grams[k]``: σ_max of A for the Gram matrix AAᵀ or AᵀA.
 
     LAPACK's syevr asked for the top eigenvalue alone (tridiagonal reduction, then bisection for that one, to
     eps·‖T‖ = eps·λ_max): half the time of all eigenvalues by syevd for a 64 × 64 matrix.
     """
-    n = grams.shape[-1]
-    top = np.empty(len(grams))
-    for k, gram in enumerate(grams):
-        # gram.T: the same symmetric matrix, Fortran-ordered, so LAPACK reads it without a copy.
-        values, _, _, _, info = dsyevr(gram.T, compute_v=0, range="I", il=n, iu=n)
-        top[k] = values[0] if info == 0 else np.linalg.eigvalsh(gram)[-1]
-    return np.sqrt(np.maximum(top, 0.0))
+    return np.sqrt([_top_eigenpair(gram, vector=False)[0] for gram in grams])
+
+
+def _top_eigenpair(gram: Array, vector: bool) -> tuple[float, Array | None]:
+    """λ_max ≥ 0 of a symmetric positive semi-definite ``gram`` by syevr, and a unit eigenvector when asked."""
+    n = len(gram)
+    # gram.T: the same symmetric matrix, Fortran-ordered, so LAPACK reads it without a copy.
+    values, vectors, _, _, info = dsyevr(gram.T, compute_v=int(vector), range="I", il=n, iu=n)
+    top = 0  # syevr's answer comes first; eigh's, should syevr fail, last of all n
+    if info != 0:
+        values, vectors = np.linalg.eigh(gram)
+        top = -1
+    return max(float(values[top]), 0.0), vectors[:, top] if vector else None
 
 
 def _lanczos(a: Array, rtol: float) -> SpectralNorm:

@@ -166,3 +166,68 @@ def test_float32_road_meets_rtol(monkeypatch: pytest.MonkeyPatch, kind: str, rto
     got = spectral_norm(a, rtol)
     assert abs(got.value - expected) <= rtol * expected, f"{got.method}: {got.value!r} vs {expected!r}"
     assert got.value <= expected * (1.0 + ROUNDING)
+
+
+def _probe_stack(rng: np.random.Generator, probes: int, shape: tuple[int, int], spread: float) -> Array:
+    """diag(d_b)·W for tanh-like derivative rows d_b: matrices alike, as a layer's probes make them (``spread``
+    scales how far apart their norms lie)."""
+    w = rng.standard_normal(shape) / np.sqrt(shape[1])
+    d = 1 - np.tanh(spread * rng.standard_normal((probes, shape[0]))) ** 2
+    out: Array = d[:, :, None] * w
+    return out
+
+
+def _dense_max(stack: Array, weights: Array) -> float:
+    """The reference: every matrix's σ_max by LAPACK's SVD, weighted, the largest."""
+    return max(float(wk * np.linalg.norm(a, 2)) for wk, a in zip(weights, stack, strict=True))
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (30, 12), (12, 30), (64, 64)])
+@pytest.mark.parametrize("spread", [0.0, 0.01, 1.5])
+@pytest.mark.parametrize("probes", [1, 4, 16])
+def test_spectral_max_is_the_largest_norm(shape: tuple[int, int], spread: float, probes: int) -> None:
+    """max_k σ_max(A_k) solving only some of the A_k equals the largest of all their dense SVD norms to 1e-13,
+    for probes alike (spread 0: every matrix the same; 0.01: nearly tied), and far apart."""
+    rng = np.random.default_rng(probes * 1000 + shape[0] * 10 + shape[1])
+    stack = _probe_stack(rng, probes, shape, spread)
+    value, matvecs = spectral.spectral_max(stack, 1e-6)
+    assert value == pytest.approx(_dense_max(stack, np.ones(probes)), rel=1e-13)
+    assert matvecs == 0
+
+
+def test_spectral_max_weights_scales_and_zeros() -> None:
+    """Weights of 0 (a dead probe) and of 2^±900, matrices of entries near 1e-150 and 1e150, and zero matrices:
+    the weighted max is the dense one to 1e-13, with no overflow."""
+    rng = np.random.default_rng(7)
+    stack = _probe_stack(rng, 6, (20, 20), 1.0) * np.array([1e-150, 1.0, 0.0, 1e150, 3.0, 1.0])[:, None, None]
+    for weights in (np.ones(6), np.array([1e150, 0.0, 1.0, 1e-150, 0.5, 2.0**-900])):
+        with np.errstate(all="raise"):
+            value, _ = spectral.spectral_max(stack, 1e-10, weights)
+        assert value == pytest.approx(_dense_max(stack, weights), rel=1e-13)
+    assert spectral.spectral_max(stack, 1e-6, np.zeros(6)) == (0.0, 0)
+    assert spectral.spectral_max(np.zeros((0, 3, 3)), 1e-6) == (0.0, 0)
+
+
+def test_gram_max_solves_one_gram_of_probes_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sixteen probes' Grams of one layer: one is solved, the other fifteen are ruled out by a Cholesky
+    factorisation each; a Gram made the largest by a hair more is solved too, and is the answer."""
+    rng = np.random.default_rng(3)
+    stack = _probe_stack(rng, 16, (64, 64), 1.5)
+    grams = stack @ stack.transpose(0, 2, 1)
+    solved: list[int] = []
+    top = spectral._top_eigenpair
+
+    def counted(gram: Array, vector: bool) -> tuple[float, Array | None]:
+        solved.append(1)
+        return top(gram, vector)
+
+    monkeypatch.setattr(spectral, "_top_eigenpair", counted)
+    norms = [float(np.linalg.norm(a, 2)) for a in stack]
+    assert spectral.gram_max(grams, np.ones(16)) == pytest.approx(max(norms), rel=1e-13)
+    assert len(solved) <= 2
+    solved.clear()
+    weights = np.ones(16)
+    runner_up = int(np.argsort(norms)[-2])
+    weights[runner_up] = max(norms) / norms[runner_up] * (1 + 1e-9)
+    assert spectral.gram_max(grams, weights) == pytest.approx(max(norms) * (1 + 1e-9), rel=1e-13)
+    assert len(solved) >= 2
