@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -31,11 +30,9 @@ def test_a_live_server_is_healthy(server_url: str, monkeypatch: pytest.MonkeyPat
     assert main() == 0
 
 
-def test_nothing_listening_is_unhealthy_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_listening_is_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACSPEC_PORT", str(_free_port()))
-    started = time.monotonic()
     assert main() == 1
-    assert time.monotonic() - started < 3.0
 
 
 def test_a_page_that_is_not_healthz_is_unhealthy(server_url: str) -> None:
