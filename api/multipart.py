@@ -105,6 +105,9 @@ Sized = Callable[[memoryview], int | None]
 
 SKIPPING_WRITE_MAX = 1024 * 1024
 """``split`` with ``sized`` hands python-multipart at most this many bytes at once (a copy), and otherwise scans."""
+SKIPPING_WRITES_MAX = 16
+"""…in at most this many writes (two a part and the end, for a well-formed body): a body of many blank lines is
+scanned whole rather than written to the parser a few bytes at a time."""
 
 
 async def read_parts(request: Request, max_parts: int = 2, sized: Sized | None = None) -> dict[str, Part]:
@@ -153,7 +156,9 @@ def _split_skipping(body: bytes | bytearray, boundary: bytes, max_parts: int, si
     position = 0
     try:
         parser = MultipartParser(boundary, reader.callbacks())  # type: ignore[arg-type]
-        while position < len(body):
+        for _ in range(SKIPPING_WRITES_MAX):
+            if position == len(body):
+                break
             blank = body.find(b"\r\n\r\n", position, position + SKIPPING_WRITE_MAX)
             stop = len(body) if blank < 0 else blank + 4
             if stop - position > SKIPPING_WRITE_MAX:
@@ -167,7 +172,7 @@ def _split_skipping(body: bytes | bytearray, boundary: bytes, max_parts: int, si
                 position += length
     except (MultipartParseError, ProblemError):
         return None
-    return reader.parts if reader.finished else None
+    return reader.parts if position == len(body) and reader.finished else None
 
 
 def _bad(reason: str) -> ProblemError:
