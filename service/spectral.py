@@ -193,12 +193,13 @@ def gram_max(grams: Array, weights: Array) -> float:
     solved with its eigenvector). Measured on 4 probes' Grams of a tanh layer, one solve and three
     factorisations: 2× faster than solving all four at n = 64, 1.8× at 128, 1.4–3× at 256.
     """
-    live = np.flatnonzero(weights > 0)
-    if live.size == 0:
-        return 0.0
-    grams, weights = grams[live], weights[live]
+    live = weights > 0
+    if not live.all():
+        if not live.any():
+            return 0.0
+        grams, weights = grams[live], weights[live]
     # Bounds are compared as norms, w·√λ, not as w²·λ: the weights of scaled matrices may be 2^±1000.
-    diagonals = np.einsum("kii->ki", grams)
+    diagonals = np.diagonal(grams, axis1=1, axis2=2)
     upper = weights * np.sqrt(diagonals.sum(axis=1))
     first = int(np.argmax(weights * np.sqrt(diagonals.max(axis=1))))
     top, v = _top_eigenpair(grams[first], vector=True)
