@@ -308,10 +308,11 @@ def _jacobian_norm(d: Array, layer: Layer, sigma: float, skip_norm: float | None
     """max_b ‖J_b‖₂ = max_b ‖S + diag(d_b)·A‖₂ over the probes b (rows of d), and the matrix-vector products
     taken; ``sigma`` and ``skip_norm`` are ‖A‖₂ and ‖S‖₂ (None for a plain layer).
 
-    A plain dense layer takes the matrix roads of :func:`_matrix_jacobian_norms`; a small convolution or residual
-    layer is formed as a matrix; a large one is only applied, by Lanczos on its Gram operators (all probes in
-    lockstep from lanczos.BATCH_MIN probes, else one by one). Densely, only the probes that may hold the max are
-    solved (spectral.gram_max).
+    Densely (spectral.uses_dense), only the probes that may hold the max are solved (spectral.gram_max): for a
+    plain wide or square W from one shared Gram matrix, else from the stack of diag(d_b)·A, a small convolution or
+    residual layer formed as a matrix. Otherwise by Lanczos: a plain W's products (:func:`_matrix_jacobian_norms`),
+    a large convolution or residual layer only applied, on its Gram operators; all probes in lockstep from
+    lanczos.BATCH_MIN probes, else one by one.
     """
     weight, skip = layer.weight, layer.skip
     dense = uses_dense(weight.shape, rtol)
