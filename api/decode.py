@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import math
+from concurrent.futures import Executor
 
 import numpy as np
 import pybase64
@@ -244,8 +245,11 @@ def _shape(value: Tensor | list[list[float]] | ParsedArray) -> list[int]:
     return value.shape
 
 
-def safetensors_network(file: SafetensorsFile, prefixes: list[str], spec: SafetensorsNetwork) -> ServiceNetwork:
-    """The layers ``P.weight`` (and ``P.bias``) for each prefix P, with the activations the request names.
+def safetensors_network(
+    file: SafetensorsFile, prefixes: list[str], spec: SafetensorsNetwork, executor: Executor | None = None
+) -> ServiceNetwork:
+    """The layers ``P.weight`` (and ``P.bias``) for each prefix P, with the activations the request names, each
+    tensor widened as tasks of ``executor`` when given.
 
     Errors about a layer point at the ``weights`` part and name the tensor.
     """
@@ -264,8 +268,8 @@ def safetensors_network(file: SafetensorsFile, prefixes: list[str], spec: Safete
             activation = to_activation(spec.activations[j], (*where, "activations", j))
         else:
             activation = output if output is not None and j == len(prefixes) - 1 else default
-        bias = file.array(prefix + ".bias") if prefix + ".bias" in file.entries else None
-        layers.append(Layer(Dense(file.array(prefix + ".weight")), bias, activation))
+        bias = file.array(prefix + ".bias", executor) if prefix + ".bias" in file.entries else None
+        layers.append(Layer(Dense(file.array(prefix + ".weight", executor)), bias, activation))
     try:
         return network_from_layers(layers, finite=True)
     except InvalidInputError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -48,9 +49,9 @@ class SafetensorsFile:
     entries: dict[str, Entry]
     buffer: memoryview
 
-    def array(self, name: str) -> Array:
+    def array(self, name: str, executor: Executor | None = None) -> Array:
         """The tensor ``name`` as a float64 array of its own (float16, bfloat16 and float32 widen exactly), refused
-        unless finite."""
+        unless finite; widened as tasks of ``executor`` when given (service.network.finite_float64)."""
         entry = self.entries[name]
         raw = self.buffer[entry.begin : entry.end]
         if entry.dtype == "BF16":
@@ -58,7 +59,7 @@ class SafetensorsFile:
         else:
             values = np.frombuffer(raw, dtype={"F16": "<f2", "F32": "<f4", "F64": "<f8"}[entry.dtype])
         try:
-            return finite_float64(values.reshape(entry.shape), WHERE, copy=True)
+            return finite_float64(values.reshape(entry.shape), WHERE, copy=True, executor=executor)
         except InvalidInputError as exc:
             raise InvalidInputError(WHERE, f"tensor {name!r}: {exc.message}") from None
 

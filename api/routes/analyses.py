@@ -199,5 +199,5 @@ async def _safetensors_work(
 def _analyse_safetensors(
     file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, layers: Executor
 ) -> tuple[Analysis, float]:
-    build = partial(safetensors_network, file, prefixes, spec.network)
+    build = partial(safetensors_network, file, prefixes, spec.network, layers)
     return _run(build, spec.inputs, spec.options, layers, inputs_at=("request",))
