@@ -183,7 +183,7 @@ def gram_max(grams: Array, weights: Array) -> float:
     """max_k weights[k]·√λ_max(grams[k]) over symmetric positive semi-definite ``grams``, solving as few as it can.
 
     Each Gram's largest diagonal entry and each Rayleigh quotient vᵀG_k v (‖v‖ = 1) are lower bounds on its
-    λ_max, its trace an upper bound. The Gram with the largest weighted diagonal entry is solved (gram_norms)
+    λ_max, its trace an upper bound. The Gram with the largest weighted diagonal entry is solved (syevr)
     with its top eigenvector v, and the others taken in decreasing order of w_k·√(vᵀG_k v). One whose upper
     bound w_k·√tr G_k is below the best so far is skipped; one whose lower bound exceeds it is solved; any other
     is first tested by the Cholesky factorisation of τI − G_k with τ = (best/w_k)², which exists only if
