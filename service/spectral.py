@@ -163,20 +163,23 @@ def dense_norms(stack: Array) -> Array:
     of two to a largest entry near 1 (``lanczos.unit_scales``), so that its Gram matrix neither overflows nor
     underflows for any finite entries.
     """
-    m, n = stack.shape[1:]
-    f = lanczos.unit_scales(np.abs(stack).max(axis=(1, 2)))
-    scaled = stack * f[:, None, None]
-    return gram_norms(scaled @ scaled.transpose(0, 2, 1) if m <= n else scaled.transpose(0, 2, 1) @ scaled) / f
+    grams, f = _scaled_grams(stack)
+    return gram_norms(grams) / f
 
 
 def dense_max(stack: Array, weights: Array) -> float:
-    """max_k weights[k]·σ_max(stack[k]), by gram_max on the smaller Gram matrices of the stack scaled as in
-    dense_norms."""
+    """max_k weights[k]·σ_max(stack[k]), by gram_max on the Gram matrices of dense_norms."""
+    grams, f = _scaled_grams(stack)
+    return gram_max(grams, weights / f)
+
+
+def _scaled_grams(stack: Array) -> tuple[Array, Array]:
+    """The smaller Gram matrix of f_k·stack[k] for each k, and the powers of two f_k (lanczos.unit_scales) that
+    bring each matrix's largest entry near 1."""
     m, n = stack.shape[1:]
     f = lanczos.unit_scales(np.abs(stack).max(axis=(1, 2)))
     scaled = stack * f[:, None, None]
-    grams = scaled @ scaled.transpose(0, 2, 1) if m <= n else scaled.transpose(0, 2, 1) @ scaled
-    return gram_max(grams, weights / f)
+    return (scaled @ scaled.transpose(0, 2, 1) if m <= n else scaled.transpose(0, 2, 1) @ scaled), f
 
 
 def gram_max(grams: Array, weights: Array) -> float:
