@@ -4,13 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck pytest lock openapi clean
+.PHONY: serve test lint typecheck pytest lock openapi docs clean
 
+# `make serve` and `make test` may be started together: the first to need .venv builds it under a lock while the
+# other waits, then finds it up to date.
+ifdef LOCKED
 $(STAMP): pyproject.toml sdk/pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e ./sdk -e '.[dev]'
 	touch $@
+else
+$(STAMP): pyproject.toml sdk/pyproject.toml requirements.lock
+	@flock $(VENV).lock $(MAKE) --no-print-directory LOCKED=1 $@
+endif
 
 serve: $(STAMP)
 	$(BIN)/python -m api
@@ -35,5 +42,9 @@ lock: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python -m api.openapi_json
 
+# Rewrite the generated parts of docs/ (the report's fields, the settings table) after a change to the models.
+docs: $(STAMP)
+	$(BIN)/python -m api.reference
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV).lock

@@ -30,8 +30,8 @@ class Thresholds(ContractModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"vanishing_log10": -2.0, "exploding_log10": 2.0}]})
 
-    vanishing_log10: float = -2.0
-    exploding_log10: float = 2.0
+    vanishing_log10: float = Field(-2.0, description="log10 of the total growth below which gradients vanish.")
+    exploding_log10: float = Field(2.0, description="log10 of the total growth above which gradients explode.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:

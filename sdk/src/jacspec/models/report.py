@@ -95,7 +95,9 @@ class ConvReport(_Report):
 
     kernel_shape: list[int] = Field(description="[c_out, c_in, kh, kw].")
     input_size: list[int] = Field(description="[H, W].")
-    padding: Literal["zeros", "circular"]
+    padding: Literal["zeros", "circular"] = Field(
+        description="How the convolution pads its input, as nn.Conv2d's padding_mode."
+    )
     fft_norm: float = Field(
         description="max over the H·W frequencies (u, v) of σ_max(K̂(u, v)), K̂(u, v) = Σ_{p,q} K[:, :, p, q]·"
         "e^{−2πi(pu/H + qv/W)}: the exact ‖A‖₂ for circular padding; for zeros an estimate only (the same kernel "
@@ -120,7 +122,7 @@ class LayerReport(_Report):
         "dense", description="dense (W_j a matrix), conv2d (a convolution), or recurrent (step t of W)."
     )
     shape: list[int] = Field(description="[n_j, n_{j−1}] (a convolution's [c_out·H·W, c_in·H·W]).")
-    activation: str
+    activation: str = Field(description="The name of the layer's activation h_j (its parameters as in the request).")
     weight_norm: float = Field(description="σ_j = ‖W_j‖₂ (a convolution's operator norm).")
     derivative_bound: float = Field(description="sup_z |h_j'(z)|.")
     derivative_max: float | None = Field(
@@ -255,7 +257,9 @@ class JacobianSpectrum(_Report):
     """The input–output Jacobian's spectrum at each probe next to the free-probability prediction for the init
     (Pennington, Schoenholz & Ganguli 2017, 2018)."""
 
-    mode: Literal["summary", "full"]
+    mode: Literal["summary", "full"] = Field(
+        description="options.spectrum: summary (quantiles at quantile_levels) or full (every singular value)."
+    )
     quantile_levels: list[float] | None = Field(
         description="The quantiles of every singular-value summary (0 the smallest, 1 the largest); null in full mode."
     )
@@ -290,9 +294,9 @@ class JacobianSpectrum(_Report):
 class Methods(_Report):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["meta"]["methods"]]})
 
-    dtype: str = "float64"
-    rtol: float
-    probes: int
+    dtype: str = Field("float64", description="The arithmetic of every computation (FP32 tensors are widened).")
+    rtol: float = Field(description="options.rtol: the relative tolerance of every iterative spectral norm.")
+    probes: int = Field(description="The probe inputs the true norms are maxima over.")
     loss: str = Field(description="The loss behind gradient_norm.")
     spectral_norm: str = Field(description="How each σ and each per-probe Jacobian norm was computed.")
     backward_norm: str = Field(
@@ -302,8 +306,8 @@ class Methods(_Report):
     dense_max_dim: int = Field(
         description="Matrices with min(m, n) ≤ this use the dense solver (√λ_max of the smaller Gram matrix)."
     )
-    weight_norms_dense: int
-    weight_norms_lanczos: int
+    weight_norms_dense: int = Field(description="Weight norms computed by the dense solver.")
+    weight_norms_lanczos: int = Field(description="Weight norms computed by Lanczos.")
     weight_norms_fft: int = Field(0, description="Circular convolutions' norms, exact from the 2-D DFT.")
     matvecs: int = Field(description="Matrix-vector products taken by Lanczos over the whole analysis.")
 
@@ -311,7 +315,7 @@ class Methods(_Report):
 class Meta(_Report):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["meta"]]})
 
-    version: str
+    version: str = Field(description="The server's version.")
     timings_ms: dict[str, float] = Field(
         description="Wall time in milliseconds: parse (the JSON body), decode (tensors to arrays, or drawing the "
         "init recipe's weights), compute (the analysis) and total."
