@@ -113,3 +113,4 @@ def test_console_script(venv: Path, tmp_path: Path) -> None:
     assert sub.returncode == 0, sub.stderr
     assert "--init" in sub.stdout
     assert "--json" in sub.stdout
+    assert "  output_activation  " in sub.stdout
