@@ -91,17 +91,6 @@ class _BaseClient:
         self.max_retries = max_retries
         self._raw_response = False
 
-    def _settings(
-        self, base_url: str | None, api_key: str | None, timeout: Timeout | NotGiven, max_retries: int | None
-    ) -> dict[str, Any]:
-        """The constructor arguments of a copy: these settings where given, this client's otherwise."""
-        return {
-            "base_url": base_url or self.base_url,
-            "api_key": (self.api_key or "") if api_key is None else api_key,
-            "timeout": self.timeout if isinstance(timeout, NotGiven) else timeout,
-            "max_retries": self.max_retries if max_retries is None else max_retries,
-        }
-
     def _url(self, path: str) -> str:
         return self.base_url + path
 
@@ -254,7 +243,11 @@ class Client(_BaseClient):
         """A client with the given settings and this one's for the rest, sending through this client's connection
         pool (or through ``http_client``). The copy never closes that pool: closing this client does."""
         return self.__class__(
-            **self._settings(base_url, api_key, timeout, max_retries), http_client=http_client or self._client
+            base_url=base_url or self.base_url,
+            api_key=(self.api_key or "") if api_key is None else api_key,
+            timeout=self.timeout if isinstance(timeout, NotGiven) else timeout,
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            http_client=http_client or self._client,
         )
 
     with_options = copy
@@ -403,7 +396,11 @@ class AsyncClient(_BaseClient):
         pool (or through ``http_client``). The copy never closes that pool: closing this client does. Use it on
         the event loop this client's pool was used on."""
         return self.__class__(
-            **self._settings(base_url, api_key, timeout, max_retries), http_client=http_client or self._client
+            base_url=base_url or self.base_url,
+            api_key=(self.api_key or "") if api_key is None else api_key,
+            timeout=self.timeout if isinstance(timeout, NotGiven) else timeout,
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            http_client=http_client or self._client,
         )
 
     with_options = copy
