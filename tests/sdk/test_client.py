@@ -95,7 +95,7 @@ def test_sync_client_over_http(server_url: str) -> None:
         assert client.health().status == "ok"
         assert client.ready() is True
         with pytest.raises(jacspec.NotFoundError):
-            client._request("GET", "/v1/nothing-here")
+            client.with_options(base_url=f"{server_url}/nothing-here").health()
 
 
 @pytest.mark.anyio

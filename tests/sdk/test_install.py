@@ -97,6 +97,20 @@ def test_imports_without_server_dependencies(venv: Path, tmp_path: Path) -> None
     assert probe["loaded"] == []
 
 
+def test_import_loads_no_optional_dependency() -> None:
+    """``import jacspec`` (the clients, the models, the CLI) in this environment, with whichever extras it has,
+    imports none of them: torch, numpy, pandas, matplotlib and safetensors wait for the function that uses them."""
+    optional = ["matplotlib", "numpy", "pandas", "safetensors", "torch"]
+    probe = (
+        "import json, sys; import jacspec, jacspec.models, jacspec._cli; from jacspec import *; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({optional!r}))))"
+    )
+    env = {**_env(), "PYTHONPATH": str(ROOT / "sdk" / "src")}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
 def test_console_script(venv: Path, tmp_path: Path) -> None:
     script = _bin(venv, "jacspec")
     assert script.is_file()
@@ -113,3 +127,4 @@ def test_console_script(venv: Path, tmp_path: Path) -> None:
     assert sub.returncode == 0, sub.stderr
     assert "--init" in sub.stdout
     assert "--json" in sub.stdout
+    assert "  output_activation  " in sub.stdout

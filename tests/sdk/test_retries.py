@@ -1,4 +1,5 @@
-"""Retries, backoff and the exception hierarchy, against a scripted transport (no server, no sleeping)."""
+"""Retries, backoff and the exception hierarchy, against a scripted transport (no sleeping), and retries in front
+of the real server."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from jacspec import _client
 
 PROBLEM_503 = {"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": "all slots busy"}
 HEALTH = {"status": "ok", "version": "0.1.0"}
+CLIENT_RETRIES = 5
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -127,13 +129,16 @@ def test_connection_errors_are_retried_then_raise(sleeps: list[float]) -> None:
     assert not isinstance(caught.value, jacspec.APITimeoutError)
     assert len(script.requests) == 3
     assert len(sleeps) == 2
+    assert str(caught.value) == "could not connect to http://jacspec.test/healthz: connection refused"
+    assert caught.value.request.url == "http://jacspec.test/healthz"
 
 
 def test_timeouts_raise_api_timeout_error(sleeps: list[float]) -> None:
     script = Script(httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow"))
-    with pytest.raises(jacspec.APITimeoutError):
+    with pytest.raises(jacspec.APITimeoutError) as caught:
         _client_for(script, max_retries=1).health()
     assert len(script.requests) == 2
+    assert "http://jacspec.test/healthz" in str(caught.value)
 
 
 def test_backoff_without_retry_after_is_exponential_with_jitter(sleeps: list[float]) -> None:
@@ -158,6 +163,61 @@ def test_unreasonable_retry_after_falls_back_to_backoff(sleeps: list[float]) -> 
     script = Script(_busy("86400"), httpx.Response(200, json=HEALTH))
     _client_for(script).health()
     assert 0.375 <= sleeps[0] <= 0.5
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 2, 3])
+def test_with_options_max_retries_on_a_503(sleeps: list[float], max_retries: int) -> None:
+    """Two 503s, then the answer: max_retries 0 and 1 raise the last 503 after 1 and 2 attempts; 2 or more answer
+    after three, and the raw response says it took two retries. The client copied from is unchanged."""
+    script = Script(_busy("1"), _busy("1"), httpx.Response(200, json=HEALTH))
+    client = _client_for(script, max_retries=CLIENT_RETRIES)
+    if max_retries < 2:
+        with pytest.raises(jacspec.InternalServerError) as caught:
+            client.with_options(max_retries=max_retries).health()
+        assert caught.value.status_code == 503
+        assert len(script.requests) == max_retries + 1
+    else:
+        raw = client.with_options(max_retries=max_retries).with_raw_response.health()
+        assert raw.retries_taken == 2
+        assert raw.parse().status == "ok"
+        assert len(script.requests) == 3
+    assert sleeps == [1.0] * min(max_retries, 2)
+    assert client.max_retries == CLIENT_RETRIES
+
+
+class BusyFirst(httpx.BaseTransport):
+    """A transport in front of the real one that answers the first ``count`` requests 503 with Retry-After: 0,
+    as the server does when every compute slot is busy, and sends the others on."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.sent = 0
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.count > 0:
+            self.count -= 1
+            return _busy("0")
+        self.sent += 1
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_retries_reach_the_real_server(server_url: str) -> None:
+    busy = BusyFirst(2)
+    with httpx.Client(transport=busy) as http:
+        client = jacspec.Client(base_url=server_url, http_client=http, max_retries=0)
+        with pytest.raises(jacspec.InternalServerError) as caught:
+            client.bounds(factor=0.5, depth=10)
+        assert caught.value.detail == "all slots busy"
+        raw = client.with_options(max_retries=3).with_raw_response.bounds(factor=0.5, depth=10)
+    assert (busy.count, busy.sent) == (0, 1)
+    assert raw.retries_taken == 1
+    assert raw.status_code == 200
+    assert raw.request_id  # the real server's X-Request-ID
+    assert raw.parse().value == 0.5**10
 
 
 @pytest.mark.anyio

@@ -6,10 +6,11 @@
                                  "init": {"widths": [256] * 31, "scheme": "orthogonal", "gain": 0.5}})
     print(report.summary.verdict)          # vanishing
 
-See sdk/README.md for the client, its errors, the numpy and torch builders and the command line.
+See sdk/README.md and docs/sdk.md for the client, its options and raw responses, its errors, the numpy and
+torch builders and the command line.
 """
 
-from jacspec._client import AsyncClient, Client
+from jacspec._client import NOT_GIVEN, AsyncClient, Client, NotGiven
 from jacspec._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -24,11 +25,14 @@ from jacspec._exceptions import (
     RateLimitError,
     UnprocessableEntityError,
 )
+from jacspec._response import APIResponse
 from jacspec._version import __version__
 from jacspec.models import AnalysisReport, AnalysisRequest, Network, Tensor
 
 __all__ = [
+    "NOT_GIVEN",
     "APIConnectionError",
+    "APIResponse",
     "APIStatusError",
     "APITimeoutError",
     "AnalysisReport",
@@ -42,6 +46,7 @@ __all__ = [
     "JacspecError",
     "Network",
     "NotFoundError",
+    "NotGiven",
     "PermissionDeniedError",
     "RateLimitError",
     "Tensor",

@@ -4,9 +4,14 @@
     with Client() as client:
         report = client.analyze({"activation": "tanh",
                                  "init": {"widths": [256] * 31, "scheme": "orthogonal", "gain": 0.5}})
+        quick = client.with_options(timeout=5.0, max_retries=0).bounds(factor=0.5, depth=10)
+        raw = client.with_raw_response.bounds(factor=0.5, depth=10)   # raw.status_code, raw.request_id
     print(report.summary.verdict)          # vanishing
 
-sdk/README.md has more; tests/sdk/test_readme.py runs its examples against a live server.
+The shapes follow openai-python: ``with_options`` (an alias of ``copy``) gives a client with some settings
+changed that sends through the same connection pool, and ``with_raw_response`` has the same methods
+answering with an :class:`~jacspec.APIResponse`. sdk/README.md and docs/sdk.md have more; the test suite
+runs their examples against a live server.
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ import email.utils
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Final, Literal, ParamSpec, Self, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from jacspec._exceptions import APIConnectionError, APITimeoutError, status_error
+from jacspec._response import APIResponse
 from jacspec._version import __version__
 from jacspec.models import (
     ActivationInfo,
@@ -50,19 +57,39 @@ MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
 RETRY_STATUSES = frozenset({429, 503})
 
-Model = TypeVar("Model", bound=BaseModel)
+T = TypeVar("T")
+P = ParamSpec("P")
+Timeout = float | httpx.Timeout | None
+"""Seconds (one float for every phase), an ``httpx.Timeout`` per phase, or None: wait for ever."""
 Multipart = dict[str, tuple[str | None, bytes | str, str]]
 _ACTIVATIONS = TypeAdapter(list[ActivationInfo])
 _INIT_SCHEMES = TypeAdapter(list[InitSchemeInfo])
 
 
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`: an argument left out, told apart from ``timeout=None`` (no timeout)."""
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = NotGiven()
+
+
 class _BaseClient:
     """What both clients share: configuration, request bodies, retry timing."""
 
-    def __init__(self, base_url: str | None, api_key: str | None, max_retries: int) -> None:
+    def __init__(self, base_url: str | None, api_key: str | None, timeout: Timeout, max_retries: int) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more; got {max_retries}")
         self.base_url = (base_url or os.environ.get("JACSPEC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("JACSPEC_API_KEY")
+        self.timeout = timeout
         self.max_retries = max_retries
+        self._raw_response = False
 
     def _url(self, path: str) -> str:
         return self.base_url + path
@@ -74,6 +101,11 @@ class _BaseClient:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
+
+    def _answer(self, response: httpx.Response, parse: Callable[[bytes], T], retries_taken: int) -> T:
+        """The parsed model; or, for a client behind ``with_raw_response``, the APIResponse typed as such there."""
+        raw = APIResponse(response, parse, retries_taken=retries_taken)
+        return cast(T, raw) if self._raw_response else raw.parse()
 
     def _next_delay(
         self, attempt: int, *, response: httpx.Response | None = None, error: httpx.TransportError | None = None
@@ -88,7 +120,7 @@ class _BaseClient:
                 return self._retry_delay(attempt, None)
             if isinstance(error, httpx.TimeoutException):
                 raise APITimeoutError(error.request) from error
-            raise APIConnectionError(request=error.request) from error
+            raise APIConnectionError(request=error.request, cause=error) from error
         assert response is not None
         if response.status_code in RETRY_STATUSES and not last:
             return self._retry_delay(attempt, response)
@@ -164,13 +196,24 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if 0.0 <= seconds <= MAX_RETRY_AFTER else None
 
 
+def _to_raw(method: Callable[P, T]) -> Callable[P, APIResponse[T]]:
+    """A method of a client whose ``_raw_response`` is set, typed as what it then returns."""
+    return cast("Callable[P, APIResponse[T]]", method)
+
+
+def _to_raw_async(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[APIResponse[T]]]:
+    """The same for a coroutine method of an AsyncClient."""
+    return cast("Callable[P, Awaitable[APIResponse[T]]]", method)
+
+
 class Client(_BaseClient):
     """A synchronous jacspec client.
 
     ``base_url`` and ``api_key`` default to ``JACSPEC_BASE_URL`` (else http://127.0.0.1:8000) and
-    ``JACSPEC_API_KEY``. Connection errors, 429 and 503 are retried ``max_retries`` times with jittered
-    exponential backoff, honouring ``Retry-After``; other errors raise at once. Pass ``http_client`` to
-    bring your own ``httpx.Client`` (a proxy, a transport, ``httpx.MockTransport`` in tests).
+    ``JACSPEC_API_KEY``. ``timeout`` applies to every request (default: 300 s, 5 s to connect; with your own
+    ``http_client``, that client's timeout). Connection errors, 429 and 503 are retried ``max_retries`` times
+    with jittered exponential backoff, honouring ``Retry-After``; other errors raise at once. Pass
+    ``http_client`` to bring your own ``httpx.Client`` (a proxy, a transport, ``httpx.MockTransport`` in tests).
     """
 
     def __init__(
@@ -178,13 +221,42 @@ class Client(_BaseClient):
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx.Client | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, max_retries)
+        if isinstance(timeout, NotGiven):
+            timeout = DEFAULT_TIMEOUT if http_client is None else http_client.timeout
+        super().__init__(base_url, api_key, timeout, max_retries)
         self._owns_client = http_client is None
         self._client = http_client or httpx.Client(timeout=timeout)
+
+    def copy(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> Self:
+        """A client with the given settings and this one's for the rest, sending through this client's connection
+        pool (or through ``http_client``). The copy never closes that pool: closing this client does."""
+        return self.__class__(
+            base_url=base_url or self.base_url,
+            api_key=(self.api_key or "") if api_key is None else api_key,
+            timeout=self.timeout if isinstance(timeout, NotGiven) else timeout,
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            http_client=http_client or self._client,
+        )
+
+    with_options = copy
+    """``client.with_options(timeout=5.0, max_retries=0).analyze(...)``: settings for one call or a few."""
+
+    @cached_property
+    def with_raw_response(self) -> ClientWithRawResponse:
+        """The same methods, each answering with an :class:`APIResponse` (status, headers, request id, ``parse()``)."""
+        return ClientWithRawResponse(self)
 
     def analyze(
         self,
@@ -194,8 +266,8 @@ class Client(_BaseClient):
         options: Options | Mapping[str, Any] | None = None,
     ) -> AnalysisReport:
         """POST /v1/analyses: the per-layer report of ``network`` (explicit ``layers`` or an ``init`` recipe)."""
-        response = self._request("POST", "/v1/analyses", self._analysis_body(network, inputs, options))
-        return AnalysisReport.model_validate_json(response.content)
+        body = self._analysis_body(network, inputs, options)
+        return self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, body=body)
 
     def analyze_safetensors(
         self,
@@ -208,8 +280,7 @@ class Client(_BaseClient):
         """POST /v1/analyses with a .safetensors file (a path or its bytes): a PyTorch ``state_dict`` saved with
         ``safetensors.torch.save_file``. ``network`` names the activations and, optionally, the layers in order."""
         parts = self._safetensors_parts(weights, network, inputs, options)
-        response = self._request("POST", "/v1/analyses", files=parts)
-        return AnalysisReport.model_validate_json(response.content)
+        return self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, files=parts)
 
     def bounds(
         self,
@@ -220,46 +291,55 @@ class Client(_BaseClient):
         thresholds: Thresholds | Mapping[str, float] | None = None,
     ) -> BoundsResponse:
         """POST /v1/bounds: ∏ f_j from per-layer ``factors``, or ``factor``^``depth``."""
-        response = self._request("POST", "/v1/bounds", self._bounds_body(factors, factor, depth, thresholds))
-        return BoundsResponse.model_validate_json(response.content)
+        body = self._bounds_body(factors, factor, depth, thresholds)
+        return self._call("POST", "/v1/bounds", BoundsResponse.model_validate_json, body=body)
 
     def activations(self) -> list[ActivationInfo]:
         """GET /v1/activations."""
-        return _ACTIVATIONS.validate_json(self._request("GET", "/v1/activations").content)
+        return self._call("GET", "/v1/activations", _ACTIVATIONS.validate_json)
 
     def init_schemes(self) -> list[InitSchemeInfo]:
         """GET /v1/init-schemes."""
-        return _INIT_SCHEMES.validate_json(self._request("GET", "/v1/init-schemes").content)
+        return self._call("GET", "/v1/init-schemes", _INIT_SCHEMES.validate_json)
 
     def health(self) -> Health:
         """GET /healthz."""
-        return Health.model_validate_json(self._request("GET", "/healthz").content)
+        return self._call("GET", "/healthz", Health.model_validate_json)
 
     def ready(self) -> bool:
         """GET /readyz, once: whether the server takes work now."""
         try:
-            response = self._client.get(self._url("/readyz"), headers=self._headers(body=False))
+            response = self._client.get(self._url("/readyz"), headers=self._headers(body=False), timeout=self.timeout)
         except httpx.TransportError:
             return False
         return response.status_code == 200
 
-    def _request(
-        self, method: str, path: str, body: bytes | None = None, *, files: Multipart | None = None
-    ) -> httpx.Response:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[bytes], T],
+        *,
+        body: bytes | None = None,
+        files: Multipart | None = None,
+    ) -> T:
+        """Send with retries; the parsed answer, or raise the error of the last attempt."""
         headers = self._headers(body is not None)
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._client.request(method, self._url(path), content=body, files=files, headers=headers)
+                response = self._client.request(
+                    method, self._url(path), content=body, files=files, headers=headers, timeout=self.timeout
+                )
             except httpx.TransportError as exc:
                 time.sleep(self._next_delay(attempt, error=exc))
                 continue
             if response.is_success:
-                return response
+                return self._answer(response, parse, attempt)
             time.sleep(self._next_delay(attempt, response=response))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
-        """Close the connection pool (not a client you passed in)."""
+        """Close the connection pool (not a client you passed in, nor the pool of the client this was copied from)."""
         if self._owns_client:
             self._client.close()
 
@@ -270,6 +350,21 @@ class Client(_BaseClient):
         self.close()
 
 
+class ClientWithRawResponse:
+    """``client.with_raw_response``: :class:`Client`'s methods (but ``ready``), each returning an
+    :class:`APIResponse` whose ``parse()`` gives what the plain method returns."""
+
+    def __init__(self, client: Client) -> None:
+        raw = client.copy()
+        raw._raw_response = True
+        self.analyze = _to_raw(raw.analyze)
+        self.analyze_safetensors = _to_raw(raw.analyze_safetensors)
+        self.bounds = _to_raw(raw.bounds)
+        self.activations = _to_raw(raw.activations)
+        self.init_schemes = _to_raw(raw.init_schemes)
+        self.health = _to_raw(raw.health)
+
+
 class AsyncClient(_BaseClient):
     """The asynchronous twin of :class:`Client`, on ``httpx.AsyncClient``: the same methods, awaited."""
 
@@ -278,13 +373,43 @@ class AsyncClient(_BaseClient):
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, max_retries)
+        if isinstance(timeout, NotGiven):
+            timeout = DEFAULT_TIMEOUT if http_client is None else http_client.timeout
+        super().__init__(base_url, api_key, timeout, max_retries)
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(timeout=timeout)
+
+    def copy(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
+        max_retries: int | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> Self:
+        """A client with the given settings and this one's for the rest, sending through this client's connection
+        pool (or through ``http_client``). The copy never closes that pool: closing this client does. Use it on
+        the event loop this client's pool was used on."""
+        return self.__class__(
+            base_url=base_url or self.base_url,
+            api_key=(self.api_key or "") if api_key is None else api_key,
+            timeout=self.timeout if isinstance(timeout, NotGiven) else timeout,
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            http_client=http_client or self._client,
+        )
+
+    with_options = copy
+    """``await client.with_options(timeout=5.0, max_retries=0).analyze(...)``: settings for one call or a few."""
+
+    @cached_property
+    def with_raw_response(self) -> AsyncClientWithRawResponse:
+        """The same methods, each answering with an :class:`APIResponse` (status, headers, request id, ``parse()``)."""
+        return AsyncClientWithRawResponse(self)
 
     async def analyze(
         self,
@@ -294,8 +419,8 @@ class AsyncClient(_BaseClient):
         options: Options | Mapping[str, Any] | None = None,
     ) -> AnalysisReport:
         """POST /v1/analyses."""
-        response = await self._request("POST", "/v1/analyses", self._analysis_body(network, inputs, options))
-        return AnalysisReport.model_validate_json(response.content)
+        body = self._analysis_body(network, inputs, options)
+        return await self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, body=body)
 
     async def analyze_safetensors(
         self,
@@ -307,8 +432,7 @@ class AsyncClient(_BaseClient):
     ) -> AnalysisReport:
         """POST /v1/analyses with a .safetensors file (a path or its bytes)."""
         parts = self._safetensors_parts(weights, network, inputs, options)
-        response = await self._request("POST", "/v1/analyses", files=parts)
-        return AnalysisReport.model_validate_json(response.content)
+        return await self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, files=parts)
 
     async def bounds(
         self,
@@ -319,47 +443,57 @@ class AsyncClient(_BaseClient):
         thresholds: Thresholds | Mapping[str, float] | None = None,
     ) -> BoundsResponse:
         """POST /v1/bounds."""
-        response = await self._request("POST", "/v1/bounds", self._bounds_body(factors, factor, depth, thresholds))
-        return BoundsResponse.model_validate_json(response.content)
+        body = self._bounds_body(factors, factor, depth, thresholds)
+        return await self._call("POST", "/v1/bounds", BoundsResponse.model_validate_json, body=body)
 
     async def activations(self) -> list[ActivationInfo]:
         """GET /v1/activations."""
-        return _ACTIVATIONS.validate_json((await self._request("GET", "/v1/activations")).content)
+        return await self._call("GET", "/v1/activations", _ACTIVATIONS.validate_json)
 
     async def init_schemes(self) -> list[InitSchemeInfo]:
         """GET /v1/init-schemes."""
-        return _INIT_SCHEMES.validate_json((await self._request("GET", "/v1/init-schemes")).content)
+        return await self._call("GET", "/v1/init-schemes", _INIT_SCHEMES.validate_json)
 
     async def health(self) -> Health:
         """GET /healthz."""
-        return Health.model_validate_json((await self._request("GET", "/healthz")).content)
+        return await self._call("GET", "/healthz", Health.model_validate_json)
 
     async def ready(self) -> bool:
         """GET /readyz, once."""
         try:
-            response = await self._client.get(self._url("/readyz"), headers=self._headers(body=False))
+            response = await self._client.get(
+                self._url("/readyz"), headers=self._headers(body=False), timeout=self.timeout
+            )
         except httpx.TransportError:
             return False
         return response.status_code == 200
 
-    async def _request(
-        self, method: str, path: str, body: bytes | None = None, *, files: Multipart | None = None
-    ) -> httpx.Response:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[bytes], T],
+        *,
+        body: bytes | None = None,
+        files: Multipart | None = None,
+    ) -> T:
+        """Send with retries; the parsed answer, or raise the error of the last attempt."""
         headers = self._headers(body is not None)
         for attempt in range(self.max_retries + 1):
             try:
                 response = await self._client.request(
-                    method, self._url(path), content=body, files=files, headers=headers
+                    method, self._url(path), content=body, files=files, headers=headers, timeout=self.timeout
                 )
             except httpx.TransportError as exc:
                 await asyncio.sleep(self._next_delay(attempt, error=exc))
                 continue
             if response.is_success:
-                return response
+                return self._answer(response, parse, attempt)
             await asyncio.sleep(self._next_delay(attempt, response=response))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def close(self) -> None:
+        """Close the connection pool (not a client you passed in, nor the pool of the client this was copied from)."""
         if self._owns_client:
             await self._client.aclose()
 
@@ -368,3 +502,18 @@ class AsyncClient(_BaseClient):
 
     async def __aexit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         await self.close()
+
+
+class AsyncClientWithRawResponse:
+    """``async_client.with_raw_response``: :class:`AsyncClient`'s methods (but ``ready``), each awaiting to an
+    :class:`APIResponse` whose ``parse()`` gives what the plain method returns."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        raw = client.copy()
+        raw._raw_response = True
+        self.analyze = _to_raw_async(raw.analyze)
+        self.analyze_safetensors = _to_raw_async(raw.analyze_safetensors)
+        self.bounds = _to_raw_async(raw.bounds)
+        self.activations = _to_raw_async(raw.activations)
+        self.init_schemes = _to_raw_async(raw.init_schemes)
+        self.health = _to_raw_async(raw.health)

@@ -26,14 +26,23 @@ class JacspecError(Exception):
 
 
 class APIConnectionError(JacspecError):
-    def __init__(self, message: str = "could not connect to the jacspec server", *, request: httpx.Request) -> None:
+    """The server could not be reached. The message names the URL tried; ``request`` is the request sent."""
+
+    def __init__(
+        self, message: str | None = None, *, request: httpx.Request, cause: BaseException | None = None
+    ) -> None:
+        if message is None:
+            reason = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+            message = f"could not connect to {request.url}" + (f": {reason}" if reason else "")
         super().__init__(message)
         self.request = request
 
 
 class APITimeoutError(APIConnectionError):
+    """The server did not answer within the client's ``timeout``."""
+
     def __init__(self, request: httpx.Request) -> None:
-        super().__init__("the jacspec server did not answer in time", request=request)
+        super().__init__(f"no answer from {request.url} in time (the client's timeout)", request=request)
 
 
 class APIStatusError(JacspecError):

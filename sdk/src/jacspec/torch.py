@@ -1,4 +1,5 @@
-"""PyTorch models as jacspec networks (torch is an optional extra: ``pip install 'jacspec[torch]'``).
+"""PyTorch models as jacspec networks (torch is an optional extra, ``jacspec[torch]``; the CPU build is enough:
+``pip install torch --index-url https://download.pytorch.org/whl/cpu``).
 
 >>> import torch.nn as nn
 >>> from jacspec.torch import network_from_module
@@ -34,7 +35,10 @@ try:
     import torch
     from torch import nn
 except ImportError as exc:  # pragma: no cover - the test suite has torch
-    raise ImportError("jacspec.torch needs PyTorch: pip install 'jacspec[torch]'") from exc
+    raise ImportError(
+        "jacspec.torch needs PyTorch; its CPU build is enough: "
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    ) from exc
 
 __all__ = ["Residual", "network_from_module"]
 

@@ -342,7 +342,7 @@ class AnalysisReport(_Report):
         try:
             import pandas as pd
         except ImportError as exc:
-            raise ImportError("AnalysisReport.to_dataframe needs pandas: pip install pandas") from exc
+            raise ImportError("AnalysisReport.to_dataframe needs pandas: pip install 'jacspec[pandas]'") from exc
         rows = [
             layer.model_dump(exclude={"weight_spectrum"} if layer.weight_spectrum is None else None)
             for layer in self.layers
@@ -358,7 +358,7 @@ class AnalysisReport(_Report):
         try:
             import matplotlib.pyplot as plt
         except ImportError as exc:
-            raise ImportError("AnalysisReport.plot needs matplotlib: pip install matplotlib") from exc
+            raise ImportError("AnalysisReport.plot needs matplotlib: pip install 'jacspec[plot]'") from exc
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4))
         j = [0, *(layer.index for layer in self.layers)]
