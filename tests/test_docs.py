@@ -1,4 +1,5 @@
-"""Every example in the README, docs/ and sdk/README.md runs, or is checked, as written.
+"""Every example in the README and docs/ runs, or is checked, as written (the SDK's pages, sdk/README.md and
+docs/sdk.md, by tests/sdk/test_readme.py).
 
 - A ``python`` block runs against a live server (``$JACSPEC_BASE_URL``).
 - A ``sh`` block's commands run against the same server in a temporary directory holding docs/examples:
@@ -27,7 +28,7 @@ import pytest
 from api import reference
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", ROOT / "sdk" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted(set((ROOT / "docs").glob("*.md")) - {ROOT / "docs" / "sdk.md"})]
 DEFAULT_URL = "http://127.0.0.1:8000"
 FENCE = re.compile(r"```(\w+)\n(.*?)```", flags=re.DOTALL)
 
@@ -66,8 +67,8 @@ def _commands(block: str) -> list[str]:
 
 
 def test_the_pages_have_examples() -> None:
-    assert len(PYTHON) >= 5
-    assert len(SHELL) >= 5
+    assert len(PYTHON) >= 1
+    assert len(SHELL) >= 4
 
 
 @pytest.mark.parametrize(("page", "block", "output"), PYTHON, ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(PYTHON)])

@@ -1,4 +1,5 @@
-"""The examples of README.md, sdk/README.md and docs/sdk.md, against a live server.
+"""The examples of the SDK's pages, sdk/README.md and docs/sdk.md, against a live server (tests/test_docs.py checks
+the README's and the other pages').
 
 Every ``python`` block runs as written. In sdk/README.md and docs/sdk.md every ``sh`` line is run (``jacspec ...``,
 through the CLI's ``main``) or checked (``pip install ...``: the path and extras exist, or it is PyTorch's CPU
@@ -19,7 +20,6 @@ from jacspec._cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_DOCS = [ROOT / "sdk" / "README.md", ROOT / "docs" / "sdk.md"]
-PYTHON_DOCS = [ROOT / "README.md", *SDK_DOCS]
 EXTRAS = set(tomllib.loads((ROOT / "sdk" / "pyproject.toml").read_text())["project"]["optional-dependencies"])
 OPTIONAL_MODULES = {"numpy", "torch", "safetensors", "pandas", "matplotlib"}
 """What the SDK's extras install: a block importing one is skipped where it is not installed."""
@@ -35,7 +35,7 @@ def _name(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-PYTHON = [(doc, block) for doc in PYTHON_DOCS for block in _blocks(doc, "python")]
+PYTHON = [(doc, block) for doc in SDK_DOCS for block in _blocks(doc, "python")]
 SHELL = [
     (doc, line)
     for doc in SDK_DOCS
