@@ -139,7 +139,7 @@ async def test_slots_bound_concurrency() -> None:
         async with anyio.create_task_group() as group:
             for _ in range(3):
                 group.start_soon(compute.run, job)
-            while compute.limiter.statistics().tasks_waiting < 1:
+            while compute.limiter.statistics().tasks_waiting < 1 or running < 2:  # both jobs started, one queued
                 await anyio.sleep(0.01)
             assert compute.limiter.borrowed_tokens == 2
             gate.set()
