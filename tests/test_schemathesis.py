@@ -27,7 +27,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
 from schemathesis.core.result import Ok
 
-from tests.conftest import running_server
+from tests.helpers import running_server
 
 MAX_EXAMPLES = 60
 """Per operation, media type and mode (about 400 requests in all): the module takes about 20 s on two cores."""

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from api.auth import matches
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
 

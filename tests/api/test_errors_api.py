@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from api.compute import ComputeSlots
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ClientFactory
+from tests.helpers import ROOT, ClientFactory
 
 pytestmark = pytest.mark.anyio
 

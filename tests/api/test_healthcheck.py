@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from api.healthcheck import healthy, healthz_url, main
-from tests.conftest import _free_port
+from tests.helpers import free_port
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_a_live_server_is_healthy(server_url: str, monkeypatch: pytest.MonkeyPat
 
 
 def test_nothing_listening_is_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JACSPEC_PORT", str(_free_port()))
+    monkeypatch.setenv("JACSPEC_PORT", str(free_port()))
     assert main() == 1
 
 

@@ -1,8 +1,9 @@
 """Hostile input: every case is answered 4xx as problem+json that names the field at fault, and never 5xx.
 
-The table runs in-process against one app (so that a 5xx surfaces as the exception behind it), then again over
-real HTTP against `python -m api`. Cases where the transport matters (a lying Content-Length, a chunked body
-over the limit) run against real servers only. After each suite the server still answers /healthz.
+The table runs in-process, each case against a fresh app (so that a 5xx surfaces as the exception behind it),
+then all of it over real HTTP against one `python -m api`. Cases where the transport matters (a lying
+Content-Length, a chunked body over the limit) run against real servers only. After each case, and after the whole
+table, the app or server still answers.
 
 "Names the field" means: the problem's first `errors[].pointer` is the JSON pointer of the field at fault (for a
 multipart body, `/weights` or `/request/...`), and the detail starts with it; where the fault is the body as a
@@ -16,7 +17,7 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,8 +37,8 @@ from api.routes import analyses as analyses_route
 from api.settings import Settings
 from jacspec.models import AnalysisRequest
 from tests.api.test_errors_api import resolves
-from tests.api.test_overload import PATIENCE_S, served, slot_held
-from tests.conftest import running_server
+from tests.api.test_overload import PATIENCE_S, slot_held
+from tests.helpers import running_server, served
 
 pytestmark = pytest.mark.anyio
 
@@ -903,52 +904,48 @@ def check_problem(case: Hostile, response: httpx.Response) -> None:
     assert len(response.content) < 4000, "a problem stays short, whatever the body held"
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def hostile_client() -> AsyncIterator[httpx.AsyncClient]:
-    """One app for the whole table, so that the last test sees what every case left behind."""
-    app = create_app(Settings())
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://jacspec.test") as client:
-            yield client
-
-
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-async def test_hostile_input_is_a_problem_naming_the_field(hostile_client: httpx.AsyncClient, case: Hostile) -> None:
-    response = await hostile_client.post(case.path, **case.request())
-    check_problem(case, response)
-
-
-async def test_the_app_is_healthy_after_the_table(hostile_client: httpx.AsyncClient) -> None:
-    """Run after the table (tests run in file order): the app that saw every case still answers."""
-    assert (await hostile_client.get("/healthz")).status_code == 200
-    assert (await hostile_client.get("/readyz")).json()["status"] == "ready"
-    response = await hostile_client.post("/v1/analyses", content=init([4, 4, 2]), headers={"content-type": JSON})
+async def still_answers(client: httpx.AsyncClient) -> None:
+    """The app is healthy, ready and analyses a small network."""
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).json()["status"] == "ready"
+    response = await client.post("/v1/analyses", content=init([4, 4, 2]), headers={"content-type": JSON})
     assert response.status_code == 200
 
 
-async def test_a_hundred_thousand_bad_values_are_refused_at_the_first(hostile_client: httpx.AsyncClient) -> None:
+def still_answers_over_http(url: str) -> None:
+    """The server at ``url`` is healthy, ready and analyses a small network."""
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").json()["status"] == "ready"
+        response = client.post("/v1/analyses", content=init([4, 4, 2]), headers={"content-type": JSON})
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_hostile_input_is_a_problem_naming_the_field(client: httpx.AsyncClient, case: Hostile) -> None:
+    """Each case on a fresh app, which answers afterwards as before."""
+    response = await client.post(case.path, **case.request())
+    check_problem(case, response)
+    await still_answers(client)
+
+
+async def test_a_hundred_thousand_bad_values_are_refused_at_the_first(client: httpx.AsyncClient) -> None:
     """100000 invalid entries of a numeric list: one short problem pointing at the first (lists of numbers are
     validated fail-fast, so that a body of bad values costs microseconds, not seconds, to refuse)."""
     n = 100_000
     body = b'{"factors":[0.5,' + b",".join([b"-1"] * n) + b"]}"
-    response = await hostile_client.post("/v1/bounds", content=body, headers={"content-type": JSON})
+    response = await client.post("/v1/bounds", content=body, headers={"content-type": JSON})
     assert response.status_code == 422
     problem = response.json()
     assert [e["pointer"] for e in problem["errors"]] == ["/factors/1"]
     assert len(response.content) < 4000
 
 
-async def test_many_bad_fields_are_refused_with_twenty_pointers(hostile_client: httpx.AsyncClient) -> None:
+async def test_many_bad_fields_are_refused_with_twenty_pointers(client: httpx.AsyncClient) -> None:
     """Bad values in 100 different fields: the first 20 pointers, and the total in the detail."""
     layers = [{"weight": [[0.5]], "activation": "no-such-activation"} for _ in range(100)]
     body = json.dumps({"network": {"layers": layers}}).encode()
-    response = await hostile_client.post("/v1/analyses", content=body, headers={"content-type": JSON})
+    response = await client.post("/v1/analyses", content=body, headers={"content-type": JSON})
     assert response.status_code == 422
     problem = response.json()
     assert len(problem["errors"]) == 20
@@ -995,8 +992,8 @@ EXTREMES = [
 
 
 @pytest.mark.parametrize("case", EXTREMES, ids=[case.id for case in EXTREMES])
-async def test_extreme_finite_weights_get_true_norms(hostile_client: httpx.AsyncClient, case: Extreme) -> None:
-    response = await hostile_client.post("/v1/analyses", content=case.body, headers={"content-type": JSON})
+async def test_extreme_finite_weights_get_true_norms(client: httpx.AsyncClient, case: Extreme) -> None:
+    response = await client.post("/v1/analyses", content=case.body, headers={"content-type": JSON})
     assert response.status_code < 500
     if response.status_code != 200:  # a refusal is acceptable if it names the field
         assert 400 <= response.status_code < 500
@@ -1008,10 +1005,10 @@ async def test_extreme_finite_weights_get_true_norms(hostile_client: httpx.Async
     assert norms == pytest.approx(case.weight_norms, rel=1e-6, abs=0.0)
 
 
-async def test_a_deep_network_of_tiny_layers_is_answered(hostile_client: httpx.AsyncClient) -> None:
+async def test_a_deep_network_of_tiny_layers_is_answered(client: httpx.AsyncClient) -> None:
     """12000 layers of 1 × 1 (a 36 KB body, 2·10⁶ estimated flops) are cheap work: answered, not refused."""
     body = js({"network": {"init": {"widths": [1] * 12001, "scheme": "orthogonal"}}, "inputs": {"count": 1}})
-    response = await hostile_client.post("/v1/analyses", content=body, headers={"content-type": JSON})
+    response = await client.post("/v1/analyses", content=body, headers={"content-type": JSON})
     assert response.status_code == 200, response.text
     assert len(response.json()["layers"]) == 12000
 
@@ -1046,13 +1043,13 @@ def test_the_work_of_a_deep_network_grows_linearly_with_its_depth() -> None:
 
 
 def test_the_table_over_real_http(server_url: str) -> None:
-    """Every case against `python -m api`; then the server still answers /healthz."""
+    """Every case against one `python -m api`, which answers afterwards as before."""
     with httpx.Client(base_url=server_url, timeout=30.0) as client:
         for case in CASES:
             response = client.post(case.path, **case.request())
             assert 400 <= response.status_code < 500, (case.id, response.status_code)
             check_problem(case, response)
-        assert client.get("/healthz").status_code == 200
+    still_answers_over_http(server_url)
 
 
 def raw_exchange(url: str, head: bytes, body: bytes = b"", timeout: float = 10.0) -> bytes:
@@ -1102,7 +1099,7 @@ def test_a_2_gb_content_length_with_a_short_body_is_refused_at_once(server_url: 
     assert headers["content-type"].split(";")[0] == PROBLEM_JSON
     assert problem["status"] == 413
     assert "JACSPEC_MAX_BODY_BYTES" in problem["detail"]
-    assert httpx.get(f"{server_url}/healthz").status_code == 200
+    still_answers_over_http(server_url)
 
 
 LIMIT = 64 * 1024
@@ -1110,7 +1107,7 @@ LIMIT = 64 * 1024
 
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[str]:
-    """`python -m api` that takes bodies of at most 64 KiB."""
+    """`python -m api` that takes bodies of at most 64 KiB (each test checks that it still answers after)."""
     with running_server(JACSPEC_MAX_BODY_BYTES=str(LIMIT)) as url:
         yield url
 
@@ -1152,6 +1149,7 @@ def test_a_chunked_body_over_the_limit_is_refused(
     assert response.status_code == 413
     assert response.headers["content-type"].split(";")[0] == PROBLEM_JSON
     assert "JACSPEC_MAX_BODY_BYTES" in response.json()["detail"]
+    still_answers_over_http(small_server)
 
 
 def test_an_upload_with_a_content_length_over_the_limit_is_refused(small_server: str) -> None:
@@ -1160,16 +1158,11 @@ def test_an_upload_with_a_content_length_over_the_limit_is_refused(small_server:
     response = httpx.post(f"{small_server}/v1/analyses", files={"weights": ("m.safetensors", blob)}, timeout=30.0)
     assert response.status_code == 413
     assert "JACSPEC_MAX_BODY_BYTES" in response.json()["detail"]
-
-
-def test_the_small_server_is_healthy_after_its_cases(small_server: str) -> None:
-    assert httpx.get(f"{small_server}/healthz").status_code == 200
-    body = {"network": recipe([4, 4, 2]), "inputs": {"count": 2}}
-    assert httpx.post(f"{small_server}/v1/analyses", json=body, timeout=30.0).status_code == 200
+    still_answers_over_http(small_server)
 
 
 async def test_half_a_million_bad_values_are_refused_off_the_event_loop(
-    hostile_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 2 MB body of 500000 invalid values is parsed, and its problem built, in a worker thread: the event loop
     (this test's thread) never spends the seconds that pydantic's list of errors takes, and keeps answering."""
@@ -1183,11 +1176,11 @@ async def test_half_a_million_bad_values_are_refused_off_the_event_loop(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(api_body, "from_validation", recorded)
-    response = await hostile_client.post("/v1/bounds", content=body, headers={"content-type": JSON})
+    response = await client.post("/v1/bounds", content=body, headers={"content-type": JSON})
     assert response.status_code == 422
     assert threads
     assert threading.get_ident() not in threads
-    assert (await hostile_client.get("/healthz")).status_code == 200
+    assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_a_content_length_over_the_limit_is_413_even_when_the_queue_is_full() -> None:

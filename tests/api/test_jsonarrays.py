@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from api import body, jsonarrays
 from jacspec.models import AnalysisRequest, Layer, Tensor
 from jacspec.models.tensor import ParsedArray
-from tests.conftest import app_client
+from tests.helpers import app_client
 
 pytestmark = pytest.mark.anyio
 

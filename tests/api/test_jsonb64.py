@@ -23,7 +23,7 @@ from api.problems import ProblemError
 from jacspec.models import AnalysisRequest, Tensor
 from jacspec.models.tensor import DecodedB64
 from tests.api.test_jsonarrays import both_roads
-from tests.conftest import app_client
+from tests.helpers import app_client
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from safetensors.numpy import save as save_numpy
 
 from jacspec.models import AnalysisReport
 from service.cost import estimate_flops
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
 

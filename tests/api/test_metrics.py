@@ -9,7 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jacspec import __version__
-from tests.api.test_overload import FACTORS, PATIENCE_S, served, slot_held
+from tests.api.test_overload import FACTORS, PATIENCE_S, slot_held
+from tests.helpers import served
 
 pytestmark = pytest.mark.anyio
 

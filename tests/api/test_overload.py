@@ -14,28 +14,16 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from fastapi import FastAPI
 from threadpoolctl import threadpool_info
 
 from api.compute import BUSY, ComputeSlots, available_cores
-from api.main import create_app
-from api.settings import Settings
+from tests.helpers import served
 
 pytestmark = pytest.mark.anyio
 
 PATIENCE_S = 30.0
 """No step of these tests should come near this; it only turns a hang into a failure."""
 FACTORS = {"factors": [0.5, 2.0, 1.5]}
-
-
-@asynccontextmanager
-async def served(**settings: object) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """A fresh app with ``Settings(**settings)`` and an httpx client talking to it."""
-    app = create_app(Settings(**settings))  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://jacspec.test") as client:
-            yield app, client
 
 
 @asynccontextmanager
@@ -151,7 +139,7 @@ async def test_slots_bound_concurrency() -> None:
         async with anyio.create_task_group() as group:
             for _ in range(3):
                 group.start_soon(compute.run, job)
-            while compute.limiter.statistics().tasks_waiting < 1:
+            while compute.limiter.statistics().tasks_waiting < 1 or running < 2:  # both jobs started, one queued
                 await anyio.sleep(0.01)
             assert compute.limiter.borrowed_tokens == 2
             gate.set()

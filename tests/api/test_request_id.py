@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from api.main import create_app
 from api.request_id import NONE, RequestIdFilter
 from api.settings import Settings
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory, asgi_client
 
 pytestmark = pytest.mark.anyio
 
@@ -46,14 +45,6 @@ def app() -> FastAPI:
         return StreamingResponse(chunks(), media_type="text/plain")
 
     return app
-
-
-@asynccontextmanager
-async def talking_to(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of ``app`` that gets 500 answers instead of the app's exceptions."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://jacspec.test") as client:
-        yield client
 
 
 @pytest.fixture
@@ -104,7 +95,7 @@ async def test_problems_carry_the_id(
 async def test_a_500_carries_the_id_in_header_body_and_log(
     app: FastAPI, filtered_caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with talking_to(app) as client:
+    async with asgi_client(app, raise_app_exceptions=False) as client:
         response = await client.get("/test/fail", headers={"X-Request-ID": GOOD_ID})
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
@@ -120,7 +111,7 @@ async def test_a_500_carries_the_id_in_header_body_and_log(
 async def test_log_records_inside_a_request_carry_its_id(
     app: FastAPI, filtered_caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with talking_to(app) as client:
+    async with asgi_client(app, raise_app_exceptions=False) as client:
         response = await client.get("/test/log", headers={"X-Request-ID": GOOD_ID})
     assert response.status_code == 200
     inside = [r for r in filtered_caplog.records if r.name == "jacspec.test"]
@@ -131,7 +122,7 @@ async def test_log_records_inside_a_request_carry_its_id(
 
 async def test_one_access_line_per_request(app: FastAPI, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="jacspec.access")
-    async with talking_to(app) as client:
+    async with asgi_client(app, raise_app_exceptions=False) as client:
         ok = await client.get("/v1/init-schemes")
         missing = await client.post("/nowhere", headers={"X-Request-ID": GOOD_ID})
     access = [r for r in caplog.records if r.name == "jacspec.access"]
@@ -155,7 +146,7 @@ async def test_a_path_cannot_forge_a_log_line(make_client: ClientFactory, caplog
 
 
 async def test_a_streamed_response_keeps_its_body_and_gets_the_header(app: FastAPI) -> None:
-    async with talking_to(app) as client:
+    async with asgi_client(app, raise_app_exceptions=False) as client:
         response = await client.get("/test/stream", headers={"X-Request-ID": GOOD_ID})
     assert response.status_code == 200
     assert response.text == "chunk 0;chunk 1;chunk 2;"

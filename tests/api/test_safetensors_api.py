@@ -18,7 +18,7 @@ from safetensors.torch import save as save_torch
 
 import jacspec
 from jacspec.models import Tensor
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -35,9 +35,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jacspec import __version__
-from tests.conftest import _free_port, wait_healthy
 from tests.deploy import dockerfile
 from tests.deploy.runtime import runtime_view
+from tests.helpers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -184,7 +184,7 @@ class Started:
 def started(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
     """The final stage's CMD, verbatim, as ``docker run -e JACSPEC_PORT=… -e JACSPEC_WORKERS=2`` would start it."""
     logs = tmp_path_factory.mktemp("logs")
-    port = _free_port()
+    port = free_port()
     env = installed.env | {"JACSPEC_HOST": "127.0.0.1", "JACSPEC_PORT": str(port), "JACSPEC_WORKERS": str(WORKERS)}
     command = dockerfile.exec_form(FINAL.one("CMD"))
     out, err = logs / "stdout", logs / "stderr"

@@ -3,7 +3,8 @@
 Requests reach both instances with their X-Request-ID, a body over the service's limit is refused by nginx itself
 (413 problem+json), and an instance stopped with SIGTERM while requests flow costs no request: nginx hands what
 the stopping instance refuses or drops to the other one. Only the upstream servers and the listening address of
-the file are changed (``tests/deploy/nginx_conf.py``); pid file and startup log go to a temporary directory.
+the file are changed (``tests/deploy/nginx_conf.py``); pid file and startup log go to a temporary directory. Each
+test has instances and an nginx of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,13 +27,12 @@ import httpx
 import pytest
 
 from api.settings import Settings
-from tests.conftest import _free_port, wait_healthy
 from tests.deploy import nginx_conf
+from tests.helpers import STOP_TIMEOUT_S, Server, free_port, json_lines, start_server, stop, wait_healthy, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
+LOG_TIMEOUT_S = 10.0
+"""How long a log line may take to appear after its response (each is written just after its response)."""
 UUID_HEX = re.compile(r"[0-9a-f]{32}")
 
 if NGINX is None and os.environ.get("CI"):
@@ -41,91 +40,65 @@ if NGINX is None and os.environ.get("CI"):
 pytestmark = pytest.mark.skipif(NGINX is None, reason="Debian's nginx is not installed (CI installs it)")
 
 
-@dataclass
-class Instance:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def request_ids(self) -> list[str]:
-        """The request ids of the instance's access lines so far."""
-        lines = [json.loads(line) for line in self.log.read_text().splitlines()]
-        return [str(line["request_id"]) for line in lines if line["logger"] == "jacspec.access"]
+def request_ids(server: Server) -> set[str]:
+    """The request ids of the instance's access lines so far (JSON lines on its stdout)."""
+    return {str(line["request_id"]) for line in json_lines(server.stdout) if line["logger"] == "jacspec.access"}
 
 
 @dataclass
 class Balanced:
+    """nginx with deploy/nginx.conf at ``url``, in front of instances ``a`` and ``b``."""
+
     url: str
-    a: Instance
-    b: Instance
+    a: Server
+    b: Server
     nginx_log: Path
 
-
-def _start_instance(logs: Path, name: str) -> Instance:
-    port = _free_port()
-    env = {**os.environ, "JACSPEC_HOST": "127.0.0.1", "JACSPEC_PORT": str(port), "JACSPEC_LOG_FORMAT": "json"}
-    env.pop("JACSPEC_WORKERS", None)
-    log = logs / f"{name}.stdout"
-    with log.open("wb") as stdout, (logs / f"{name}.stderr").open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
-    return Instance(process, port, log)
+    def nginx_ids(self, expected: set[str]) -> set[str]:
+        """The request ids of nginx's access lines, once they include ``expected`` (or time is up)."""
+        return wait_until(
+            lambda: {str(line["request_id"]) for line in json_lines(self.nginx_log)},
+            lambda ids: ids >= expected,
+            LOG_TIMEOUT_S,
+        )
 
 
-def _wait_healthy(url: str, processes: list[subprocess.Popen[bytes]], what: str, logs: Path) -> None:
-    def why() -> str:
-        stderr = "\n".join(path.read_text()[-1500:] for path in sorted(logs.glob("*.stderr")))
-        return f"{what} did not start:\n{stderr}"
-
-    wait_healthy(url, processes, why, START_TIMEOUT_S)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def balanced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Balanced]:
+def _start_nginx(directory: Path, upstreams: list[Server]) -> tuple[subprocess.Popen[bytes], int]:
+    """Debian's nginx with deploy/nginx.conf pointed at ``upstreams`` and a free port, its files in ``directory``."""
     assert NGINX is not None
-    tmp = tmp_path_factory.mktemp("nginx")
-    a, b = _start_instance(tmp, "a"), _start_instance(tmp, "b")
+    port = free_port()
+    servers = [f"127.0.0.1:{server.port}" for server in upstreams]
+    conf = directory / "nginx.conf"
+    conf.write_text(nginx_conf.pointed_at(nginx_conf.CONF.read_text(), servers, f"127.0.0.1:{port}"))
+    settings = f"daemon off; pid {directory}/nginx.pid;"
+    command = [NGINX, "-p", str(directory), "-c", str(conf), "-e", "stderr", "-g", settings]
+    with (directory / "nginx.stdout").open("wb") as stdout, (directory / "nginx.stderr").open("wb") as stderr:
+        return subprocess.Popen(command, stdout=stdout, stderr=stderr), port
+
+
+@pytest.fixture
+def balanced(tmp_path: Path) -> Iterator[Balanced]:
+    """Two fresh instances and nginx in front of them, for one test alone (one test stops the instances)."""
+    a, b = (start_server(tmp_path, name, JACSPEC_LOG_FORMAT="json") for name in ("a", "b"))
     nginx: subprocess.Popen[bytes] | None = None
     try:
-        for instance in (a, b):
-            _wait_healthy(f"http://127.0.0.1:{instance.port}", [a.process, b.process], "python -m api", tmp)
-        port = _free_port()
-        conf = tmp / "nginx.conf"
-        conf.write_text(
-            nginx_conf.pointed_at(
-                nginx_conf.CONF.read_text(), [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"], f"127.0.0.1:{port}"
-            )
-        )
-        command = [NGINX, "-p", str(tmp), "-c", str(conf), "-e", "stderr", "-g", f"daemon off; pid {tmp}/nginx.pid;"]
-        nginx_log = tmp / "nginx.stdout"
-        with nginx_log.open("wb") as stdout, (tmp / "nginx.stderr").open("wb") as stderr:
-            nginx = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+        a.wait_healthy(others=[b.process])
+        b.wait_healthy(others=[a.process])
+        nginx, port = _start_nginx(tmp_path, [a, b])
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, [nginx], "nginx", tmp)
-        yield Balanced(url, a, b, nginx_log)
+        wait_healthy(url, [nginx], lambda: f"nginx did not start:\n{(tmp_path / 'nginx.stderr').read_text()[-3000:]}")
+        yield Balanced(url, a, b, tmp_path / "nginx.stdout")
     finally:
-        for process in (nginx, a.process, b.process):
-            if process is not None:
-                _stop(process)
+        stop(*(process for process in (nginx, a.process, b.process) if process is not None))
 
 
-def _logged(instances: list[Instance], ids: set[str]) -> dict[str, set[str]]:
-    """Which of ``ids`` each instance logged, once all are (an access line is written just after its response)."""
-    deadline = time.monotonic() + 10
-    while True:
-        seen = {str(i.port): set(i.request_ids()) & ids for i in instances}
-        if set().union(*seen.values()) == ids or time.monotonic() > deadline:
-            return seen
-        time.sleep(0.05)
+def _logged(instances: list[Server], ids: set[str]) -> dict[str, set[str]]:
+    """Which of ``ids`` each instance logged, once all are (or time is up)."""
+    return wait_until(
+        lambda: {str(i.port): request_ids(i) & ids for i in instances},
+        lambda seen: set().union(*seen.values()) == ids,
+        LOG_TIMEOUT_S,
+    )
 
 
 def test_requests_reach_both_instances_with_their_ids(balanced: Balanced) -> None:
@@ -145,8 +118,8 @@ def test_requests_reach_both_instances_with_their_ids(balanced: Balanced) -> Non
     assert a, f"round robin sent every request to one instance: {seen}"
     assert b, f"round robin sent every request to one instance: {seen}"
     assert not a & b
-    nginx_lines = [json.loads(line) for line in balanced.nginx_log.read_text().splitlines()]
-    assert {line["request_id"] for line in nginx_lines} >= ids | {fresh}
+    logged_by_nginx = balanced.nginx_ids(ids | {fresh})
+    assert logged_by_nginx >= ids | {fresh}, f"nginx's access log:\n{balanced.nginx_log.read_text()[-3000:]}"
 
 
 def test_an_oversize_body_is_refused_by_nginx(balanced: Balanced) -> None:
@@ -170,17 +143,22 @@ def test_an_oversize_body_is_refused_by_nginx(balanced: Balanced) -> None:
     assert problem["status"] == 413
     assert problem["request_id"] == "too-big-1"
     assert str(limit) in problem["detail"]
-    time.sleep(0.2)
-    assert "too-big-1" not in balanced.a.request_ids() + balanced.b.request_ids()
+    # A request sent to each instance afterwards is logged; the refused one was never passed on.
+    for name, instance in {"a": balanced.a, "b": balanced.b}.items():
+        after = httpx.get(f"{instance.url}/healthz", headers={"X-Request-ID": f"after-{name}"})
+        assert after.status_code == 200
+    logged = _logged([balanced.a, balanced.b], {"after-a", "after-b"})
+    assert logged == {str(balanced.a.port): {"after-a"}, str(balanced.b.port): {"after-b"}}
+    assert "too-big-1" not in request_ids(balanced.a) | request_ids(balanced.b)
 
 
 def test_metrics_stay_on_the_inner_network(balanced: Balanced) -> None:
     assert httpx.get(f"{balanced.url}/metrics").status_code == 404
-    assert httpx.get(f"http://127.0.0.1:{balanced.a.port}/metrics").status_code == 200
+    assert httpx.get(f"{balanced.a.url}/metrics").status_code == 200
 
 
 def test_an_instance_stops_without_a_failed_request(balanced: Balanced) -> None:
-    """Runs last: it stops both instances. Three clients keep sending while instance a gets SIGTERM."""
+    """Three clients keep sending while instance a gets SIGTERM; then b stops too."""
     results: list[tuple[float, int | str]] = []
     done = threading.Event()
     requests = [
@@ -222,7 +200,7 @@ def test_an_instance_stops_without_a_failed_request(balanced: Balanced) -> None:
     assert failed == []
     assert len([t for t, _ in results if t < stopped]) >= 10
     assert len([t for t, _ in results if t > stopped]) >= 10
-    assert "Finished server process" in (balanced.a.log.with_suffix(".stderr")).read_text()
+    assert "Finished server process" in balanced.a.stderr.read_text()
 
     # With b stopped too, nginx answers itself: 503 problem+json with Retry-After, as the service would.
     balanced.b.process.send_signal(signal.SIGTERM)

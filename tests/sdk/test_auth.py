@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import jacspec
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
 
