@@ -8,7 +8,7 @@ import pytest
 from numpy.typing import NDArray
 
 from service import lanczos
-from service.analysis import _matrix_jacobian_norms
+from service.jacobian import _lockstep_matrix_norms
 from service.spectral import spectral_norms
 from tests.service.test_spectral import KINDS, ROUNDING
 
@@ -81,7 +81,8 @@ def test_jacobian_norms_of_many_probes_in_lockstep() -> None:
     rng = np.random.default_rng(5)
     w = rng.standard_normal((320, 400)) / 20
     d = 1 - np.tanh(rng.standard_normal((12, 320))) ** 2
-    norms, products = _matrix_jacobian_norms(d, w, 1e-10)
+    norms, products = _lockstep_matrix_norms(w, d, 1e-10)
+    assert norms is not None
     expected = [np.linalg.norm(row[:, None] * w, 2) for row in d]
     np.testing.assert_allclose(norms, expected, rtol=1e-10, atol=0)
     assert products > 0
