@@ -41,9 +41,8 @@ R = TypeVar("R")
 
 SPREAD_MIN_FLOPS = 2.0 * 512 * 512
 """The layers' norms go to the executor only when the median layer's product A·x costs this much (a 512 × 512
-matrix). Below, a task is too short to pay for its hand-over and the GIL its threads contend for: on two cores,
-400 tanh layers of width 32 took 1.75× as long spread, 100 of width 256 as long, and 30 of width 512 were 1.56×
-faster (4 probes, BLAS on one thread)."""
+matrix). Below, a task is too short to pay for its hand-over and for the Python code its threads take turns
+at."""
 
 
 @dataclass(frozen=True)

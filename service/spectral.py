@@ -24,19 +24,16 @@ from service.errors import InvalidInputError
 Array = NDArray[np.float64]
 
 DENSE_MAX_DIM = 256
-"""Matrices whose smaller side is at most this are solved densely (see dense_norms), no slower there than Lanczos.
-Above it Lanczos is 4× faster on a Gaussian 512×512 and, with its budget, at most ~25% slower than dense SVD on
-a spectrum packed at its top (python -m bench.analysis --scaling: width 512, 6.4 s with dense, 1.3 s)."""
+"""Matrices whose smaller side is at most this are solved densely (see dense_norms), where the dense solver is
+about as fast as Lanczos; larger ones by Lanczos, with the dense solver as its fallback."""
 FLOAT32_FLOOR = 8 * float(np.finfo(np.float32).eps)
-"""Lanczos first runs in float32 when rtol ≥ this (9.5e-7, a tolerance of 1.9e-6 on λ = σ²). The float64
-residual of a float32 Ritz vector was measured at 2–10 float32 epsilons (up to 1.2e-6) on Gaussian and low-rank
-matrices from n = 1024 to 8192, not growing with n, so at rtol 1e-6 it certifies; should it not, float64 Lanczos
+"""Lanczos first runs in float32 when rtol ≥ this (9.5e-7, a tolerance of 1.9e-6 on λ = σ²): the float64
+residual of a float32 Ritz vector, a few float32 epsilons, then usually certifies; should it not, float64 Lanczos
 continues from its vector. Below this floor the float32 work would mostly be wasted."""
 FLOAT32_MIN_DIM = 2048
 """…and when the Gram operator's size is at least this. Below it the float64 matrix stays in cache, its products
-are nearly as fast, and the float32 road's fixed costs (the copy, ARPACK's eigenvector, the float64 check)
-outweigh what it saves: bench.spectral at n = 1024 measured 14× over dense SVD in float64, 5.8× by float32; at
-n = 2048, 15× in float64, 27× by float32."""
+are nearly as fast, and the float32 path's fixed costs (the copy, ARPACK's eigenvector, the float64 check)
+outweigh what it saves."""
 FLOAT32_TOL = 0.5
 """The float32 run asks ARPACK for eigen_tol(rtol)·FLOAT32_TOL, leaving room for the rounding of its vector."""
 POWER_STEPS = 3
@@ -311,8 +308,8 @@ def _rayleigh(gram: Operator, v: Array) -> tuple[Array, float, float]:
 def _arpack(
     gram: Operator, n: int, dtype: type[np.floating], tol: float, start: Array, *, vectors: bool
 ) -> tuple[float, Array | None] | None:
-    """ARPACK's top eigenvalue of the n × n operator ``gram`` in ``dtype``, with its vector only when asked (asking
-    was measured to slow every product about 2×); None if it does not converge within the budget."""
+    """ARPACK's top eigenvalue of the n × n operator ``gram`` in ``dtype``, with its vector only when asked (the
+    vector makes every product slower); None if it does not converge within the budget."""
     op = LinearOperator((n, n), matvec=gram, dtype=dtype)
     try:
         found = eigsh(

@@ -159,8 +159,8 @@ def test_spectral_norms_empty_stack() -> None:
 
 @pytest.mark.parametrize("rtol", [1e-3, 1e-6])
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_float32_road_meets_rtol(monkeypatch: pytest.MonkeyPatch, kind: str, rtol: float) -> None:
-    """The float32 road (taken at any size here) is certified in float64 or handed on: either way rtol holds."""
+def test_float32_path_meets_rtol(monkeypatch: pytest.MonkeyPatch, kind: str, rtol: float) -> None:
+    """The float32 path (taken at any size here) is certified in float64 or handed on: either way rtol holds."""
     monkeypatch.setattr(spectral, "FLOAT32_MIN_DIM", 0)
     a, expected = _matrix(kind, LARGE)
     got = spectral_norm(a, rtol)
