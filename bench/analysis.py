@@ -59,7 +59,7 @@ def _time_ours(depth: int, width: int, output: int, probes: int, scheme: str) ->
     widths = (width,) * depth + (output,)
     network = build_network(InitRecipe(widths=widths, scheme=scheme, activation=make_activation("tanh")))
     x, y = make_probes(ProbeSpec(count=probes), widths[0], widths[-1])
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(available_cores()) as pool:  # the server's road
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(available_cores()) as pool:  # as the server runs it
         return best_of(2, lambda: analyse(network, x, y, Options(rtol=1e-6), pool))[0]
 
 
@@ -76,9 +76,9 @@ def scaling(scheme: str) -> None:
 
 
 def cores(depth: int, width: int, output: int, probes: int, scheme: str) -> None:
-    """One analysis by each road the server may take on this machine's cores: BLAS threads over all the cores
-    (the old road of one compute slot), one BLAS thread (the old road of a slot per core), and one BLAS thread
-    with the layers' norms spread over a pool of a thread per core (the server's road now)."""
+    """One analysis in each configuration a server could run it in on this machine's cores: BLAS threads over all
+    the cores, one BLAS thread, and one BLAS thread with the layers' norms spread over a pool of a thread per core
+    (as the server runs it)."""
     widths = (width,) * depth + (output,)
     network = build_network(InitRecipe(widths=widths, scheme=scheme, activation=make_activation("tanh")))
     x, y = make_probes(ProbeSpec(count=probes), widths[0], widths[-1])
@@ -94,7 +94,7 @@ def cores(depth: int, width: int, output: int, probes: int, scheme: str) -> None
     rows.append(["BLAS on 1 thread", t_one, t_blas / t_one])
     rows.append([f"1 BLAS thread, layers over {n} threads", t_pool, t_blas / t_pool])
     print(f"one analysis on {n} cores: tanh, {scheme}, widths {width}×{depth} → {output}, {probes} probes, rtol 1e-6")
-    print(table(["road", "ours s", "speed-up over BLAS threads"], rows))
+    print(table(["configuration", "ours s", "speed-up over BLAS threads"], rows))
 
 
 def main() -> None:
@@ -117,7 +117,7 @@ def main() -> None:
     recipe = InitRecipe(widths=widths, scheme=args.scheme, activation=make_activation("tanh"), gain=1.0)
     network = build_network(recipe)
     x, y = make_probes(ProbeSpec(count=args.probes), widths[0], widths[-1])
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(available_cores()) as pool:  # the server's road
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(available_cores()) as pool:  # as the server runs it
         t_ours, report = best_of(1, lambda: analyse(network, x, y, Options(rtol=1e-6), pool))
     t_naive, reference = best_of(1, lambda: naive(network, x, y))
     mine = ours(report)

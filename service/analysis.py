@@ -23,40 +23,26 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from service import lanczos
 from service.bounds import bound_from_factors
 from service.conv import Conv2d
-from service.linear import Dense, Linear
+from service.jacobian import jacobian_max
+from service.linear import Linear
 from service.logscale import plain
 from service.meanfield import NetworkMeanField, network_meanfield
 from service.network import Layer, Network
 from service.recurrent import RecurrentReport, recurrent_report
 from service.spectra import Spectra, SpectrumMode, spectra
-from service.spectral import (
-    SpectralNorm,
-    dense_max,
-    gram_max,
-    operator_norm,
-    spectral_max,
-    spectral_norm,
-    uses_dense,
-)
+from service.spectral import SpectralNorm, spectral_max, uses_dense
 from service.verdict import MeanFieldAdvice, Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
 T = TypeVar("T")
 R = TypeVar("R")
 
-STACK_MAX_ENTRIES = 1 << 24
-"""Per-probe Jacobians diag(h'(z_b))·W are formed this many entries at a time (128 MiB of float64)."""
 SPREAD_MIN_FLOPS = 2.0 * 512 * 512
 """The layers' norms go to the executor only when the median layer's product A·x costs this much (a 512 × 512
-matrix). Below, a task is too short to pay for its hand-over and the GIL its threads contend for: on two cores,
-400 tanh layers of width 32 took 1.75× as long spread, 100 of width 256 as long, and 30 of width 512 were 1.56×
-faster (4 probes, BLAS on one thread)."""
-DENSE_OPERATOR_MAX = 1 << 20
-"""A convolution or residual layer small enough for the dense solver (uses_dense) is formed as a matrix when it
-has at most this many entries (8 MiB); larger ones are only ever applied."""
+matrix). Below, a task is too short to pay for its hand-over and for the Python code its threads take turns
+at."""
 
 
 @dataclass(frozen=True)
@@ -181,80 +167,119 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
     computed as its tasks, spread over its threads (the rest runs in the calling thread), when the layers are
     large enough to pay for it (SPREAD_MIN_FLOPS); the numbers are the same.
     """
-    layers = network.layers
-    depth = len(layers)
+    layers, rtol = network.layers, options.rtol
     if executor is not None and np.median([layer.weight.flops_per_apply for layer in layers]) < SPREAD_MIN_FLOPS:
         executor = None
-    norms = _weight_norms(network, options.rtol, executor)
-    weight = [norms[id(layer.weight)] for layer in layers]
-    sigma = [w.value for w in weight]
-    skip = [None if layer.skip is None else layer.skip.norm(options.rtol).value for layer in layers]
-    sup = [layer.activation.derivative_bound for layer in layers]
-    factors = [(k or 0.0) + s * g for k, s, g in zip(skip, sigma, sup, strict=True)]
-    bound = bound_from_factors(factors, options.thresholds)
+    norms = _weight_norms(network, rtol, executor)
+    records = [_LayerRecord(layer, norms[id(layer.weight)], _skip_norm(layer, rtol)) for layer in layers]
+    bound = bound_from_factors([record.jacobian_norm_bound for record in records], options.thresholds)
     assert bound.suffix_log10 is not None
+    for record, log10 in zip(records, bound.suffix_log10, strict=True):
+        record.backward_bound_log10 = log10
 
     fwd = _forward(network, x)
     meanfield = network_meanfield(network, fwd.drive)
-    valid = depth if fwd.overflow is None else fwd.overflow
-    jacobian: list[float | None] = [None] * depth
-    derivative_max: list[float | None] = [None] * depth
-    matvecs = sum(w.matvecs for w in norms.values())
-    largest = _map(
-        executor,
-        lambda j: _jacobian_norm(fwd.derivatives[j], layers[j], sigma[j], skip[j], options.rtol),
-        range(valid),
-    )
-    for j, (norm, used) in enumerate(largest):
-        derivative_max[j] = float(np.abs(fwd.derivatives[j]).max())
-        jacobian[j] = norm
+    matvecs = sum(norm.matvecs for norm in norms.values())
+    valid = records[: len(fwd.derivatives)]  # the layers before an overflow
+    largest = _map(executor, lambda j: valid[j].jacobian(fwd.derivatives[j], rtol), range(len(valid)))
+    for record, d, (norm, used) in zip(valid, fwd.derivatives, largest, strict=True):
+        record.derivative_max = float(np.abs(d).max())
+        record.jacobian_norm = norm
         matvecs += used
-    backward: list[float | None] = [None] * depth
     input_norm: float | None = None
-    used = 0
-    if valid == depth:
-        backward, input_norm, used = _backward_norms(network, fwd, jacobian[-1] or 0.0, options.rtol)
-    matvecs += used
-    gradient = _gradient_norms(network, fwd, y) if valid == depth else [None] * depth
-    kind = "recurrent" if network.recurrent is not None else None
+    if fwd.overflow is None:
+        backward, input_norm, used = _backward_norms(network, fwd, records[-1].jacobian_norm or 0.0, rtol)
+        matvecs += used
+        gradient = _gradient_norms(network, fwd, y)
+        for record, backward_log10, gradient_log10 in zip(records, backward, gradient, strict=True):
+            record.backward_norm_log10 = backward_log10
+            record.gradient_norm_log10 = gradient_log10
 
-    reports = tuple(
-        LayerReport(
-            index=j + 1,
-            kind=kind or ("conv2d" if isinstance(layers[j].weight, Conv2d) else "dense"),
-            shape=layers[j].weight.shape,
-            activation=layers[j].activation.name,
-            weight_norm=sigma[j],
-            derivative_bound=sup[j],
-            derivative_max=derivative_max[j],
-            skip_norm=skip[j],
-            jacobian_norm_bound=factors[j],
-            jacobian_norm=jacobian[j],
-            backward_bound_log10=bound.suffix_log10[j],
-            backward_norm_log10=backward[j],
-            gradient_norm_log10=gradient[j],
-            flags=_layer_flags(
-                j, sigma[j], derivative_max[j], bound.suffix_log10[j], backward[j], gradient[j], fwd.overflow
-            ),
-            conv=_conv_details(layers[j].weight, weight[j]),
-        )
-        for j in range(depth)
-    )
+    kind = "recurrent" if network.recurrent is not None else None
+    reports = tuple(record.report(j + 1, kind, fwd.overflow) for j, record in enumerate(records))
     summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield)
     widths = network.widths
     methods = Methods(
-        rtol=options.rtol,
+        rtol=rtol,
         probes=x.shape[0],
         dense_svd=sum(w.method == "dense" for w in norms.values()),
         lanczos=sum(w.method == "lanczos" for w in norms.values()),
         fft=sum(w.method == "fft" for w in norms.values()),
         matvecs=matvecs,
         output_width=widths[-1],
-        backward_dense=all(uses_dense((widths[-1], n), options.rtol) for n in widths[:-1]),
+        backward_dense=all(uses_dense((widths[-1], n), rtol) for n in widths[:-1]),
     )
     spectrum = None if options.spectrum == "none" else spectra(network, fwd.derivatives, meanfield, options.spectrum)
-    recurrent = None if network.recurrent is None else recurrent_report(network, sigma[0], options.rtol)
+    recurrent = None if network.recurrent is None else recurrent_report(network, records[0].weight.value, rtol)
     return Analysis(reports, summary, methods, meanfield, spectrum, recurrent)
+
+
+@dataclass
+class _LayerRecord:
+    """What analyse finds for one layer: its norms, known before any probe, then what the probes give (None past
+    an overflow, and where a quantity is exactly zero)."""
+
+    layer: Layer
+    weight: SpectralNorm
+    skip_norm: float | None
+    backward_bound_log10: float | None = None
+    derivative_max: float | None = None
+    jacobian_norm: float | None = None
+    backward_norm_log10: float | None = None
+    gradient_norm_log10: float | None = None
+
+    @property
+    def jacobian_norm_bound(self) -> float:
+        """‖S‖₂ + σ·sup|h'|: the layer's factor of the bound (σ·sup|h'| for a plain layer)."""
+        return (self.skip_norm or 0.0) + self.weight.value * self.layer.activation.derivative_bound
+
+    def jacobian(self, d: Array, rtol: float) -> tuple[float, int]:
+        """max_b ‖J_b‖₂ over the probes' derivative rows ``d``, and the matrix-vector products (service.jacobian)."""
+        return jacobian_max(self.layer, d, rtol, self.weight.value, self.skip_norm)
+
+    def report(self, index: int, kind: str | None, overflow: int | None) -> LayerReport:
+        """The layer's report; ``kind`` None: "conv2d" or "dense" by its map."""
+        weight = self.layer.weight
+        return LayerReport(
+            index=index,
+            kind=kind or ("conv2d" if isinstance(weight, Conv2d) else "dense"),
+            shape=weight.shape,
+            activation=self.layer.activation.name,
+            weight_norm=self.weight.value,
+            derivative_bound=self.layer.activation.derivative_bound,
+            derivative_max=self.derivative_max,
+            skip_norm=self.skip_norm,
+            jacobian_norm_bound=self.jacobian_norm_bound,
+            jacobian_norm=self.jacobian_norm,
+            backward_bound_log10=self.backward_bound_log10,
+            backward_norm_log10=self.backward_norm_log10,
+            gradient_norm_log10=self.gradient_norm_log10,
+            flags=self._flags(index - 1, overflow),
+            conv=_conv_details(weight, self.weight),
+        )
+
+    def _flags(self, j: int, overflow: int | None) -> tuple[str, ...]:
+        """Why a field is null or zero. Past an overflow every true quantity is unknown; before it, null is zero."""
+        flags = []
+        if self.weight.value == 0.0:
+            flags.append("zero_weight")
+        if self.derivative_max == 0.0:
+            flags.append("dead")
+        if self.backward_bound_log10 is None:
+            flags.append("backward_bound_zero")
+        if overflow is not None:
+            flags.append("overflow" if j >= overflow else "downstream_overflow")
+            return tuple(flags)
+        if self.backward_norm_log10 is None:
+            flags.append("backward_norm_zero")
+        if self.gradient_norm_log10 is None:
+            flags.append("gradient_zero")
+        return tuple(flags)
+
+
+def _skip_norm(layer: Layer, rtol: float) -> float | None:
+    """‖S‖₂ of a residual layer's skip path; None for a plain layer."""
+    return None if layer.skip is None else layer.skip.norm(rtol).value
 
 
 def _weight_norms(network: Network, rtol: float, executor: Executor | None) -> dict[int, SpectralNorm]:
@@ -302,139 +327,6 @@ def _forward(network: Network, x: Array) -> _Forward:
             activations.append(out)
         mean_square = 0.0 if drive is None else float(np.mean([np.mean(u * u) for u in drive]))
     return _Forward(activations, derivatives, overflow, mean_square)
-
-
-def _jacobian_norm(d: Array, layer: Layer, sigma: float, skip_norm: float | None, rtol: float) -> tuple[float, int]:
-    """max_b ‖J_b‖₂ = max_b ‖S + diag(d_b)·A‖₂ over the probes b (rows of d), and the matrix-vector products
-    taken; ``sigma`` and ``skip_norm`` are ‖A‖₂ and ‖S‖₂ (None for a plain layer).
-
-    Densely (spectral.uses_dense), only the probes that may hold the max are solved (spectral.gram_max): for a
-    plain wide or square W from one shared Gram matrix, else from the stack of diag(d_b)·A, a small convolution or
-    residual layer formed as a matrix. Otherwise by Lanczos: a plain W's products (:func:`_matrix_jacobian_norms`),
-    a large convolution or residual layer only applied, on its Gram operators; all probes in lockstep from
-    lanczos.BATCH_MIN probes, else one by one.
-    """
-    weight, skip = layer.weight, layer.skip
-    dense = uses_dense(weight.shape, rtol)
-    if skip is None and isinstance(weight, Dense):
-        w = weight.matrix
-        if not dense:
-            norms, used = _matrix_jacobian_norms(d, w, rtol)
-            return float(norms.max()), used
-        return _shared_gram_max(d, w) if w.shape[0] <= w.shape[1] else _stack_max(d, w, None), 0
-    if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
-        return _stack_max(d, weight.dense(), None if skip is None else skip.dense()), 0
-    bounds = (skip_norm or 0.0) + sigma * np.abs(d).max(axis=1)
-    norms, matvecs = _operator_jacobian_norms(d, layer, bounds, rtol)
-    return float(norms.max()), matvecs
-
-
-def _stack_max(d: Array, matrix: Array, identity: Array | None) -> float:
-    """max_b ‖I + diag(d_b)·M‖₂ (no I when None) densely, a chunk of probes at a time (spectral.dense_max)."""
-    chunk = max(1, STACK_MAX_ENTRIES // matrix.size)
-    best = 0.0
-    for start in range(0, len(d), chunk):
-        stack = d[start : start + chunk, :, None] * matrix
-        if identity is not None:
-            stack += identity
-        best = max(best, dense_max(stack, np.ones(len(stack))))
-    return best
-
-
-def _matrix_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
-    """‖diag(d_b)·W‖₂ for every probe b (rows of d) by Lanczos, for a W too large for the dense solver: all probes
-    in lockstep from lanczos.BATCH_MIN probes, else one by one."""
-    if len(d) >= lanczos.BATCH_MIN:
-        return _lockstep_jacobian_norms(d, w, rtol)
-    alone = [spectral_norm(row[:, None] * w, rtol) for row in d]
-    return np.array([norm.value for norm in alone]), sum(norm.matvecs for norm in alone)
-
-
-def _operator_jacobian_norms(d: Array, layer: Layer, bounds: Array, rtol: float) -> tuple[Array, int]:
-    """‖S + diag(d_b)·A‖₂ by Lanczos on the operators J_b x = S x + d_b ⊙ A x, J_bᵀ y = Sᵀ y + Aᵀ(d_b ⊙ y),
-    never formed: in lockstep from lanczos.BATCH_MIN probes, each J_b scaled by the power of two f_b that brings
-    its bound (``bounds[b]`` = ‖S‖ + σ·max|d_b|) near 1; else (or where lockstep does not converge) one probe at a
-    time."""
-    m, n = layer.weight.shape
-    scales = lanczos.unit_scales(bounds)
-    lockstep = len(d) >= lanczos.BATCH_MIN
-    chunk = lanczos.chunk_for(min(m, n)) if lockstep else len(d)
-    norms, matvecs = [], 0
-    for start in range(0, len(d), chunk):
-        rows = d[start : start + chunk]
-        values = None
-        if lockstep:
-            values, used = _lockstep_operator_norms(layer, rows, scales[start : start + chunk], rtol)
-            matvecs += used
-        if values is None:
-            alone = [operator_norm(*_jacobian_operator(layer, row[None]), (m, n), rtol) for row in rows]
-            values = np.array([norm.value for norm in alone])
-            matvecs += sum(norm.matvecs for norm in alone)
-        norms.append(values)
-    return np.concatenate(norms), matvecs
-
-
-def _lockstep_operator_norms(layer: Layer, rows: Array, scales: Array, rtol: float) -> tuple[Array | None, int]:
-    """‖J_b‖₂ for the rows d_b of ``rows`` by lockstep Lanczos on the Gram operators of f_b·J_b, on the smaller
-    side: (f J)ᵀ(f J) x = f·Jᵀ(J(f·x)); None where not all converge."""
-    forward, backward = _jacobian_operator(layer, rows)
-    f = scales[:, None]
-    m, n = layer.weight.shape
-    if m >= n:
-        return lanczos.top_singular_values(lambda x: backward(forward(x * f)) * f, n, scales, rtol)
-    return lanczos.top_singular_values(lambda y: forward(backward(y * f)) * f, m, scales, rtol)
-
-
-Operator = Callable[[Array], Array]
-
-
-def _jacobian_operator(layer: Layer, rows: Array) -> tuple[Operator, Operator]:
-    """x ↦ J_b x = S x + d_b ⊙ A x and y ↦ J_bᵀ y = Sᵀ y + Aᵀ(d_b ⊙ y) on rows, for the rows d_b of ``rows``
-    (one row: the same J for every vector)."""
-    weight, skip = layer.weight, layer.skip
-
-    def forward(x: Array) -> Array:
-        out = weight.apply(x) * rows
-        return out if skip is None else out + skip.apply(x)
-
-    def backward(y: Array) -> Array:
-        out = weight.adjoint(y * rows)
-        return out if skip is None else out + skip.adjoint(y)
-
-    return forward, backward
-
-
-def _shared_gram_max(d: Array, w: Array) -> float:
-    """max_b ‖diag(d_b)·W‖₂ densely for a wide or square W, from one Gram matrix of f_W·W: the probes' Gram
-    matrices are (f_b d_b)(f_b d_b)ᵀ ⊙ (f_W W)(f_W W)ᵀ, with f the exact unit scales of lanczos.unit_scales, and
-    only those that may hold the max are solved (spectral.gram_max)."""
-    f_w, f_d = lanczos.probe_scales(w, d)
-    scaled_w = w * f_w
-    gram = scaled_w @ scaled_w.T
-    chunk = max(1, STACK_MAX_ENTRIES // gram.size)
-    best = 0.0
-    for start in range(0, len(d), chunk):
-        part = d[start : start + chunk] * f_d[start : start + chunk, None]
-        best = max(best, gram_max(part[:, :, None] * gram * part[:, None, :], 1 / (f_w * f_d[start : start + chunk])))
-    return best
-
-
-def _lockstep_jacobian_norms(d: Array, w: Array, rtol: float) -> tuple[Array, int]:
-    """‖diag(d_b)·W‖₂ by Lanczos on every probe at once, with two products with W per step for all of them
-    (never forming the stack of D_b W); probes whose chunk does not converge are solved one by one."""
-    norms, matvecs = [], 0
-    chunk = lanczos.chunk_for(min(w.shape))
-    for start in range(0, len(d), chunk):
-        part = d[start : start + chunk]
-        gram, size, scales = lanczos.shared_weight_gram(w, part)
-        values, used = lanczos.top_singular_values(gram, size, scales, rtol)
-        matvecs += used
-        if values is None:
-            alone = [spectral_norm(row[:, None] * w, rtol) for row in part]
-            values = np.array([norm.value for norm in alone])
-            matvecs += sum(norm.matvecs for norm in alone)
-        norms.append(values)
-    return np.concatenate(norms), matvecs
 
 
 def _backward_norms(
@@ -523,33 +415,6 @@ def _log10_norm(weight: Linear, delta: Array, a: Array, scale: float) -> float |
         return None
     norm = float(np.linalg.norm(gradient / peak))
     return scale + math.log10(peaks[0]) + math.log10(peaks[1]) + math.log10(peak) + math.log10(norm)
-
-
-def _layer_flags(
-    j: int,
-    sigma: float,
-    dmax: float | None,
-    bound: float | None,
-    norm: float | None,
-    gradient: float | None,
-    overflow: int | None,
-) -> tuple[str, ...]:
-    """Why a field is null or zero. Past an overflow every true quantity is unknown; before it, null is zero."""
-    flags = []
-    if sigma == 0.0:
-        flags.append("zero_weight")
-    if dmax == 0.0:
-        flags.append("dead")
-    if bound is None:
-        flags.append("backward_bound_zero")
-    if overflow is not None:
-        flags.append("overflow" if j >= overflow else "downstream_overflow")
-        return tuple(flags)
-    if norm is None:
-        flags.append("backward_norm_zero")
-    if gradient is None:
-        flags.append("gradient_zero")
-    return tuple(flags)
 
 
 def _summary(

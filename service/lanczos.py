@@ -30,10 +30,8 @@ Gram = Callable[[Array], Array]
 CHECK_EVERY = 4
 """Lanczos steps between convergence checks (each solves B tridiagonal eigenproblems for their top pair)."""
 BATCH_MIN = 8
-"""Stacks of at least this many operators take the lockstep road; smaller ones are solved one by one, where
-ARPACK's float32 road wins. Measured (1 BLAS thread, tanh-scaled Gaussian W, lockstep vs one by one):
-n = 1024: 4 probes 0.5–0.6×, 8 probes 0.9–1.0×, 16 probes 1.0–1.3×, 32 probes 0.9–1.4×; n = 2048: 4 probes
-0.5–1.5×, 8 probes 1.3–2.7×, 16 probes 1.5–4.0×, 32 probes 1.8–4.4× (the higher figures at rtol 1e-10)."""
+"""Stacks of at least this many operators are solved in lockstep; smaller ones one by one, where ARPACK (in
+float32 for large operators) is faster."""
 MAX_STEPS = 300
 """Lanczos steps at most (and n/6 at most, a quarter of a dense solve); past them the caller solves one by one."""
 BREAKDOWN = 1e-13
@@ -52,7 +50,7 @@ def unit_scales(peaks: Array) -> Array:
     largest entry is about 1 forms Gram products that neither overflow nor lose digits to underflow, and meets
     ARPACK's relative stopping test (which turns absolute for eigenvalues below about 4e-11)."""
     _, exponents = np.frexp(peaks)
-    # np.minimum/np.maximum, not np.clip: clip looks up the integer type's limits on every call (4× slower here).
+    # np.minimum/np.maximum, not np.clip: clip looks up the integer type's limits on every call.
     scales: Array = np.ldexp(1.0, np.minimum(np.maximum(-exponents, -1000), 1000))
     return scales
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg.lapack import dpotrf, dsyevr
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from service import lanczos
@@ -25,21 +24,20 @@ from service.errors import InvalidInputError
 Array = NDArray[np.float64]
 
 DENSE_MAX_DIM = 256
-"""Matrices whose smaller side is at most this are solved densely (see dense_norms), no slower there than Lanczos.
-Above it Lanczos is 4× faster on a Gaussian 512×512 and, with its budget, at most ~25% slower than dense SVD on
-a spectrum packed at its top (python -m bench.analysis --scaling: width 512, 6.4 s with dense, 1.3 s)."""
+"""Matrices whose smaller side is at most this are solved densely (see dense_norms), where the dense solver is
+about as fast as Lanczos; larger ones by Lanczos, with the dense solver as its fallback."""
 FLOAT32_FLOOR = 8 * float(np.finfo(np.float32).eps)
-"""Lanczos first runs in float32 when rtol ≥ this (9.5e-7, a tolerance of 1.9e-6 on λ = σ²). The float64
-residual of a float32 Ritz vector was measured at 2–10 float32 epsilons (up to 1.2e-6) on Gaussian and low-rank
-matrices from n = 1024 to 8192, not growing with n, so at rtol 1e-6 it certifies; should it not, float64 Lanczos
+"""Lanczos first runs in float32 when rtol ≥ this (9.5e-7, a tolerance of 1.9e-6 on λ = σ²): the float64
+residual of a float32 Ritz vector, a few float32 epsilons, then usually certifies; should it not, float64 Lanczos
 continues from its vector. Below this floor the float32 work would mostly be wasted."""
 FLOAT32_MIN_DIM = 2048
 """…and when the Gram operator's size is at least this. Below it the float64 matrix stays in cache, its products
-are nearly as fast, and the float32 road's fixed costs (the copy, ARPACK's eigenvector, the float64 check)
-outweigh what it saves: bench.spectral at n = 1024 measured 14× over dense SVD in float64, 5.8× by float32; at
-n = 2048, 15× in float64, 27× by float32."""
+are nearly as fast, and the float32 path's fixed costs (the copy, ARPACK's eigenvector, the float64 check)
+outweigh what it saves."""
 FLOAT32_TOL = 0.5
 """The float32 run asks ARPACK for eigen_tol(rtol)·FLOAT32_TOL, leaving room for the rounding of its vector."""
+POWER_STEPS = 3
+"""Power steps that give gram_max the vector v of its Rayleigh-quotient lower bounds."""
 POLISH_STEPS = 3
 """float64 power steps that may certify a float32 Ritz vector before float64 Lanczos takes over."""
 RESTART_VECTORS = 20
@@ -158,10 +156,8 @@ def dense_norms(stack: Array) -> Array:
     """σ_max of each ``stack[k]`` as √λ_max of its smaller Gram matrix AAᵀ or AᵀA (see gram_norms).
 
     The largest eigenvalue of a symmetric matrix is found to within a few ulps of ‖G‖ = σ_max², so σ_max keeps
-    full relative precision; this is 1.2–8× faster than a values-only SVD (8× for the n_L × n_j products of a
-    narrow output layer) and measured to agree with it to 2e-15. Each matrix is first scaled exactly by a power
-    of two to a largest entry near 1 (``lanczos.unit_scales``), so that its Gram matrix neither overflows nor
-    underflows for any finite entries.
+    full relative precision. Each matrix is first scaled exactly by a power of two to a largest entry near 1
+    (``lanczos.unit_scales``), so that its Gram matrix neither overflows nor underflows for any finite entries.
     """
     grams, f = _scaled_grams(stack)
     return gram_norms(grams) / f
@@ -186,15 +182,14 @@ def gram_max(grams: Array, weights: Array) -> float:
     """max_k weights[k]·√λ_max(grams[k]) over symmetric positive semi-definite ``grams``, solving as few as it can.
 
     Each Gram's largest diagonal entry and each Rayleigh quotient vᵀG_k v (‖v‖ = 1) are lower bounds on its
-    λ_max, its trace an upper bound. The Gram with the largest weighted diagonal entry is solved (syevr)
-    with its top eigenvector v, and the others taken in decreasing order of w_k·√(vᵀG_k v). One whose upper
-    bound w_k·√tr G_k is below the best so far is skipped; one whose lower bound exceeds it is solved; any other
-    is first tested by the Cholesky factorisation of τI − G_k with τ = (best/w_k)², which exists only if
-    λ_max(G_k) < τ. Then G_k cannot hold the max and is not solved. (The factorisation's rounding,
-    about n·eps·τ, is what such a skip may miss: the dense solver's own accuracy.) The answer is syevr's for the
-    Gram that holds the max, as gram_norms would give it (to the last digit, or two where it is the first Gram,
-    solved with its eigenvector). Measured on 4 probes' Grams of a tanh layer, one solve and three
-    factorisations: 2× faster than solving all four at n = 64, 1.8× at 128, 1.4–3× at 256.
+    λ_max, its trace an upper bound. The Gram with the largest weighted diagonal entry is solved first, and v is
+    POWER_STEPS power steps of that Gram from the vector of ones (any unit v gives valid bounds; these only order
+    the work). The others are taken in decreasing order of w_k·√(vᵀG_k v). One whose upper bound w_k·√tr G_k is
+    below the best so far is skipped; one whose lower bound exceeds it is solved; any other is first tested by
+    the Cholesky factorisation of τI − G_k with τ = (best/w_k)², which exists only if λ_max(G_k) < τ. Then G_k
+    cannot hold the max and is not solved. (The factorisation's rounding, about n·eps·τ, is what such a skip may
+    miss: the dense solver's own accuracy.) The answer is the eigensolver's for the Gram that holds the max, as
+    gram_norms gives it.
     """
     live = weights > 0
     if not live.all():
@@ -205,46 +200,53 @@ def gram_max(grams: Array, weights: Array) -> float:
     diagonals = np.diagonal(grams, axis1=1, axis2=2)
     upper = weights * np.sqrt(diagonals.sum(axis=1))
     first = int(np.argmax(weights * np.sqrt(diagonals.max(axis=1))))
-    top, v = _top_eigenpair(grams[first], vector=True)
-    assert v is not None
-    best = weights[first] * np.sqrt(top)
+    best = weights[first] * np.sqrt(_top_eigenvalue(grams[first]))
+    v = _power_vector(grams[first])
     lower = weights * np.sqrt(np.maximum((grams @ v) @ v, 0.0))
     for k in np.argsort(-lower):
         if k == first or upper[k] <= best:
             continue
         if lower[k] <= best and _below(grams[k], (best / weights[k]) ** 2):
             continue
-        best = max(best, weights[k] * np.sqrt(_top_eigenpair(grams[k], vector=False)[0]))
+        best = max(best, weights[k] * np.sqrt(_top_eigenvalue(grams[k])))
     return float(best)
+
+
+def _power_vector(gram: Array) -> Array:
+    """A unit vector near G's top eigenvector: POWER_STEPS steps v ← Gv/‖Gv‖ from the vector of ones."""
+    v: Array = np.full(len(gram), 1 / np.sqrt(len(gram)))
+    for _ in range(POWER_STEPS):
+        gv = gram @ v
+        norm = float(np.linalg.norm(gv))
+        if norm == 0.0:
+            break
+        v = gv / norm
+    return v
 
 
 def _below(gram: Array, tau: float) -> bool:
     """Whether τI − G has a Cholesky factorisation, i.e. is positive definite: λ_max(G) < τ."""
     shifted = -gram
     shifted.flat[:: len(gram) + 1] += tau
-    _, info = dpotrf(shifted.T, lower=1, clean=0, overwrite_a=1)
-    return bool(info == 0)
+    try:
+        np.linalg.cholesky(shifted)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def gram_norms(grams: Array) -> Array:
     """√λ_max of each symmetric positive semi-definite ``grams[k]``: σ_max of A for the Gram matrix AAᵀ or AᵀA.
 
-    LAPACK's syevr asked for the top eigenvalue alone (tridiagonal reduction, then bisection for that one, to
-    eps·‖T‖ = eps·λ_max): half the time of all eigenvalues by syevd for a 64 × 64 matrix.
+    numpy's eigvalsh (LAPACK's syevd, all eigenvalues) solves the whole stack in one call, without the GIL.
     """
-    return np.sqrt([_top_eigenpair(gram, vector=False)[0] for gram in grams])
+    top: Array = np.sqrt(np.maximum(np.linalg.eigvalsh(grams)[:, -1], 0.0))
+    return top
 
 
-def _top_eigenpair(gram: Array, vector: bool) -> tuple[float, Array | None]:
-    """λ_max ≥ 0 of a symmetric positive semi-definite ``gram`` by syevr, and a unit eigenvector when asked."""
-    n = len(gram)
-    # gram.T: the same symmetric matrix, Fortran-ordered, so LAPACK reads it without a copy.
-    values, vectors, _, _, info = dsyevr(gram.T, compute_v=int(vector), range="I", il=n, iu=n)
-    top = 0  # syevr's answer comes first; eigh's, should syevr fail, last of all n
-    if info != 0:
-        values, vectors = np.linalg.eigh(gram)
-        top = -1
-    return max(float(values[top]), 0.0), vectors[:, top] if vector else None
+def _top_eigenvalue(gram: Array) -> float:
+    """λ_max ≥ 0 of a symmetric positive semi-definite ``gram`` (numpy's eigvalsh, as gram_norms)."""
+    return max(float(np.linalg.eigvalsh(gram)[-1]), 0.0)
 
 
 def _lanczos(a: Array, rtol: float) -> SpectralNorm:
@@ -306,8 +308,8 @@ def _rayleigh(gram: Operator, v: Array) -> tuple[Array, float, float]:
 def _arpack(
     gram: Operator, n: int, dtype: type[np.floating], tol: float, start: Array, *, vectors: bool
 ) -> tuple[float, Array | None] | None:
-    """ARPACK's top eigenvalue of the n × n operator ``gram`` in ``dtype``, with its vector only when asked (asking
-    was measured to slow every product about 2×); None if it does not converge within the budget."""
+    """ARPACK's top eigenvalue of the n × n operator ``gram`` in ``dtype``, with its vector only when asked (the
+    vector makes every product slower); None if it does not converge within the budget."""
     op = LinearOperator((n, n), matvec=gram, dtype=dtype)
     try:
         found = eigsh(

@@ -138,7 +138,7 @@ def test_fft_singular_values_are_the_explicit_matrix_s(case: Case) -> None:
 
 @pytest.mark.parametrize(("c_out", "c_in"), [(12, 12), (5, 16), (16, 5), (1, 1)])
 def test_fft_norm_is_the_largest_frequency_singular_value(c_out: int, c_in: int) -> None:
-    """The Gram road of fft_norm (half the spectrum, top eigenvalue) against the full batched SVD, to 1e-13."""
+    """The Gram path of fft_norm (half the spectrum, top eigenvalue) against the full batched SVD, to 1e-13."""
     kernel = np.random.default_rng(5).standard_normal((c_out, c_in, 3, 2)) * 1e-30
     layer = Conv2d(kernel, (9, 10), "circular")
     assert layer.fft_norm() == pytest.approx(layer.frequency_singular_values()[0], rel=1e-13, abs=0)

@@ -8,7 +8,7 @@ import pytest
 from numpy.typing import NDArray
 
 from service import lanczos
-from service.analysis import _matrix_jacobian_norms
+from service.jacobian import _lockstep_matrix_norms
 from service.spectral import spectral_norms
 from tests.service.test_spectral import KINDS, ROUNDING
 
@@ -39,7 +39,7 @@ def test_lockstep_meets_rtol_on_every_kind(rtol: float, shape: tuple[int, int]) 
 
 
 def test_clustered_spectrum_is_refused_within_a_small_budget() -> None:
-    """A top gap of 1e-9 is beyond 10 steps at rtol 1e-12: the lockstep road says so instead of answering."""
+    """A top gap of 1e-9 is beyond 10 steps at rtol 1e-12: the lockstep solver says so instead of answering."""
     stack, _ = _stack(["clustered", "gaussian"])
     gram, size, _ = lanczos.stack_gram(stack)
     top, products = lanczos.top_eigenvalues(gram, len(stack), size, 1e-12, steps=10)
@@ -49,7 +49,7 @@ def test_clustered_spectrum_is_refused_within_a_small_budget() -> None:
 
 @pytest.mark.parametrize("rtol", [1e-6, 1e-10])
 def test_spectral_norms_of_a_large_stack(rtol: float) -> None:
-    """spectral_norms takes the lockstep road for BATCH_MIN matrices or more, and is right for every kind,
+    """spectral_norms solves in lockstep for BATCH_MIN matrices or more, and is right for every kind,
     the clustered one included (solved one by one when the lockstep run does not converge)."""
     kinds = sorted(KINDS) * 2
     assert len(kinds) >= lanczos.BATCH_MIN
@@ -81,7 +81,8 @@ def test_jacobian_norms_of_many_probes_in_lockstep() -> None:
     rng = np.random.default_rng(5)
     w = rng.standard_normal((320, 400)) / 20
     d = 1 - np.tanh(rng.standard_normal((12, 320))) ** 2
-    norms, products = _matrix_jacobian_norms(d, w, 1e-10)
+    norms, products = _lockstep_matrix_norms(w, d, 1e-10)
+    assert norms is not None
     expected = [np.linalg.norm(row[:, None] * w, 2) for row in d]
     np.testing.assert_allclose(norms, expected, rtol=1e-10, atol=0)
     assert products > 0

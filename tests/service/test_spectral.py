@@ -159,8 +159,8 @@ def test_spectral_norms_empty_stack() -> None:
 
 @pytest.mark.parametrize("rtol", [1e-3, 1e-6])
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_float32_road_meets_rtol(monkeypatch: pytest.MonkeyPatch, kind: str, rtol: float) -> None:
-    """The float32 road (taken at any size here) is certified in float64 or handed on: either way rtol holds."""
+def test_float32_path_meets_rtol(monkeypatch: pytest.MonkeyPatch, kind: str, rtol: float) -> None:
+    """The float32 path (taken at any size here) is certified in float64 or handed on: either way rtol holds."""
     monkeypatch.setattr(spectral, "FLOAT32_MIN_DIM", 0)
     a, expected = _matrix(kind, LARGE)
     got = spectral_norm(a, rtol)
@@ -215,13 +215,13 @@ def test_gram_max_solves_one_gram_of_probes_alike(monkeypatch: pytest.MonkeyPatc
     stack = _probe_stack(rng, 16, (64, 64), 1.5)
     grams = stack @ stack.transpose(0, 2, 1)
     solved: list[int] = []
-    top = spectral._top_eigenpair
+    top = spectral._top_eigenvalue
 
-    def counted(gram: Array, vector: bool) -> tuple[float, Array | None]:
+    def counted(gram: Array) -> float:
         solved.append(1)
-        return top(gram, vector)
+        return top(gram)
 
-    monkeypatch.setattr(spectral, "_top_eigenpair", counted)
+    monkeypatch.setattr(spectral, "_top_eigenvalue", counted)
     norms = [float(np.linalg.norm(a, 2)) for a in stack]
     assert spectral.gram_max(grams, np.ones(16)) == pytest.approx(max(norms), rel=1e-13)
     assert len(solved) <= 2

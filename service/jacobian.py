@@ -1,0 +1,188 @@
+"""max_b ‖J_b‖₂ of one layer's per-probe Jacobians J_b = S + diag(d_b)·A, d_b = h'(z_b) the rows of ``d``.
+
+S is absent for a plain layer, the identity or a projection for a residual one; A a matrix W or a convolution.
+One method is chosen per layer (:func:`_method`), and every method runs the same loop (:func:`jacobian_max`):
+the probes are taken a chunk at a time, each chunk solved together, and a chunk that Lanczos could not certify
+solved again probe by probe.
+
+=================  =====================================================  =========================================
+method             when                                                   a chunk of probes
+=================  =====================================================  =========================================
+shared Gram        plain W, dense (``spectral.uses_dense``), m ≤ n        one Gram of W for all: gram_max
+stack              plain W, dense, m > n; a small convolution or          the matrices S + diag(d_b)·A formed:
+                   residual layer (m·n ≤ DENSE_OPERATOR_MAX)              dense_max
+matrix Lanczos     plain W, not dense                                     lockstep on diag(d_b)·W (from BATCH_MIN
+                                                                          probes), else spectral_norm each
+operator Lanczos   any other layer: A and S only ever applied             lockstep on the operators J_b (from
+                                                                          BATCH_MIN probes), else operator_norm
+=================  =====================================================  =========================================
+
+The dense methods solve only the probes that may hold the max (spectral.gram_max); the Lanczos ones give every
+probe's norm, to ``rtol``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service import lanczos
+from service.linear import Dense
+from service.network import Layer
+from service.spectral import SpectralNorm, dense_max, gram_max, operator_norm, spectral_norm, uses_dense
+
+Array = NDArray[np.float64]
+Operator = Callable[[Array], Array]
+Chunk = Callable[[Array], tuple[float | None, int]]
+"""The largest norm of a chunk of probes (rows of d), None where Lanczos did not certify every one, and the
+matrix-vector products taken."""
+
+STACK_MAX_ENTRIES = 1 << 24
+"""The dense methods form at most this many entries a chunk (128 MiB of float64)."""
+DENSE_OPERATOR_MAX = 1 << 20
+"""A convolution or residual layer small enough for the dense solver (uses_dense) is formed as a matrix when it
+has at most this many entries (8 MiB); larger ones are only ever applied."""
+
+
+@dataclass(frozen=True)
+class _Method:
+    """How one layer's probes are solved: ``chunk`` at a time, each chunk by ``together``; a chunk it could not
+    certify probe by probe by ``alone`` (None for the dense methods, which certify every chunk)."""
+
+    chunk: int
+    together: Chunk | None
+    alone: Callable[[Array], SpectralNorm] | None = None
+
+
+def jacobian_max(
+    layer: Layer, d: Array, rtol: float, weight_norm: float, skip_norm: float | None = None
+) -> tuple[float, int]:
+    """max_b ‖S + diag(d_b)·A‖₂ over the probes b (rows of ``d``) to relative accuracy ``rtol``, and the
+    matrix-vector products taken; ``weight_norm`` and ``skip_norm`` are ‖A‖₂ and ‖S‖₂ (None for a plain layer).
+    """
+    method = _method(layer, len(d), rtol, weight_norm, skip_norm)
+    best, matvecs = 0.0, 0
+    for start in range(0, len(d), method.chunk):
+        rows = d[start : start + method.chunk]
+        value, used = (None, 0) if method.together is None else method.together(rows)
+        matvecs += used
+        if value is None:
+            assert method.alone is not None, "only the Lanczos methods leave a chunk uncertified"
+            alone = [method.alone(row) for row in rows]
+            value = max(norm.value for norm in alone)
+            matvecs += sum(norm.matvecs for norm in alone)
+        best = max(best, value)
+    return best, matvecs
+
+
+def _method(layer: Layer, probes: int, rtol: float, weight_norm: float, skip_norm: float | None) -> _Method:
+    """The method for this layer and number of probes (see the table above)."""
+    weight, skip = layer.weight, layer.skip
+    dense = uses_dense(weight.shape, rtol)
+    lockstep = probes >= lanczos.BATCH_MIN
+    if skip is None and isinstance(weight, Dense):
+        w = weight.matrix
+        if dense:
+            return _shared_gram(w) if w.shape[0] <= w.shape[1] else _stack(w, None)
+        alone = _matrix_alone(w, rtol)
+        if not lockstep:
+            return _Method(probes, None, alone)
+        return _Method(lanczos.chunk_for(min(w.shape)), _matrix_lockstep(w, rtol), alone)
+    if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
+        return _stack(weight.dense(), None if skip is None else skip.dense())
+    alone = _operator_alone(layer, rtol)
+    if not lockstep:
+        return _Method(probes, None, alone)
+    return _Method(lanczos.chunk_for(min(weight.shape)), _operator_lockstep(layer, rtol, weight_norm, skip_norm), alone)
+
+
+def _shared_gram(w: Array) -> _Method:
+    """Dense, for a wide or square W, from one Gram matrix of f_W·W: the probes' Gram matrices are
+    (f_b d_b)(f_b d_b)ᵀ ⊙ (f_W W)(f_W W)ᵀ, with f the exact unit scales of lanczos.unit_scales."""
+    f_w = float(lanczos.unit_scales(np.abs(w).max()))
+    scaled = w * f_w
+    gram = scaled @ scaled.T
+
+    def together(rows: Array) -> tuple[float, int]:
+        f_d = lanczos.unit_scales(np.abs(rows).max(axis=1))
+        part = rows * f_d[:, None]
+        return gram_max(part[:, :, None] * gram * part[:, None, :], 1 / (f_w * f_d)), 0
+
+    return _Method(max(1, STACK_MAX_ENTRIES // gram.size), together)
+
+
+def _stack(matrix: Array, identity: Array | None) -> _Method:
+    """Dense, from the stack of I + diag(d_b)·M formed (no I when None)."""
+
+    def together(rows: Array) -> tuple[float, int]:
+        stack = rows[:, :, None] * matrix
+        if identity is not None:
+            stack += identity
+        return dense_max(stack, np.ones(len(stack))), 0
+
+    return _Method(max(1, STACK_MAX_ENTRIES // matrix.size), together)
+
+
+def _matrix_alone(w: Array, rtol: float) -> Callable[[Array], SpectralNorm]:
+    """One probe's ‖diag(d_b)·W‖₂ by spectral_norm."""
+    return lambda row: spectral_norm(row[:, None] * w, rtol)
+
+
+def _matrix_lockstep(w: Array, rtol: float) -> Chunk:
+    """The largest ‖diag(d_b)·W‖₂ of a chunk by Lanczos on all its probes at once (see _lockstep_matrix_norms)."""
+
+    def together(rows: Array) -> tuple[float | None, int]:
+        values, used = _lockstep_matrix_norms(w, rows, rtol)
+        return (None if values is None else float(values.max())), used
+
+    return together
+
+
+def _lockstep_matrix_norms(w: Array, rows: Array, rtol: float) -> tuple[Array | None, int]:
+    """‖diag(d_b)·W‖₂ for the rows d_b of ``rows`` by lockstep Lanczos, with two products with W per step for
+    all of them (never forming the stack of D_b W; lanczos.shared_weight_gram); None where not all converge."""
+    gram, size, scales = lanczos.shared_weight_gram(w, rows)
+    return lanczos.top_singular_values(gram, size, scales, rtol)
+
+
+def _operator_alone(layer: Layer, rtol: float) -> Callable[[Array], SpectralNorm]:
+    """One probe's ‖J_b‖₂ by operator_norm on x ↦ J_b x and y ↦ J_bᵀ y."""
+    return lambda row: operator_norm(*_jacobian_operator(layer, row[None]), layer.weight.shape, rtol)
+
+
+def _operator_lockstep(layer: Layer, rtol: float, weight_norm: float, skip_norm: float | None) -> Chunk:
+    """The largest ‖J_b‖₂ of a chunk by lockstep Lanczos on the Gram operators of f_b·J_b on the smaller side,
+    (f J)ᵀ(f J) x = f·Jᵀ(J(f·x)), never formed; f_b is the power of two that brings the bound
+    ‖S‖₂ + ‖A‖₂·max|d_b| on ‖J_b‖₂ near 1 (lanczos.unit_scales)."""
+    m, n = layer.weight.shape
+
+    def together(rows: Array) -> tuple[float | None, int]:
+        scales = lanczos.unit_scales((skip_norm or 0.0) + weight_norm * np.abs(rows).max(axis=1))
+        forward, backward = _jacobian_operator(layer, rows)
+        f = scales[:, None]
+        if m >= n:
+            values, used = lanczos.top_singular_values(lambda x: backward(forward(x * f)) * f, n, scales, rtol)
+        else:
+            values, used = lanczos.top_singular_values(lambda y: forward(backward(y * f)) * f, m, scales, rtol)
+        return (None if values is None else float(values.max())), used
+
+    return together
+
+
+def _jacobian_operator(layer: Layer, rows: Array) -> tuple[Operator, Operator]:
+    """x ↦ J_b x = S x + d_b ⊙ A x and y ↦ J_bᵀ y = Sᵀ y + Aᵀ(d_b ⊙ y) on rows, for the rows d_b of ``rows``
+    (one row: the same J for every vector)."""
+    weight, skip = layer.weight, layer.skip
+
+    def forward(x: Array) -> Array:
+        out = weight.apply(x) * rows
+        return out if skip is None else out + skip.apply(x)
+
+    def backward(y: Array) -> Array:
+        out = weight.adjoint(y * rows)
+        return out if skip is None else out + skip.adjoint(y)
+
+    return forward, backward
