@@ -1,5 +1,4 @@
-"""``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes,
-on uvicorn's httptools protocol less its copies of request bodies (``api.protocol``).
+"""``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes.
 
 This is also the container's start command (the Dockerfile's ``CMD``). SIGTERM (``docker stop``) stops it
 cleanly: uvicorn closes its socket, finishes the requests in progress, runs the app's shutdown, then raises the
@@ -20,7 +19,6 @@ from types import FrameType
 import uvicorn
 
 from api.logs import log_config
-from api.protocol import BodyProtocol
 from api.settings import Settings
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -37,7 +35,6 @@ def main() -> None:
             workers=settings.workers,
             log_config=log_config(settings.log_format),
             access_log=False,
-            http=BodyProtocol,
         )
 
 

@@ -157,7 +157,7 @@ async def read_body(request: Request) -> bytearray:
 
     Joining a list of chunks holds every chunk and then the joined copy: twice the body in freshly touched memory.
     A bytearray copies each chunk while it is still in cache, and the chunk's memory is freed at once and reused
-    for the next one (``api.allocator`` keeps it from being unmapped in between). In the server a 16 MiB upload's
+    for the next one. In the server a 16 MiB upload's
     chunks were gathered in a median of 93 ms by joining and 62 ms by ``+=`` with glibc's default thresholds.
     The chunks are taken from the ASGI ``receive`` itself: through Starlette's ``request.stream()`` and a
     generator of ours on top, the same upload (about 80 chunks) took 13–18 ms to read, directly 10–14 ms.

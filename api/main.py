@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import allocator, cors, docs, explorer, openapi, problems
+from api import cors, docs, explorer, openapi, problems
 from api.auth import require_key
 from api.metrics import MeteredComputeSlots, Metrics, MetricsMiddleware
 from api.problems import problem_responses
@@ -24,7 +24,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        allocator.tune()
         app.state.ready = True
         yield
         app.state.ready = False

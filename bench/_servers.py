@@ -24,12 +24,9 @@ def free_port() -> int:
 
 @contextmanager
 def serve(app: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """``uvicorn APP`` on a free loopback port, one worker, no access log, and the HTTP protocol ``python -m api``
-    serves with (api.protocol: request bodies without uvicorn's two copies), for ours and the baselines alike;
-    yields (base URL, pid)."""
+    """``uvicorn APP`` on a free loopback port, one worker, no access log; yields (base URL, pid)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    command += ["--http", "api.protocol:BodyProtocol"]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

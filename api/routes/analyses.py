@@ -170,7 +170,7 @@ async def _safetensors_work(
     request: Request, settings: Settings, layers: Executor
 ) -> Callable[[], tuple[Analysis, float]]:
     """Read the multipart body and check the file's header and sizes; the arrays are made later, in the worker."""
-    parts = await read_parts(request, sized=safetensors.stated_length)
+    parts = await read_parts(request)
     upload = parts.get("weights")
     if upload is None or upload.filename is None:
         raise invalid(
