@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 from safetensors.numpy import save
 
-from bench._servers import serve
+from bench._servers import JACSPEC, serve
 from bench._timing import table
 from jacspec.models import Tensor
 
@@ -80,7 +80,7 @@ def main() -> None:
         "safetensors": _multipart(save({"0.weight": weight}), json.dumps(OPTIONS)),
     }
     assert len(bodies["safetensors"][0]) < weight.nbytes + 4096, "the upload must hold float32, 4 bytes a weight"
-    with serve("api.main:app") as (url, _):
+    with serve(JACSPEC, factory=True) as (url, _):
         ours = {
             name: min(_ingest_seconds(url + "/v1/analyses", body, headers) for _ in range(args.repeats))
             for name, (body, headers) in bodies.items()

@@ -167,7 +167,7 @@ def _run(
 
 
 async def _safetensors_work(
-    request: Request, settings: Settings, layers: Executor
+    request: Request, settings: Settings, layers: Executor | None
 ) -> Callable[[], tuple[Analysis, float]]:
     """Read the multipart body and check the file's header and sizes; the arrays are made later, in the worker."""
     parts = await read_parts(request)
@@ -197,7 +197,7 @@ async def _safetensors_work(
 
 
 def _analyse_safetensors(
-    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, layers: Executor
+    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, layers: Executor | None
 ) -> tuple[Analysis, float]:
     build = partial(safetensors_network, file, prefixes, spec.network, layers)
     return _run(build, spec.inputs, spec.options, layers, inputs_at=("request",))
