@@ -84,10 +84,7 @@ async def create_analysis(request: Request) -> Response:
         work = await _safetensors_work(request, settings, layers)
     else:
         body = await read_json(
-            request,
-            AnalysisRequest,
-            "application/json, or multipart/form-data with a .safetensors file",
-            lift_arrays=True,
+            request, AnalysisRequest, "application/json, or multipart/form-data with a .safetensors file"
         )
         inline = check_analysis(body, settings) <= INLINE_FLOPS
         work = partial(_analyse, body, None if inline else layers)
