@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # jacspec's API in a container:  docker build -t jacspec .  &&  docker run --rm -p 8000:8000 jacspec
 # Settings are the JACSPEC_* environment variables of the README (docker run -e JACSPEC_WORKERS=2 ...).
+# BLAS runs on one thread per process (the *_NUM_THREADS below, as python -m api sets them): the server shares the
+# cores out between the layers of its analyses instead (api/compute.py).
 # tests/deploy/test_dockerfile.py runs this file's install and start commands outside Docker.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -31,7 +33,10 @@ ENV VIRTUAL_ENV=/opt/jacspec \
     JACSPEC_HOST=0.0.0.0 \
     JACSPEC_PORT=8000 \
     JACSPEC_WORKERS=1 \
-    JACSPEC_LOG_FORMAT=json
+    JACSPEC_LOG_FORMAT=json \
+    OPENBLAS_NUM_THREADS=1 \
+    OMP_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1
 RUN groupadd --system --gid 10001 jacspec \
  && useradd --system --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin jacspec
 COPY --from=build /opt/jacspec /opt/jacspec

@@ -1,11 +1,11 @@
-"""``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes,
-on uvicorn's httptools protocol less its copies of request bodies (``api.protocol``).
+"""``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes.
 
-This is also the container's start command (the Dockerfile's ``CMD``). SIGTERM (``docker stop``) stops it
-cleanly: uvicorn closes its socket, finishes the requests in progress, runs the app's shutdown, then raises the
-SIGTERM again, which ``_stopped`` turns into exit status 0. With more than one worker,
-``PROMETHEUS_MULTIPROC_DIR`` (unless set already) names a fresh temporary directory, removed at exit, in which the
-workers' metrics meet (see ``api.metrics``).
+It runs ``uvicorn --factory api.main:create_app`` after setting ``ONE_BLAS_THREAD`` in the environment, which
+uvicorn's worker processes inherit (the Dockerfile's ``ENV`` sets the same), and is the container's start command
+(the Dockerfile's ``CMD``). SIGTERM (``docker stop``) stops it cleanly: uvicorn closes its socket, finishes the
+requests in progress, runs the app's shutdown, then raises the SIGTERM again, which ``_stopped`` turns into exit
+status 0. With more than one worker, ``PROMETHEUS_MULTIPROC_DIR`` (unless set already) names a fresh temporary
+directory, removed at exit, in which the workers' metrics meet (see ``api.metrics``).
 """
 
 from __future__ import annotations
@@ -20,24 +20,28 @@ from types import FrameType
 import uvicorn
 
 from api.logs import log_config
-from api.protocol import BodyProtocol
 from api.settings import Settings
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""BLAS on one thread per process (OpenBLAS, OpenMP builds, MKL), unless the environment says otherwise: the
+cores go to the compute slots' layer pool instead (``api.compute``). Read by BLAS when numpy is first imported."""
 
 
 def main() -> None:
+    for name, value in ONE_BLAS_THREAD.items():
+        os.environ.setdefault(name, value)
     settings = Settings()
     signal.signal(signal.SIGTERM, _stopped)
     with _shared_metrics(settings.workers):
         uvicorn.run(
-            "api.main:app",
+            "api.main:create_app",
+            factory=True,
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
             log_config=log_config(settings.log_format),
             access_log=False,
-            http=BodyProtocol,
         )
 
 

@@ -1,13 +1,11 @@
 """Compute slots: CPU-heavy work runs in worker threads, at most ``compute_slots`` at a time, never on the loop.
 
-Every BLAS call runs on one thread, and the cores are shared out by layers instead: the slots' analyses hand
-their layers' norms — each weight's and each layer's per-probe Jacobian norms, independent of one another — to
-one pool of as many threads as the process has cores (``layers``), first come first served. A lone analysis so
-uses every core, and two at once share them; no core ever runs more than one BLAS thread of the pool. Networks
-of small layers keep theirs in the slot's thread (service.analysis.SPREAD_MIN_FLOPS). (Without
-a bound, two slots of two OpenBLAS threads each on two cores spin against each other: a four-second analysis was
-measured taking three minutes. And the layers spread better than BLAS threads do: python -m bench.analysis
---cores measures a 50-layer analysis on two cores by each road.)
+BLAS runs on one thread (``python -m api`` and the container set ``OPENBLAS_NUM_THREADS`` and its peers to 1
+before numpy is loaded), and the cores are shared out by layers instead: the slots' analyses hand their layers'
+norms — each weight's and each layer's per-probe Jacobian norms, independent of one another — to one pool of as
+many threads as the process has cores (``layers``), first come first served. A lone analysis so uses every core,
+and two at once share them. Networks of small layers keep theirs in the slot's thread
+(service.analysis.SPREAD_MIN_FLOPS). docs/performance-api.md says why the cores go to layers, not BLAS threads.
 
 When every slot is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
 ``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``. A request holds its
@@ -24,7 +22,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from anyio import CapacityLimiter, WouldBlock, fail_after, to_thread
-from threadpoolctl import threadpool_limits
 
 from api.problems import ProblemError
 
@@ -66,14 +63,23 @@ class ComputeSlots:
         self.queue_timeout = queue_timeout
         self.queue_size = queue_size
         self.retry_after = max(1, math.ceil(queue_timeout))
-        self.layers = ThreadPoolExecutor(max(1, available_cores() // processes), thread_name_prefix="jacspec-layers")
-        """The analyses' layer tasks (service.analysis.analyse's executor): one thread per core, the cores shared
-        out between the server's ``processes`` (JACSPEC_WORKERS)."""
-        threadpool_limits(limits=1, user_api="blas")
+        self.layer_threads = max(1, available_cores() // processes)
+        """The layer pool's size: one thread per core, the cores shared out between the server's ``processes``
+        (JACSPEC_WORKERS)."""
+        self.layers: ThreadPoolExecutor | None = None
+        """The analyses' layer tasks (service.analysis.analyse's executor), from ``start`` to ``close``; without it
+        an analysis computes its layers in its own thread."""
+
+    def start(self) -> None:
+        """Start the layer pool (the app's lifespan does, at startup)."""
+        if self.layers is None:
+            self.layers = ThreadPoolExecutor(self.layer_threads, thread_name_prefix="jacspec-layers")
 
     def close(self) -> None:
         """Stop the layer pool's threads once their tasks are done."""
-        self.layers.shutdown(wait=False)
+        if self.layers is not None:
+            self.layers.shutdown(wait=False)
+            self.layers = None
 
     async def run(self, function: Callable[[], T], *, inline: bool = False) -> T:
         """Run ``function`` in a worker thread once a slot is free; 503 if none frees up in time.

@@ -23,7 +23,6 @@ from jacspec.models import (
 )
 from jacspec.models import Layer as LayerModel
 from jacspec.models.activations import Activation as ActivationModel
-from jacspec.models.tensor import DecodedB64, ParsedArray
 from service.activations import Activation, make_activation
 from service.conv import Conv2d
 from service.cost import SVD_FLOPS, LayerCost, dense_costs
@@ -44,10 +43,8 @@ Array = NDArray[np.float64]
 LITTLE_ENDIAN = {"FP32": "<f4", "FP64": "<f8"}
 
 
-def to_array(value: Tensor | list[float] | list[list[float]] | ParsedArray, location: Location) -> Array:
+def to_array(value: Tensor | list[float] | list[list[float]], location: Location) -> Array:
     """A float64 array; FP32 values are first rounded to float32, as the caller's model holds them."""
-    if isinstance(value, ParsedArray):
-        return np.asarray(value.values, dtype=np.float64)
     if isinstance(value, list):
         try:
             return np.array(value, dtype=np.float64)
@@ -62,16 +59,14 @@ def to_array(value: Tensor | list[float] | list[list[float]] | ParsedArray, loca
                 f"b64 decodes to {len(raw)} bytes; shape {value.shape} needs {value.size * dtype.itemsize}",
             )
         return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(value.shape)
-    data = value.data.values if isinstance(value.data, ParsedArray) else value.data
+    data = value.data
     with np.errstate(over="ignore"):  # beyond float32's range is ±inf, refused as not finite with its pointer
         array = np.asarray(data, dtype=np.float32 if value.datatype == "FP32" else np.float64)
     return array.astype(np.float64).reshape(value.shape)
 
 
-def _b64_bytes(b64: str | DecodedB64, location: Location) -> bytes | memoryview:
-    """The bytes of a ``b64`` value: decoded already when ``api.jsonb64`` lifted it out of the body's text."""
-    if isinstance(b64, DecodedB64):
-        return b64.data
+def _b64_bytes(b64: str, location: Location) -> bytes:
+    """The bytes of a ``b64`` value (base64 with its alphabet checked)."""
     try:
         return pybase64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
@@ -237,9 +232,7 @@ def _layer_cost(spec: LayerModel | Conv2dLayer) -> LayerCost:
     return LayerCost(m, n, 2.0 * m * n + skip)
 
 
-def _shape(value: Tensor | list[list[float]] | ParsedArray) -> list[int]:
-    if isinstance(value, ParsedArray):
-        return list(value.shape)
+def _shape(value: Tensor | list[list[float]]) -> list[int]:
     if isinstance(value, list):
         return [len(value), len(value[0]) if value else 0]
     return value.shape

@@ -1,4 +1,5 @@
-"""The FastAPI application factory: ``uvicorn api.main:app`` or ``create_app(Settings(...))`` in tests."""
+"""The FastAPI application factory: ``uvicorn --factory api.main:create_app`` (``python -m api`` runs that), or
+``create_app(Settings(...))`` in tests. Importing this module builds nothing and starts nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import allocator, cors, docs, explorer, openapi, problems
+from api import cors, docs, explorer, openapi, problems
 from api.auth import require_key
 from api.metrics import MeteredComputeSlots, Metrics, MetricsMiddleware
 from api.problems import problem_responses
@@ -19,17 +20,27 @@ from jacspec import __version__
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app with ``settings`` (by default read from the JACSPEC_* environment variables).
+
+    Its lifespan starts the compute slots' layer pool and marks the app ready; at shutdown it stops the pool and
+    closes the metrics.
+    """
     settings = settings or Settings()
     meters = Metrics()
+    compute = MeteredComputeSlots(
+        meters, settings.compute_slots, settings.queue_timeout, settings.queue_size, settings.workers
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        allocator.tune()
+        compute.start()
         app.state.ready = True
-        yield
-        app.state.ready = False
-        app.state.compute.close()
-        meters.close()
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            compute.close()
+            meters.close()
 
     app = FastAPI(
         title="jacspec",
@@ -41,9 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = meters
-    app.state.compute = MeteredComputeSlots(
-        meters, settings.compute_slots, settings.queue_timeout, settings.queue_size, settings.workers
-    )
+    app.state.compute = compute
     app.state.ready = False
     _include_routers(app, settings)
     problems.install(app)
@@ -72,6 +81,3 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         cors.install(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
-
-
-app = create_app()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -50,7 +49,6 @@ def install(app: FastAPI) -> None:
         for name, definition in extra.get("$defs", {}).items():
             components.setdefault(name, definition)
         _restore_examples(components)
-        _drop_unreferenced(schema)
         app.openapi_schema = schema
         return schema
 
@@ -63,16 +61,3 @@ def _restore_examples(components: dict[str, Any]) -> None:
         model = getattr(models, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel) and "examples" in definition:
             definition["examples"] = model.model_json_schema()["examples"]
-
-
-def _drop_unreferenced(schema: dict[str, Any]) -> None:
-    """Remove the component schemas nothing refers to: pydantic defines ``ParsedArray`` for the server-side
-    stand-in that ``SkipJsonSchema`` keeps out of every field's schema."""
-    components: dict[str, Any] = schema["components"]["schemas"]
-    while True:
-        text = json.dumps(schema)
-        unused = [name for name in components if f'"#/components/schemas/{name}"' not in text]
-        if not unused:
-            return
-        for name in unused:
-            del components[name]

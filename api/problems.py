@@ -65,8 +65,6 @@ UNION_TAGS = frozenset(
         "list",
         "flat",
         "nested",
-        "parsed",
-        "base64",
         "name",
         "object",
         "dense",

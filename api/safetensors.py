@@ -25,8 +25,6 @@ from service.network import finite_float64
 Array = NDArray[np.float64]
 ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 WHERE = ("weights",)
-STATED_HEADER_MAX = 64 * 1024
-"""``stated_length`` reads headers up to this size (a few hundred tensors' worth)."""
 
 
 @dataclass(frozen=True)
@@ -67,21 +65,6 @@ class SafetensorsFile:
 def header_length(blob: bytes | memoryview) -> int:
     """N, the header's length as the file's first 8 bytes state it (0 for a file too short to state it)."""
     return int.from_bytes(blob[:8], "little") if len(blob) >= 8 else 0
-
-
-def stated_length(blob: memoryview) -> int | None:
-    """The length of the file that begins ``blob``, as its header states it: 8 + N + the end of its last tensor.
-
-    None unless the header is at most ``STATED_HEADER_MAX`` bytes (it is read on the event loop) and reads as one.
-    """
-    length = header_length(blob)
-    if not 0 < length <= min(STATED_HEADER_MAX, len(blob) - 8):
-        return None
-    try:
-        file = parse(blob)
-    except InvalidInputError:
-        return None
-    return 8 + length + max((entry.end for entry in file.entries.values()), default=0)
 
 
 def parse(blob: bytes | memoryview) -> SafetensorsFile:

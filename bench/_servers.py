@@ -13,7 +13,11 @@ from pathlib import Path
 
 import httpx
 
+from api.__main__ import ONE_BLAS_THREAD
+
 ROOT = Path(__file__).resolve().parent.parent
+JACSPEC = "api.main:create_app"
+"""jacspec's app factory, as ``python -m api`` serves it."""
 
 
 def free_port() -> int:
@@ -23,14 +27,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """``uvicorn APP`` on a free loopback port, one worker, no access log, and the HTTP protocol ``python -m api``
-    serves with (api.protocol: request bodies without uvicorn's two copies), for ours and the baselines alike;
-    yields (base URL, pid)."""
+def serve(app: str, env: dict[str, str] | None = None, factory: bool = False) -> Iterator[tuple[str, int]]:
+    """``uvicorn APP`` (``uvicorn --factory APP`` with ``factory``) on a free loopback port, one worker, no access
+    log, in the environment ``python -m api`` gives its server (BLAS on one thread) plus ``env``; yields (base URL,
+    pid)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    command += ["--http", "api.protocol:BodyProtocol"]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stderr=subprocess.DEVNULL)
+    if factory:
+        command.append("--factory")
+    environment = {**ONE_BLAS_THREAD, **os.environ, **(env or {})}
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -4,8 +4,8 @@
 
 Our time to ingest is the request's wall time less the server's own `compute` (the analysis itself, the same for
 every encoding); it keeps parse and decode and the transport. The baseline's is its wall time. The floor is the
-wall time of the safetensors body posted to a bare endpoint that only reads it, with glibc's malloc set as in
-jacspec's server: what no decoding can go below. Bodies are sent
+wall time of the safetensors body posted to a bare endpoint that only reads it: what no decoding can go below.
+Every server inherits this process's environment (glibc's ``MALLOC_*_`` variables among it). Bodies are sent
 by the stdlib's ``http.client`` (one ``sendall``): httpx's sync client was measured sending loopback bodies at
 about 220 MB/s against uvicorn's 700 MB/s of receiving, which would time the client rather than the server.
 
@@ -25,15 +25,12 @@ import httpx
 import numpy as np
 from safetensors.numpy import save
 
-from api.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
-from bench._servers import serve
+from bench._servers import JACSPEC, serve
 from bench._timing import table
 from jacspec.models import Tensor
 
 OPTIONS = {"inputs": {"count": 1}, "options": {"rtol": 1e-3}}
 JSON = {"content-type": "application/json"}
-ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
-"""glibc's thresholds as api.allocator sets them in jacspec's server, for the bare server's floor."""
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[float, dict[str, Any]]:
@@ -83,7 +80,7 @@ def main() -> None:
         "safetensors": _multipart(save({"0.weight": weight}), json.dumps(OPTIONS)),
     }
     assert len(bodies["safetensors"][0]) < weight.nbytes + 4096, "the upload must hold float32, 4 bytes a weight"
-    with serve("api.main:app") as (url, _):
+    with serve(JACSPEC, factory=True) as (url, _):
         ours = {
             name: min(_ingest_seconds(url + "/v1/analyses", body, headers) for _ in range(args.repeats))
             for name, (body, headers) in bodies.items()
@@ -91,7 +88,6 @@ def main() -> None:
     with serve("bench._bare:app") as (url, _):
         body = json.dumps({"weight": nested}).encode()
         baseline = min(_post(url + "/weights", body, JSON)[0] for _ in range(args.repeats))
-    with serve("bench._bare:app", env=ALLOCATOR) as (url, _):
         upload, headers = bodies["safetensors"]
         floor = min(_post(url + "/receive", upload, headers)[0] for _ in range(args.repeats))
     rows: list[list[Any]] = [["default FastAPI (nested JSON)", baseline, 1.0, ""]]

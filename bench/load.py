@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench._servers import peak_rss, serve
+from bench._servers import JACSPEC, peak_rss, serve
 from bench._timing import table
 
 MIB = 2**20
@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20_000, help="most requests in all (default 20000)")
     args = parser.parse_args()
     env = {"JACSPEC_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
-    with serve("api.main:app", env) as (url, pid):
+    with serve(JACSPEC, env, factory=True) as (url, pid):
         assert urlsplit(url).hostname == "127.0.0.1", "loopback only"
         results = asyncio.run(run(url, args.seconds, args.clients, args.max_requests))
         rss = peak_rss(pid)

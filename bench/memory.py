@@ -11,7 +11,7 @@ import itertools
 
 import httpx
 
-from bench._servers import peak_rss, serve
+from bench._servers import JACSPEC, peak_rss, serve
 from bench._timing import table
 
 MIB = 2**20
@@ -28,7 +28,7 @@ def main() -> None:
         "inputs": {"count": 4},
     }
     weights = sum(a * b for a, b in itertools.pairwise(widths)) * 8
-    with serve("api.main:app") as (url, pid):
+    with serve(JACSPEC, factory=True) as (url, pid):
         idle = peak_rss(pid)
         response = httpx.post(url + "/v1/analyses", json=body, timeout=600.0)
         response.raise_for_status()

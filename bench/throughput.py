@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from bench._servers import serve
+from bench._servers import JACSPEC, serve
 from bench._timing import table
 
 BODY: dict[str, Any] = {
@@ -48,11 +48,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     rows = []
-    for name, app, path in (
-        ("jacspec /v1/analyses", "api.main:app", "/v1/analyses"),
-        ("bare FastAPI", "bench._bare:app", "/bare"),
+    for name, app, factory, path in (
+        ("jacspec /v1/analyses", JACSPEC, True, "/v1/analyses"),
+        ("bare FastAPI", "bench._bare:app", False, "/bare"),
     ):
-        with serve(app) as (url, _):
+        with serve(app, factory=factory) as (url, _):
             asyncio.run(_hammer(url + path, 1.0, args.concurrency))  # warm up
             done, failed = asyncio.run(_hammer(url + path, args.seconds, args.concurrency))
         rows.append([name, done, failed, done / args.seconds])

@@ -26,8 +26,8 @@ def test_serves_docs_and_readiness(server_url: str) -> None:
 
 
 def test_serves_a_large_upload_read_in_many_chunks(server_url: str) -> None:
-    """A 4 MiB .safetensors upload, received in many chunks by api.protocol.BodyProtocol (some taken uncopied,
-    some appended while another was pending): the norm is the weight's, to the rtol asked."""
+    """A 4 MiB .safetensors upload, received by uvicorn in many chunks: the norm is the weight's, to the rtol
+    asked."""
     weight = np.random.default_rng(5).standard_normal((1024, 1024)).astype(np.float32)
     files = {"weights": ("w.safetensors", save({"0.weight": weight}), "application/octet-stream")}
     data = {"request": json.dumps({"options": {"rtol": 1e-8}})}

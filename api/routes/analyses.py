@@ -84,10 +84,7 @@ async def create_analysis(request: Request) -> Response:
         work = await _safetensors_work(request, settings, layers)
     else:
         body = await read_json(
-            request,
-            AnalysisRequest,
-            "application/json, or multipart/form-data with a .safetensors file",
-            lift_arrays=True,
+            request, AnalysisRequest, "application/json, or multipart/form-data with a .safetensors file"
         )
         inline = check_analysis(body, settings) <= INLINE_FLOPS
         work = partial(_analyse, body, None if inline else layers)
@@ -167,10 +164,10 @@ def _run(
 
 
 async def _safetensors_work(
-    request: Request, settings: Settings, layers: Executor
+    request: Request, settings: Settings, layers: Executor | None
 ) -> Callable[[], tuple[Analysis, float]]:
     """Read the multipart body and check the file's header and sizes; the arrays are made later, in the worker."""
-    parts = await read_parts(request, sized=safetensors.stated_length)
+    parts = await read_parts(request)
     upload = parts.get("weights")
     if upload is None or upload.filename is None:
         raise invalid(
@@ -197,7 +194,7 @@ async def _safetensors_work(
 
 
 def _analyse_safetensors(
-    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, layers: Executor
+    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, layers: Executor | None
 ) -> tuple[Analysis, float]:
     build = partial(safetensors_network, file, prefixes, spec.network, layers)
     return _run(build, spec.inputs, spec.options, layers, inputs_at=("request",))

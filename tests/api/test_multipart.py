@@ -1,9 +1,7 @@
 """Splitting a whole multipart body held in the bytearray that ``api.body.read_body`` fills.
 
 python-multipart is annotated to take ``bytes``; the server hands it a bytearray (the body grown in place). Every
-body, well-formed or not, must split into the same parts, or be refused with the same 400, either way. And
-skipping a .safetensors part by its stated length must split every body as scanning all of it does, but for
-the one body RFC 2046 forbids: the boundary inside a part.
+body, well-formed or not, must split into the same parts, or be refused with the same 400, either way.
 """
 
 from __future__ import annotations
@@ -17,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as save_numpy
 
-from api.multipart import Part, Sized, _split_skipping, split
+from api.multipart import Part, split
 from api.problems import ProblemError
-from api.safetensors import stated_length
 
 BOUNDARY = b"jacspecBOUNDARY"
 
@@ -56,10 +53,10 @@ BODIES = {
 }
 
 
-def _outcome(body: bytes | bytearray, boundary: bytes = BOUNDARY, sized: Sized | None = None) -> object:
+def _outcome(body: bytes | bytearray, boundary: bytes = BOUNDARY) -> object:
     """The parts as plain values, or the 400's detail."""
     try:
-        parts = split(body, boundary, sized=sized)
+        parts = split(body, boundary)
     except ProblemError as exc:
         return ("refused", exc.problem.status, exc.problem.detail)
     return {name: _plain(part) for name, part in parts.items()}
@@ -142,53 +139,13 @@ SAFETENSORS_BODIES = {
 
 
 @pytest.mark.parametrize("case", SAFETENSORS_BODIES)
-def test_skipping_by_the_stated_length_splits_as_scanning_does(case: str) -> None:
+def test_a_body_with_a_safetensors_part_splits_alike_from_both_buffers(case: str) -> None:
     body = SAFETENSORS_BODIES[case]
     boundary = body.split(b"\r\n", 1)[0].removeprefix(b"--") if case.startswith("httpx") else BOUNDARY
-    for buffer in (body, bytearray(body)):
-        assert _outcome(buffer, boundary, stated_length) == _outcome(buffer, boundary)
+    assert _outcome(bytearray(body), boundary) == _outcome(body, boundary)
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    shapes=st.lists(st.tuples(st.integers(0, 6), st.integers(1, 6)), min_size=1, max_size=3),
-    file_first=st.booleans(),
-    cut=st.integers(0, 700),
-    flip=st.integers(0, 700),
-)
-def test_any_file_body_cut_or_flipped_skips_as_it_scans(
-    shapes: list[tuple[int, int]], file_first: bool, cut: int, flip: int
-) -> None:
-    """A body with a .safetensors part, cut short or with one byte changed (in a header, a length, a delimiter):
-    skipping gives the parts or the 400 that scanning gives."""
-    parts = [(FILE, _safetensors(*shapes)), (REQUEST, b'{"inputs": {"count": 1}}')]
-    body = _body(*(parts if file_first else parts[::-1]))
-    flipped = body[:flip] + bytes([body[flip] ^ 0x0D]) + body[flip + 1 :] if flip < len(body) else body
-    for variant in (body, body[:cut], flipped):
-        assert _outcome(bytearray(variant), sized=stated_length) == _outcome(variant)
-
-
-def test_a_skipped_file_is_a_view_of_the_body() -> None:
-    body = bytearray(SAFETENSORS_BODIES["the file first"])
-    weights = split(body, BOUNDARY, sized=stated_length)["weights"].data
-    assert weights.obj is body
-    assert bytes(weights) == UPLOAD
-
-
-def test_the_stated_length_is_trusted_over_a_boundary_inside_the_file() -> None:
-    """The one body the two roads split differently, which RFC 2046 forbids a sender to make: proof that the
-    file's bytes are skipped, not scanned."""
-    inside = b"\r\n--" + BOUNDARY + b"\r\n"
-    upload = save_numpy({"0.weight": np.frombuffer(inside + b"\0" * (-len(inside) % 4), dtype=np.float32)})
-    body = _body((FILE, upload), (REQUEST, b"{}"))
-    assert _plain(split(body, BOUNDARY, sized=stated_length)["weights"])[3] == upload
-    assert _outcome(body) != _outcome(body, sized=stated_length)
-
-
-def test_a_body_of_many_blank_lines_is_scanned_not_written_four_bytes_at_a_time() -> None:
-    """A part of 100000 blank lines before a file: the shortcut gives up after SKIPPING_WRITES_MAX writes, and the
-    body is split by scanning, as scanning splits it."""
-    body = _body((REQUEST.replace(b"request", b"x"), b"\r\n\r\n" * 100_000), (FILE, UPLOAD))
-    assert _split_skipping(body, BOUNDARY, 2, stated_length) is None
-    assert _outcome(body, sized=stated_length) == _outcome(body)
-    assert bytes(split(body, BOUNDARY, sized=stated_length)["weights"].data) == UPLOAD
+@pytest.mark.parametrize("case", ["the file first", "the request first", "the file alone"])
+def test_the_file_part_is_the_upload_byte_for_byte(case: str) -> None:
+    weights = split(bytearray(SAFETENSORS_BODIES[case]), BOUNDARY)["weights"]
+    assert (weights.filename, bytes(weights.data)) == ("w.safetensors", UPLOAD)

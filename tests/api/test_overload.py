@@ -14,9 +14,10 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from threadpoolctl import threadpool_info
 
 from api.compute import BUSY, ComputeSlots, available_cores
+from api.main import create_app
+from api.settings import Settings
 from tests.helpers import served
 
 pytestmark = pytest.mark.anyio
@@ -110,12 +111,39 @@ async def test_analyses_are_refused_too() -> None:
         assert response.headers["retry-after"] == "1"
 
 
-def test_the_layer_pool_shares_the_cores_and_blas_runs_on_one_thread() -> None:
+def test_the_layer_pool_shares_the_cores_and_runs_from_start_to_close() -> None:
     slots = ComputeSlots(2)
-    assert slots.layers._max_workers == available_cores()
-    assert ComputeSlots(2, processes=10_000).layers._max_workers == 1
-    assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
-    slots.close()
+    assert slots.layer_threads == available_cores()
+    assert ComputeSlots(2, processes=10_000).layer_threads == 1
+    assert slots.layers is None
+    slots.start()
+    try:
+        assert slots.layers is not None
+        together = threading.Barrier(slots.layer_threads, timeout=PATIENCE_S)
+
+        def meet(_: int) -> str:
+            together.wait()  # returns once layer_threads tasks wait at once
+            return threading.current_thread().name
+
+        names = list(slots.layers.map(meet, range(4 * slots.layer_threads)))
+    finally:
+        slots.close()
+    assert len(set(names)) == slots.layer_threads  # every thread of the pool ran at once, and no other
+    assert all(name.startswith("jacspec-layers") for name in names)
+    assert slots.layers is None
+
+
+async def test_the_lifespan_starts_and_stops_the_layer_pool() -> None:
+    app = create_app(Settings())
+    compute: ComputeSlots = app.state.compute
+    assert compute.layers is None
+    async with app.router.lifespan_context(app):
+        pool = compute.layers
+        assert pool is not None
+        assert pool.submit(threading.current_thread).result().name.startswith("jacspec-layers")
+    assert compute.layers is None
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(int)
 
 
 async def test_slots_bound_concurrency() -> None:

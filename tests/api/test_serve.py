@@ -1,10 +1,14 @@
-"""``python -m api`` starts uvicorn with the settings' host, port, workers and log format, and gives several workers
-a fresh directory in which prometheus-client adds up their metrics."""
+"""``python -m api`` starts uvicorn on the app factory with the settings' host, port, workers and log format, BLAS
+on one thread, and gives several workers a fresh directory in which prometheus-client adds up their metrics; and
+importing ``api.main`` has no effect on the process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,16 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     def run(app: str, **kwargs: Any) -> None:
         directory = os.environ.get(MULTIPROC_DIR)
-        calls.append({"app": app, "dir": directory, "dir_is_empty": directory and not os.listdir(directory), **kwargs})
+        blas = {name: os.environ.get(name) for name in serve.ONE_BLAS_THREAD}
+        calls.append(
+            {"app": app, "dir": directory, "dir_is_empty": directory and not os.listdir(directory), "blas": blas}
+            | kwargs
+        )
 
     monkeypatch.setattr("uvicorn.run", run)
     monkeypatch.delenv(MULTIPROC_DIR, raising=False)
+    for name in serve.ONE_BLAS_THREAD:
+        monkeypatch.delenv(name, raising=False)
     return calls
 
 
@@ -33,7 +43,7 @@ def test_one_worker_by_default(runs: list[dict[str, Any]], monkeypatch: pytest.M
     monkeypatch.setenv("JACSPEC_PORT", "9123")
     serve.main()
     [call] = runs
-    assert call["app"] == "api.main:app"
+    assert (call["app"], call["factory"]) == ("api.main:create_app", True)
     assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 9123, 1)
     assert call["access_log"] is False
     assert call["dir"] is None
@@ -81,3 +91,59 @@ def test_sigterm_ends_with_status_0(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stopped.value.code == 0
+
+
+def test_blas_is_set_to_one_thread_unless_the_environment_says_otherwise(
+    runs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve.main()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    serve.main()
+    assert runs[0]["blas"] == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert runs[1]["blas"]["OPENBLAS_NUM_THREADS"] == "2"
+
+
+def _python(code: str, **env: str) -> Any:
+    """What ``code``, run by a fresh interpreter with ``env`` added to a copy of this environment, prints (JSON)."""
+    environment = {**os.environ, **env}
+    for name in serve.ONE_BLAS_THREAD:
+        environment.pop(name, None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    return json.loads(result.stdout)
+
+
+BLAS_THREADS = """
+from threadpoolctl import threadpool_info
+blas = sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+"""
+
+
+def test_the_server_process_runs_blas_on_one_thread() -> None:
+    """``python -m api``'s process, where uvicorn would build the app: numpy is loaded with BLAS on one thread."""
+    code = f"""
+import importlib, json, uvicorn
+import api.__main__ as serve
+
+def run(app, factory, **kwargs):
+    module, _, name = app.partition(":")
+    getattr(importlib.import_module(module), name)()
+    {BLAS_THREADS.strip().replace(chr(10), chr(10) + "    ")}
+    print(json.dumps(blas))
+
+uvicorn.run = run
+serve.main()
+"""
+    assert _python(code) == [1]
+
+
+def test_importing_the_app_module_builds_nothing_and_starts_no_thread() -> None:
+    code = f"""
+import json, threading
+import numpy
+{BLAS_THREADS}
+before, threads = blas, threading.active_count()
+import api.main
+{BLAS_THREADS}
+print(json.dumps([before == blas, threading.active_count() - threads, hasattr(api.main, "app")]))
+"""
+    assert _python(code, OPENBLAS_NUM_THREADS="2") == [True, 0, False]

@@ -12,7 +12,7 @@ import pytest
 import jacspec
 from jacspec import _client
 from jacspec.models import ActivationInfo, AnalysisReport, BoundsResponse, Health
-from tests.conftest import ClientFactory
+from tests.helpers import ClientFactory
 
 TANH_INIT = {"activation": "tanh", "init": {"widths": [16, 16, 16, 4], "scheme": "orthogonal", "gain": 0.5}}
 HEALTH = {"status": "ok", "version": jacspec.__version__}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Discriminator, Field, InstanceOf, Tag, WithJsonSchema, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from jacspec.models._base import ContractModel
 
@@ -18,58 +16,6 @@ B64_ABOVE = 1024
 """``Tensor.from_numpy`` sends arrays with more elements than this as base64 bytes."""
 
 
-@dataclass(frozen=True)
-class ParsedArray:
-    """Numbers already parsed out of the JSON text, standing in for a numeric array: its ``shape`` and ``values``.
-
-    A server may parse large numeric arrays of a body straight into a buffer instead of one Python float per
-    number (jacspec's does), and validate the rest of the body with these models. Clients never send one; it is
-    not part of the JSON schema.
-    """
-
-    shape: tuple[int, ...]
-    values: Any
-
-
-@dataclass(frozen=True)
-class DecodedB64:
-    """The bytes of a ``b64`` string already decoded out of the JSON text, standing in for the string.
-
-    A server may decode large base64 strings of a body straight from its bytes instead of making each a Python
-    string first (jacspec's does), and validate the rest of the body with these models. Clients never send one;
-    it is not part of the JSON schema.
-    """
-
-    data: bytes | memoryview
-
-
-def _ndim(ndim: int) -> AfterValidator:
-    def check(parsed: ParsedArray) -> ParsedArray:
-        if len(parsed.shape) != ndim:
-            raise ValueError(f"expected a {ndim}-D array, got shape {list(parsed.shape)}")
-        return parsed
-
-    return AfterValidator(check)
-
-
-ParsedValues = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], Tag("parsed")]]
-ParsedMatrix = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], _ndim(2), Tag("parsed")]]
-ParsedVector = SkipJsonSchema[Annotated[InstanceOf[ParsedArray], _ndim(1), Tag("parsed")]]
-
-
-def _text_or_decoded(value: object) -> str:
-    return "parsed" if isinstance(value, DecodedB64) else "base64"
-
-
-Base64 = Annotated[
-    Annotated[str, Tag("base64")] | SkipJsonSchema[Annotated[InstanceOf[DecodedB64], Tag("parsed")]],
-    Discriminator(_text_or_decoded),
-    WithJsonSchema({"type": "string"}),
-]
-"""Base64 text, or the bytes a server already decoded from it (tagged, so that an error's location is the field's;
-the schema is the text's alone)."""
-
-
 Floats = Annotated[list[float], Field(fail_fast=True)]
 """A list of numbers whose validation stops at the first bad one: a body of a million bad values is refused
 with one error in microseconds, not a million listed over seconds."""
@@ -77,13 +23,11 @@ Rows = Annotated[list[Floats], Field(fail_fast=True)]
 
 
 def _flat_or_nested(value: object) -> str:
-    if isinstance(value, ParsedArray):
-        return "parsed"
     return "nested" if isinstance(value, list) and value and isinstance(value[0], list) else "flat"
 
 
 Values = Annotated[
-    Annotated[Floats, Tag("flat")] | Annotated[Rows, Tag("nested")] | ParsedValues,
+    Annotated[Floats, Tag("flat")] | Annotated[Rows, Tag("nested")],
     Discriminator(_flat_or_nested),
 ]
 """Row-major values: flat ``[...]`` or nested ``[[...], ...]``."""
@@ -112,7 +56,7 @@ class Tensor(ContractModel):
         "FP64", description="FP32 values are rounded to float32 on arrival; all arithmetic is float64."
     )
     data: Values | None = Field(None, description="Row-major values, flat or nested.")
-    b64: Base64 | None = Field(None, description="Base64 of the little-endian bytes (4 per FP32 value, 8 per FP64).")
+    b64: str | None = Field(None, description="Base64 of the little-endian bytes (4 per FP32 value, 8 per FP64).")
 
     @property
     def size(self) -> int:
@@ -146,12 +90,9 @@ class Tensor(ContractModel):
         import numpy as np
 
         dtype = np.dtype("<f4" if self.datatype == "FP32" else "<f8")
-        if isinstance(self.b64, DecodedB64):
-            return np.frombuffer(self.b64.data, dtype=dtype).reshape(self.shape).copy()
         if self.b64 is not None:
             return np.frombuffer(base64.b64decode(self.b64, validate=True), dtype=dtype).reshape(self.shape).copy()
-        values = self.data.values if isinstance(self.data, ParsedArray) else self.data
-        return np.asarray(values, dtype=dtype).reshape(self.shape)
+        return np.asarray(self.data, dtype=dtype).reshape(self.shape)
 
     @model_validator(mode="after")
     def _check_payload(self) -> Tensor:
@@ -159,7 +100,7 @@ class Tensor(ContractModel):
             raise ValueError("give exactly one of `data` and `b64`")
         if self.b64 is not None:
             needed = self.size * ITEMSIZE[self.datatype]
-            held = len(self.b64.data) if isinstance(self.b64, DecodedB64) else _base64_length(self.b64)
+            held = _base64_length(self.b64)
             if held != needed:
                 raise ValueError(f"b64 holds {held} bytes but shape {self.shape} of {self.datatype} needs {needed}")
         else:
@@ -173,11 +114,8 @@ def _base64_length(text: str) -> int:
     return (len(text) - padding) * 3 // 4
 
 
-def _check_data_shape(data: list[float] | list[list[float]] | ParsedArray, shape: list[int]) -> None:
-    if isinstance(data, ParsedArray):
-        if (len(data.shape) == 2 and list(data.shape) != shape) or math.prod(data.shape) != math.prod(shape):
-            raise ValueError(f"data of shape {list(data.shape)} does not match shape {shape}")
-    elif data and isinstance(data[0], list):
+def _check_data_shape(data: list[float] | list[list[float]], shape: list[int]) -> None:
+    if data and isinstance(data[0], list):
         rows = [len(row) if isinstance(row, list) else -1 for row in data]
         if len(shape) != 2 or len(data) != shape[0] or any(r != shape[1] for r in rows):
             raise ValueError(
@@ -188,20 +126,18 @@ def _check_data_shape(data: list[float] | list[list[float]] | ParsedArray, shape
 
 
 def _tensor_or_list(value: object) -> str:
-    if isinstance(value, ParsedArray):
-        return "parsed"
     return "list" if isinstance(value, list) else "tensor"
 
 
 Matrix = Annotated[
-    Annotated[Tensor, Tag("tensor")] | Annotated[Rows, Tag("list")] | ParsedMatrix,
+    Annotated[Tensor, Tag("tensor")] | Annotated[Rows, Tag("list")],
     Discriminator(_tensor_or_list),
     Field(description="A Tensor object, or a bare nested list [[...], ...] as shorthand (FP64)."),
 ]
 """A 2-D tensor or its nested-list shorthand."""
 
 Vector = Annotated[
-    Annotated[Tensor, Tag("tensor")] | Annotated[Floats, Tag("list")] | ParsedVector,
+    Annotated[Tensor, Tag("tensor")] | Annotated[Floats, Tag("list")],
     Discriminator(_tensor_or_list),
     Field(description="A Tensor object, or a bare list [...] as shorthand (FP64)."),
 ]
