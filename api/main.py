@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
-from api import cors, docs, explorer, openapi, problems
+from api import cors, explorer, openapi, problems
 from api.auth import require_key
 from api.metrics import MeteredComputeSlots, Metrics, MetricsMiddleware
 from api.problems import problem_responses
@@ -17,6 +18,9 @@ from api.request_id import RequestIdMiddleware
 from api.routes import analyses, bounds, catalog, health, metrics
 from api.settings import Settings
 from jacspec import __version__
+
+DOCS_ASSETS_URL = "/static/docs"
+"""Where /docs and /redoc load Swagger UI and ReDoc from: the ``fastapi-offline`` wheel's files, no CDN."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,12 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             compute.close()
             meters.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="jacspec",
         version=__version__,
         description=openapi.DESCRIPTION,
-        docs_url=None,
-        redoc_url=None,
+        static_url=DOCS_ASSETS_URL,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -56,7 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     _include_routers(app, settings)
     problems.install(app)
-    docs.install(app)
     explorer.install(app)
     openapi.install(app)
     _add_middleware(app, settings)

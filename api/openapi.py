@@ -29,6 +29,17 @@ free-probability prediction of their moments (Pennington, Schoenholz & Ganguli 2
 """
 
 
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting ``model`` as the JSON body, with the model's examples (for the routes that
+    read their bodies themselves)."""
+    extra = model.model_config.get("json_schema_extra")
+    examples: list[Any] = list(extra.get("examples", [])) if isinstance(extra, dict) else []  # type: ignore[arg-type]
+    content: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+    if examples:
+        content["examples"] = {f"example {i + 1}": {"value": example} for i, example in enumerate(examples)}
+    return {"requestBody": {"required": True, "content": {"application/json": content}}}
+
+
 def install(app: FastAPI) -> None:
     """Replace ``app.openapi`` with one that also publishes the hand-parsed request models."""
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from api.body import json_body, openapi_body
+from api.deps import ComputeDep
 from api.encode import bounds_response
+from api.ingest.body import json_body
+from api.openapi import request_body
 from api.problems import problem_responses
 from jacspec.models import BoundsRequest, BoundsResponse
 from service.bounds import bound_from_factors, bound_from_power
@@ -21,14 +23,16 @@ router = APIRouter(prefix="/v1", tags=["bounds"])
     response_model=BoundsResponse,
     summary="The product bound from factors",
     description="∏_{j=1}^{L} f_j with f_j = σ_j·γ_j, or f^L, carried as log10 so that no depth overflows.",
-    openapi_extra=openapi_body(BoundsRequest),
+    openapi_extra=request_body(BoundsRequest),
     responses=problem_responses(400, 413, 415, 422, 503),
 )
-async def create_bound(request: Request, body: Annotated[BoundsRequest, Depends(json_body(BoundsRequest))]) -> Response:
+async def create_bound(
+    body: Annotated[BoundsRequest, Depends(json_body(BoundsRequest))], compute: ComputeDep
+) -> Response:
     t = Thresholds(body.thresholds.vanishing_log10, body.thresholds.exploding_log10)
     if body.factors is not None:
         factors = body.factors
-        bound = await request.app.state.compute.run(lambda: bound_from_factors(factors, t))
+        bound = await compute.run(lambda: bound_from_factors(factors, t))
     else:
         assert body.factor is not None
         assert body.depth is not None

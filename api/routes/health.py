@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.deps import ReadyDep
 from jacspec import __version__
 from jacspec.models import Health
 
@@ -17,7 +18,6 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", summary="Readiness", responses={503: {"model": Health, "description": "Not started yet."}})
-async def readyz(request: Request) -> JSONResponse:
-    ready = getattr(request.app.state, "ready", False)
+async def readyz(ready: ReadyDep) -> JSONResponse:
     health = Health(status="ready" if ready else "not_ready", version=__version__)
     return JSONResponse(health.model_dump(), status_code=200 if ready else 503)

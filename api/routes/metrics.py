@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from api.metrics import Metrics
+from api.deps import MetricsDep
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +20,6 @@ router = APIRouter(tags=["health"])
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The metrics."}},
 )
-async def metrics(request: Request) -> Response:
-    registry: Metrics = request.app.state.metrics
+async def metrics(request: Request, registry: MetricsDep) -> Response:
     body, media_type = registry.exposition(request.headers.get("accept", ""))
     return Response(body, headers={"Content-Type": media_type})

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
+from api.main import create_app
+from api.settings import Settings
 from jacspec import models
 
 pytestmark = pytest.mark.anyio
@@ -167,3 +169,19 @@ async def test_request_examples_are_accepted(client: httpx.AsyncClient, path: st
     for example in examples:
         response = await client.post(path, json=example)
         assert response.status_code == 200, (example, response.text)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_behind_a_proxy_the_pages_load_everything_under_its_root_path(page: str) -> None:
+    """With the ASGI ``root_path`` a proxy's prefix sets (uvicorn --root-path, which puts it before every path
+    too), every asset and the OpenAPI document are asked for under that prefix, and answered there."""
+    app = create_app(Settings())
+    transport = httpx.ASGITransport(app=app, root_path="/jacspec")
+    async with httpx.AsyncClient(transport=transport, base_url="http://jacspec.test") as client:
+        html = (await client.get("/jacspec" + page)).text
+        urls = references(html) + re.findall(r"""(?:url:\s*|spec-url=)['"]([^'"]+)['"]""", html)
+        assert "/jacspec/openapi.json" in urls
+        assert any(url.endswith(".js") for url in urls)
+        for url in urls:
+            assert url.startswith("/jacspec/"), url
+            assert (await client.get(url)).status_code == 200, url

@@ -29,11 +29,10 @@ import pytest
 from safetensors.numpy import save as save_numpy
 from starlette.types import Message
 
-from api import body as api_body
-from api import problems
+from api import jobs, problems
 from api.encode import analysis_report, report_json
+from api.ingest import body as api_body
 from api.main import create_app
-from api.routes import analyses as analyses_route
 from api.settings import Settings
 from jacspec.models import AnalysisRequest
 from tests.api.test_errors_api import resolves
@@ -1026,7 +1025,7 @@ def _calls_to_answer(depth: int) -> int:
 
     sys.setprofile(count)
     try:
-        result, _ = analyses_route._analyse(body, None)
+        result, _ = jobs.analyse_request(body, None)
         report_json(analysis_report(result, "test", {}))
     finally:
         sys.setprofile(None)

@@ -1,4 +1,4 @@
-"""Splitting a whole multipart body held in the bytearray that ``api.body.read_body`` fills.
+"""Splitting a whole multipart body held in the bytearray that ``api.ingest.body.read_body`` fills.
 
 python-multipart is annotated to take ``bytes``; the server hands it a bytearray (the body grown in place). Every
 body, well-formed or not, must split into the same parts, or be refused with the same 400, either way.
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as save_numpy
 
-from api.multipart import Part, split
+from api.ingest.multipart import Part, split
 from api.problems import ProblemError
 
 BOUNDARY = b"jacspecBOUNDARY"

@@ -1,7 +1,7 @@
 """multipart/form-data bodies read whole, within the body limit, and split in place.
 
 Starlette's form parser spools each file part to a temporary file (on disk above 1 MiB), which the route would
-then read back. Here the body is read once into memory (``api.body.read_body``), python-multipart's parser
+then read back. Here the body is read once into memory (``api.ingest.body.read_body``), python-multipart's parser
 marks where each part's bytes lie, and each part is a ``memoryview`` of the body: no copy.
 """
 
@@ -14,7 +14,7 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
-from api.body import read_body
+from api.ingest.body import read_body
 from api.problems import ProblemError
 
 
@@ -87,13 +87,14 @@ class _Reader:
         self.finished = True
 
 
-async def read_parts(request: Request, max_parts: int = 2) -> dict[str, Part]:
-    """The parts of a multipart/form-data body by name; 400 for a body that is not one, 413 beyond the limit."""
+async def read_parts(request: Request, limit: int, max_parts: int = 2) -> dict[str, Part]:
+    """The parts of a multipart/form-data body by name; 400 for a body that is not one, 413 beyond ``limit``
+    bytes."""
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise _bad("the Content-Type has no boundary")
-    return split(await read_body(request), boundary, max_parts)
+    return split(await read_body(request, limit), boundary, max_parts)
 
 
 def split(body: bytes | bytearray, boundary: bytes, max_parts: int = 2) -> dict[str, Part]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import binascii
-import math
 from concurrent.futures import Executor
 
 import numpy as np
 import pybase64
 from numpy.typing import NDArray
 
-from api.safetensors import SafetensorsFile
+from api.ingest.safetensors import SafetensorsFile
 from jacspec.models import (
-    AnalysisRequest,
     Conv2dLayer,
     Inputs,
     Network,
@@ -25,7 +23,6 @@ from jacspec.models import Layer as LayerModel
 from jacspec.models.activations import Activation as ActivationModel
 from service.activations import Activation, make_activation
 from service.conv import Conv2d
-from service.cost import SVD_FLOPS, LayerCost, dense_costs
 from service.errors import InvalidInputError, Location
 from service.linear import Dense, Identity, Linear
 from service.network import (
@@ -183,61 +180,6 @@ def probe_spec(inputs: Inputs) -> ProbeSpec:
     )
 
 
-def probe_count(inputs: Inputs) -> int:
-    """How many probes the request asks for: the rows of ``data`` when given, else ``count``."""
-    data = inputs.data
-    if data is None:
-        return inputs.count
-    if isinstance(data, list):
-        return len(data)
-    return data.shape[0]
-
-
-def layer_costs(request: AnalysisRequest) -> list[LayerCost]:
-    """Each layer's shape and cost of one product (service.cost.LayerCost), from the declared shapes alone."""
-    network = request.network
-    if network.init is not None:
-        widths = network.init.widths
-        return dense_costs(widths)
-    if network.recurrent is not None:
-        n, _ = recurrent_sizes(network.recurrent)
-        return [LayerCost(n, n, 2.0 * n * n, shared=t > 0) for t in range(network.recurrent.steps)]
-    assert network.layers is not None
-    return [_layer_cost(spec) for spec in network.layers]
-
-
-def recurrent_sizes(recurrent: Recurrent) -> tuple[int, int]:
-    """(n, n_in) as declared."""
-    if recurrent.init is not None:
-        return recurrent.init.hidden_size, recurrent.init.input_size
-    assert recurrent.weight is not None
-    assert recurrent.input_weight is not None
-    return _shape(recurrent.weight)[0], _shape(recurrent.input_weight)[-1]
-
-
-def _layer_cost(spec: LayerModel | Conv2dLayer) -> LayerCost:
-    if isinstance(spec, Conv2dLayer):
-        c_out, c_in, kh, kw = spec.kernel.shape
-        pixels = spec.input_size[0] * spec.input_size[1]
-        skip = 0.0 if spec.projection is None else 2.0 * c_out * c_in * pixels
-        apply = 2.0 * c_out * c_in * kh * kw * pixels + skip
-        if spec.padding != "circular":
-            return LayerCost(c_out * pixels, c_in * pixels, apply)
-        # the kernel's DFT (c_out·c_in FFTs of H·W points) and H·W SVDs of c_out × c_in
-        svd = pixels * (10.0 * c_out * c_in * math.log2(pixels + 1) + SVD_FLOPS * c_out * c_in * min(c_out, c_in))
-        return LayerCost(c_out * pixels, c_in * pixels, apply, svd=svd)
-    shape = _shape(spec.weight)  # a weight that is not a matrix is refused on decoding; here it costs as one
-    m, n = shape[0], shape[-1]
-    skip = 0.0 if spec.projection is None else 2.0 * m * n
-    return LayerCost(m, n, 2.0 * m * n + skip)
-
-
-def _shape(value: Tensor | list[list[float]]) -> list[int]:
-    if isinstance(value, list):
-        return [len(value), len(value[0]) if value else 0]
-    return value.shape
-
-
 def safetensors_network(
     file: SafetensorsFile, prefixes: list[str], spec: SafetensorsNetwork, executor: Executor | None = None
 ) -> ServiceNetwork:
@@ -270,14 +212,3 @@ def safetensors_network(
         raise InvalidInputError(
             ("weights",), f"tensor {prefixes[int(layer)] + '.' + str(field)!r}: {exc.message}"
         ) from None
-
-
-def safetensors_widths(file: SafetensorsFile, prefixes: list[str]) -> list[int]:
-    """[n_0, …, n_L] from the header's shapes; every weight must be a non-empty matrix."""
-    shapes = [file.entries[p + ".weight"].shape for p in prefixes]
-    for prefix, shape in zip(prefixes, shapes, strict=True):
-        if len(shape) != 2 or 0 in shape:
-            raise InvalidInputError(
-                ("weights",), f"tensor {prefix + '.weight'!r} has shape {list(shape)}, not a matrix"
-            )
-    return [shapes[0][1], *(shape[0] for shape in shapes)]

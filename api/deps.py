@@ -1,0 +1,40 @@
+"""The app's shared objects as typed dependencies: a handler declares ``settings: SettingsDep`` and the like.
+
+``create_app`` keeps them on ``app.state``; these read them from there, so that no handler does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.compute import ComputeSlots
+from api.metrics import Metrics
+from api.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_compute(request: Request) -> ComputeSlots:
+    compute: ComputeSlots = request.app.state.compute
+    return compute
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def is_ready(request: Request) -> bool:
+    """Whether the app's lifespan has started it and not yet stopped it."""
+    return bool(getattr(request.app.state, "ready", False))
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ComputeDep = Annotated[ComputeSlots, Depends(get_compute)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ReadyDep = Annotated[bool, Depends(is_ready)]

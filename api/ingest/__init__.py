@@ -1,0 +1,1 @@
+"""Request bodies in: JSON and multipart bodies read within the limit, .safetensors files, tensors decoded."""
