@@ -89,13 +89,13 @@ def _method(layer: Layer, probes: int, rtol: float, weight_norm: float, skip_nor
             return _shared_gram(w) if w.shape[0] <= w.shape[1] else _stack(w, None)
         alone = _matrix_alone(w, rtol)
         if not lockstep:
-            return _Method(probes, None, alone)
+            return _Method(max(1, probes), None, alone)
         return _Method(lanczos.chunk_for(min(w.shape)), _matrix_lockstep(w, rtol), alone)
     if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
         return _stack(weight.dense(), None if skip is None else skip.dense())
     alone = _operator_alone(layer, rtol)
     if not lockstep:
-        return _Method(probes, None, alone)
+        return _Method(max(1, probes), None, alone)
     return _Method(lanczos.chunk_for(min(weight.shape)), _operator_lockstep(layer, rtol, weight_norm, skip_norm), alone)
 
 

@@ -24,8 +24,8 @@ from service.errors import InvalidInputError
 Array = NDArray[np.float64]
 
 DENSE_MAX_DIM = 256
-"""Matrices whose smaller side is at most this are solved densely (see dense_norms), where the dense solver is
-about as fast as Lanczos; larger ones by Lanczos, with the dense solver as its fallback."""
+"""Matrices whose smaller side is at most this are solved densely (see dense_norms): to full precision and at a
+cost that does not depend on the spectrum. Larger ones go to Lanczos, with the dense solver as its fallback."""
 FLOAT32_FLOOR = 8 * float(np.finfo(np.float32).eps)
 """Lanczos first runs in float32 when rtol ≥ this (9.5e-7, a tolerance of 1.9e-6 on λ = σ²): the float64
 residual of a float32 Ritz vector, a few float32 epsilons, then usually certifies; should it not, float64 Lanczos
