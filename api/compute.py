@@ -4,8 +4,9 @@ BLAS runs on one thread (``python -m api`` and the container set ``OPENBLAS_NUM_
 before numpy is loaded), and the cores are shared out by layers instead: the slots' analyses hand their layers'
 norms — each weight's and each layer's per-probe Jacobian norms, independent of one another — to one pool of as
 many threads as the process has cores (``layers``), first come first served. A lone analysis so uses every core,
-and two at once share them. Networks of small layers keep theirs in the slot's thread
-(service.analysis.SPREAD_MIN_FLOPS). docs/performance-api.md says why the cores go to layers, not BLAS threads.
+and two at once share them; networks of small layers keep theirs in the slot's thread
+(service.analysis.SPREAD_MIN_FLOPS). BLAS threads on top of these would oversubscribe the cores
+(docs/performance.md).
 
 When every slot is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
 ``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``. A request holds its

@@ -106,8 +106,8 @@ def _layer_fields(layer: ServiceLayerReport) -> dict[str, object]:
 
 
 def _fields(instance: object) -> dict[str, Any]:
-    """A dataclass's fields by name, as they are (``dataclasses.asdict`` deep-copies every value, recursively:
-    encoding a small report took 0.26 ms that way, 0.17 ms this way)."""
+    """A dataclass's fields by name, as they are (``dataclasses.asdict`` would deep-copy every value, recursively,
+    only for the models to copy them again)."""
     return {field.name: getattr(instance, field.name) for field in fields(instance)}  # type: ignore[arg-type]
 
 

@@ -6,8 +6,8 @@ Our time to ingest is the request's wall time less the server's own `compute` (t
 every encoding); it keeps parse and decode and the transport. The baseline's is its wall time. The floor is the
 wall time of the safetensors body posted to a bare endpoint that only reads it: what no decoding can go below.
 Every server inherits this process's environment (glibc's ``MALLOC_*_`` variables among it). Bodies are sent
-by the stdlib's ``http.client`` (one ``sendall``): httpx's sync client was measured sending loopback bodies at
-about 220 MB/s against uvicorn's 700 MB/s of receiving, which would time the client rather than the server.
+by the stdlib's ``http.client`` in one ``sendall``, so that the time is the server's, not the client's (httpx's
+sync client sends loopback bodies slower than uvicorn receives them: docs/performance.md).
 
     python -m bench.ingest [--n 2048] [--repeats 3]
 """

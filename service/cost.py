@@ -17,15 +17,16 @@ from service.spectral import DENSE_MAX_DIM
 LANCZOS_PRODUCTS = 100
 """Gram products budgeted for one Lanczos norm (each 4·m·n flops); most converge in far fewer."""
 LAYER_OVERHEAD = 1e6
-"""Each layer's fixed cost — a few dozen numpy and LAPACK calls, about 0.2 ms — counted as the flops that time
-would buy, so that 100 000 layers of 1 × 1 are refused like any other work that would take too long."""
+"""Each layer's fixed cost — a few dozen numpy and LAPACK calls — counted as the flops the same time would buy
+(docs/performance.md), so that 100 000 layers of 1 × 1 are refused like any other work that would take too
+long."""
 SVD_FLOPS = 8.0
 """All singular values of an m × n matrix (LAPACK gesdd, values only) cost about SVD_FLOPS·m·n·min(m, n)."""
 MEANFIELD_LAYER = 2.5e7
 """The mean-field solve of one layer's own statistics — q*, χ₁ and the critical σ_w, a few hundred Gaussian
-expectations by quadrature and root finding, 1–10 ms — counted like LAYER_OVERHEAD as the flops that time would
-buy. Explicit layers each have their own σ_w and σ_b; an init recipe's layers share theirs, solved once and cached,
-and linear, ReLU and leaky ReLU layers are closed forms: those are not counted."""
+expectations by quadrature and root finding — counted like LAYER_OVERHEAD as the flops the same time would buy.
+Explicit layers each have their own σ_w and σ_b; an init recipe's layers share theirs, solved once and cached, and
+linear, ReLU and leaky ReLU layers are closed forms: those are not counted."""
 HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 """Activations whose mean field is a closed form (positively homogeneous: E[h'(√q·z)²] does not depend on q)."""
 

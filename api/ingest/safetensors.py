@@ -3,7 +3,9 @@
 The format: 8 bytes, the little-endian length N of a JSON header; N bytes of header mapping each tensor's
 name to its ``dtype``, ``shape`` and ``data_offsets`` [begin, end) into the byte buffer that follows.
 Everything the header claims is checked against the file before a single array is made, so a truncated file
-or a header that lies about sizes is refused, and the sizes can be checked against the limits first.
+or a header that lies about sizes is refused, and the sizes can be checked against the limits first. As the
+format (and the reference ``safetensors`` library) requires, the tensors' bytes cover the buffer exactly, one
+after another: no overlap, no hole, nothing after the last.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import math
 import re
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,7 @@ def parse(blob: bytes | memoryview) -> SafetensorsFile:
         raise InvalidInputError(WHERE, "the safetensors header must be a JSON object")
     buffer = memoryview(blob)[8 + length :]
     entries = {name: _entry(name, spec, len(buffer)) for name, spec in header.items() if name != "__metadata__"}
-    _check_disjoint(entries)
+    _check_contiguous(entries, len(buffer))
     return SafetensorsFile(entries, buffer)
 
 
@@ -119,11 +120,22 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_disjoint(entries: dict[str, Entry]) -> None:
-    spans = sorted((e.begin, e.end, e.name) for e in entries.values() if e.end > e.begin)
-    for (_, end, first), (begin, _, second) in pairwise(spans):
-        if begin < end:
-            raise InvalidInputError(WHERE, f"tensors {first!r} and {second!r} overlap in the buffer")
+def _check_contiguous(entries: dict[str, Entry], buffer_size: int) -> None:
+    """The tensors, in the order of their offsets, each begin where the one before ends, from 0 to the buffer's
+    end."""
+    end, previous = 0, None
+    for entry in sorted(entries.values(), key=lambda e: (e.begin, e.end)):
+        if entry.begin < end:
+            raise InvalidInputError(WHERE, f"tensors {previous!r} and {entry.name!r} overlap in the buffer")
+        if entry.begin > end:
+            raise InvalidInputError(
+                WHERE, f"bytes {end}–{entry.begin} of the buffer, before tensor {entry.name!r}, belong to no tensor"
+            )
+        end, previous = entry.end, entry.name
+    if end != buffer_size:
+        raise InvalidInputError(
+            WHERE, f"bytes {end}–{buffer_size} of the buffer, after the last tensor, belong to no tensor"
+        )
 
 
 def layer_names(file: SafetensorsFile, names: list[str] | None) -> list[str]:

@@ -13,6 +13,8 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_numpy
 from safetensors.numpy import save as save_numpy
 from safetensors.torch import save as save_torch
 
@@ -102,6 +104,18 @@ def _raw(header: dict[str, Any], buffer: bytes, length: int | None = None) -> by
 GOOD = {"0.weight": {"dtype": "F64", "shape": [2, 2], "data_offsets": [0, 32]}}
 BUFFER = np.eye(2).tobytes()
 
+VECTOR = {"dtype": "F64", "shape": [2], "data_offsets": [0, 16]}
+HOLES: list[tuple[str, bytes, str]] = [
+    (
+        "a hole between tensors",
+        _raw({**GOOD, "1.weight": {**VECTOR, "shape": [1], "data_offsets": [40, 48]}}, BUFFER + bytes(16)),
+        "bytes 32–40 of the buffer, before tensor '1.weight', belong to no tensor",
+    ),
+    ("a hole before the first tensor", _raw({"0.weight": {**VECTOR, "data_offsets": [16, 32]}}, BUFFER), "bytes 0–16"),
+    ("bytes after the last tensor", _raw(GOOD, BUFFER + bytes(8)), "bytes 32–40 of the buffer, after the last tensor"),
+]
+"""Files whose tensors do not cover the byte buffer exactly, one after another."""
+
 BAD_FILES: list[tuple[str, bytes, str]] = [
     ("int32 dtype", save_numpy({"0.weight": np.ones((2, 2), dtype=np.int32)}), "dtype 'I32'"),
     ("empty", b"", "fewer than its 8-byte header"),
@@ -123,6 +137,7 @@ BAD_FILES: list[tuple[str, bytes, str]] = [
         ),
         "overlap",
     ),
+    *HOLES,
     ("no weights", save_numpy({"0.scale": np.ones(3)}), "no tensor named like"),
     ("a vector weight", save_numpy({"0.weight": np.ones(3)}), "not a matrix"),
     ("not chaining", save_numpy({"0.weight": np.ones((3, 2)), "1.weight": np.ones((2, 4))}), "'1.weight': shape"),
@@ -139,6 +154,14 @@ async def test_malformed_files_are_refused(client: httpx.AsyncClient, case: str,
     assert problem["errors"][0]["pointer"] == "/weights"
     assert message in problem["detail"]
     assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize(("case", "blob", "message"), HOLES, ids=[case for case, _, _ in HOLES])
+def test_the_reference_library_refuses_a_buffer_with_holes_too(case: str, blob: bytes, message: str) -> None:
+    with pytest.raises(SafetensorError, match=r"invalid offset|not fully covered"):
+        load_numpy(blob)
+    full = _raw(GOOD, BUFFER)
+    assert load_numpy(full)["0.weight"].tolist() == np.eye(2).tolist()  # the same writer's file without the hole
 
 
 BAD_REQUESTS: list[tuple[dict[str, Any], str]] = [

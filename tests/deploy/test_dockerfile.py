@@ -34,6 +34,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.__main__ import ONE_BLAS_THREAD
 from jacspec import __version__
 from tests.deploy import dockerfile
 from tests.deploy.runtime import runtime_view
@@ -49,6 +50,11 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 WORKERS = 2
 """More than one, so that the recipe also shows workers taken from the environment and their metrics added up."""
+
+
+def test_the_image_runs_blas_on_one_thread_as_python_m_api_does() -> None:
+    env = FINAL.env({})
+    assert {name: env.get(name) for name in ONE_BLAS_THREAD} == ONE_BLAS_THREAD
 
 
 def test_hadolint_passes() -> None:
