@@ -40,11 +40,6 @@ def flops_of(count: int) -> float:
         return math.inf
 
 
-def parameter_count(widths: Sequence[int], biases: bool) -> int:
-    """Σ_j n_j·n_{j−1} (+ n_j for biases)."""
-    return sum(n_in * n_out + (n_out if biases else 0) for n_in, n_out in pairwise(widths))
-
-
 @dataclass(frozen=True)
 class LayerCost:
     """What a layer's work depends on: its map's shape (m, n), the flops of one product A·x (2·m·n for a

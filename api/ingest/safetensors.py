@@ -157,10 +157,3 @@ def layer_names(file: SafetensorsFile, names: list[str] | None) -> list[str]:
 
 def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"\.", name))
-
-
-def parameter_count(file: SafetensorsFile, prefixes: list[str]) -> int:
-    """Weights and biases of the chosen layers, from the header alone."""
-    return sum(
-        file.entries[name].size for p in prefixes for name in (p + ".weight", p + ".bias") if name in file.entries
-    )
