@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
 
-from api import jobs
+from api import work
 from api.deps import ComputeDep, SettingsDep
 from api.encode import analysis_report, report_json
 from api.openapi import request_body
@@ -51,13 +51,13 @@ def _request_body() -> dict[str, Any]:
     responses=problem_responses(400, 413, 415, 422, 503),
 )
 async def create_analysis(request: Request, settings: SettingsDep, compute: ComputeDep) -> Response:
-    job = await jobs.receive(request, settings, compute)
-    result, timings = await jobs.run(job, compute, request)
+    pending = await work.receive(request, settings, compute)
+    result, timings = await work.run(pending, compute, request)
     report = analysis_report(result, __version__, timings)
-    return Response(report_json(report), media_type="application/json", background=BackgroundTask(_release, job))
+    return Response(report_json(report), media_type="application/json", background=BackgroundTask(_release, pending))
 
 
 async def _release(*held: object) -> None:
-    """Nothing: a background task given the request's job holds its body and weights until the answer is sent,
+    """Nothing: a background task given the request's pending work holds its body and weights until the answer is sent,
     rather than freeing them when the route returns, before a byte of the answer leaves. Async, so that Starlette
     runs it on the event loop rather than hopping to a thread to do nothing."""

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from api.jobs import AnalysisJob
 from api.routes import analyses
+from api.work import AnalysisWork
 from jacspec import __version__
 
 pytestmark = pytest.mark.anyio
@@ -341,7 +341,7 @@ async def test_suggested_gain_with_sigmoid(client: httpx.AsyncClient) -> None:
 async def test_the_request_is_released_after_the_answer_is_sent(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The request's job (its body and weights) is handed to a background task, run once the answer is sent."""
+    """The request's pending work (its body and weights) is handed to a background task, run once the answer is sent."""
     held: list[object] = []
 
     async def release(*work: object) -> None:
@@ -352,5 +352,5 @@ async def test_the_request_is_released_after_the_answer_is_sent(
     response = await client.post("/v1/analyses", json=body)
     assert response.status_code == 200
     assert len(held) == 1
-    assert isinstance(held[0], AnalysisJob)
+    assert isinstance(held[0], AnalysisWork)
     assert held[0].inline  # so small a network is analysed on the event loop

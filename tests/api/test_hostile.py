@@ -29,7 +29,7 @@ import pytest
 from safetensors.numpy import save as save_numpy
 from starlette.types import Message
 
-from api import jobs, problems
+from api import problems, work
 from api.encode import analysis_report, report_json
 from api.ingest import body as api_body
 from api.main import create_app
@@ -1025,7 +1025,7 @@ def _calls_to_answer(depth: int) -> int:
 
     sys.setprofile(count)
     try:
-        result, _ = jobs.analyse_request(body, None)
+        result, _ = work.analyse_request(body, None)
         report_json(analysis_report(result, "test", {}))
     finally:
         sys.setprofile(None)

@@ -20,10 +20,19 @@ def test_the_committed_document_is_the_apps() -> None:
     )
 
 
-def test_the_file_is_as_make_openapi_writes_it() -> None:
-    assert PATH.read_text(encoding="utf-8") == render(json.loads(PATH.read_text(encoding="utf-8"))), (
-        "api/openapi.json is not formatted as `make openapi` writes it: run `make openapi`"
-    )
+def test_the_file_is_written_for_reading_in_a_diff() -> None:
+    """Two-space indents, one key per line, non-ASCII characters as themselves, one final newline."""
+    text = PATH.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    assert text.endswith("}\n")
+    assert not text.endswith("\n\n")
+    assert lines[1].startswith('  "')
+    assert not lines[1].startswith("   ")
+    assert all((len(line) - len(line.lstrip(" "))) % 2 == 0 for line in lines)
+    assert "\\u" not in text, "non-ASCII characters are escaped"
+    assert "‖" in text
+    assert "σ" in text
+    assert render(json.loads(text)) == text
 
 
 @pytest.mark.anyio

@@ -1,6 +1,7 @@
-"""POST /v1/analyses's work: the request read and its size checked, then one job that decodes, builds and analyses.
+"""POST /v1/analyses's work: the request read and its size checked, then one function that decodes, builds and
+analyses.
 
-The job runs in a compute slot's worker thread, its layers' norms as tasks of the slots' layer pool; an analysis
+It runs in a compute slot's worker thread, its layers' norms as tasks of the slots' layer pool; an analysis
 estimated at most ``api.compute.INLINE_FLOPS`` runs on the event loop instead, without a slot.
 """
 
@@ -40,14 +41,14 @@ Work = Callable[[], tuple[Analysis, float]]
 
 
 @dataclass(frozen=True)
-class AnalysisJob:
+class AnalysisWork:
     """A request read and checked: its ``work``, and whether it is small enough for the event loop."""
 
     work: Work
     inline: bool
 
 
-async def receive(request: Request, settings: Settings, compute: ComputeSlots) -> AnalysisJob:
+async def receive(request: Request, settings: Settings, compute: ComputeSlots) -> AnalysisWork:
     """Read the body (JSON, or multipart with a .safetensors file) and check its sizes; no array is made yet.
 
     A full queue refuses a body that may be large (``may_be_large``) before it is read, unless its Content-Length
@@ -56,18 +57,18 @@ async def receive(request: Request, settings: Settings, compute: ComputeSlots) -
     if may_be_large(request) and not declared_too_large(request, settings):
         compute.refuse_if_full()
     if media_type(request) == "multipart/form-data":
-        return AnalysisJob(await _safetensors_work(request, settings, compute.layers), inline=False)
+        return AnalysisWork(await _safetensors_work(request, settings, compute.layers), inline=False)
     body = await read_json(request, AnalysisRequest, settings.max_body_bytes, ACCEPTED)
-    work, fields = analysis_size(body)
-    check(work, settings, fields)
-    inline = work.flops <= INLINE_FLOPS
-    return AnalysisJob(partial(analyse_request, body, None if inline else compute.layers), inline)
+    size, fields = analysis_size(body)
+    check(size, settings, fields)
+    inline = size.flops <= INLINE_FLOPS
+    return AnalysisWork(partial(analyse_request, body, None if inline else compute.layers), inline)
 
 
-async def run(job: AnalysisJob, compute: ComputeSlots, request: Request) -> tuple[Analysis, dict[str, float]]:
-    """The job's analysis, and its timings in milliseconds: parse, decode, compute and their total."""
+async def run(pending: AnalysisWork, compute: ComputeSlots, request: Request) -> tuple[Analysis, dict[str, float]]:
+    """The analysis, and its timings in milliseconds: parse, decode, compute and their total."""
     started = time.perf_counter()
-    result, decode_ms = await compute.run(job.work, inline=job.inline)
+    result, decode_ms = await compute.run(pending.work, inline=pending.inline)
     worker_ms = (time.perf_counter() - started) * 1e3
     decode_ms += getattr(request.state, "header_ms", 0.0)
     timings = {"parse": request.state.parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
@@ -128,7 +129,7 @@ def _analysed(
 
 
 async def _safetensors_work(request: Request, settings: Settings, layers: Executor | None) -> Work:
-    """Read the multipart body and check the file's header and sizes; the arrays are made later, by the job."""
+    """Read the multipart body and check the file's header and sizes; the arrays are made later, by the work."""
     parts = await read_parts(request, settings.max_body_bytes)
     upload = parts.get("weights")
     if upload is None or upload.filename is None:
@@ -145,8 +146,8 @@ async def _safetensors_work(request: Request, settings: Settings, layers: Execut
         file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
-    work, fields = safetensors_size(file, prefixes, spec)
-    check(work, settings, fields)
+    size, fields = safetensors_size(file, prefixes, spec)
+    check(size, settings, fields)
     return partial(analyse_safetensors, file, prefixes, spec, layers)
 
 
