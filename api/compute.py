@@ -1,38 +1,67 @@
-"""Compute slots: CPU-heavy work runs in worker threads, at most ``compute_slots`` at a time, never on the loop.
+"""The compute pool: numerical work runs in worker processes, at most one task per worker, never in the server.
 
-BLAS runs on one thread (``python -m api`` and the container set ``OPENBLAS_NUM_THREADS`` and its peers to 1
-before numpy is loaded), and the cores are shared out by layers instead: the slots' analyses hand their layers'
-norms — each weight's and each layer's per-probe Jacobian norms, independent of one another — to one pool of as
-many threads as the process has cores (``layers``), first come first served. A lone analysis so uses every core,
-and two at once share them; networks of small layers keep theirs in the slot's thread
-(service.analysis.SPREAD_MIN_FLOPS). BLAS threads on top of these would oversubscribe the cores
-(docs/performance.md).
+The server's event loop reads, validates and encodes; every analysis (and every other computation a route needs)
+is a task sent to one of ``workers`` processes (``api.worker``), so that no numerical call, whether it holds the
+GIL or not, can delay another request. Workers are forked from multiprocessing's ``forkserver``, never from the
+threaded server itself: the fork server imports numpy and the analysis code once, so a worker, and the
+replacement of one, starts in milliseconds. Each worker runs BLAS on one thread and computes one analysis at a
+time; the workers are the parallelism.
 
-When every slot is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
-``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``. A request holds its
-slot until its worker thread has finished, even if the client has gone (a thread cannot be interrupted).
+When every worker is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
+``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``.
+
+Each task has a ``Deadline``: past it the worker is killed (SIGKILL: a signal handler would wait for the LAPACK
+call in progress to return) and replaced, and the answer is 413 (``DEADLINE``) naming the limit. A client that
+disconnects (``http.disconnect`` on the request's ``receive``) has its worker killed and replaced the same way, at
+once. A worker that runs out of its memory (``MemoryError`` under RLIMIT_AS) is answered 413 (``MEMORY``); one
+that dies (a signal, the OOM killer) is replaced and the request answered 503 with ``Retry-After``: the death
+says nothing certain about the request (the memory limit is what would blame it), so a retry may well succeed.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
-from anyio import CapacityLimiter, WouldBlock, fail_after, to_thread
+from anyio import (
+    CancelScope,
+    CapacityLimiter,
+    WouldBlock,
+    create_task_group,
+    fail_after,
+    move_on_after,
+    to_thread,
+    wait_readable,
+)
+from starlette.types import Receive
 
+from api import worker
 from api.problems import ProblemError
-
-T = TypeVar("T")
+from service.errors import InvalidInputError
 
 BUSY = "urn:jacspec:problem:busy"
+DEADLINE = "urn:jacspec:problem:deadline"
+MEMORY = "urn:jacspec:problem:memory"
+WORKER_LOST = "urn:jacspec:problem:worker-lost"
 
-INLINE_FLOPS = 3e7
-"""Analyses estimated below this many floating-point operations (a few milliseconds) run on the event loop."""
+SHARED_BYTES = 1 << 20
+"""Byte payloads larger than this reach a worker through shared memory rather than pickled through its pipe."""
+COPY_CHUNK = 8 << 20
+"""Bytes copied into shared memory per step: the server thread that copies lets go of the GIL between steps."""
 
+PRELOAD = ("api.worker", "api.work", "service.bounds")
+"""What the fork server imports before forking workers: the worker loop and everything its tasks use (numpy,
+scipy, the contract models), so that no worker imports them again."""
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 """cgroup v2's CPU quota: ``"<quota> <period>"`` in microseconds, or ``"max <period>"`` for none."""
@@ -42,7 +71,7 @@ def available_cores(cpu_max: Path = CPU_MAX) -> int:
     """The cores this process may use: its CPU affinity, capped by a cgroup quota (a container's ``--cpus``).
 
     ``os.cpu_count()`` counts the host's cores: a replica limited to 2 CPUs on a 64-core host would otherwise
-    give each slot 32 BLAS threads, the oversubscription the slots exist to prevent.
+    start 64 workers.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
@@ -54,57 +83,210 @@ def available_cores(cpu_max: Path = CPU_MAX) -> int:
     return max(1, cores)
 
 
-class ComputeSlots:
-    """At most ``slots`` functions running at once in worker threads, with a bounded wait for a slot."""
+@asynccontextmanager
+async def sharing(payload: object) -> AsyncIterator[object]:
+    """``payload`` as a task's argument: bytes up to SHARED_BYTES as bytes, larger ones copied (in a thread) into a
+    new block of shared memory, named by an ``api.worker.Shared``; anything else as it is. The block is unlinked at
+    the end, whatever happened meanwhile (an error, a deadline, a disconnect)."""
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        yield payload
+        return
+    if len(payload) <= SHARED_BYTES:
+        yield bytes(payload)  # a memoryview does not pickle
+        return
+    block = SharedMemory(create=True, size=len(payload))
+    assert block.buf is not None
+    try:
+        await to_thread.run_sync(_copy, block.buf, memoryview(payload))
+        yield worker.Shared(block.name, len(payload))
+    finally:
+        block.close()
+        block.unlink()
 
-    def __init__(self, slots: int, queue_timeout: float = 10.0, queue_size: int = 16, processes: int = 1) -> None:
-        self.limiter = CapacityLimiter(slots)
-        self.threads = CapacityLimiter(slots)
-        """The worker threads' own limiter: only a slot's holder starts one, so it never makes anyone wait."""
+
+def _copy(target: memoryview, source: memoryview) -> None:
+    for begin in range(0, len(source), COPY_CHUNK):
+        target[begin : begin + COPY_CHUNK] = source[begin : begin + COPY_CHUNK]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """At most ``seconds`` of a worker's time, set by ``limit`` (the setting or field named in the 413);
+    ``advice`` says what would fit."""
+
+    seconds: float
+    limit: str
+    advice: str = ""
+
+
+@dataclass(eq=False)
+class Worker:
+    """A worker process and the server's end of its pipe."""
+
+    process: BaseProcess
+    connection: Connection
+
+    def kill(self) -> None:
+        """SIGKILL (a task in a C call ignores anything gentler until it returns), wait for it, close the pipe."""
+        if self.process.pid is not None and self.process.exitcode is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.join()
+        self.connection.close()
+
+
+class ComputePool:
+    """At most ``workers`` tasks running at once, each in a worker process, with a bounded wait for one."""
+
+    def __init__(
+        self, workers: int, queue_timeout: float = 10.0, queue_size: int = 16, memory_bytes: int | None = None
+    ) -> None:
+        self.workers = workers
+        self.limiter = CapacityLimiter(workers)
+        """One token per worker: a token's holder owns one idle worker, taken from ``idle``."""
         self.queue_timeout = queue_timeout
         self.queue_size = queue_size
+        self.memory_bytes = memory_bytes
         self.retry_after = max(1, math.ceil(queue_timeout))
-        self.layer_threads = max(1, available_cores() // processes)
-        """The layer pool's size: one thread per core, the cores shared out between the server's ``processes``
-        (JACSPEC_WORKERS)."""
-        self.layers: ThreadPoolExecutor | None = None
-        """The analyses' layer tasks (service.analysis.analyse's executor), from ``start`` to ``close``; without it
-        an analysis computes its layers in its own thread."""
+        self.idle: list[Worker] = []
+        self.running: set[Worker] = set()
+        self.context = multiprocessing.get_context("forkserver")
 
-    def start(self) -> None:
-        """Start the layer pool (the app's lifespan does, at startup)."""
-        if self.layers is None:
-            self.layers = ThreadPoolExecutor(self.layer_threads, thread_name_prefix="jacspec-layers")
+    async def start(self) -> None:
+        """Start the workers (the app's lifespan does, at startup; the first start also starts the fork server)."""
+        self.context.set_forkserver_preload(list(PRELOAD))
+        while len(self.idle) + len(self.running) < self.workers:
+            self.idle.append(await to_thread.run_sync(self._spawn))
 
-    def close(self) -> None:
-        """Stop the layer pool's threads once their tasks are done."""
-        if self.layers is not None:
-            self.layers.shutdown(wait=False)
-            self.layers = None
+    async def close(self) -> None:
+        """Kill every worker (at shutdown, once the server has finished its requests)."""
+        workers = [*self.idle, *self.running]
+        self.idle.clear()
+        self.running.clear()
+        for each in workers:
+            await to_thread.run_sync(each.kill)
 
-    async def run(self, function: Callable[[], T], *, inline: bool = False) -> T:
-        """Run ``function`` in a worker thread once a slot is free; 503 if none frees up in time.
+    async def run(
+        self, function: Callable[..., Any], args: tuple[Any, ...], deadline: Deadline, receive: Receive | None = None
+    ) -> Any:
+        """``function(*args)`` in a worker once one is free (503 if none frees up in time), within ``deadline``.
 
-        ``inline`` runs it on the event loop instead, at once and without a slot: for work of a few milliseconds
-        the thread hop and the GIL's hand-overs between the loop and the thread cost more than they save, and the
-        loop runs one such function at a time anyway. Small analyses are so never starved by heavy ones.
+        ``function`` and ``args`` are pickled to the worker (module-level functions; large bytes as
+        ``api.worker.Shared``). With ``receive`` (the request's, its body read), a client that disconnects has
+        the worker killed and gets a 400 that nobody reads. A worker that did not end its task normally is killed
+        and replaced before its token is given back, so the next request finds a live one.
         """
-        if inline:
-            return function()
         await self._acquire()
+        current = self.idle.pop()
+        self.running.add(current)
+        outcome: worker.Outcome | None = None
         try:
-            return await to_thread.run_sync(function, limiter=self.threads)
+            outcome = await self._watched(current, (function, args), deadline, receive)
         finally:
-            self.limiter.release()
+            with CancelScope(shield=True):
+                self.running.discard(current)
+                if outcome is None or isinstance(outcome, worker.OutOfMemory):
+                    current = await to_thread.run_sync(self._replace, current)
+                self.idle.append(current)
+                self.limiter.release()
+        return self._value(outcome)
 
     def refuse_if_full(self) -> None:
-        """503 at once when every slot is busy and the queue is full: called before a body is read, so that a
+        """503 at once when every worker is busy and the queue is full: called before a body is read, so that a
         request which could only be refused does not hold its body in memory first."""
         if self.limiter.available_tokens == 0 and self.limiter.statistics().tasks_waiting >= self.queue_size:
             raise self._full()
 
+    async def _watched(
+        self, current: Worker, task: worker.Task, deadline: Deadline, receive: Receive | None
+    ) -> worker.Outcome:
+        """The worker's outcome of ``task``; 413 past the deadline, 400 once the client has gone."""
+        gone = False
+        outcome: worker.Outcome | None = None
+        failure: Exception | None = None
+        async with create_task_group() as group:
+
+            async def watch() -> None:
+                nonlocal gone
+                assert receive is not None
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            if receive is not None:
+                group.start_soon(watch)
+            try:
+                with move_on_after(deadline.seconds):
+                    outcome = await self._exchange(current, task)
+            except Exception as exc:  # raised after the group, not wrapped in an exception group
+                failure = exc
+            group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if gone:
+            raise ProblemError(400, "Bad Request", "the client closed the connection before the analysis was done")
+        if outcome is None:
+            raise self._late(deadline)
+        return outcome
+
+    async def _exchange(self, current: Worker, task: worker.Task) -> worker.Outcome:
+        """Send the task, wait for the answer without a thread, then read it in one (it may be large); 503 if the
+        worker dies meanwhile."""
+        connection = current.connection
+        try:
+            await to_thread.run_sync(connection.send, task)
+            await wait_readable(connection)
+            outcome: worker.Outcome = await to_thread.run_sync(connection.recv)
+        except (EOFError, OSError):
+            await to_thread.run_sync(current.process.join)
+            raise self._lost(current.process.exitcode) from None
+        return outcome
+
+    def _spawn(self) -> Worker:
+        """A new worker (blocks for the fork server's answer: call it in a thread)."""
+        here, there = self.context.Pipe()
+        process = self.context.Process(
+            target=worker.serve, args=(there, self.memory_bytes), name="jacspec-compute", daemon=True
+        )
+        process.start()
+        there.close()
+        return Worker(process, here)
+
+    def _replace(self, current: Worker) -> Worker:
+        """Kill ``current`` (if still alive) and start its successor."""
+        current.kill()
+        return self._spawn()
+
+    def _value(self, outcome: worker.Outcome | None) -> Any:
+        """The task's value, or the error its outcome stands for."""
+        if isinstance(outcome, worker.Done):
+            return outcome.value
+        if isinstance(outcome, worker.Invalid):
+            raise InvalidInputError(outcome.location, outcome.message)
+        if isinstance(outcome, worker.OutOfMemory):
+            raise ProblemError(
+                413,
+                "Content Too Large",
+                f"the analysis needed more memory than a compute worker may use ({self.memory_bytes} bytes, "
+                "JACSPEC_WORKER_MEMORY_BYTES): a smaller network, fewer probes or no spectrum would fit",
+                type_=MEMORY,
+            )
+        assert isinstance(outcome, worker.Crashed)
+        raise RuntimeError(f"a compute task failed in its worker:\n{outcome.traceback}")
+
+    def _late(self, deadline: Deadline) -> ProblemError:
+        detail = f"the analysis did not finish within {deadline.seconds:g} s ({deadline.limit})"
+        if deadline.advice:
+            detail += f"; {deadline.advice}"
+        return ProblemError(413, "Content Too Large", detail, type_=DEADLINE)
+
+    def _lost(self, exitcode: int | None) -> ProblemError:
+        how = f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exited ({exitcode})"
+        return self._busy(f"the compute worker running this analysis {how} and has been replaced", WORKER_LOST)
+
     async def _acquire(self) -> None:
-        """Take a slot: at once if one is free, else after waiting in the queue (503 when full or too long)."""
+        """Take a worker's token: at once if one is free, else after waiting in the queue (503 when full or too
+        long)."""
         try:
             self.limiter.acquire_nowait()
             return
@@ -117,20 +299,17 @@ class ComputeSlots:
                 await self.limiter.acquire()
         except TimeoutError:
             raise self._busy(
-                f"all {self._slots()} compute slots stayed busy for {self.queue_timeout:g} s (JACSPEC_QUEUE_TIMEOUT)"
+                f"all {self.workers} compute workers stayed busy for {self.queue_timeout:g} s (JACSPEC_QUEUE_TIMEOUT)"
             ) from None
 
     def _full(self) -> ProblemError:
-        return self._busy(f"all {self._slots()} compute slots are busy and {self.queue_size} requests are waiting")
+        return self._busy(f"all {self.workers} compute workers are busy and {self.queue_size} requests are waiting")
 
-    def _slots(self) -> int:
-        return int(self.limiter.total_tokens)
-
-    def _busy(self, detail: str) -> ProblemError:
+    def _busy(self, detail: str, type_: str = BUSY) -> ProblemError:
         return ProblemError(
             503,
             "Service Unavailable",
             f"{detail}; retry in {self.retry_after} s",
-            type_=BUSY,
+            type_=type_,
             headers={"Retry-After": str(self.retry_after)},
         )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.compute import ComputeSlots
+from api.compute import ComputePool
 from api.metrics import Metrics
 from api.settings import Settings
 
@@ -19,8 +19,8 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_compute(request: Request) -> ComputeSlots:
-    compute: ComputeSlots = request.app.state.compute
+def get_compute(request: Request) -> ComputePool:
+    compute: ComputePool = request.app.state.compute
     return compute
 
 
@@ -35,6 +35,6 @@ def is_ready(request: Request) -> bool:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ComputeDep = Annotated[ComputeSlots, Depends(get_compute)]
+ComputeDep = Annotated[ComputePool, Depends(get_compute)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReadyDep = Annotated[bool, Depends(is_ready)]

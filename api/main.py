@@ -12,7 +12,8 @@ from fastapi_offline import FastAPIOffline
 
 from api import cors, explorer, openapi, problems
 from api.auth import require_key
-from api.metrics import MeteredComputeSlots, Metrics, MetricsMiddleware
+from api.compute import available_cores
+from api.metrics import MeteredComputePool, Metrics, MetricsMiddleware
 from api.problems import problem_responses
 from api.request_id import RequestIdMiddleware
 from api.routes import analyses, bounds, catalog, health, metrics
@@ -26,24 +27,25 @@ DOCS_ASSETS_URL = "/static/docs"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app with ``settings`` (by default read from the JACSPEC_* environment variables).
 
-    Its lifespan starts the compute slots' layer pool and marks the app ready; at shutdown it stops the pool and
-    closes the metrics.
+    Its lifespan starts the compute workers and marks the app ready; at shutdown it stops them and closes the
+    metrics.
     """
     settings = settings or Settings()
     meters = Metrics()
-    compute = MeteredComputeSlots(
-        meters, settings.compute_slots, settings.queue_timeout, settings.queue_size, settings.workers
+    workers = settings.compute_workers or max(1, available_cores() // settings.workers)
+    compute = MeteredComputePool(
+        meters, workers, settings.queue_timeout, settings.queue_size, settings.worker_memory_bytes
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        compute.start()
+        await compute.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            compute.close()
+            await compute.close()
             meters.close()
 
     app = FastAPIOffline(

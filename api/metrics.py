@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from functools import partial
-from typing import TypeVar
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -32,17 +29,16 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.compute import ComputeSlots
+from api.compute import ComputePool, Worker
+from api.worker import Done, Outcome, Task
 from jacspec import __version__
 from service.analysis import Analysis
-
-T = TypeVar("T")
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"
 VERDICTS = ("vanishing", "stable", "exploding")
-PLACES = ("slot", "event_loop")
+PLACES = ("worker",)
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 """Histogram buckets from a health check (milliseconds) to the largest analyses (minutes)."""
 
@@ -77,31 +73,31 @@ class Metrics:
         )
         self.slots = Gauge(
             "jacspec_compute_slots",
-            "Compute slots: analyses computed at once (JACSPEC_COMPUTE_SLOTS per worker).",
+            "Compute workers: analyses computed at once (JACSPEC_COMPUTE_WORKERS per server process).",
             registry=registry,
             multiprocess_mode="livesum",
         )
         self.busy = Gauge(
             "jacspec_compute_slots_busy",
-            "Compute slots computing now.",
+            "Compute workers computing now.",
             registry=registry,
             multiprocess_mode="livesum",
         )
         self.waiting = Gauge(
             "jacspec_compute_waiting",
-            "Requests waiting for a compute slot now (at most JACSPEC_QUEUE_SIZE per worker).",
+            "Requests waiting for a compute worker now (at most JACSPEC_QUEUE_SIZE per server process).",
             registry=registry,
             multiprocess_mode="livesum",
         )
         self.wait = Histogram(
             "jacspec_compute_wait_seconds",
-            "Time from asking for a compute slot to starting to compute (requests refused with 503 not included).",
+            "Time from asking for a compute worker to getting one (requests refused with 503 not included).",
             buckets=SECONDS,
             registry=registry,
         )
         self.compute = Histogram(
             "jacspec_compute_seconds",
-            "Time computing, by place: a compute slot's worker thread, or the event loop (the smallest analyses).",
+            "Time computing in a compute worker process (place=worker), from sending the task to its answer.",
             ["place"],
             buckets=SECONDS,
             registry=registry,
@@ -203,47 +199,40 @@ class MetricsMiddleware:
             self.metrics.observe_request(scope["method"], route_template(scope), status, seconds)
 
 
-class MeteredComputeSlots(ComputeSlots):
-    """``ComputeSlots`` that report slots busy, requests waiting, the wait, the compute time and the work done."""
+class MeteredComputePool(ComputePool):
+    """``ComputePool`` that reports workers busy, requests waiting, the wait, the compute time and the work done."""
 
     def __init__(
-        self, metrics: Metrics, slots: int, queue_timeout: float = 10.0, queue_size: int = 16, processes: int = 1
+        self,
+        metrics: Metrics,
+        workers: int,
+        queue_timeout: float = 10.0,
+        queue_size: int = 16,
+        memory_bytes: int | None = None,
     ) -> None:
-        super().__init__(slots, queue_timeout, queue_size, processes)
+        super().__init__(workers, queue_timeout, queue_size, memory_bytes)
         self.metrics = metrics
-        metrics.slots.set(slots)
+        metrics.slots.set(workers)
 
-    async def run(self, function: Callable[[], T], *, inline: bool = False) -> T:
-        if inline:  # on the event loop, without a slot: only its time and work are counted
-            return await super().run(partial(self._computed, function, "event_loop"), inline=True)
+    async def _acquire(self) -> None:
         metrics = self.metrics
         asked = time.perf_counter()
-        started = False
-
-        def metered() -> T:
-            nonlocal started
-            started = True
-            metrics.waiting.dec()
-            metrics.wait.observe(time.perf_counter() - asked)
-            metrics.busy.inc()
-            try:
-                return self._computed(function, "slot")
-            finally:
-                metrics.busy.dec()
-
         metrics.waiting.inc()
         try:
-            return await super().run(metered)
+            await super()._acquire()
         finally:
-            if not started:  # refused (503) or cancelled before a slot came free
-                metrics.waiting.dec()
+            metrics.waiting.dec()
+        metrics.wait.observe(time.perf_counter() - asked)
 
-    def _computed(self, function: Callable[[], T], place: str) -> T:
-        """``function()``, its time counted as compute in ``place`` and its work counted."""
+    async def _exchange(self, current: Worker, task: Task) -> Outcome:
+        metrics = self.metrics
         began = time.perf_counter()
+        metrics.busy.inc()
         try:
-            result = function()
+            outcome = await super()._exchange(current, task)
         finally:
-            self.metrics.compute.labels(place).observe(time.perf_counter() - began)
-        self.metrics.observe_work(result)
-        return result
+            metrics.busy.dec()
+            metrics.compute.labels("worker").observe(time.perf_counter() - began)
+        if isinstance(outcome, Done):
+            metrics.observe_work(outcome.value)
+        return outcome

@@ -22,12 +22,29 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(256 * 2**20, ge=1, description="Largest request body accepted; larger → 413.")
     max_parameters: int = Field(100_000_000, ge=1, description="Most weights and biases in one network; more → 413.")
     max_flops: float = Field(2e11, gt=0, description="Most estimated floating-point work for one analysis; more → 413.")
-    compute_slots: int = Field(2, ge=1, description="Analyses computed at once, each in a worker thread.")
+    compute_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Compute worker processes per server process, one analysis each at a time; empty: the "
+        "available cores divided by JACSPEC_WORKERS (at least 1).",
+    )
     queue_timeout: float = Field(
-        10.0, gt=0, description="Seconds a request may wait for a compute slot; longer → 503 with Retry-After."
+        10.0, gt=0, description="Seconds a request may wait for a compute worker; longer → 503 with Retry-After."
     )
     queue_size: int = Field(
-        16, ge=0, description="Requests that may wait for a compute slot at once; one more → 503 at once."
+        16, ge=0, description="Requests that may wait for a compute worker at once; one more → 503 at once."
+    )
+    max_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Most seconds one analysis may compute (options.max_seconds may ask for less); longer → its "
+        "worker is stopped and replaced, and the answer is 413.",
+    )
+    worker_memory_bytes: int = Field(
+        4 * 2**30,
+        ge=2**29,
+        description="Address space of each compute worker (RLIMIT_AS); an analysis that needs more → 413.",
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

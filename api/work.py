@@ -1,30 +1,31 @@
-"""POST /v1/analyses's work: the request read and its size checked, then one function that decodes, builds and
-analyses.
+"""POST /v1/analyses's work: the request read and its size checked in the server, then one task that decodes,
+builds and analyses in a compute worker (``api.compute``).
 
-It runs in a compute slot's worker thread, its layers' norms as tasks of the slots' layer pool; an analysis
-estimated at most ``api.compute.INLINE_FLOPS`` runs on the event loop instead, without a slot.
+The task's functions (``analyse_json``, ``analyse_upload``) run in the worker process. A JSON body larger than
+``api.compute.SHARED_BYTES`` reaches it as its raw bytes in shared memory, validated again there, rather than as
+its parsed model pickled through the pipe; a .safetensors file that large reaches it the same way.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
+from typing import Any
 
 from anyio import to_thread
 from fastapi import Request
 
-from api.compute import INLINE_FLOPS, ComputeSlots
+from api.compute import ComputePool, Deadline, sharing
 from api.ingest import safetensors
-from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_json, validate_json
+from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
 from api.ingest.multipart import read_parts
 from api.limits import check
 from api.problems import invalid
 from api.settings import Settings
 from api.sizes import analysis_size, safetensors_size
+from api.worker import Shared, attached
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
 from jacspec.models import Options as OptionsModel
@@ -36,19 +37,22 @@ from service.verdict import Thresholds
 
 ACCEPTED = "application/json, or multipart/form-data with a .safetensors file"
 
-Work = Callable[[], tuple[Analysis, float]]
+Computed = tuple[Analysis, float]
 """The analysis, and the milliseconds that decoding or drawing the weights took."""
 
 
 @dataclass(frozen=True)
 class AnalysisWork:
-    """A request read and checked: its ``work``, and whether it is small enough for the event loop."""
+    """A request read and checked: the worker computes ``function(source, *args)`` within ``deadline``, where
+    ``source`` is ``payload`` (or, for large bytes, the shared-memory block holding them)."""
 
-    work: Work
-    inline: bool
+    function: Callable[..., Computed]
+    payload: object
+    args: tuple[Any, ...]
+    deadline: Deadline
 
 
-async def receive(request: Request, settings: Settings, compute: ComputeSlots) -> AnalysisWork:
+async def receive(request: Request, settings: Settings, compute: ComputePool) -> AnalysisWork:
     """Read the body (JSON, or multipart with a .safetensors file) and check its sizes; no array is made yet.
 
     A full queue refuses a body that may be large (``may_be_large``) before it is read, unless its Content-Length
@@ -57,18 +61,40 @@ async def receive(request: Request, settings: Settings, compute: ComputeSlots) -
     if may_be_large(request) and not declared_too_large(request, settings):
         compute.refuse_if_full()
     if media_type(request) == "multipart/form-data":
-        return AnalysisWork(await _safetensors_work(request, settings, compute.layers), inline=False)
-    body = await read_json(request, AnalysisRequest, settings.max_body_bytes, ACCEPTED)
+        return await _safetensors_work(request, settings)
+    require_json(request, ACCEPTED)
+    raw = await read_body(request, settings.max_body_bytes)
+    body = await validate_json(request, AnalysisRequest, raw)
     size, fields = analysis_size(body)
     check(size, settings, fields)
-    inline = size.flops <= INLINE_FLOPS
-    return AnalysisWork(partial(analyse_request, body, None if inline else compute.layers), inline)
+    return AnalysisWork(analyse_json, raw if len(raw) > SHARED else body, (), deadline(settings, body.options))
 
 
-async def run(pending: AnalysisWork, compute: ComputeSlots, request: Request) -> tuple[Analysis, dict[str, float]]:
-    """The analysis, and its timings in milliseconds: parse, decode, compute and their total."""
+SHARED = 1 << 20
+"""JSON bodies larger than this go to the worker as raw bytes (in shared memory) rather than as a pickled model."""
+
+
+def deadline(settings: Settings, options: OptionsModel) -> Deadline:
+    """JACSPEC_MAX_SECONDS, or options.max_seconds when it asks for less; with what would fit instead."""
+    advice = "fewer probes (inputs.count), a larger options.rtol, no options.spectrum or a smaller network would fit"
+    wanted = options.max_seconds
+    if wanted is not None and wanted < settings.max_seconds:
+        return Deadline(
+            wanted,
+            "options.max_seconds",
+            f"{advice}, or a larger options.max_seconds (at most {settings.max_seconds:g}, JACSPEC_MAX_SECONDS)",
+        )
+    return Deadline(settings.max_seconds, "JACSPEC_MAX_SECONDS", advice)
+
+
+async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> tuple[Analysis, dict[str, float]]:
+    """The analysis, and its timings in milliseconds: parse, decode, compute and their total. A client that
+    disconnects meanwhile has its worker stopped (``request.receive`` is watched)."""
     started = time.perf_counter()
-    result, decode_ms = await compute.run(pending.work, inline=pending.inline)
+    async with sharing(pending.payload) as source:
+        result, decode_ms = await compute.run(
+            pending.function, (source, *pending.args), pending.deadline, request.receive
+        )
     worker_ms = (time.perf_counter() - started) * 1e3
     decode_ms += getattr(request.state, "header_ms", 0.0)
     timings = {"parse": request.state.parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
@@ -89,35 +115,37 @@ def declared_too_large(request: Request, settings: Settings) -> bool:
     return declared is not None and declared > settings.max_body_bytes
 
 
-def analyse_request(body: AnalysisRequest, layers: Executor | None) -> tuple[Analysis, float]:
-    """Decode, build and analyse a JSON request: everything that allocates or computes (the layers' norms as tasks
-    of ``layers``, the compute slots' shared pool, when given)."""
+def analyse_json(source: AnalysisRequest | Shared) -> Computed:
+    """In a worker: the analysis of a JSON request, given as its model or as its raw bytes in shared memory (then
+    validated again here, as the server did)."""
+    if isinstance(source, Shared):
+        with attached(source) as view:
+            raw = bytes(view)
+        source = AnalysisRequest.model_validate_json(raw, strict=True)
+        del raw
+    return analyse_request(source)
+
+
+def analyse_request(body: AnalysisRequest) -> Computed:
+    """Decode, build and analyse a JSON request: everything that allocates or computes."""
     network = body.network
+    started = time.perf_counter()
     if network.layers is not None:
-        build = partial(explicit_network, network)
+        built = explicit_network(network)
     elif network.recurrent is not None:
-        build = partial(recurrent, network)
+        built = recurrent(network)
     else:
-        build = partial(_drawn, network)
-    return _analysed(build, body.inputs, body.options, layers)
+        built = _drawn(network)
+    decode_ms = (time.perf_counter() - started) * 1e3
+    return _analysed(built, body.inputs, body.options), decode_ms
 
 
 def _drawn(network: NetworkModel) -> Network:
     return build_network(init_recipe(network))
 
 
-def _analysed(
-    build: Callable[[], Network],
-    inputs: Inputs,
-    options: OptionsModel,
-    layers: Executor | None,
-    inputs_at: Location = (),
-) -> tuple[Analysis, float]:
-    """The analysis of ``build()``, and the milliseconds that building took; errors about the probes are located
-    under ``inputs_at``."""
-    started = time.perf_counter()
-    network = build()
-    decode_ms = (time.perf_counter() - started) * 1e3
+def _analysed(network: Network, inputs: Inputs, options: OptionsModel, inputs_at: Location = ()) -> Analysis:
+    """The analysis of ``network``; errors about the probes are located under ``inputs_at``."""
     try:
         x, y = make_probes(probe_spec(inputs), network.input_width, network.widths[-1])
     except InvalidInputError as exc:
@@ -125,11 +153,11 @@ def _analysed(
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
     service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum)
-    return analyse(network, x, y, service_options, layers), decode_ms
+    return analyse(network, x, y, service_options)
 
 
-async def _safetensors_work(request: Request, settings: Settings, layers: Executor | None) -> Work:
-    """Read the multipart body and check the file's header and sizes; the arrays are made later, by the work."""
+async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWork:
+    """Read the multipart body and check the file's header and sizes; the arrays are made later, by the worker."""
     parts = await read_parts(request, settings.max_body_bytes)
     upload = parts.get("weights")
     if upload is None or upload.filename is None:
@@ -148,12 +176,21 @@ async def _safetensors_work(request: Request, settings: Settings, layers: Execut
     prefixes = safetensors.layer_names(file, spec.network.layers)
     size, fields = safetensors_size(file, prefixes, spec)
     check(size, settings, fields)
-    return partial(analyse_safetensors, file, prefixes, spec, layers)
+    return AnalysisWork(analyse_upload, upload.data, (prefixes, spec), deadline(settings, spec.options))
 
 
-def analyse_safetensors(
-    file: safetensors.SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, layers: Executor | None
-) -> tuple[Analysis, float]:
-    """Widen the uploaded tensors, build and analyse (the tensors widened as tasks of ``layers`` too)."""
-    build = partial(safetensors_network, file, prefixes, spec.network, layers)
-    return _analysed(build, spec.inputs, spec.options, layers, inputs_at=("request",))
+def analyse_upload(source: bytes | memoryview | Shared, prefixes: list[str], spec: SafetensorsRequest) -> Computed:
+    """In a worker: read the uploaded file (from shared memory when large), widen its tensors, build, analyse."""
+    started = time.perf_counter()
+    if isinstance(source, Shared):
+        with attached(source) as view:
+            network = _uploaded(view, prefixes, spec)
+    else:
+        network = _uploaded(source, prefixes, spec)
+    decode_ms = (time.perf_counter() - started) * 1e3
+    return _analysed(network, spec.inputs, spec.options, inputs_at=("request",)), decode_ms
+
+
+def _uploaded(blob: bytes | memoryview, prefixes: list[str], spec: SafetensorsRequest) -> Network:
+    """The network of the file's tensors (copies: no view of ``blob`` outlives the call)."""
+    return safetensors_network(safetensors.parse(blob), prefixes, spec.network)

@@ -43,12 +43,17 @@ async def read_json(request: Request, model: type[Model], limit: int, accepted: 
 
     ``accepted`` names, for the 415 message, every media type the route takes.
     """
+    require_json(request, accepted)
+    return await validate_json(request, model, await read_body(request, limit))
+
+
+def require_json(request: Request, accepted: str = "application/json") -> None:
+    """415 unless the body is JSON (``application/json`` or ``…+json``); ``accepted`` names what the route takes."""
     media = media_type(request)
     if media != "application/json" and not media.endswith("+json"):
         raise ProblemError(
             415, "Unsupported Media Type", f"the body must be {accepted}; Content-Type was {media or 'none'}"
         )
-    return await validate_json(request, model, await read_body(request, limit))
 
 
 async def validate_json(request: Request, model: type[Model], raw: Raw, where: str = "") -> Model:

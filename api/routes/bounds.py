@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from api.deps import ComputeDep
+from api.compute import Deadline
+from api.deps import ComputeDep, SettingsDep
 from api.encode import bounds_response
 from api.ingest.body import json_body
 from api.openapi import request_body
@@ -27,13 +28,16 @@ router = APIRouter(prefix="/v1", tags=["bounds"])
     responses=problem_responses(400, 413, 415, 422, 503),
 )
 async def create_bound(
-    body: Annotated[BoundsRequest, Depends(json_body(BoundsRequest))], compute: ComputeDep
+    body: Annotated[BoundsRequest, Depends(json_body(BoundsRequest))],
+    request: Request,
+    settings: SettingsDep,
+    compute: ComputeDep,
 ) -> Response:
     t = Thresholds(body.thresholds.vanishing_log10, body.thresholds.exploding_log10)
-    if body.factors is not None:
-        factors = body.factors
-        bound = await compute.run(lambda: bound_from_factors(factors, t))
-    else:
+    if body.factors is not None:  # a sum over as many factors as the body holds: in a compute worker
+        deadline = Deadline(settings.max_seconds, "JACSPEC_MAX_SECONDS", "fewer factors would fit")
+        bound = await compute.run(bound_from_factors, (body.factors, t), deadline, request.receive)
+    else:  # two numbers: at once
         assert body.factor is not None
         assert body.depth is not None
         bound = bound_from_power(body.factor, body.depth, t)

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from api.compute import ComputeSlots
+from api.compute import ComputePool
 from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
@@ -244,13 +244,13 @@ CASES = [
 async def test_bad_input_is_a_problem(make_client: ClientFactory, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     headers = {"content-type": case.content_type} if case.content_type else {}
     computed: list[object] = []
-    run = ComputeSlots.run
+    run = ComputePool.run
 
-    async def recorded(self: ComputeSlots, function: Callable[[], Any], *, inline: bool = False) -> Any:
+    async def recorded(self: ComputePool, function: Callable[..., Any], *args: Any) -> Any:
         computed.append(function)
-        return await run(self, function, inline=inline)
+        return await run(self, function, *args)
 
-    monkeypatch.setattr(ComputeSlots, "run", recorded)
+    monkeypatch.setattr(ComputePool, "run", recorded)
     async with make_client(**case.settings) as client:
         response = await client.post(case.path, content=case.content, headers=headers)
         assert response.status_code == case.status, response.text

@@ -1025,7 +1025,7 @@ def _calls_to_answer(depth: int) -> int:
 
     sys.setprofile(count)
     try:
-        result, _ = work.analyse_request(body, None)
+        result, _ = work.analyse_request(body)
         report_json(analysis_report(result, "test", {}))
     finally:
         sys.setprofile(None)
@@ -1184,14 +1184,14 @@ async def test_half_a_million_bad_values_are_refused_off_the_event_loop(
 
 async def test_a_content_length_over_the_limit_is_413_even_when_the_queue_is_full() -> None:
     """The declared length alone says the body is too large: 413, not a 503 that the client would retry."""
-    settings = {"compute_slots": 1, "queue_timeout": 600, "queue_size": 0, "max_body_bytes": 1000}
+    settings = {"compute_workers": 1, "queue_timeout": 600, "queue_size": 0, "max_body_bytes": 1000}
     async with served(**settings) as (app, client), slot_held(app.state.compute):
         with anyio.fail_after(PATIENCE_S):
             too_large = await client.post("/v1/analyses", content=b" " * 1001, headers={"content-type": JSON})
             small = await client.post("/v1/analyses", content=init([2, 2]), headers={"content-type": JSON})
     assert too_large.status_code == 413
     assert "JACSPEC_MAX_BODY_BYTES" in too_large.json()["detail"]
-    assert small.status_code == 200  # small work is computed on the event loop, without a slot
+    assert small.status_code == 503  # read and checked, then refused: every worker is busy and the queue full
 
 
 @pytest.mark.anyio

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.compute import available_cores
 from jacspec import __version__
 from tests.api.test_overload import FACTORS, PATIENCE_S, slot_held
 from tests.helpers import served
@@ -63,12 +64,11 @@ async def test_counters_move_with_requests(client: httpx.AsyncClient) -> None:
     assert moved("jacspec_analysis_layers_total") == 2
     assert moved("jacspec_analysis_weights_total") == 96
     assert moved("jacspec_weight_norms_total", method="dense") == 2
-    # So small an analysis is computed on the event loop, without a slot (api.compute.INLINE_FLOPS).
-    assert moved("jacspec_compute_seconds_count", place="event_loop") == 1
-    assert moved("jacspec_compute_seconds_count", place="slot") == 0
-    assert moved("jacspec_compute_wait_seconds_count") == 0
+    # Even so small an analysis is computed in a worker process.
+    assert moved("jacspec_compute_seconds_count", place="worker") == 1
+    assert moved("jacspec_compute_wait_seconds_count") == 1
     assert value(after, "jacspec_build_info", version=__version__) == 1
-    assert value(after, "jacspec_compute_slots") == 2
+    assert value(after, "jacspec_compute_slots") == available_cores()
     assert value(after, "jacspec_http_requests_in_progress") == 1  # the scrape itself
 
 
@@ -84,7 +84,7 @@ async def post_bounds(client: httpx.AsyncClient) -> None:
 
 
 async def test_slot_gauges_follow_a_held_slot_and_a_waiting_request() -> None:
-    async with served(compute_slots=1, queue_timeout=600, queue_size=1) as (app, client):
+    async with served(compute_workers=1, queue_timeout=600, queue_size=1) as (app, client):
         with anyio.fail_after(PATIENCE_S):
             idle = await scrape(client)
             assert value(idle, "jacspec_compute_slots") == 1
@@ -103,7 +103,7 @@ async def test_slot_gauges_follow_a_held_slot_and_a_waiting_request() -> None:
             done = await scrape(client)
     assert value(done, "jacspec_compute_slots_busy") == 0
     assert value(done, "jacspec_compute_waiting") == 0
-    assert value(done, "jacspec_compute_seconds_count", place="slot") == 2  # the held job, the bound that waited
+    assert value(done, "jacspec_compute_seconds_count", place="worker") == 2  # the held task, the bound that waited
     assert value(done, "jacspec_compute_wait_seconds_count") == 2
     assert value(done, "jacspec_http_requests_total", method="POST", route="/v1/bounds", status="503") == 1
 
@@ -122,11 +122,11 @@ async def test_metrics_need_no_api_key() -> None:
         assert (await client.get("/metrics")).status_code == 200
 
 
-async def test_a_larger_analysis_is_counted_in_a_slot(client: httpx.AsyncClient) -> None:
+async def test_a_larger_analysis_is_counted_in_a_worker(client: httpx.AsyncClient) -> None:
     body = {"network": {"activation": "relu", "init": {"widths": [256, 256, 256, 256], "scheme": "he_normal"}}}
     assert (await client.post("/v1/analyses", json=body)).status_code == 200
     samples = await scrape(client)
-    assert value(samples, "jacspec_compute_seconds_count", place="slot") == 1
+    assert value(samples, "jacspec_compute_seconds_count", place="worker") == 1
     assert value(samples, "jacspec_compute_wait_seconds_count") == 1
     assert value(samples, "jacspec_analysis_layers_total") == 3
     assert value(samples, "jacspec_analysis_weights_total") == 3 * 256 * 256

@@ -52,6 +52,14 @@ class Options(ContractModel):
         "(the report's `spectrum` and each layer's `weight_spectrum`); `full`: every singular value. Both take "
         "full SVDs, O(n³) per matrix, counted in the work limit (JACSPEC_MAX_FLOPS, else 413).",
     )
+    max_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Most seconds the analysis may compute; the server's own limit (JACSPEC_MAX_SECONDS) applies "
+        "when it is lower or this is absent. Past it the analysis is stopped: 413 problem+json of type "
+        "`urn:jacspec:problem:deadline`.",
+    )
 
 
 class AnalysisRequest(ContractModel):

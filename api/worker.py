@@ -1,0 +1,127 @@
+"""A compute worker: a process of its own that runs one task at a time for the server (``api.compute``).
+
+The server starts workers through multiprocessing's ``forkserver``, which imports this module once, before it
+forks any worker: BLAS is set to one thread first (``ONE_BLAS_THREAD``, unless the environment says otherwise,
+read when numpy is imported), and numpy, scipy and the analysis code are then imported there, so that a new worker
+is a fork of an interpreter that has them already. A worker bounds its own address space
+(``RLIMIT_AS`` = JACSPEC_WORKER_MEMORY_BYTES), so that an analysis that needs more memory gets a ``MemoryError``
+rather than the machine's OOM killer.
+
+A task is a picklable ``(function, args)``; the worker sends back an ``Outcome``: the function's value, or what went
+wrong told in plain picklable terms (an input error with its location, too little memory, a traceback). Large
+byte payloads do not travel through the pipe: the server puts them in shared memory (``Shared``) and the task
+names the block, which the worker maps (``attached``) without copying.
+"""
+
+from __future__ import annotations
+
+import os
+
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""BLAS on one thread per worker: the cores go to the workers themselves (one analysis each)."""
+
+for _name, _value in ONE_BLAS_THREAD.items():
+    os.environ.setdefault(_name, _value)
+
+import resource  # noqa: E402
+import signal  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager, suppress  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from multiprocessing.connection import Connection  # noqa: E402
+from multiprocessing.shared_memory import SharedMemory  # noqa: E402
+from typing import Any  # noqa: E402
+
+import service.analysis  # noqa: E402, F401  (imported here so that forked workers have it already)
+from service.errors import InvalidInputError, Location  # noqa: E402
+
+Task = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A block of shared memory holding ``size`` bytes, by name; the server creates and unlinks it."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Done:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """The task raised ``InvalidInputError(location, message)`` (which does not pickle as itself)."""
+
+    location: Location
+    message: str
+
+
+@dataclass(frozen=True)
+class OutOfMemory:
+    """The task needed more memory than the worker's RLIMIT_AS allows."""
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """The task raised something else: a bug, told by its traceback."""
+
+    traceback: str
+
+
+Outcome = Done | Invalid | OutOfMemory | Crashed
+
+
+def serve(connection: Connection, memory_bytes: int | None) -> None:
+    """The worker's life: bound its memory, then run the tasks the server sends until the pipe closes.
+
+    SIGINT is ignored (a Ctrl-C in a terminal reaches the whole process group; the server stops its workers).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    while True:
+        try:
+            task: Task = connection.recv()
+        except EOFError:
+            return
+        outcome = run(task)
+        try:
+            connection.send(outcome)
+        except MemoryError:
+            connection.send(OutOfMemory())
+        del task, outcome
+
+
+def run(task: Task) -> Outcome:
+    """``function(*args)`` as an ``Outcome``."""
+    function, args = task
+    try:
+        return Done(function(*args))
+    except InvalidInputError as exc:
+        return Invalid(exc.location, exc.message)
+    except MemoryError:
+        return OutOfMemory()
+    except Exception:
+        return Crashed(traceback.format_exc())
+
+
+@contextmanager
+def attached(shared: Shared) -> Iterator[memoryview]:
+    """The bytes of a shared block, mapped into this process (no copy) for the duration of the block.
+
+    Every view of them must be gone by the end: numpy arrays made from them must be copies. A view still held (by
+    a traceback, say) only keeps the mapping until the worker's next close succeeds or it exits.
+    """
+    block = SharedMemory(shared.name)
+    assert block.buf is not None
+    view = block.buf[: shared.size]
+    try:
+        yield view
+    finally:
+        with suppress(BufferError):
+            view.release()
+            block.close()

@@ -1,0 +1,335 @@
+"""Compute in worker processes: the server stays live while the heaviest admitted analyses run, a deadline stops
+and replaces a worker, a client that goes away frees its worker, a worker's memory is bounded, a worker that dies
+is replaced, and large payloads travel through shared memory that is always unlinked.
+
+Nothing here asserts a duration: "answered before the heavy ones finished" is an order of events, and the limits
+on how long a step may take (PATIENCE_S) only turn a hang into a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import numpy as np
+import pytest
+from safetensors.numpy import save as save_numpy
+
+from api import work
+from api.compute import DEADLINE, MEMORY, WORKER_LOST, ComputePool, Deadline
+from api.limits import check
+from api.main import create_app
+from api.problems import ProblemError
+from api.settings import Settings
+from api.sizes import analysis_size
+from jacspec.models import AnalysisRequest
+from tests.helpers import running_server, served
+
+pytestmark = pytest.mark.anyio
+
+PATIENCE_S = 60.0
+FOREVER = Deadline(PATIENCE_S, "test")
+SMALL = {"network": {"activation": "tanh", "init": {"widths": [8, 8, 2], "scheme": "orthogonal"}}}
+SHM = Path("/dev/shm")
+
+
+def widest_admitted(body: Callable[[int], dict[str, Any]], settings: Settings) -> dict[str, Any]:
+    """The request ``body(n)`` with the largest n that the default limits admit (by bisection over the estimate)."""
+    low, high = 1, 1 << 16
+    while high - low > 1:
+        middle = (low + high) // 2
+        size, fields = analysis_size(AnalysisRequest.model_validate(body(middle)))
+        try:
+            check(size, settings, fields)
+            low = middle
+        except ProblemError:
+            high = middle
+    return body(low)
+
+
+def dense_solver(n: int) -> dict[str, Any]:
+    """rtol 1e-13 forces the dense eigensolver at any width."""
+    return {
+        "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
+        "inputs": {"count": 1},
+        "options": {"rtol": 1e-13},
+    }
+
+
+def orthogonal_init(n: int) -> dict[str, Any]:
+    """The orthogonal draw is a QR of an n × n matrix."""
+    return {
+        "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
+        "inputs": {"count": 1},
+    }
+
+
+HEAVY: dict[str, Any] = {
+    "network": {"activation": "tanh", "init": {"widths": [3000, 3000, 1], "scheme": "orthogonal"}},
+    "inputs": {"count": 1},
+    "options": {"rtol": 1e-13},
+}
+"""Seconds of work (a QR and a dense eigensolve of 3000 × 3000), far more than the deadlines below."""
+
+
+def busy_workers(metrics: str) -> float:
+    """The ``jacspec_compute_slots_busy`` gauge in a /metrics text."""
+    line = next(line for line in metrics.splitlines() if line.startswith("jacspec_compute_slots_busy "))
+    return float(line.split()[1])
+
+
+def busy(app: Any) -> float:
+    value = app.state.metrics.registry.get_sample_value("jacspec_compute_slots_busy")
+    return 0.0 if value is None else float(value)
+
+
+def worker_pids(compute: ComputePool) -> set[int | None]:
+    return {each.process.pid for each in compute.idle}
+
+
+def shared_blocks() -> set[str]:
+    return {path.name for path in SHM.iterdir()} if SHM.is_dir() else set()
+
+
+# ------------------------------------------------------------------ liveness (a real server)
+
+
+async def test_healthz_and_a_small_analysis_are_answered_while_the_heaviest_admitted_analyses_run() -> None:
+    """Two of the heaviest analyses the default limits admit (the widest network under the dense solver, the
+    widest orthogonal draw) hold two workers; /healthz and a small analysis on the third are answered before
+    either heavy one is done. The heavy ones are then abandoned, which frees their workers."""
+    settings = Settings()
+    heavy = [widest_admitted(dense_solver, settings), widest_admitted(orthogonal_init, settings)]
+    order: list[str] = []
+    with running_server(JACSPEC_COMPUTE_WORKERS="3") as url:
+        async with httpx.AsyncClient(base_url=url, timeout=PATIENCE_S * 5) as client:
+            with anyio.fail_after(PATIENCE_S * 2):
+                async with anyio.create_task_group() as group:
+
+                    async def post_heavy(body: dict[str, Any]) -> None:
+                        async with httpx.AsyncClient(base_url=url, timeout=None) as own:
+                            await own.post("/v1/analyses", json=body)
+                        order.append("heavy")
+
+                    for body in heavy:
+                        group.start_soon(post_heavy, body)
+                    while busy_workers((await client.get("/metrics")).text) < 2:
+                        await anyio.sleep(0.05)
+                    healthz = await client.get("/healthz")
+                    order.append("healthz")
+                    small = await client.post("/v1/analyses", json=SMALL)
+                    order.append("small")
+                    assert busy_workers((await client.get("/metrics")).text) == 2  # the heavy ones still compute
+                    group.cancel_scope.cancel()  # their clients go away
+                while busy_workers((await client.get("/metrics")).text) > 0:
+                    await anyio.sleep(0.05)
+    assert order == ["healthz", "small"]
+    assert healthz.status_code == 200
+    assert small.status_code == 200
+    assert small.json()["summary"]["depth"] == 2
+
+
+# ------------------------------------------------------------------ deadlines
+
+
+async def test_past_the_deadline_the_worker_is_replaced_and_the_answer_is_413() -> None:
+    async with served(compute_workers=1, max_seconds=0.5) as (app, client):
+        before = worker_pids(app.state.compute)
+        with anyio.fail_after(PATIENCE_S):
+            late = await client.post("/v1/analyses", json=HEAVY)
+            after = worker_pids(app.state.compute)
+            small = await client.post("/v1/analyses", json=SMALL)
+    assert late.status_code == 413
+    assert late.headers["content-type"] == "application/problem+json"
+    problem = late.json()
+    assert problem["type"] == DEADLINE
+    assert "0.5 s (JACSPEC_MAX_SECONDS)" in problem["detail"]
+    assert "fewer probes" in problem["detail"]
+    assert before.isdisjoint(after)  # the worker was killed and another took its place
+    assert small.status_code == 200
+
+
+async def test_options_max_seconds_lowers_the_deadline() -> None:
+    body = {**HEAVY, "options": {**HEAVY["options"], "max_seconds": 0.3}}
+    async with served(compute_workers=1) as (_, client):
+        with anyio.fail_after(PATIENCE_S):
+            late = await client.post("/v1/analyses", json=body)
+    assert late.status_code == 413
+    assert "0.3 s (options.max_seconds)" in late.json()["detail"]
+    assert "JACSPEC_MAX_SECONDS" in late.json()["detail"]  # how far it may be raised
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 1e6])
+async def test_options_max_seconds_is_bounded(seconds: float) -> None:
+    async with served() as (_, client):
+        response = await client.post("/v1/analyses", json={**SMALL, "options": {"max_seconds": seconds}})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["pointer"] == "/options/max_seconds"
+
+
+# ------------------------------------------------------------------ disconnects
+
+
+async def test_a_client_that_disconnects_frees_its_worker() -> None:
+    """At the ASGI level: the body arrives, the analysis starts in the only worker, then ``receive`` says the
+    client has gone. The app returns without waiting for the analysis, the worker is replaced, and the next
+    request gets a worker."""
+    app = create_app(Settings(compute_workers=1))
+    async with app.router.lifespan_context(app):
+        compute: ComputePool = app.state.compute
+        before = worker_pids(compute)
+        gone = anyio.Event()
+        body = httpx.Request("POST", "http://x/v1/analyses", json=HEAVY).content
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> MutableMapping[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/analyses",
+            "raw_path": b"/v1/analyses",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        with anyio.fail_after(PATIENCE_S):
+            async with anyio.create_task_group() as group:
+                group.start_soon(app, scope, receive, send)
+                while compute.limiter.borrowed_tokens < 1 or busy(app) < 1:
+                    await anyio.sleep(0.01)
+                gone.set()
+            assert compute.limiter.borrowed_tokens == 0
+            assert before.isdisjoint(worker_pids(compute))
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client:
+                small = await client.post("/v1/analyses", json=SMALL)
+        assert small.status_code == 200
+        assert sent[0]["status"] == 400  # nobody reads it; the logs and metrics do
+
+
+# ------------------------------------------------------------------ memory and dying workers
+
+
+async def test_an_analysis_over_the_worker_memory_limit_is_413() -> None:
+    """512 MiB of address space, already a quarter used by the interpreter, cannot hold a 6000 × 6000 orthogonal
+    draw (two 288 MB matrices at least); the worker survives as a MemoryError and is replaced anyway."""
+    body = orthogonal_init(6000)
+    async with served(compute_workers=1, worker_memory_bytes=2**29) as (_, client):
+        with anyio.fail_after(PATIENCE_S):
+            refused = await client.post("/v1/analyses", json=body)
+            small = await client.post("/v1/analyses", json=SMALL)
+    assert refused.status_code == 413
+    problem = refused.json()
+    assert problem["type"] == MEMORY
+    assert "JACSPEC_WORKER_MEMORY_BYTES" in problem["detail"]
+    assert small.status_code == 200
+
+
+def die() -> None:
+    """In a worker: be killed, as the OOM killer or a segfault would do it."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def test_a_worker_that_dies_is_replaced_and_its_request_answered_503() -> None:
+    compute = ComputePool(1)
+    await compute.start()
+    try:
+        with anyio.fail_after(PATIENCE_S):
+            with pytest.raises(ProblemError) as raised:
+                await compute.run(die, (), FOREVER)
+            assert await compute.run(os.getpid, (), FOREVER) in worker_pids(compute)
+    finally:
+        await compute.close()
+    problem = raised.value.problem
+    assert problem.status == 503
+    assert problem.type == WORKER_LOST
+    assert "signal 9" in str(problem.detail)
+    assert raised.value.headers == {"Retry-After": "10"}
+
+
+async def test_the_lifespan_starts_and_stops_the_workers() -> None:
+    app = create_app(Settings(compute_workers=2))
+    compute: ComputePool = app.state.compute
+    assert compute.idle == []
+    async with app.router.lifespan_context(app):
+        processes = [each.process for each in compute.idle]
+        assert len(processes) == 2
+        assert all(process.is_alive() for process in processes)
+        assert os.getpid() not in {process.pid for process in processes}
+    assert not any(process.is_alive() for process in processes)
+    assert compute.idle == []
+
+
+# ------------------------------------------------------------------ shared memory
+
+
+def _b64_layers(rng: np.random.Generator, n: int) -> dict[str, Any]:
+    weight = rng.standard_normal((n, n)) / np.sqrt(n)
+    tensor = {"shape": [n, n], "datatype": "FP64", "b64": base64.b64encode(weight.astype("<f8").tobytes()).decode()}
+    return {"network": {"activation": "tanh", "layers": [{"weight": tensor}, {"weight": [[1.0] * n]}]}}
+
+
+async def test_a_large_json_body_reaches_the_worker_through_shared_memory_and_gives_the_same_numbers() -> None:
+    """A body over SHARED_BYTES goes as raw bytes in shared memory, validated again in the worker: the report is
+    the one computed in this process from the parsed body, and no block is left behind."""
+    body = _b64_layers(np.random.default_rng(3), 500)
+    content = httpx.Request("POST", "http://x", json=body).content
+    assert len(content) > work.SHARED
+    blocks = shared_blocks()
+    async with served(compute_workers=1) as (_, client):
+        with anyio.fail_after(PATIENCE_S):
+            response = await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    expected, _ = work.analyse_request(AnalysisRequest.model_validate_json(content, strict=True))
+    layers = response.json()["layers"]
+    assert [layer["weight_norm"] for layer in layers] == pytest.approx(
+        [layer.weight_norm for layer in expected.layers], rel=1e-12
+    )
+    assert shared_blocks() <= blocks
+
+
+async def test_a_large_upload_reaches_the_worker_through_shared_memory() -> None:
+    rng = np.random.default_rng(4)
+    weights = {"0.weight": rng.standard_normal((600, 600)), "1.weight": rng.standard_normal((1, 600))}
+    blob = save_numpy(weights)
+    assert len(blob) > work.SHARED
+    blocks = shared_blocks()
+    async with served(compute_workers=1) as (_, client):
+        with anyio.fail_after(PATIENCE_S):
+            response = await client.post("/v1/analyses", files={"weights": ("w.safetensors", blob)})
+    assert response.status_code == 200, response.text
+    top = np.linalg.norm(weights["0.weight"], 2)
+    assert response.json()["layers"][0]["weight_norm"] == pytest.approx(top, rel=1e-6)
+    assert shared_blocks() <= blocks
+
+
+async def test_shared_memory_is_unlinked_when_the_deadline_stops_the_worker() -> None:
+    body = {**_b64_layers(np.random.default_rng(5), 2500), "options": {"rtol": 1e-13, "max_seconds": 0.2}}
+    content = httpx.Request("POST", "http://x", json=body).content
+    blocks = shared_blocks()
+    async with served(compute_workers=1) as (_, client):
+        with anyio.fail_after(PATIENCE_S):
+            late = await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
+    assert late.status_code == 413
+    assert late.json()["type"] == DEADLINE
+    assert shared_blocks() <= blocks
