@@ -36,6 +36,9 @@ from typing import Any  # noqa: E402
 import service.analysis  # noqa: E402, F401  (imported here so that forked workers have it already)
 from service.errors import InvalidInputError, Location  # noqa: E402
 
+NICENESS = 10
+"""Workers yield the CPU to the server: when the cores are all computing, the event loop still gets one at once."""
+
 Task = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
@@ -76,11 +79,13 @@ Outcome = Done | Invalid | OutOfMemory | Crashed
 
 
 def serve(connection: Connection, memory_bytes: int | None) -> None:
-    """The worker's life: bound its memory, then run the tasks the server sends until the pipe closes.
+    """The worker's life: lower its priority, bound its memory, then run the tasks the server sends until the pipe
+    closes.
 
     SIGINT is ignored (a Ctrl-C in a terminal reaches the whole process group; the server stops its workers).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(NICENESS)
     if memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     while True:

@@ -1,7 +1,15 @@
-"""Load: concurrent loopback clients mixing small, heavy and over-limit requests for a bounded time, while
-/healthz is polled every second; then whether the server held up.
+"""Load: concurrent loopback clients mixing small, heavy and over-limit requests for a bounded time, beside
+"stallers" that send the worst requests the default limits admit, while /healthz is polled from a separate
+process; then whether the server held up.
 
-    python -m bench.load [--seconds 60] [--clients 50] [--max-requests 20000]
+    python -m bench.load [--seconds 60] [--clients 50] [--stallers 1] [--max-requests 20000]
+
+A staller sends, in a loop, the heaviest analyses admitted at the default limits: the widest ``[n, n, 1]`` under
+the dense solver (``options.rtol`` 1e-13) and the widest orthogonal draw, each found by bisection over the
+server's own estimate (``api.sizes``, ``api.limits``). Each holds a compute worker until it is done or its
+deadline (JACSPEC_MAX_SECONDS) stops it; its answers (200 or 413) are counted apart. The /healthz poller runs in
+a process of its own (its latencies are not those of this process's event loop), every POLL_S; the server's and
+its compute workers' memory is sampled meanwhile.
 
 Each client sends, at random (seeded): mostly small analyses (an init recipe of 3 layers × 64), sometimes a heavy
 one (20 layers × 1024 → 10, about 4·10¹⁰ estimated flops), and now and then one over a limit that must be
@@ -9,34 +17,46 @@ refused: a body over JACSPEC_MAX_BODY_BYTES (set to 8 MiB here) with 413, whatev
 10¹⁰ parameters with 413, or 503 when the compute queue is full (which is checked before a body is read). Every
 answer must be 2xx, 413, 429 or 503; /healthz must answer 200 within a second at every poll. The
 script prints the counts by kind and status, those verdicts, the server's peak RSS (VmHWM) and the latency of
-the small requests, and exits 1 if a verdict is "no".
+the small requests, the /healthz p99 and max (goal: max under 250 ms), the 5xx count, and exits 1 if a verdict
+is "no".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import multiprocessing
 import random
 import statistics
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from bench._servers import JACSPEC, peak_rss, serve
+from api.limits import check
+from api.problems import ProblemError
+from api.settings import Settings
+from api.sizes import analysis_size
+from bench._servers import JACSPEC, serve
 from bench._timing import table
+from jacspec.models import AnalysisRequest
 
 MIB = 2**20
 MAX_BODY_BYTES = 8 * MIB
 ACCEPTED = {413, 429, 503}
 """Besides 2xx: what a loaded server may answer."""
 HEALTH_TIMEOUT_S = 1.0
+POLL_S = 0.05
+HEALTH_GOAL_S = 0.25
+SAMPLE_S = 0.2
 GRACE_S = 1.0
 """After the deadline, how long the requests in flight may take to finish; those still waiting then (queued
 behind heavy analyses, typically) are cut off, counted apart and left out of the verdicts."""
@@ -53,6 +73,41 @@ HEAVY: dict[str, Any] = {
 TOO_MANY_PARAMETERS: dict[str, Any] = {
     "network": {"activation": "tanh", "init": {"widths": [100_000, 100_000, 10], "scheme": "he_normal"}},
 }
+
+
+def widest_admitted(body: Any, settings: Settings) -> dict[str, Any]:
+    """``body(n)`` with the largest n the limits in ``settings`` admit (bisection over the server's estimate)."""
+    low, high = 1, 1 << 16
+    while high - low > 1:
+        middle = (low + high) // 2
+        size, fields = analysis_size(AnalysisRequest.model_validate(body(middle)))
+        try:
+            check(size, settings, fields)
+            low = middle
+        except ProblemError:
+            high = middle
+    return dict(body(low))
+
+
+def _dense_solver(n: int) -> dict[str, Any]:
+    return {
+        "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
+        "inputs": {"count": 1},
+        "options": {"rtol": 1e-13},
+    }
+
+
+def _orthogonal_init(n: int) -> dict[str, Any]:
+    return {
+        "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
+        "inputs": {"count": 1},
+    }
+
+
+def staller_bodies() -> list[bytes]:
+    """The worst requests the default limits admit, as bodies."""
+    settings = Settings()
+    return [json.dumps(widest_admitted(make, settings)).encode() for make in (_dense_solver, _orthogonal_init)]
 
 
 def _too_large_body() -> bytes:
@@ -83,6 +138,11 @@ class Results:
     """Latency of every small request answered 200."""
     health: list[tuple[str, float]] = field(default_factory=list)
     """Each poll of /healthz: its status (or error) and its latency in seconds."""
+    stalls: Counter[str] = field(default_factory=Counter)
+    """The stallers' answers, by status."""
+    memory: dict[str, int] = field(default_factory=dict)
+    """Peak resident memory in bytes: of the server (VmHWM), of any one of its descendants (the fork server and
+    the compute workers, VmHWM), and of all of them together (the largest sum of VmRSS sampled)."""
     sent: int = 0
     in_flight: dict[int, str] = field(default_factory=dict)
     """The kind of request each client is waiting on."""
@@ -111,38 +171,103 @@ async def _client(client: httpx.AsyncClient, seed: int, deadline: float, max_req
             results.small_ms.append((time.perf_counter() - started) * 1e3)
 
 
-async def _poll_health(url: str, stop: asyncio.Event, results: Results) -> None:
-    """GET /healthz once a second, on its own connection, until ``stop`` is set."""
-    async with httpx.AsyncClient(base_url=url, timeout=HEALTH_TIMEOUT_S) as client:
-        while not stop.is_set():
+def _poll_health(url: str, seconds: float, connection: Connection) -> None:
+    """In a process of its own: GET /healthz every POLL_S for ``seconds``, on one connection; send back the
+    (status, latency) of each poll."""
+    polls: list[tuple[str, float]] = []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url, timeout=HEALTH_TIMEOUT_S) as client:
+        while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                status = str((await client.get("/healthz")).status_code)
+                status = str(client.get("/healthz").status_code)
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
-            results.health.append((status, time.perf_counter() - started))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, 1.0 - (time.perf_counter() - started)))
+            elapsed = time.perf_counter() - started
+            polls.append((status, elapsed))
+            time.sleep(max(0.0, POLL_S - elapsed))
+    connection.send(polls)
 
 
-async def run(url: str, seconds: float, clients: int, max_requests: int) -> Results:
-    """``clients`` concurrent clients for ``seconds`` (plus at most GRACE_S for the requests in flight)."""
+async def _stall(client: httpx.AsyncClient, bodies: list[bytes], deadline: float, results: Results) -> None:
+    """Send the worst admissible requests, one after another, until the deadline."""
+    i = 0
+    while time.monotonic() < deadline:
+        try:
+            response = await client.post(
+                "/v1/analyses", content=bodies[i % len(bodies)], headers={"content-type": "application/json"}
+            )
+            results.stalls[str(response.status_code)] += 1
+        except httpx.HTTPError as exc:
+            results.stalls[type(exc).__name__] += 1
+        i += 1
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, their children, ...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _sample_memory(pid: int, stop: threading.Event, memory: dict[str, int]) -> None:
+    """Every SAMPLE_S until ``stop``: the server's and its descendants' peaks (see ``Results.memory``)."""
+    memory.update(server=0, descendant=0, total=0)
+    while not stop.wait(SAMPLE_S):
+        below = _descendants(pid)
+        memory["server"] = max(memory["server"], _status_kib(pid, "VmHWM:"))
+        memory["descendant"] = max([memory["descendant"], *(_status_kib(p, "VmHWM:") for p in below)])
+        total = sum(_status_kib(p, "VmRSS:") for p in [pid, *below])
+        memory["total"] = max(memory["total"], total)
+
+
+async def run(url: str, pid: int, seconds: float, clients: int, stallers: int, max_requests: int) -> Results:
+    """``clients`` concurrent clients and ``stallers`` stallers for ``seconds`` (plus at most GRACE_S for the
+    requests in flight)."""
     results = Results()
-    stop = asyncio.Event()
-    poller = asyncio.create_task(_poll_health(url, stop, results))
+    here, there = multiprocessing.Pipe(duplex=False)
+    poller = multiprocessing.get_context("spawn").Process(target=_poll_health, args=(url, seconds, there))
+    poller.start()
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_memory, args=(pid, stop, results.memory), daemon=True)
+    sampler.start()
+    bodies = staller_bodies()
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=seconds + 60.0) as client:
+    limits = httpx.Limits(max_connections=clients + stallers, max_keepalive_connections=clients + stallers)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=seconds + 120.0) as client:
         tasks = [asyncio.create_task(_client(client, i, deadline, max_requests, results)) for i in range(clients)]
         # Each client's seed is its index, which also keys its request in flight.
+        stalling = [asyncio.create_task(_stall(client, bodies, deadline, results)) for _ in range(stallers)]
         _, pending = await asyncio.wait(tasks, timeout=seconds + GRACE_S)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        for task in [*pending, *stalling]:
+            task.cancel()  # a staller's request in flight is abandoned: its client goes, its worker is freed
+        await asyncio.gather(*pending, *stalling, return_exceptions=True)
         for kind in results.in_flight.values():
             results.statuses[kind][CUT_OFF] += 1
+    results.health = await asyncio.to_thread(here.recv)
+    poller.join()
     stop.set()
-    await poller
+    sampler.join()
     return results
 
 
@@ -151,38 +276,57 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def report(results: Results, seconds: float, clients: int, rss: int) -> bool:
+def report(results: Results, seconds: float, clients: int, stallers: int) -> bool:
     """Print the results; whether every verdict is "yes"."""
     codes = sorted({code for counts in results.statuses.values() for code, n in counts.items() if n})
     rows = [[kind, *(results.statuses[kind][code] for code in codes)] for kind in KINDS]
     rows.append(["all", *(sum(results.statuses[kind][code] for kind in KINDS) for code in codes)])
-    print(f"{clients} loopback clients for {seconds:g} s; JACSPEC_MAX_BODY_BYTES = {MAX_BODY_BYTES // MIB} MiB")
+    print(
+        f"{clients} loopback clients and {stallers} stallers for {seconds:g} s; "
+        f"JACSPEC_MAX_BODY_BYTES = {MAX_BODY_BYTES // MIB} MiB"
+    )
     print(table(["requests", *codes], rows))
     if CUT_OFF in codes:
         print(f"({CUT_OFF}: still waiting {GRACE_S:g} s after the end, not counted in the verdicts)")
+    print(f"stallers' answers: {dict(results.stalls) or 'none before the end (abandoned in flight)'}")
     unexpected = [
         code
         for code in codes
         if code != CUT_OFF and not (code.isdigit() and (code.startswith("2") or int(code) in ACCEPTED))
     ]
+    all_codes = [*(c for counts in results.statuses.values() for c, n in counts.items() for _ in range(n))]
+    all_codes += [c for c, n in results.stalls.items() for _ in range(n)]
+    errors = sum(c.isdigit() and c.startswith("5") and c != "503" for c in all_codes)
+    unavailable = all_codes.count("503")
     health_ok = [status == "200" and latency <= HEALTH_TIMEOUT_S for status, latency in results.health]
-    slowest = max((latency for _, latency in results.health), default=float("nan"))
+    latencies = [latency for _, latency in results.health]
+    slowest = max(latencies, default=float("nan"))
     refused = {kind: set(+results.statuses[kind]) - {CUT_OFF} <= allowed for kind, allowed in OVER_LIMIT.items()}
     verdicts = {
         "every response 2xx, 413, 429 or 503": not unexpected,
+        "no 5xx but 503 (busy, with Retry-After)": errors == 0,
         "every body over JACSPEC_MAX_BODY_BYTES refused with 413": refused["body too large"],
         "every network over JACSPEC_MAX_PARAMETERS refused with 413 (503 while the queue was full)": refused[
             "too many parameters"
         ],
         "/healthz answered throughout": bool(health_ok) and all(health_ok),
+        f"/healthz always within {HEALTH_GOAL_S * 1e3:.0f} ms": bool(latencies) and slowest < HEALTH_GOAL_S,
     }
     for name, ok in verdicts.items():
         print(f"{name}: {'yes' if ok else 'no'}")
     if unexpected:
         print(f"  unexpected: {', '.join(unexpected)}")
-    print(f"  /healthz: {sum(health_ok)} of {len(health_ok)} polls answered 200 within {HEALTH_TIMEOUT_S:g} s")
-    print(f"  slowest /healthz: {slowest * 1e3:.0f} ms")
-    print(f"server peak RSS (VmHWM): {rss / MIB:.0f} MiB")
+    print(f"  5xx: {errors} other than 503, {unavailable} × 503")
+    print(f"  /healthz: {sum(health_ok)} of {len(health_ok)} polls (every {POLL_S * 1e3:.0f} ms, another process)")
+    if latencies:
+        p50, p99 = (_percentile(latencies, q) * 1e3 for q in (50, 99))
+        print(f"  /healthz p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {slowest * 1e3:.0f} ms")
+    memory = results.memory
+    print(
+        f"peak RSS: server {memory.get('server', 0) / MIB:.0f} MiB (VmHWM), largest compute worker or fork server "
+        f"{memory.get('descendant', 0) / MIB:.0f} MiB (VmHWM), all together {memory.get('total', 0) / MIB:.0f} MiB "
+        f"(sampled every {SAMPLE_S:g} s)"
+    )
     small = results.small_ms
     if small:
         print(
@@ -198,14 +342,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the clients send (default 60)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
+    parser.add_argument("--stallers", type=int, default=1, help="clients sending the worst requests (default 1)")
     parser.add_argument("--max-requests", type=int, default=20_000, help="most requests in all (default 20000)")
     args = parser.parse_args()
     env = {"JACSPEC_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
     with serve(JACSPEC, env, factory=True) as (url, pid):
         assert urlsplit(url).hostname == "127.0.0.1", "loopback only"
-        results = asyncio.run(run(url, args.seconds, args.clients, args.max_requests))
-        rss = peak_rss(pid)
-    if not report(results, args.seconds, args.clients, rss):
+        results = asyncio.run(run(url, pid, args.seconds, args.clients, args.stallers, args.max_requests))
+    if not report(results, args.seconds, args.clients, args.stallers):
         sys.exit(1)
 
 
