@@ -1,4 +1,5 @@
-"""The FastAPI application factory: ``uvicorn --factory api.main:create_app`` (``python -m api`` runs that), or
+"""The FastAPI application factory: ``python -m api`` serves it with granian (``uvicorn --factory
+api.main:create_app`` serves it too, without the connection limits), or
 ``create_app(Settings(...))`` in tests. Importing this module builds nothing and starts nothing."""
 
 from __future__ import annotations
