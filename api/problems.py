@@ -187,13 +187,14 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """500. Starlette calls this outside every middleware, so the request id header is set here."""
+    """500, with ``Connection: close`` (the server closes the connection after an unhandled error, so it says so).
+    Starlette calls this outside every middleware, so the request id header is set here."""
     rid = request_id.of(request)
     logger.exception(
         "unhandled error on %s %s", request.method, request.url.path, exc_info=exc, extra={"request_id": rid}
     )
     problem = Problem(title="Internal Server Error", status=500, detail="an unexpected error; it has been logged")
-    return problem_response(problem, request, {request_id.HEADER: rid})
+    return problem_response(problem, request, {request_id.HEADER: rid, "Connection": "close"})
 
 
 def install(app: FastAPI) -> None:
