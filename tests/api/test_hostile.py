@@ -307,7 +307,10 @@ SHAPES = [
         body=layers({"shape": [10**6, 10**6], "data": [1.0, 2.0]}),
     ),
     Hostile(
-        "shape-of-10e30-with-empty-b64", 422, "/network/layers/0/weight", body=layers({"shape": [10**30, 1], "b64": ""})
+        "shape-of-10e30-with-empty-b64",
+        422,
+        "/network/layers/0/weight/shape/0",
+        body=layers({"shape": [10**30, 1], "b64": ""}),
     ),
     Hostile("empty-probe-data", 422, "/inputs/data", body=layers([[1.0]], inputs={"data": []})),
     Hostile(
@@ -326,9 +329,10 @@ WIDTHS = [
     Hostile("width-0", 422, "/network/init/widths/1", body=init([4, 0, 2])),
     Hostile("width-minus-1", 422, "/network/init/widths/1", body=init([4, -1, 2])),
     Hostile(
-        "width-10e9", 413, "/network/init/widths", names=("JACSPEC_MAX_PARAMETERS",), body=init([10**9, 10**9, 10])
+        "width-2^20", 413, "/network/init/widths", names=("JACSPEC_MAX_PARAMETERS",), body=init([2**20, 2**20, 10])
     ),
-    Hostile("width-10e30", 413, "/network/init/widths", names=("JACSPEC_MAX_PARAMETERS",), body=init([10**30, 2])),
+    Hostile("width-10e9", 422, "/network/init/widths/0", names=("1048576",), body=init([10**9, 10**9, 10])),
+    Hostile("width-10e30", 422, "/network/init/widths/0", names=("1048576",), body=init([10**30, 2])),
     Hostile("width-as-a-fraction", 422, "/network/init/widths/0", body=init([2.5, 2])),  # type: ignore[list-item]
     Hostile("widths-empty", 422, "/network/init/widths", body=init([])),
     Hostile("widths-of-one-entry", 422, "/network/init/widths", body=init([4])),
