@@ -17,6 +17,7 @@ from python_multipart.multipart import parse_options_header
 from api.echo import clean, echo
 from api.ingest.body import read_body
 from api.problems import ProblemError
+from jacspec.models import FieldError
 
 
 @dataclass
@@ -117,4 +118,5 @@ def split(body: bytes | bytearray, boundary: bytes, max_parts: int = 2) -> dict[
 
 
 def _bad(reason: str) -> ProblemError:
-    return ProblemError(400, "Bad Request", f"the multipart body could not be read: {reason}")
+    detail = f"the multipart body could not be read: {reason}"
+    return ProblemError(400, "Bad Request", detail, errors=[FieldError(pointer="", detail=detail)])
