@@ -17,6 +17,7 @@ from anyio import to_thread
 from fastapi import Request
 
 from api.compute import INLINE_FLOPS, ComputeSlots
+from api.echo import echo
 from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_json, validate_json
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
@@ -156,4 +157,10 @@ def analyse_safetensors(
 ) -> tuple[Analysis, float]:
     """Widen the uploaded tensors, build and analyse (the tensors widened as tasks of ``layers`` too)."""
     build = partial(safetensors_network, file, prefixes, spec.network, layers)
-    return _analysed(build, spec.inputs, spec.options, layers, inputs_at=("request",))
+    try:
+        return _analysed(build, spec.inputs, spec.options, layers, inputs_at=("request",))
+    except InvalidInputError as exc:  # a layer's weight (its norm beyond float64): the tensor in the file
+        if exc.location[:2] != ("network", "layers"):
+            raise
+        tensor = f"{prefixes[int(exc.location[2])]}.{exc.location[3]}"
+        raise InvalidInputError(("weights",), f"tensor {echo(tensor)}: {exc.message}") from None

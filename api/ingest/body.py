@@ -17,6 +17,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from api.deps import SettingsDep
+from api.echo import echo
 from api.problems import ProblemError, from_validation
 from api.settings import Settings
 
@@ -46,7 +47,9 @@ async def read_json(request: Request, model: type[Model], limit: int, accepted: 
     media = media_type(request)
     if media != "application/json" and not media.endswith("+json"):
         raise ProblemError(
-            415, "Unsupported Media Type", f"the body must be {accepted}; Content-Type was {media or 'none'}"
+            415,
+            "Unsupported Media Type",
+            f"the body must be {accepted}; Content-Type was {echo(media) if media else 'none'}",
         )
     return await validate_json(request, model, await read_body(request, limit))
 
