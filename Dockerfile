@@ -44,6 +44,7 @@ USER 10001:10001
 WORKDIR /home/jacspec
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-m", "api.healthcheck"]
-# uvicorn stops on SIGTERM (docker stop): it closes its socket, finishes the requests in progress, exits 0.
+# granian stops on SIGTERM (docker stop): it closes its socket, finishes the requests in progress, exits 0.
+# Connection limits: JACSPEC_HEADER_TIMEOUT, JACSPEC_BODY_TIMEOUT, JACSPEC_MAX_HEADER_BYTES, JACSPEC_MAX_CONNECTIONS.
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "api"]

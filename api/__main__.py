@@ -1,11 +1,17 @@
 """``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes.
 
-It runs ``uvicorn --factory api.main:create_app`` after setting ``ONE_BLAS_THREAD`` in the environment, which
-uvicorn's worker processes inherit (the Dockerfile's ``ENV`` sets the same), and is the container's start command
-(the Dockerfile's ``CMD``). SIGTERM (``docker stop``) stops it cleanly: uvicorn closes its socket, finishes the
-requests in progress, runs the app's shutdown, then raises the SIGTERM again, which ``_stopped`` turns into exit
-status 0. With more than one worker, ``PROMETHEUS_MULTIPROC_DIR`` (unless set already) names a fresh temporary
-directory, removed at exit, in which the workers' metrics meet (see ``api.metrics``).
+It serves ``api.main:create_app`` with granian (HTTP/1.1 only) after setting ``ONE_BLAS_THREAD`` in the
+environment, which granian's worker processes inherit (the Dockerfile's ``ENV`` sets the same), and is the
+container's start command (the Dockerfile's ``CMD``). granian rather than uvicorn because it bounds what a client
+may hold: a request head must arrive whole within JACSPEC_HEADER_TIMEOUT of the connection's opening or of the
+previous response (which also closes idle keep-alive connections), may not exceed JACSPEC_MAX_HEADER_BYTES (431),
+and each worker serves at most JACSPEC_MAX_CONNECTIONS connections at once (the rest wait in the listen backlog);
+uvicorn has no header-read timeout, no idle limit on a fresh connection and no header-size limit with httptools.
+The body's own timeout is the app's (``api.ingest.body``). SIGTERM (``docker stop``) stops it cleanly: granian
+stops accepting, finishes the requests in progress, runs the app's shutdown and exits 0 (``_stopped`` covers a
+SIGTERM that comes before granian has set its own handler). With more than one worker,
+``PROMETHEUS_MULTIPROC_DIR`` (unless set already) names a fresh temporary directory, removed at exit, in which
+the workers' metrics meet (see ``api.metrics``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-import uvicorn
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.server import MPServer, MTServer, Server
 
 from api.logs import log_config
 from api.settings import Settings
@@ -34,19 +42,34 @@ def main() -> None:
     settings = Settings()
     signal.signal(signal.SIGTERM, _stopped)
     with _shared_metrics(settings.workers):
-        uvicorn.run(
-            "api.main:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_config=log_config(settings.log_format),
-            access_log=False,
-        )
+        server(settings).serve()
+
+
+def server(settings: Settings) -> MPServer | MTServer:
+    """granian serving the app factory over HTTP/1.1 with the settings' address, workers, logs and limits.
+
+    HTTP/1.1 only: HTTP/2 (cleartext, by prior knowledge) would take headers up to granian's HTTP/2 limit instead.
+    Its own access log is off: ``jacspec.access`` says the same and more.
+    """
+    return Server(
+        "api.main:create_app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        http=HTTPModes.http1,
+        backpressure=settings.max_connections,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=round(settings.header_timeout * 1000), max_buffer_size=settings.max_header_bytes
+        ),
+        log_dictconfig=log_config(settings.log_format),
+        log_access=False,
+        factory=True,
+    )
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM outside uvicorn's own handler: after its graceful shutdown, or before it started. Exit 0."""
+    """SIGTERM outside granian's own handler (before it set it): exit 0."""
     raise SystemExit(0)
 
 

@@ -1,8 +1,10 @@
-"""Logging for ``python -m api``: uvicorn's configuration plus the ``jacspec`` loggers, each line with its request id.
+"""Logging for ``python -m api``: uvicorn's configuration (its formatters and handlers, also used by granian's
+``_granian`` logger) plus the ``jacspec`` loggers, each line with its request id.
 
-``jacspec.access`` (one line per request: method, path, status, duration) goes to stdout, where uvicorn's access
-log went (``python -m api`` turns that one off: ours says the same and more); ``jacspec`` (errors) to stderr.
-With ``JACSPEC_LOG_FORMAT=json`` every line, uvicorn's own included, is one JSON object (``JsonFormatter``).
+``jacspec.access`` (one line per request: method, path, status, duration) goes to stdout, where the server's
+access log would go (``python -m api`` turns that one off: ours says the same and more); ``jacspec`` (errors) and
+the server's own lines to stderr. With ``JACSPEC_LOG_FORMAT=json`` every line, the server's included, is one JSON
+object (``JsonFormatter``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, Literal
 
 from uvicorn.config import LOGGING_CONFIG
 
+GRANIAN_LOGGER = "_granian"
+"""The logger of granian's own lines (start, workers, shutdown), Python's and its Rust core's."""
 FORMAT = "%(levelprefix)s [%(request_id)s] %(name)s: %(message)s"
 
 _NOT_EXTRA = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -53,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def log_config(log_format: Literal["text", "json"] = "text") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` dictionary for ``uvicorn.run(log_config=...)``."""
+    """A ``logging.config.dictConfig`` dictionary for granian's ``log_dictconfig`` (or uvicorn's ``log_config``)."""
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"request_id": {"()": "api.request_id.RequestIdFilter"}}
     config["formatters"]["jacspec"] = {"()": "uvicorn.logging.DefaultFormatter", "fmt": FORMAT}
@@ -61,6 +65,7 @@ def log_config(log_format: Literal["text", "json"] = "text") -> dict[str, Any]:
     config["handlers"]["jacspec.access"] = _handler("ext://sys.stdout")
     config["loggers"]["jacspec"] = {"handlers": ["jacspec"], "level": "INFO", "propagate": False}
     config["loggers"]["jacspec.access"] = {"handlers": ["jacspec.access"], "level": "INFO", "propagate": False}
+    config["loggers"][GRANIAN_LOGGER] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     if log_format == "json":
         config["formatters"] = {name: {"()": "api.logs.JsonFormatter"} for name in config["formatters"]}
         config["handlers"]["default"]["filters"] = ["request_id"]  # uvicorn's records made in a request name it

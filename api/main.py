@@ -1,4 +1,5 @@
-"""The FastAPI application factory: ``uvicorn --factory api.main:create_app`` (``python -m api`` runs that), or
+"""The FastAPI application factory: ``python -m api`` serves it with granian (``uvicorn --factory
+api.main:create_app`` serves it too, without the connection limits), or
 ``create_app(Settings(...))`` in tests. Importing this module builds nothing and starts nothing."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 from api import cors, explorer, openapi, problems
 from api.auth import require_key
 from api.compute import available_cores
+from api.head import HeadMiddleware
 from api.metrics import MeteredComputePool, Metrics, MetricsMiddleware
 from api.problems import problem_responses
 from api.request_id import RequestIdMiddleware
@@ -54,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=openapi.DESCRIPTION,
         static_url=DOCS_ASSETS_URL,
         lifespan=lifespan,
+        # No 307 from /v1/analyses/ to /v1/analyses: Starlette builds that URL from the Host header, which makes
+        # it an open redirect; a path with a trailing slash is a 404 like any other unknown path.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = meters
@@ -79,8 +84,9 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """CORS when JACSPEC_CORS_ORIGINS is set; the metrics around it; the request id outermost (the last added), so
-    every answer has one."""
+    """HEAD served as GET innermost; CORS when JACSPEC_CORS_ORIGINS is set; the metrics around it; the request id
+    outermost (the last added), so every answer has one."""
+    app.add_middleware(HeadMiddleware)
     if settings.cors_origins:
         cors.install(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -1,4 +1,8 @@
-"""RFC 9457 problem+json for every error, with JSON pointers to the fields at fault; nothing echoes the body."""
+"""RFC 9457 problem+json for every error, with JSON pointers to the fields at fault; nothing echoes the body.
+
+What a problem does repeat of the request — an unknown key in a pointer, a union tag — goes through
+:func:`api.echo.clean`: at most 64 characters, no markup, no control characters.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pydantic_core import from_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import request_id
+from api.echo import clean, echo
 from jacspec.models import ActivationName, FieldError, Problem
 from service.errors import InvalidInputError
 
@@ -101,8 +106,9 @@ def pointer(location: Sequence[str | int], document: Any, extra: bool = False) -
 
 
 def _location_pointer(location: Sequence[str | int]) -> str:
-    """The RFC 6901 pointer of a path: each step escaped and prefixed with "/"."""
-    return "".join("/" + _escape(str(step)) for step in location)
+    """The RFC 6901 pointer of a path: each step escaped and prefixed with "/". A step is the client's text where
+    it is an unknown key: cleaned (api.echo.clean), so that a megabyte of markup comes back as 64 inert characters."""
+    return "".join("/" + _escape(clean(str(step))) for step in location)
 
 
 def _child(node: Any, step: str | int) -> Any:
@@ -123,7 +129,7 @@ def from_validation(exc: ValidationError, raw: bytes | bytearray, where: str = "
     Only the first MAX_ERRORS errors are turned into pointers, and the body is parsed again only when one of
     them needs it: a body of millions of bad values is refused in milliseconds, not minutes, of the event loop.
     """
-    details = exc.errors(include_url=False, include_input=False, include_context=False)[:MAX_ERRORS]
+    details = exc.errors(include_url=False, include_input=False)[:MAX_ERRORS]
     if any(d["type"] == "json_invalid" for d in details):
         message = details[0]["msg"].removeprefix("Invalid JSON: ")[:MAX_MESSAGE]
         return invalid([FieldError(pointer=where, detail=f"the body is not valid JSON ({message})")], status=400)
@@ -131,11 +137,21 @@ def from_validation(exc: ValidationError, raw: bytes | bytearray, where: str = "
     errors = [
         FieldError(
             pointer=where + pointer(d["loc"], document, extra=d["type"] == "extra_forbidden"),
-            detail=_message(d["msg"]),
+            detail=_detail(d),
         )
         for d in details
     ]
     return invalid(errors, total=exc.error_count())
+
+
+def _detail(error: Any) -> str:
+    """The message of one pydantic error; where pydantic's message repeats the client's text (a union tag), it is
+    rebuilt with that text cleaned (api.echo)."""
+    context = error.get("ctx") or {}
+    if error["type"] == "union_tag_invalid":
+        tag = echo(str(context.get("tag", "")))
+        return f"tag {tag} (at {context.get('discriminator', '')}) is not one of {context.get('expected_tags', '')}"
+    return _message(error["msg"])
 
 
 def _document(raw: bytes | bytearray) -> Any:
@@ -174,7 +190,7 @@ async def _on_invalid_input(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [FieldError(pointer=_location_pointer(d["loc"]), detail=_message(d["msg"])) for d in exc.errors()]
+    errors = [FieldError(pointer=_location_pointer(d["loc"]), detail=_detail(d)) for d in exc.errors()[:MAX_ERRORS]]
     return problem_response(invalid(errors).problem, request)
 
 
@@ -187,13 +203,14 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """500. Starlette calls this outside every middleware, so the request id header is set here."""
+    """500, with ``Connection: close`` (the server closes the connection after an unhandled error, so it says so).
+    Starlette calls this outside every middleware, so the request id header is set here."""
     rid = request_id.of(request)
     logger.exception(
         "unhandled error on %s %s", request.method, request.url.path, exc_info=exc, extra={"request_id": rid}
     )
     problem = Problem(title="Internal Server Error", status=500, detail="an unexpected error; it has been logged")
-    return problem_response(problem, request, {request_id.HEADER: rid})
+    return problem_response(problem, request, {request_id.HEADER: rid, "Connection": "close"})
 
 
 def install(app: FastAPI) -> None:

@@ -107,7 +107,7 @@ def settings_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for name, info in Settings.model_fields.items():
         default = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
-        shown = "empty" if default == [] else f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
+        shown = "empty" if default in ([], None) else f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
         lines.append(f"| `JACSPEC_{name.upper()}` | {shown} | {_cell(info.description or '')} |")
     return "\n".join(lines)
 

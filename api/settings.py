@@ -56,6 +56,23 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, description="Worker processes `python -m api` (the container's start command) serves with."
     )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a connection may take to send a request's headers, counted from its opening or from"
+        " the end of the previous response (so also the idle keep-alive limit); slower → connection closed.",
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds a request's body may take to arrive, whole; slower → 408, connection closed."
+    )
+    max_header_bytes: int = Field(
+        64 * 2**10, ge=8192, description="Largest request head (request line and headers); larger → 431."
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Connections each worker process serves at once; more wait, unaccepted, in the listen backlog.",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="`python -m api`'s log lines: `text`, or `json` (one object per line, for collectors)."
     )

@@ -6,6 +6,7 @@ work too large is refused (``api.limits``) before any memory is spent on it.
 
 from __future__ import annotations
 
+from api.echo import echo
 from api.ingest.safetensors import SafetensorsFile
 from api.limits import Fields
 from jacspec.models import (
@@ -45,7 +46,7 @@ def safetensors_size(
         weight = file.entries[prefix + ".weight"]
         if len(weight.shape) != 2 or 0 in weight.shape:
             raise InvalidInputError(
-                ("weights",), f"tensor {prefix + '.weight'!r} has shape {list(weight.shape)}, not a matrix"
+                ("weights",), f"tensor {echo(prefix + '.weight')} has shape {list(weight.shape)}, not a matrix"
             )
         bias = file.entries.get(prefix + ".bias")
         parameters = weight.size + (0 if bias is None else bias.size)

@@ -17,6 +17,7 @@ from anyio import to_thread
 from fastapi import Request
 
 from api.compute import ComputePool, Deadline, sharing
+from api.echo import echo
 from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
@@ -180,7 +181,10 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
 
 
 def analyse_upload(source: bytes | memoryview | Shared, prefixes: list[str], spec: SafetensorsRequest) -> Computed:
-    """In a worker: read the uploaded file (from shared memory when large), widen its tensors, build, analyse."""
+    """In a worker: read the uploaded file (from shared memory when large), widen its tensors, build, analyse.
+
+    An error about a layer's weight found while analysing (its norm beyond float64) names the tensor in the file.
+    """
     started = time.perf_counter()
     if isinstance(source, Shared):
         with attached(source) as view:
@@ -188,7 +192,13 @@ def analyse_upload(source: bytes | memoryview | Shared, prefixes: list[str], spe
     else:
         network = _uploaded(source, prefixes, spec)
     decode_ms = (time.perf_counter() - started) * 1e3
-    return _analysed(network, spec.inputs, spec.options, inputs_at=("request",)), decode_ms
+    try:
+        return _analysed(network, spec.inputs, spec.options, inputs_at=("request",)), decode_ms
+    except InvalidInputError as exc:
+        if exc.location[:2] != ("network", "layers"):
+            raise
+        tensor = f"{prefixes[int(exc.location[2])]}.{exc.location[3]}"
+        raise InvalidInputError(("weights",), f"tensor {echo(tensor)}: {exc.message}") from None
 
 
 def _uploaded(blob: bytes | memoryview, prefixes: list[str], spec: SafetensorsRequest) -> Network:

@@ -27,16 +27,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str] | None = None, factory: bool = False) -> Iterator[tuple[str, int]]:
-    """``uvicorn APP`` (``uvicorn --factory APP`` with ``factory``) on a free loopback port, one worker, no access
-    log, in the environment ``python -m api`` gives its server (BLAS on one thread) plus ``env``; yields (base URL,
-    pid)."""
+def serve(
+    app: str, env: dict[str, str] | None = None, factory: bool = False, server: str = "uvicorn"
+) -> Iterator[tuple[str, int]]:
+    """``uvicorn APP`` (``uvicorn --factory APP`` with ``factory``), or with ``server="granian"`` granian over
+    HTTP/1.1 as ``python -m api`` runs it, on a free loopback port, one worker, no access log, in the environment
+    ``python -m api`` gives its server (BLAS on one thread) plus ``env``; yields (base URL, pid of the process
+    that runs the app: granian's worker, not its supervisor)."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    if server == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--http", "1", *address, app]
+    else:
+        command = [sys.executable, "-m", "uvicorn", app, *address, "--no-access-log"]
     if factory:
-        command.append("--factory")
+        command.insert(-1 if server == "granian" else len(command), "--factory")
     environment = {**ONE_BLAS_THREAD, **os.environ, **(env or {})}
-    process = subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -46,7 +53,7 @@ def serve(app: str, env: dict[str, str] | None = None, factory: bool = False) ->
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield url, process.pid
+        yield url, _app_pid(process.pid) if server == "granian" else process.pid
     finally:
         process.terminate()
         try:
@@ -54,6 +61,12 @@ def serve(app: str, env: dict[str, str] | None = None, factory: bool = False) ->
         except subprocess.TimeoutExpired:  # heavy work still in a worker thread: a thread cannot be interrupted
             process.kill()
             process.wait()
+
+
+def _app_pid(pid: int) -> int:
+    """The first child of process ``pid`` (granian's worker), from /proc (Linux)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
 
 
 def peak_rss(pid: int) -> int:

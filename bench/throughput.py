@@ -1,7 +1,9 @@
 """Small analyses (3 layers × 64) per second from concurrent loopback clients, against a bare FastAPI endpoint
 that parses the same body and answers a constant, each on its own uvicorn with one worker.
 
-    python -m bench.throughput [--seconds 10] [--concurrency 16]
+    python -m bench.throughput [--seconds 10] [--concurrency 16] [--server granian|uvicorn|both]
+
+``python -m api`` serves with granian; ``--server both`` runs jacspec under each, for the comparison.
 """
 
 from __future__ import annotations
@@ -46,21 +48,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--server", choices=["granian", "uvicorn", "both"], default="granian")
     args = parser.parse_args()
+    servers = ["granian", "uvicorn"] if args.server == "both" else [args.server]
     rows = []
-    for name, app, factory, path in (
-        ("jacspec /v1/analyses", JACSPEC, True, "/v1/analyses"),
-        ("bare FastAPI", "bench._bare:app", False, "/bare"),
-    ):
-        with serve(app, factory=factory) as (url, _):
+    runs = [(f"jacspec /v1/analyses ({server})", JACSPEC, True, "/v1/analyses", server) for server in servers]
+    for name, app, factory, path, server in [
+        *runs,
+        ("bare FastAPI (uvicorn)", "bench._bare:app", False, "/bare", "uvicorn"),
+    ]:
+        with serve(app, factory=factory, server=server) as (url, _):
             asyncio.run(_hammer(url + path, 1.0, args.concurrency))  # warm up
             done, failed = asyncio.run(_hammer(url + path, args.seconds, args.concurrency))
         rows.append([name, done, failed, done / args.seconds])
-    ratio = rows[0][3] / rows[1][3]
-    print(
-        f"small requests for {args.seconds:g} s, {args.concurrency} concurrent loopback clients, "
-        "one uvicorn worker each"
-    )
+    ratio = rows[0][3] / rows[-1][3]
+    print(f"small requests for {args.seconds:g} s, {args.concurrency} concurrent loopback clients, one worker each")
     print(table(["server", "requests", "failed", "per s"], rows))
     print(f"jacspec / bare: {ratio:.2f}")
 

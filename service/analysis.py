@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from service.bounds import bound_from_factors
 from service.conv import Conv2d
+from service.errors import InvalidInputError, Location
 from service.jacobian import jacobian_max
 from service.linear import Linear
 from service.logscale import plain
@@ -172,6 +173,7 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
         executor = None
     norms = _weight_norms(network, rtol, executor)
     records = [_LayerRecord(layer, norms[id(layer.weight)], _skip_norm(layer, rtol)) for layer in layers]
+    _check_norms_finite(network, records)
     bound = bound_from_factors([record.jacobian_norm_bound for record in records], options.thresholds)
     assert bound.suffix_log10 is not None
     for record, log10 in zip(records, bound.suffix_log10, strict=True):
@@ -275,6 +277,20 @@ class _LayerRecord:
         if self.gradient_norm_log10 is None:
             flags.append("gradient_zero")
         return tuple(flags)
+
+
+def _check_norms_finite(network: Network, records: list[_LayerRecord]) -> None:
+    """InvalidInputError at the first weight (or projection) whose spectral norm exceeds float64's range (≈ 1.8e308):
+    its entries are finite, but σ_j, reported as a number, cannot be. The location is the request's field of it."""
+    for j, record in enumerate(records):
+        where: Location = ("network", "recurrent") if network.recurrent is not None else ("network", "layers", j)
+        name = "kernel" if isinstance(record.layer.weight, Conv2d) else "weight"
+        for field_name, norm in ((name, record.weight.value), ("projection", record.skip_norm)):
+            if norm is not None and not math.isfinite(norm):
+                raise InvalidInputError(
+                    (*where, field_name),
+                    f"its spectral norm exceeds float64's range (about 1.8e308); scale the {field_name} down",
+                )
 
 
 def _skip_norm(layer: Layer, rtol: float) -> float | None:

@@ -247,15 +247,31 @@ def _phi(x: float) -> float:
 def _hard_tanh_moments(a: float, b: float, q: float) -> Moments:
     """h = clip(x, a, b) at x = √q·z ~ N(0, q), with α = a/√q, β = b/√q:
 
-    P(a < x < b) = Φ(β) − Φ(α) = E[h'²] = E[h'⁴];
-    E[h²] = E[x²; a < x < b] + a²·Φ(α) + b²·Φ(−β),  E[x²; a < x < b] = q·(Φ(β) − Φ(α)) + √q·(a·φ(α) − b·φ(β)).
+    P(a < x < b) = ∫_α^β φ = E[h'²] = E[h'⁴];  E[h²] = q·∫_α^β t²φ(t) dt + a²·Φ(α) + b²·Φ(−β),
+    a sum of non-negative terms (the integrals from :func:`_normal_integrals`), so no cancellation at any q.
     """
     s = math.sqrt(q)
     alpha, beta = a / s, b / s
-    # the probability inside, without cancellation when both clip points lie on one side of 0
-    inside = float(ndtr(-alpha) - ndtr(-beta)) if alpha >= 0 else float(ndtr(beta) - ndtr(alpha))
-    m = q * inside + s * (a * _phi(alpha) - b * _phi(beta)) + a * a * float(ndtr(alpha)) + b * b * float(ndtr(-beta))
+    inside, second = _normal_integrals(alpha, beta)
+    m = q * second + a * a * float(ndtr(alpha)) + b * b * float(ndtr(-beta))
     return Moments(m, inside, inside)
+
+
+def _normal_integrals(alpha: float, beta: float) -> tuple[float, float]:
+    """(∫_α^β φ(t) dt, ∫_α^β t²φ(t) dt) for α < β.
+
+    Over an interval shorter than 1 (where the closed forms Φ(β) − Φ(α) and that minus [tφ(t)]_α^β cancel, e.g.
+    α, β near 0), by Gauss–Legendre with LEGENDRE_NODES nodes: both integrands are entire and positive there, so
+    the rule is exact to rounding. Otherwise by the closed forms, taking the probability on the side of 0 where it
+    does not cancel."""
+    if beta - alpha < 1.0:
+        nodes, weights = _legendre()
+        half = (beta - alpha) / 2.0
+        t = alpha + half * (nodes + 1.0)
+        density = half * weights * np.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+        return float(density.sum()), float(density @ (t * t))
+    inside = float(ndtr(-alpha) - ndtr(-beta)) if alpha >= 0 else float(ndtr(beta) - ndtr(alpha))
+    return inside, inside + alpha * _phi(alpha) - beta * _phi(beta)
 
 
 def _negative_exponential(u: float) -> float:

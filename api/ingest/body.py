@@ -12,11 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from anyio import to_thread
+from anyio import fail_after, to_thread
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from api.deps import SettingsDep
+from api.echo import echo
 from api.problems import ProblemError, from_validation
 from api.settings import Settings
 
@@ -52,7 +53,9 @@ def require_json(request: Request, accepted: str = "application/json") -> None:
     media = media_type(request)
     if media != "application/json" and not media.endswith("+json"):
         raise ProblemError(
-            415, "Unsupported Media Type", f"the body must be {accepted}; Content-Type was {media or 'none'}"
+            415,
+            "Unsupported Media Type",
+            f"the body must be {accepted}; Content-Type was {echo(media) if media else 'none'}",
         )
 
 
@@ -92,7 +95,8 @@ def declared_length(request: Request) -> int | None:
 
 async def read_body(request: Request, limit: int) -> bytearray:
     """The whole body, within ``limit`` bytes (JACSPEC_MAX_BODY_BYTES), in one bytearray grown as the chunks
-    arrive; 413 as soon as they exceed it (or the Content-Length says they will).
+    arrive; 413 as soon as they exceed it (or the Content-Length says they will); 408, closing the connection,
+    when it has not arrived whole within JACSPEC_BODY_TIMEOUT seconds (a client trickling it).
 
     Each chunk is appended while it is still in cache and then freed, rather than all chunks held and joined (twice
     the body in memory); the chunks are taken from the ASGI ``receive`` itself, without Starlette's stream
@@ -102,6 +106,26 @@ async def read_body(request: Request, limit: int) -> bytearray:
     declared = declared_length(request)
     if declared is not None and declared > limit:
         raise _too_large(limit)
+    timeout = _settings(request).body_timeout
+    try:
+        with fail_after(timeout):
+            return await _receive_all(request, limit)
+    except TimeoutError:
+        raise ProblemError(
+            408,
+            "Request Timeout",
+            f"the body did not arrive whole within {timeout:g} s (JACSPEC_BODY_TIMEOUT)",
+            headers={"Connection": "close"},
+        ) from None
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _receive_all(request: Request, limit: int) -> bytearray:
+    """The body's chunks appended to one bytearray as they arrive; 413 past ``limit``, 400 if the client left."""
     buffer = bytearray()
     receive = request.receive
     while True:

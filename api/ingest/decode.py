@@ -9,6 +9,7 @@ import numpy as np
 import pybase64
 from numpy.typing import NDArray
 
+from api.echo import echo
 from api.ingest.safetensors import SafetensorsFile
 from jacspec.models import (
     Conv2dLayer,
@@ -195,7 +196,7 @@ def safetensors_network(
     )
     if spec.activations is not None and len(spec.activations) != len(prefixes):
         raise InvalidInputError(
-            (*where, "activations"), f"{len(spec.activations)} activations for {len(prefixes)} layers {prefixes}"
+            (*where, "activations"), f"{len(spec.activations)} activations for {len(prefixes)} layers {echo(prefixes)}"
         )
     layers = []
     for j, prefix in enumerate(prefixes):
@@ -210,5 +211,5 @@ def safetensors_network(
     except InvalidInputError as exc:
         layer, field = exc.location[2:4] if len(exc.location) >= 4 else (0, "weight")
         raise InvalidInputError(
-            ("weights",), f"tensor {prefixes[int(layer)] + '.' + str(field)!r}: {exc.message}"
+            ("weights",), f"tensor {echo(prefixes[int(layer)] + '.' + str(field))}: {exc.message}"
         ) from None

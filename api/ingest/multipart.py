@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from python_multipart import MultipartParser
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
+from api.echo import clean, echo
 from api.ingest.body import read_body
 from api.problems import ProblemError
+from jacspec.models import FieldError
 
 
 @dataclass
@@ -77,7 +79,7 @@ class _Reader:
             raise _bad('a part has no Content-Disposition "name"')
         name = options[b"name"].decode("utf-8", "replace")
         if name in self.parts:
-            raise _bad(f"two parts are named {name!r}")
+            raise _bad(f"two parts are named {echo(name)}")
         filename = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
         content_type = self.headers.get(b"content-type")
         data = self.pieces[0] if len(self.pieces) == 1 else memoryview(b"".join(self.pieces))
@@ -108,12 +110,13 @@ def split(body: bytes | bytearray, boundary: bytes, max_parts: int = 2) -> dict[
     try:
         parser = MultipartParser(boundary, reader.callbacks())  # type: ignore[arg-type]
         parser.write(body)  # type: ignore[arg-type]
-    except MultipartParseError as exc:
-        raise _bad(str(exc)) from None
+    except FormParserError as exc:  # a framing error, or a boundary longer than python-multipart takes (256)
+        raise _bad(clean(str(exc), 200)) from None
     if not reader.finished:
         raise _bad("the body ends before the closing boundary")
     return reader.parts
 
 
 def _bad(reason: str) -> ProblemError:
-    return ProblemError(400, "Bad Request", f"the multipart body could not be read: {reason}")
+    detail = f"the multipart body could not be read: {reason}"
+    return ProblemError(400, "Bad Request", detail, errors=[FieldError(pointer="", detail=detail)])

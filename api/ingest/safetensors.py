@@ -20,6 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic_core import from_json
 
+from api.echo import echo
+from jacspec.models._bounds import MAX_WIDTH
 from service.errors import InvalidInputError
 from service.network import finite_float64
 
@@ -60,7 +62,7 @@ class SafetensorsFile:
         try:
             return finite_float64(values.reshape(entry.shape), WHERE, copy=True, executor=executor)
         except InvalidInputError as exc:
-            raise InvalidInputError(WHERE, f"tensor {name!r}: {exc.message}") from None
+            raise InvalidInputError(WHERE, f"tensor {echo(name)}: {exc.message}") from None
 
 
 def header_length(blob: bytes | memoryview) -> int:
@@ -94,23 +96,25 @@ def parse(blob: bytes | memoryview) -> SafetensorsFile:
 
 def _entry(name: str, spec: Any, buffer_size: int) -> Entry:
     if not isinstance(spec, dict):
-        raise InvalidInputError(WHERE, f"tensor {name!r}: its header entry must be an object")
+        raise InvalidInputError(WHERE, f"tensor {echo(name)}: its header entry must be an object")
     dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
     if dtype not in ITEMSIZE:
-        raise InvalidInputError(WHERE, f"tensor {name!r} has dtype {dtype!r}; jacspec reads {sorted(ITEMSIZE)}")
-    if not isinstance(shape, list) or not all(_is_integer(n) and n >= 0 for n in shape):
-        raise InvalidInputError(WHERE, f"tensor {name!r}: shape must be a list of non-negative integers")
+        raise InvalidInputError(WHERE, f"tensor {echo(name)} has dtype {echo(dtype)}; jacspec reads {sorted(ITEMSIZE)}")
+    if not isinstance(shape, list) or not all(_is_integer(n) and 0 <= n <= MAX_WIDTH for n in shape):
+        raise InvalidInputError(
+            WHERE, f"tensor {echo(name)}: shape must be a list of integers 0 … {MAX_WIDTH} (2^20, as a JSON width)"
+        )
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_integer(o) for o in offsets)):
-        raise InvalidInputError(WHERE, f"tensor {name!r}: data_offsets must be [begin, end]")
+        raise InvalidInputError(WHERE, f"tensor {echo(name)}: data_offsets must be [begin, end]")
     begin, end = offsets
     if not 0 <= begin <= end <= buffer_size:
         raise InvalidInputError(
-            WHERE, f"tensor {name!r}: data_offsets {offsets} lie outside the {buffer_size}-byte buffer"
+            WHERE, f"tensor {echo(name)}: data_offsets {echo(offsets)} lie outside the {buffer_size}-byte buffer"
         )
     needed = math.prod(shape) * ITEMSIZE[dtype]
     if end - begin != needed:
         raise InvalidInputError(
-            WHERE, f"tensor {name!r}: shape {shape} of {dtype} needs {needed} bytes, its offsets give {end - begin}"
+            WHERE, f"tensor {echo(name)}: shape {shape} of {dtype} needs {needed} bytes, its offsets give {end - begin}"
         )
     return Entry(name, dtype, tuple(shape), begin, end)
 
@@ -126,10 +130,10 @@ def _check_contiguous(entries: dict[str, Entry], buffer_size: int) -> None:
     end, previous = 0, None
     for entry in sorted(entries.values(), key=lambda e: (e.begin, e.end)):
         if entry.begin < end:
-            raise InvalidInputError(WHERE, f"tensors {previous!r} and {entry.name!r} overlap in the buffer")
+            raise InvalidInputError(WHERE, f"tensors {echo(previous)} and {echo(entry.name)} overlap in the buffer")
         if entry.begin > end:
             raise InvalidInputError(
-                WHERE, f"bytes {end}–{entry.begin} of the buffer, before tensor {entry.name!r}, belong to no tensor"
+                WHERE, f"bytes {end}–{entry.begin} of the buffer, before tensor {echo(entry.name)}, belong to no tensor"
             )
         end, previous = entry.end, entry.name
     if end != buffer_size:
@@ -151,9 +155,21 @@ def layer_names(file: SafetensorsFile, names: list[str] | None) -> list[str]:
         return sorted(weights, key=_natural)
     for i, name in enumerate(names):
         if name not in weights:
-            raise InvalidInputError(("request", "network", "layers", i), f"the file has no tensor {name + '.weight'!r}")
+            raise InvalidInputError(
+                ("request", "network", "layers", i), f"the file has no tensor {echo(name + '.weight')}"
+            )
     return names
 
 
-def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"\.", name))
+def _natural(name: str) -> tuple[tuple[int, int, str], ...]:
+    """The sort key of natural order: each dot-separated part made of ASCII digits compares as the number it writes
+    (by its length without leading zeros, then its digits: no int() of a part of any length), before every other
+    part, which compares as text (non-ASCII digits such as '²' or '٣' included)."""
+    key = []
+    for part in re.split(r"\.", name):
+        if part.isascii() and part.isdigit():
+            digits = part.lstrip("0")
+            key.append((0, len(digits), digits))
+        else:
+            key.append((1, 0, part))
+    return tuple(key)

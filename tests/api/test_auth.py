@@ -47,6 +47,11 @@ def assert_unauthorized(response: httpx.Response) -> None:
         {"Authorization": f"Bearer {KEYS[0]}x"},  # a key and more
         {"Authorization": "Bearer "},
         {"X-API-Key": ""},
+        # Every key header present must be valid: one right key does not excuse a wrong one beside it.
+        {"Authorization": f"Bearer {WRONG}", "X-API-Key": KEYS[1]},
+        {"Authorization": f"Bearer {KEYS[0]}", "X-API-Key": WRONG},
+        {"Authorization": f"Basic {KEYS[0]}", "X-API-Key": KEYS[0]},  # a malformed scheme is not ignored
+        {"Authorization": KEYS[0], "X-API-Key": KEYS[0]},  # no scheme at all
     ],
 )
 @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/activations"), ("POST", "/v1/bounds")])
@@ -62,7 +67,7 @@ async def test_no_valid_key_is_401(guarded: httpx.AsyncClient, headers: dict[str
         {"Authorization": f"bearer {KEYS[1]}"},
         {"X-API-Key": KEYS[0]},
         {"X-API-Key": KEYS[1]},
-        {"Authorization": f"Bearer {WRONG}", "X-API-Key": KEYS[1]},  # either header may carry it
+        {"Authorization": f"Bearer {KEYS[0]}", "X-API-Key": KEYS[1]},  # both present, both valid
     ],
 )
 async def test_a_valid_key_in_either_header_is_accepted(guarded: httpx.AsyncClient, headers: dict[str, str]) -> None:

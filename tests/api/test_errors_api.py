@@ -211,7 +211,7 @@ CASES = [
     Case("unknown-scheme", b'{"network":{"init":{"widths":[2,2],"scheme":"kaiming"}}}', 422, "/network/init/scheme"),
     Case(
         "huge-width-refused-by-parameter-limit",
-        init_body([10**9, 10**9, 10]),
+        init_body([2**20, 2**20, 10]),
         413,
         detail_contains=("parameters", "JACSPEC_MAX_PARAMETERS"),
     ),

@@ -37,7 +37,7 @@ from api.settings import Settings
 from jacspec.models import AnalysisRequest
 from tests.api.test_errors_api import resolves
 from tests.api.test_overload import PATIENCE_S, slot_held
-from tests.helpers import running_server, served
+from tests.helpers import asgi_client, running_server, served
 
 pytestmark = pytest.mark.anyio
 
@@ -307,7 +307,10 @@ SHAPES = [
         body=layers({"shape": [10**6, 10**6], "data": [1.0, 2.0]}),
     ),
     Hostile(
-        "shape-of-10e30-with-empty-b64", 422, "/network/layers/0/weight", body=layers({"shape": [10**30, 1], "b64": ""})
+        "shape-of-10e30-with-empty-b64",
+        422,
+        "/network/layers/0/weight/shape/0",
+        body=layers({"shape": [10**30, 1], "b64": ""}),
     ),
     Hostile("empty-probe-data", 422, "/inputs/data", body=layers([[1.0]], inputs={"data": []})),
     Hostile(
@@ -326,9 +329,10 @@ WIDTHS = [
     Hostile("width-0", 422, "/network/init/widths/1", body=init([4, 0, 2])),
     Hostile("width-minus-1", 422, "/network/init/widths/1", body=init([4, -1, 2])),
     Hostile(
-        "width-10e9", 413, "/network/init/widths", names=("JACSPEC_MAX_PARAMETERS",), body=init([10**9, 10**9, 10])
+        "width-2^20", 413, "/network/init/widths", names=("JACSPEC_MAX_PARAMETERS",), body=init([2**20, 2**20, 10])
     ),
-    Hostile("width-10e30", 413, "/network/init/widths", names=("JACSPEC_MAX_PARAMETERS",), body=init([10**30, 2])),
+    Hostile("width-10e9", 422, "/network/init/widths/0", names=("1048576",), body=init([10**9, 10**9, 10])),
+    Hostile("width-10e30", 422, "/network/init/widths/0", names=("1048576",), body=init([10**30, 2])),
     Hostile("width-as-a-fraction", 422, "/network/init/widths/0", body=init([2.5, 2])),  # type: ignore[list-item]
     Hostile("widths-empty", 422, "/network/init/widths", body=init([])),
     Hostile("widths-of-one-entry", 422, "/network/init/widths", body=init([4])),
@@ -1225,3 +1229,153 @@ async def test_a_client_gone_mid_body_is_a_400_not_a_logged_500(
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [400]
     assert "connection" in json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["detail"]
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+# Issue 17's classes: what each example now gets.
+
+
+def acting(activation: dict[str, Any], **init: Any) -> dict[str, Any]:
+    """A [4, 4] init recipe with ``activation`` as the network's."""
+    return {**recipe([4, 4], **init), "activation": activation}
+
+
+ISSUE_17_500S = {
+    "elu-alpha-1e300": (acting({"name": "elu", "alpha": 1e300}), "/network/activation/alpha"),
+    "negative-slope-1e150": (
+        acting({"name": "leaky_relu", "negative_slope": 1e150}),
+        "/network/activation/negative_slope",
+    ),
+    "negative-slope-minus-1e150": (
+        acting({"name": "leaky_relu", "negative_slope": -1e150}),
+        "/network/activation/negative_slope",
+    ),
+    "softplus-beta-1e-300": (
+        acting({"name": "softplus", "beta": 1e-300}),
+        "/network/activation/beta",
+    ),
+    "softplus-beta-1e300-gain-1e10": (
+        acting({"name": "softplus", "beta": 1e300}, gain=1e10),
+        "/network/activation/beta",
+    ),
+    "hard-tanh-bounds-1e300": (
+        acting({"name": "hard_tanh", "min_val": -1e300, "max_val": 1e300}),
+        "/network/activation/min_val",
+    ),
+    "hard-tanh-interval-1e-10-bias-std-1": (
+        acting({"name": "hard_tanh", "min_val": 0.0, "max_val": 1e-10}, bias_std=1.0),
+        "/network/activation",
+    ),
+    "gain-1e300": (recipe([4, 4], gain=1e300), "/network/init/gain"),
+    "std-1e200": (recipe([4, 4], scheme="gaussian", std=1e200), "/network/init/std"),
+    "width-beyond-int64": (recipe([2**64, 2]), "/network/init/widths/0"),
+    "hidden-size-beyond-int64": (
+        {"recurrent": {"steps": 2, "init": {"hidden_size": 10**30, "input_size": 1, "scheme": "gaussian"}}},
+        "/network/recurrent/init/hidden_size",
+    ),
+    "weights-of-1e308": ({"layers": [{"weight": [[1e308, 1e308], [1e308, 1e308]]}]}, "/network/layers/0/weight"),
+}
+
+
+@pytest.mark.parametrize("case", ISSUE_17_500S)
+async def test_issue_17_500s_are_422s_naming_the_field(client: httpx.AsyncClient, case: str) -> None:
+    network, pointer = ISSUE_17_500S[case]
+    response = await client.post("/v1/analyses", json={"network": network, "inputs": {"count": 2}})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["errors"][0]["pointer"] == pointer
+
+
+def _file(names: list[str]) -> bytes:
+    return save_numpy({name: np.eye(2) for name in names})
+
+
+@pytest.mark.parametrize(
+    "names", [["٣.weight", "1.weight"], ["².weight", "1.weight"], ["9" * 5000 + ".weight", "1.weight"]]
+)
+async def test_safetensors_names_with_odd_digits_are_ordered(client: httpx.AsyncClient, names: list[str]) -> None:
+    """Non-ASCII digits sort as text, after ASCII numbers; 5000 ASCII digits sort as the number they write."""
+    response = await client.post("/v1/analyses", files={"weights": ("m.safetensors", _file(names), "x/y")})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["layers"]) == 2
+
+
+async def test_a_safetensors_shape_of_2_62_by_0_is_refused(client: httpx.AsyncClient) -> None:
+    header = json.dumps({"0.weight": {"dtype": "F64", "shape": [2**62, 0], "data_offsets": [0, 0]}}).encode()
+    blob = len(header).to_bytes(8, "little") + header
+    response = await client.post("/v1/analyses", files={"weights": ("m.safetensors", blob, "x/y")})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["pointer"] == "/weights"
+    assert "1048576" in response.json()["detail"]
+
+
+async def test_a_multipart_boundary_of_300_characters_is_a_400(client: httpx.AsyncClient) -> None:
+    boundary = "b" * 300
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="weights"; filename="m"\r\n\r\nx\r\n--{boundary}--\r\n'
+    )
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    response = await client.post("/v1/analyses", content=body.encode(), headers=headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert "256" in response.json()["detail"]
+
+
+async def test_an_unexpected_error_is_problem_json_that_closes_the_connection() -> None:
+    app = create_app(Settings())
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async with asgi_client(app, raise_app_exceptions=False) as c:
+        response = await c.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["connection"] == "close"
+    assert "boom" not in response.text
+
+
+MARKUP_KEY = "<script>alert(1)</script>" + "k" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (js({"network": recipe([2, 2]), MARKUP_KEY: 1}), {"content-type": JSON}),
+        (js({"network": acting({"name": MARKUP_KEY})}), {"content-type": JSON}),
+        (b"{}", {"content-type": MARKUP_KEY[:5000]}),
+    ],
+    ids=["unknown-key", "activation-tag", "content-type"],
+)
+async def test_echoed_text_is_cut_and_inert(client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> None:
+    response = await client.post("/v1/analyses", content=body, headers=headers)
+    assert response.status_code in (415, 422)
+    assert len(response.content) < 2000
+    assert "<" not in response.text
+    assert "kkk" * 30 not in response.text
+    assert "\\u003cscript\\u003e" in response.json()["detail"]  # named, escaped: the client can tell what it sent
+    assert "…" in response.json()["detail"]
+
+
+async def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_host(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/analyses/", content=b"{}", headers={"host": "evil.example", "content-type": JSON})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert "location" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/activations", "/v1/init-schemes", "/openapi.json"])
+async def test_head_answers_every_get_route_without_a_body(client: httpx.AsyncClient, path: str) -> None:
+    got, head = await client.get(path), await client.head(path)
+    assert (got.status_code, head.status_code) == (200, 200)
+    assert head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"]
+    assert head.headers["content-type"] == got.headers["content-type"]
+
+
+async def test_with_both_key_headers_both_must_be_valid() -> None:
+    async with served(api_keys=["right"]) as (_, c):
+        one_wrong = await c.get("/v1/activations", headers={"Authorization": "Bearer right", "X-API-Key": "wrong"})
+        malformed = await c.get("/v1/activations", headers={"Authorization": "Basic right", "X-API-Key": "right"})
+        both = await c.get("/v1/activations", headers={"Authorization": "Bearer right", "X-API-Key": "right"})
+    assert (one_wrong.status_code, malformed.status_code, both.status_code) == (401, 401, 200)

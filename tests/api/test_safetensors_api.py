@@ -126,7 +126,8 @@ BAD_FILES: list[tuple[str, bytes, str]] = [
     ("header not an object", _raw([1, 2], BUFFER), "must be a JSON object"),  # type: ignore[arg-type]
     ("offsets past the end", _raw({"0.weight": {**GOOD["0.weight"], "data_offsets": [0, 64]}}, BUFFER), "lie outside"),
     ("shape and offsets disagree", _raw({"0.weight": {**GOOD["0.weight"], "shape": [3, 2]}}, BUFFER), "needs 48 bytes"),
-    ("negative shape", _raw({"0.weight": {**GOOD["0.weight"], "shape": [-2, -2]}}, BUFFER), "non-negative"),
+    ("negative shape", _raw({"0.weight": {**GOOD["0.weight"], "shape": [-2, -2]}}, BUFFER), "integers 0 …"),
+    ("a dimension beyond 2^20", _raw({"0.weight": {**GOOD["0.weight"], "shape": [2**62, 0]}}, BUFFER), "integers 0 …"),
     (
         "overlapping tensors",
         _raw(

@@ -1,6 +1,6 @@
-"""``python -m api`` starts uvicorn on the app factory with the settings' host, port, workers and log format, BLAS
-on one thread, and gives several workers a fresh directory in which prometheus-client adds up their metrics; and
-importing ``api.main`` has no effect on the process."""
+"""``python -m api`` starts granian on the app factory with the settings' host, port, workers, log format and
+connection limits, BLAS on one thread, and gives several workers a fresh directory in which prometheus-client
+adds up their metrics; and importing ``api.main`` has no effect on the process."""
 
 from __future__ import annotations
 
@@ -21,18 +21,21 @@ MULTIPROC_DIR = serve.MULTIPROC_DIR
 
 @pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """uvicorn.run replaced by a recorder of its arguments and of PROMETHEUS_MULTIPROC_DIR while it ran."""
+    """granian's server replaced by a recorder of its arguments and of PROMETHEUS_MULTIPROC_DIR while it served."""
     calls: list[dict[str, Any]] = []
 
-    def run(app: str, **kwargs: Any) -> None:
-        directory = os.environ.get(MULTIPROC_DIR)
-        blas = {name: os.environ.get(name) for name in serve.ONE_BLAS_THREAD}
-        calls.append(
-            {"app": app, "dir": directory, "dir_is_empty": directory and not os.listdir(directory), "blas": blas}
-            | kwargs
-        )
+    class Recorder:
+        def __init__(self, app: str, **kwargs: Any) -> None:
+            self.call = {"app": app} | kwargs
 
-    monkeypatch.setattr("uvicorn.run", run)
+        def serve(self) -> None:
+            directory = os.environ.get(MULTIPROC_DIR)
+            blas = {name: os.environ.get(name) for name in serve.ONE_BLAS_THREAD}
+            calls.append(
+                {"dir": directory, "dir_is_empty": directory and not os.listdir(directory), "blas": blas} | self.call
+            )
+
+    monkeypatch.setattr(serve, "Server", Recorder)
     monkeypatch.delenv(MULTIPROC_DIR, raising=False)
     for name in serve.ONE_BLAS_THREAD:
         monkeypatch.delenv(name, raising=False)
@@ -44,9 +47,21 @@ def test_one_worker_by_default(runs: list[dict[str, Any]], monkeypatch: pytest.M
     serve.main()
     [call] = runs
     assert (call["app"], call["factory"]) == ("api.main:create_app", True)
-    assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 9123, 1)
-    assert call["access_log"] is False
+    assert (call["address"], call["port"], call["workers"]) == ("127.0.0.1", 9123, 1)
+    assert call["log_access"] is False
     assert call["dir"] is None
+
+
+def test_connection_limits_come_from_the_settings(runs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JACSPEC_HEADER_TIMEOUT", "2.5")
+    monkeypatch.setenv("JACSPEC_MAX_HEADER_BYTES", "32768")
+    monkeypatch.setenv("JACSPEC_MAX_CONNECTIONS", "7")
+    serve.main()
+    [call] = runs
+    assert call["http"] == "1"  # HTTP/1.1 only: no HTTP/2 with its own, larger, header limit
+    assert call["backpressure"] == 7
+    assert call["http1_settings"].header_read_timeout == 2500  # milliseconds
+    assert call["http1_settings"].max_buffer_size == 32768
 
 
 def test_several_workers_share_a_fresh_metrics_directory(
@@ -57,7 +72,7 @@ def test_several_workers_share_a_fresh_metrics_directory(
     serve.main()
     [call] = runs
     assert call["workers"] == 3
-    assert call["log_config"]["formatters"]["default"] == {"()": "api.logs.JsonFormatter"}
+    assert call["log_dictconfig"]["formatters"]["default"] == {"()": "api.logs.JsonFormatter"}
     assert call["dir"] is not None
     assert call["dir_is_empty"]
     assert not Path(call["dir"]).exists()  # removed at exit
@@ -82,8 +97,8 @@ def test_workers_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sigterm_ends_with_status_0(monkeypatch: pytest.MonkeyPatch) -> None:
-    """uvicorn raises a SIGTERM it handled again once it has shut down; python -m api exits 0 then, not -15."""
-    monkeypatch.setattr("uvicorn.run", lambda *_, **__: signal.raise_signal(signal.SIGTERM))
+    """A SIGTERM before granian has set its own handler ends python -m api with status 0, not -15."""
+    monkeypatch.setattr(serve, "server", lambda _: signal.raise_signal(signal.SIGTERM))
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as stopped:
@@ -119,18 +134,23 @@ blas = sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_a
 
 
 def test_the_server_process_runs_blas_on_one_thread() -> None:
-    """``python -m api``'s process, where uvicorn would build the app: numpy is loaded with BLAS on one thread."""
+    """``python -m api``'s process, where granian's worker would build the app: numpy is loaded with BLAS on one
+    thread."""
     code = f"""
-import importlib, json, uvicorn
+import importlib, json
 import api.__main__ as serve
 
-def run(app, factory, **kwargs):
-    module, _, name = app.partition(":")
-    getattr(importlib.import_module(module), name)()
-    {BLAS_THREADS.strip().replace(chr(10), chr(10) + "    ")}
-    print(json.dumps(blas))
+class Run:
+    def __init__(self, app, **kwargs):
+        self.app = app
 
-uvicorn.run = run
+    def serve(self):
+        module, _, name = self.app.partition(":")
+        getattr(importlib.import_module(module), name)()
+        {BLAS_THREADS.strip().replace(chr(10), chr(10) + "        ")}
+        print(json.dumps(blas))
+
+serve.Server = Run
 serve.main()
 """
     assert _python(code) == [1]

@@ -17,6 +17,36 @@ def body_limit(text: str) -> int:
     return int(number) * UNITS[unit.lower()]
 
 
+def directive(text: str, name: str) -> str:
+    """The value of the one ``name`` directive of ``text``."""
+    [value] = re.findall(rf"^\s*{name}\s+([^;]+);", text, flags=re.MULTILINE)
+    return str(value)
+
+
+def seconds(text: str, name: str) -> float:
+    """A time directive (``10s``, ``500ms``, ``2m``) in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m)?", directive(text, name)).groups()  # type: ignore[union-attr]
+    return int(number) * {"ms": 1e-3, "s": 1.0, None: 1.0, "m": 60.0}[unit]
+
+
+def header_bytes(text: str) -> int:
+    """The most ``large_client_header_buffers`` holds: count × size."""
+    count, size = directive(text, "large_client_header_buffers").split()
+    return int(count) * int(size[:-1]) * UNITS[size[-1].lower()] if size[-1].isalpha() else int(count) * int(size)
+
+
+def with_timeouts(text: str, value: str) -> str:
+    """``text`` with its client header, body and keep-alive timeouts set to ``value`` (e.g. ``1s``), for a test."""
+    for name in ("client_header_timeout", "client_body_timeout"):
+        text, count = re.subn(rf"^(\s*){name}\s+[^;]+;", rf"\g<1>{name} {value};", text, flags=re.MULTILINE)
+        assert count == 1, name
+    # keepalive_timeout appears twice: the server's (clients) and the upstream block's (replicas); only the first.
+    server = rf"\g<1>keepalive_timeout {value};"
+    text, count = re.subn(r"^(\s*)keepalive_timeout\s+10s;", server, text, flags=re.MULTILINE)
+    assert count == 1, "keepalive_timeout"
+    return text
+
+
 def upstream_servers(text: str) -> list[str]:
     """The ``host:port`` of every ``server`` of the upstream block."""
     upstream = re.search(r"upstream\s+\w+\s*\{(.*?)\}", text, flags=re.DOTALL)

@@ -247,9 +247,9 @@ def test_the_image_recipe_serves(started: Started, installed: Installed) -> None
 
     errors = started.lines(started.stderr)  # every line JSON (the image sets JACSPEC_LOG_FORMAT=json)
     messages = [str(line["message"]) for line in errors]
-    workers = {m for m in messages if m.startswith("Started server process")}
+    workers = {m for m in messages if m.startswith("Started worker-")}  # granian's lines
     assert len(workers) == WORKERS
-    assert len([m for m in messages if m.startswith("Finished server process")]) == WORKERS
+    assert len([m for m in messages if m.startswith("Stopped worker-")]) == WORKERS
     access = [line for line in started.lines(started.stdout) if line["request_id"] == "recipe-1"]
     assert len(access) == 1
     assert access[0]["path"] == "/v1/analyses"

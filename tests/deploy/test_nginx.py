@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from api.settings import Settings
+from tests import connections
 from tests.deploy import nginx_conf
 from tests.helpers import STOP_TIMEOUT_S, Server, free_port, json_lines, start_server, stop, wait_healthy, wait_until
 
@@ -63,13 +64,16 @@ class Balanced:
         )
 
 
-def _start_nginx(directory: Path, upstreams: list[Server]) -> tuple[subprocess.Popen[bytes], int]:
-    """Debian's nginx with deploy/nginx.conf pointed at ``upstreams`` and a free port, its files in ``directory``."""
+def _start_nginx(
+    directory: Path, upstreams: list[Server], text: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Debian's nginx with deploy/nginx.conf (or ``text``) pointed at ``upstreams`` and a free port, its files in
+    ``directory``."""
     assert NGINX is not None
     port = free_port()
     servers = [f"127.0.0.1:{server.port}" for server in upstreams]
     conf = directory / "nginx.conf"
-    conf.write_text(nginx_conf.pointed_at(nginx_conf.CONF.read_text(), servers, f"127.0.0.1:{port}"))
+    conf.write_text(nginx_conf.pointed_at(text or nginx_conf.CONF.read_text(), servers, f"127.0.0.1:{port}"))
     settings = f"daemon off; pid {directory}/nginx.pid;"
     command = [NGINX, "-p", str(directory), "-c", str(conf), "-e", "stderr", "-g", settings]
     with (directory / "nginx.stdout").open("wb") as stdout, (directory / "nginx.stderr").open("wb") as stderr:
@@ -90,6 +94,29 @@ def balanced(tmp_path: Path) -> Iterator[Balanced]:
         yield Balanced(url, a, b, tmp_path / "nginx.stdout")
     finally:
         stop(*(process for process in (nginx, a.process, b.process) if process is not None))
+
+
+@dataclass
+class Guarded:
+    """nginx with deploy/nginx.conf, its client timeouts shortened to 1 s, in front of ``instance`` at ``port``."""
+
+    port: int
+    instance: Server
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
+    directory = Path(tmp_path_factory.mktemp("guarded"))
+    instance = start_server(directory, "api", JACSPEC_LOG_FORMAT="json")
+    nginx: subprocess.Popen[bytes] | None = None
+    try:
+        instance.wait_healthy()
+        text = nginx_conf.with_timeouts(nginx_conf.CONF.read_text(), "1s")
+        nginx, port = _start_nginx(directory, [instance], text)
+        wait_healthy(f"http://127.0.0.1:{port}", [nginx], lambda: (directory / "nginx.stderr").read_text()[-3000:])
+        yield Guarded(port, instance)
+    finally:
+        stop(*(process for process in (nginx, instance.process) if process is not None))
 
 
 def _logged(instances: list[Server], ids: set[str]) -> dict[str, set[str]]:
@@ -200,7 +227,7 @@ def test_an_instance_stops_without_a_failed_request(balanced: Balanced) -> None:
     assert failed == []
     assert len([t for t, _ in results if t < stopped]) >= 10
     assert len([t for t, _ in results if t > stopped]) >= 10
-    assert "Finished server process" in balanced.a.stderr.read_text()
+    assert "Granian shutdown completed" in balanced.a.stderr.read_text()
 
     # With b stopped too, nginx answers itself: 503 problem+json with Retry-After, as the service would.
     balanced.b.process.send_signal(signal.SIGTERM)
@@ -210,3 +237,49 @@ def test_an_instance_stops_without_a_failed_request(balanced: Balanced) -> None:
     assert none_left.headers["content-type"] == "application/problem+json"
     assert none_left.headers["retry-after"] == "5"
     assert none_left.json()["request_id"] == "nobody-home"
+
+
+def test_the_connection_limits_are_the_services() -> None:
+    """nginx's client limits are ``python -m api``'s defaults: one set of numbers for both deployments."""
+    text = nginx_conf.CONF.read_text()
+    settings = Settings()
+    assert nginx_conf.seconds(text, "client_header_timeout") == settings.header_timeout
+    assert nginx_conf.header_bytes(text) == settings.max_header_bytes
+    assert nginx_conf.seconds(text, "client_body_timeout") <= settings.body_timeout
+
+
+def test_a_trickled_request_head_is_closed_by_nginx(guarded: Guarded) -> None:
+    head = connections.REQUEST_HEAD + b"X-Padding: " + b"p" * 200 + b"\r\n\r\n"
+    with connections.connect(guarded.port) as sock:
+        assert connections.trickle(sock, head, pause=0.1)
+        assert connections.closed(sock)
+
+
+def test_a_stalled_body_is_closed_by_nginx(guarded: Guarded) -> None:
+    """Silent for longer than client_body_timeout between two bytes: closed, and never passed to the replica."""
+    body = b'{"factor": 1.5, "depth": 4}'
+    with connections.connect(guarded.port) as sock:
+        sock.sendall(
+            connections.REQUEST_HEAD + f"Content-Length: {len(body)}\r\nX-Request-ID: stalled-1\r\n\r\n".encode()
+        )
+        assert connections.trickle(sock, body, pause=1.5)
+        assert connections.closed(sock)
+    assert "stalled-1" not in request_ids(guarded.instance)
+
+
+def test_a_header_over_the_limit_is_refused_by_nginx(guarded: Guarded) -> None:
+    assert connections.big_header(guarded.port, 200_000) == 431
+    assert connections.big_header(guarded.port, 1_000) == 200
+
+
+def test_idle_connections_are_closed_by_nginx_and_healthz_answers(guarded: Guarded) -> None:
+    status, closed = connections.idle_then_health(guarded.port, 300)
+    assert status == 200
+    assert closed == 300
+
+
+def test_a_keep_alive_connection_left_idle_is_closed_by_nginx(guarded: Guarded) -> None:
+    with connections.connect(guarded.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: jacspec\r\n\r\n")
+        assert connections.answer(sock).status == 200
+        assert connections.closed(sock)

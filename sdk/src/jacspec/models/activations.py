@@ -7,6 +7,14 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from jacspec.models._base import ContractModel
+from jacspec.models._bounds import (
+    MAX_ACTIVATION_PARAMETER,
+    MAX_SOFTPLUS_BETA,
+    MIN_HARD_TANH_INTERVAL,
+    MIN_SOFTPLUS_BETA,
+)
+
+BOUND = MAX_ACTIVATION_PARAMETER
 
 
 def _example(schema: dict[str, Any]) -> None:
@@ -35,7 +43,7 @@ class ReLU(_ActivationModel):
 
 class LeakyReLU(_ActivationModel):
     name: Literal["leaky_relu"]
-    negative_slope: float = Field(0.01, description="Slope for z ≤ 0.")
+    negative_slope: float = Field(0.01, ge=-BOUND, le=BOUND, description="Slope for z ≤ 0; |negative_slope| ≤ 1e6.")
 
 
 class Tanh(_ActivationModel):
@@ -48,19 +56,27 @@ class Sigmoid(_ActivationModel):
 
 class HardTanh(_ActivationModel):
     name: Literal["hard_tanh"]
-    min_val: float = Field(-1.0, description="Lower clip point.")
-    max_val: float = Field(1.0, description="Upper clip point (> min_val).")
+    min_val: float = Field(-1.0, ge=-BOUND, le=BOUND, description="Lower clip point; |min_val| ≤ 1e6.")
+    max_val: float = Field(
+        1.0,
+        ge=-BOUND,
+        le=BOUND,
+        description="Upper clip point; |max_val| ≤ 1e6, and max_val − min_val ≥ 1e-6·max(1, |min_val|, |max_val|).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> HardTanh:
         if not self.min_val < self.max_val:
             raise ValueError("hard_tanh needs min_val < max_val")
+        span = max(1.0, abs(self.min_val), abs(self.max_val))
+        if self.max_val - self.min_val < MIN_HARD_TANH_INTERVAL * span:
+            raise ValueError("hard_tanh needs max_val − min_val ≥ 1e-6·max(1, |min_val|, |max_val|)")
         return self
 
 
 class ELU(_ActivationModel):
     name: Literal["elu"]
-    alpha: float = Field(1.0, ge=0, description="Scale of the negative branch.")
+    alpha: float = Field(1.0, ge=0, le=BOUND, description="Scale of the negative branch, 0 ≤ alpha ≤ 1e6.")
 
 
 class SELU(_ActivationModel):
@@ -77,7 +93,7 @@ class SiLU(_ActivationModel):
 
 class Softplus(_ActivationModel):
     name: Literal["softplus"]
-    beta: float = Field(1.0, gt=0, description="Sharpness.")
+    beta: float = Field(1.0, ge=MIN_SOFTPLUS_BETA, le=MAX_SOFTPLUS_BETA, description="Sharpness, 1e-6 ≤ beta ≤ 1e6.")
 
 
 ActivationSpec = Annotated[

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from jacspec.models._base import ContractModel
+from jacspec.models._bounds import MAX_DEPTH, MAX_GAIN, MAX_LOG10, MAX_NAME, MAX_SEED, MIN_GAIN, MIN_RTOL
 from jacspec.models.activations import Activation
-from jacspec.models.network import MAX_SEED, Network
+from jacspec.models.network import Network
 from jacspec.models.tensor import Matrix
 
 
@@ -21,8 +22,8 @@ class Inputs(ContractModel):
     data: Matrix | None = None
     targets: Matrix | None = None
     count: int = Field(16, ge=1, le=4096, description="Probes drawn when `data` is not given.")
-    scale: float = Field(1.0, gt=0, description="Std of the drawn probes.")
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    scale: float = Field(1.0, ge=MIN_GAIN, le=MAX_GAIN, description="Std of the drawn probes; 1e-100 … 1e6.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of numpy's PCG64 generator, 0 … 2^64 − 1.")
 
 
 class Thresholds(ContractModel):
@@ -30,8 +31,18 @@ class Thresholds(ContractModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"vanishing_log10": -2.0, "exploding_log10": 2.0}]})
 
-    vanishing_log10: float = Field(-2.0, description="log10 of the total growth below which gradients vanish.")
-    exploding_log10: float = Field(2.0, description="log10 of the total growth above which gradients explode.")
+    vanishing_log10: float = Field(
+        -2.0,
+        ge=-MAX_LOG10,
+        le=MAX_LOG10,
+        description="log10 of the total growth below which gradients vanish; |·| ≤ 1e6.",
+    )
+    exploding_log10: float = Field(
+        2.0,
+        ge=-MAX_LOG10,
+        le=MAX_LOG10,
+        description="log10 of the total growth above which gradients explode; |·| ≤ 1e6.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -43,7 +54,7 @@ class Thresholds(ContractModel):
 class Options(ContractModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"rtol": 1e-6}]})
 
-    rtol: float = Field(1e-6, gt=0, le=0.1, description="Relative accuracy of every spectral norm.")
+    rtol: float = Field(1e-6, ge=MIN_RTOL, le=0.1, description="Relative accuracy of every spectral norm, 1e-15 … 0.1.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
     spectrum: Literal["none", "summary", "full"] = Field(
         "none",
@@ -109,12 +120,15 @@ class SafetensorsNetwork(ContractModel):
 
     activation: Activation = Field("linear", description="The activation of every layer.")
     output_activation: Activation | None = Field(None, description="The last layer's activation when it differs.")
-    activations: list[Activation] | None = Field(None, min_length=1, description="One activation per layer, in order.")
-    layers: list[str] | None = Field(
+    activations: list[Activation] | None = Field(
+        None, min_length=1, max_length=MAX_DEPTH, description="One activation per layer, in order."
+    )
+    layers: list[Annotated[str, Field(max_length=MAX_NAME)]] | None = Field(
         None,
         min_length=1,
-        description="Name prefixes P of the layers' `P.weight` (and `P.bias`) tensors, in order; by default every "
-        "`P.weight` in natural order (0, 2, 10, as nn.Sequential names them).",
+        max_length=MAX_DEPTH,
+        description="Name prefixes P of the layers' `P.weight` (and `P.bias`) tensors, in order (each at most 256 "
+        "characters); by default every `P.weight` in natural order (0, 2, 10, as nn.Sequential names them).",
     )
 
 

@@ -9,13 +9,15 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from jacspec.models._base import ContractModel
+from jacspec.models._bounds import MAX_DEPTH, MAX_GAIN, MAX_SEED, MAX_WIDTH, MIN_GAIN
 from jacspec.models.activations import Activation
 from jacspec.models.tensor import KernelTensor, Matrix, Tensor, Vector
 
 InitSchemeName = Literal[
     "gaussian", "uniform", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "lecun_normal", "orthogonal"
 ]
-MAX_SEED = 2**64 - 1
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+"""A width or size: 1 … 2^20."""
 
 
 class Layer(ContractModel):
@@ -71,8 +73,8 @@ class Conv2dLayer(ContractModel):
 
     type: Literal["conv2d"]
     kernel: KernelTensor
-    input_size: list[Annotated[int, Field(ge=1)]] = Field(
-        min_length=2, max_length=2, description="[H, W], the input's spatial size (the output's too)."
+    input_size: list[Width] = Field(
+        min_length=2, max_length=2, description="[H, W], the input's spatial size (the output's too); each ≤ 2^20."
     )
     padding: Literal["zeros", "circular"] = Field("zeros", description="torch.nn.Conv2d's padding_mode.")
     bias: Vector | None = Field(None, description="[c_out], one per output channel.")
@@ -111,14 +113,20 @@ class InitRecipe(ContractModel):
         }
     )
 
-    widths: list[Annotated[int, Field(ge=1)]] = Field(
-        min_length=2, description="[n_0, n_1, …, n_L]: input width, then each layer's."
+    widths: list[Width] = Field(
+        min_length=2,
+        max_length=MAX_DEPTH + 1,
+        description="[n_0, n_1, …, n_L]: input width, then each layer's; each 1 … 2^20, L ≤ 100000.",
     )
     scheme: InitSchemeName = Field(description="See GET /v1/init-schemes for each scheme's std formula.")
-    gain: float = Field(1.0, gt=0, description="Multiplies the std of every scheme.")
-    std: float = Field(1.0, gt=0, description="The base std of `gaussian` and `uniform`; ignored by the others.")
-    bias_std: float = Field(0.0, ge=0, description="Biases b_j ~ N(0, bias_std²); 0 means no biases.")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of numpy's PCG64 generator.")
+    gain: float = Field(1.0, ge=MIN_GAIN, le=MAX_GAIN, description="Multiplies the std of every scheme; 1e-100 … 1e6.")
+    std: float = Field(
+        1.0, ge=MIN_GAIN, le=MAX_GAIN, description="The base std of `gaussian` and `uniform`; ignored by the others."
+    )
+    bias_std: float = Field(
+        0.0, ge=0, le=MAX_GAIN, description="Biases b_j ~ N(0, bias_std²); 0 means no biases; at most 1e6."
+    )
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of numpy's PCG64 generator, 0 … 2^64 − 1.")
 
 
 class RecurrentInit(ContractModel):
@@ -128,13 +136,15 @@ class RecurrentInit(ContractModel):
         json_schema_extra={"examples": [{"hidden_size": 64, "input_size": 8, "scheme": "orthogonal", "gain": 0.9}]}
     )
 
-    hidden_size: int = Field(ge=1, description="n, the width of h_t.")
-    input_size: int = Field(ge=1, description="n_in, the width of x_t.")
+    hidden_size: int = Field(ge=1, le=MAX_WIDTH, description="n, the width of h_t; at most 2^20.")
+    input_size: int = Field(ge=1, le=MAX_WIDTH, description="n_in, the width of x_t; at most 2^20.")
     scheme: InitSchemeName = Field(description="See GET /v1/init-schemes (W is n × n, U is n × n_in).")
-    gain: float = Field(1.0, gt=0)
-    std: float = Field(1.0, gt=0, description="The base std of `gaussian` and `uniform`.")
-    bias_std: float = Field(0.0, ge=0, description="b ~ N(0, bias_std²); 0 means no bias.")
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    gain: float = Field(1.0, ge=MIN_GAIN, le=MAX_GAIN, description="Multiplies the std of the scheme; 1e-100 … 1e6.")
+    std: float = Field(
+        1.0, ge=MIN_GAIN, le=MAX_GAIN, description="The base std of `gaussian` and `uniform`; 1e-100 … 1e6."
+    )
+    bias_std: float = Field(0.0, ge=0, le=MAX_GAIN, description="b ~ N(0, bias_std²); 0 means no bias; at most 1e6.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of numpy's PCG64 generator, 0 … 2^64 − 1.")
 
 
 class Recurrent(ContractModel):
@@ -156,7 +166,7 @@ class Recurrent(ContractModel):
         }
     )
 
-    steps: int = Field(ge=1, le=100_000, description="T, the steps unrolled.")
+    steps: int = Field(ge=1, le=MAX_DEPTH, description="T, the steps unrolled; at most 100000.")
     activation: Activation = Field("tanh", description="h.")
     weight: Matrix | None = Field(None, description="W, the recurrent weight [n, n].")
     input_weight: Matrix | None = Field(None, description="U, the input weight [n, n_in].")
@@ -192,7 +202,7 @@ class Network(ContractModel):
     output_activation: Activation | None = Field(
         None, description="The last layer's activation when it differs (init recipes)."
     )
-    layers: list[LayerSpec] | None = Field(None, min_length=1)
+    layers: list[LayerSpec] | None = Field(None, min_length=1, max_length=MAX_DEPTH, description="At most 100000.")
     init: InitRecipe | None = None
     recurrent: Recurrent | None = None
 

@@ -9,6 +9,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from jacspec.models._base import ContractModel
+from jacspec.models._bounds import MAX_NAME, MAX_WIDTH
+
+Dimension = Annotated[int, Field(ge=0, le=MAX_WIDTH)]
+"""A tensor dimension: 0 … 2^20."""
 
 Datatype = Literal["FP32", "FP64"]
 ITEMSIZE: dict[str, int] = {"FP32": 4, "FP64": 8}
@@ -48,9 +52,13 @@ class Tensor(ContractModel):
 
     NDIMS: ClassVar[tuple[int, ...]] = (1, 2)
 
-    name: str | None = Field(None, description="Optional, as in the Open Inference Protocol; not used.")
-    shape: list[Annotated[int, Field(ge=0)]] = Field(
-        min_length=1, max_length=2, description="[rows, columns] or [length]."
+    name: str | None = Field(
+        None,
+        max_length=MAX_NAME,
+        description="Optional, as in the Open Inference Protocol; not used (≤ 256 characters).",
+    )
+    shape: list[Dimension] = Field(
+        min_length=1, max_length=2, description="[rows, columns] or [length]; each at most 2^20."
     )
     datatype: Datatype = Field(
         "FP64", description="FP32 values are rounded to float32 on arrival; all arithmetic is float64."
@@ -152,4 +160,4 @@ class KernelTensor(Tensor):
     )
     NDIMS: ClassVar[tuple[int, ...]] = (4,)
 
-    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=4, max_length=4, description="[c_out, c_in, kh, kw].")
+    shape: list[Dimension] = Field(min_length=4, max_length=4, description="[c_out, c_in, kh, kw]; each at most 2^20.")
