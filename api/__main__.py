@@ -33,7 +33,8 @@ from api.settings import Settings
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """BLAS on one thread per process (OpenBLAS, OpenMP builds, MKL), unless the environment says otherwise: the
-cores go to the compute slots' layer pool instead (``api.compute``). Read by BLAS when numpy is first imported."""
+cores go to the compute workers instead (``api.compute``; ``api.worker`` sets the same). Read by BLAS when numpy
+is first imported."""
 
 
 def main() -> None:

@@ -59,9 +59,10 @@ SHARED_BYTES = 1 << 20
 COPY_CHUNK = 8 << 20
 """Bytes copied into shared memory per step: the server thread that copies lets go of the GIL between steps."""
 
-PRELOAD = ("api.worker", "api.work", "service.bounds")
-"""What the fork server imports before forking workers: the worker loop and everything its tasks use (numpy,
-scipy, the contract models), so that no worker imports them again."""
+PRELOAD = ("api.onethread", "api.worker", "api.work", "service.bounds")
+"""What the fork server imports, in order, before forking workers: BLAS on one thread (before numpy), then the
+worker loop and everything its tasks use (numpy, scipy, the contract models), so that no worker imports them
+again."""
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 """cgroup v2's CPU quota: ``"<quota> <period>"`` in microseconds, or ``"max <period>"`` for none."""

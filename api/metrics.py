@@ -1,4 +1,4 @@
-"""Prometheus metrics, served at ``GET /metrics``: requests by route and status, latencies, compute slots, work done.
+"""Prometheus metrics, served at ``GET /metrics``: requests by route and status, latencies, compute workers, work.
 
 Each app has its own registry (``Metrics``), so that an app made in a test starts from zero. Requests are
 labelled with their route's template (``/v1/analyses``), never the raw path: a scan of made-up URLs adds the one

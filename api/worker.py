@@ -1,9 +1,8 @@
 """A compute worker: a process of its own that runs one task at a time for the server (``api.compute``).
 
-The server starts workers through multiprocessing's ``forkserver``, which imports this module once, before it
-forks any worker: BLAS is set to one thread first (``ONE_BLAS_THREAD``, unless the environment says otherwise,
-read when numpy is imported), and numpy, scipy and the analysis code are then imported there, so that a new worker
-is a fork of an interpreter that has them already. A worker bounds its own address space
+The server starts workers through multiprocessing's ``forkserver``, which imports ``api.onethread`` (BLAS on one
+thread) and then this module once, before it forks any worker: numpy, scipy and the analysis code are imported
+there, so that a new worker is a fork of an interpreter that has them already. A worker bounds its own address space
 (``RLIMIT_AS`` = JACSPEC_WORKER_MEMORY_BYTES), so that an analysis that needs more memory gets a ``MemoryError``
 rather than the machine's OOM killer.
 
@@ -16,25 +15,18 @@ names the block, which the worker maps (``attached``) without copying.
 from __future__ import annotations
 
 import os
+import resource
+import signal
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
 
-ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-"""BLAS on one thread per worker: the cores go to the workers themselves (one analysis each)."""
-
-for _name, _value in ONE_BLAS_THREAD.items():
-    os.environ.setdefault(_name, _value)
-
-import resource  # noqa: E402
-import signal  # noqa: E402
-import traceback  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager, suppress  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from multiprocessing.connection import Connection  # noqa: E402
-from multiprocessing.shared_memory import SharedMemory  # noqa: E402
-from typing import Any  # noqa: E402
-
-import service.analysis  # noqa: E402, F401  (imported here so that forked workers have it already)
-from service.errors import InvalidInputError, Location  # noqa: E402
+import service.analysis  # noqa: F401  (imported here so that forked workers have it already)
+from service.errors import InvalidInputError, Location
 
 NICENESS = 10
 """Workers yield the CPU to the server: when the cores are all computing, the event loop still gets one at once."""

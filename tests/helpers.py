@@ -22,12 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from api.compute import ComputePool, Worker
 from api.main import create_app
 from api.settings import Settings
+from api.worker import Outcome, Task
+from api.worker import run as run_task
 
 T = TypeVar("T")
 
@@ -63,6 +67,17 @@ async def served(**settings: object) -> AsyncIterator[tuple[FastAPI, httpx.Async
     app = create_app(Settings(**settings))  # type: ignore[arg-type]
     async with asgi_client(app) as client:
         yield app, client
+
+
+def compute_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the compute pool's tasks in a thread of the test process instead of a worker process, for the tests that
+    monkeypatch the numerics (a worker would not see the patch). Only the worker's side changes: the task's
+    outcome is what ``api.worker.run`` makes of it, as in a worker."""
+
+    async def exchange(self: ComputePool, current: Worker, task: Task) -> Outcome:
+        return await anyio.to_thread.run_sync(run_task, task)
+
+    monkeypatch.setattr(ComputePool, "_exchange", exchange)
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from jacspec.models import KernelTensor, Tensor
 from service import conv, lanczos, spectral
+from tests.helpers import compute_in_this_process
 
 pytestmark = pytest.mark.anyio
 
@@ -114,6 +115,7 @@ async def test_an_uncertifiable_norm_refuses_the_rtol(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Should neither Lanczos road certify a zero-padded conv's norm, the answer is a 422 at options.rtol."""
+    compute_in_this_process(monkeypatch)
     monkeypatch.setattr(spectral, "_arpack", lambda *args, **kwargs: None)
     monkeypatch.setattr(lanczos, "top_eigenvalues", lambda *args: (None, 0))
     monkeypatch.setattr(conv, "DENSE_MAX_ENTRIES", 0)

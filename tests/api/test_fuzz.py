@@ -61,6 +61,7 @@ BASES: list[tuple[str, dict[str, Any]]] = [
             "options": {
                 "rtol": 1e-6,
                 "spectrum": "summary",
+                "max_seconds": 30.0,
                 "thresholds": {"vanishing_log10": -2, "exploding_log10": 2},
             },
         },

@@ -28,6 +28,7 @@ from api.main import create_app
 from api.problems import ProblemError
 from api.settings import Settings
 from api.sizes import analysis_size
+from api.worker import NICENESS
 from jacspec.models import AnalysisRequest
 from tests.helpers import running_server, served
 
@@ -333,3 +334,23 @@ async def test_shared_memory_is_unlinked_when_the_deadline_stops_the_worker() ->
     assert late.status_code == 413
     assert late.json()["type"] == DEADLINE
     assert shared_blocks() <= blocks
+
+
+def blas_threads() -> list[int]:
+    """In a worker: the thread counts of the BLAS libraries loaded (numpy's and scipy's)."""
+    from threadpoolctl import threadpool_info
+
+    return sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+
+
+async def test_workers_run_blas_on_one_thread_and_below_the_servers_priority() -> None:
+    compute = ComputePool(1)
+    await compute.start()
+    try:
+        with anyio.fail_after(PATIENCE_S):
+            threads = await compute.run(blas_threads, (), FOREVER)
+            niceness = await compute.run(os.nice, (0,), FOREVER)
+    finally:
+        await compute.close()
+    assert threads == [1]
+    assert niceness == min(19, os.nice(0) + NICENESS)
