@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import groupby, pairwise
 
-from service.lanczos import BATCH_MIN, steps_for
+from service.lanczos import BASIS_MAX_BYTES, BATCH_MIN, steps_for
 from service.spectral import DENSE_MAX_DIM, LANCZOS_MIN_RTOL
 
-SECONDS_PER_FLOP = 2.5e-11
+SECONDS_PER_FLOP = 3.2e-11
 """One core's seconds per flop of this module's estimates (one gemm flop); bench/estimate.py measures it."""
 READ = 10.0
 """Reading one matrix entry from memory costs as much as this many gemm flops: a product of r rows with an m × n
@@ -59,9 +59,18 @@ or recurrent network's layers share theirs, solved once; linear, ReLU and leaky 
 are not counted."""
 HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 """Activations whose mean field is a closed form (positively homogeneous: E[h'(√q·z)²] does not depend on q)."""
-LANCZOS_ROUNDS = 1.0
+LANCZOS_ROUNDS = 0.6
 """Lanczos takes about LANCZOS_ROUNDS·(2 + log10(1/rtol))·k^(1/3) products to converge on a k × k Gram operator
 (a random matrix's top eigenvalues are k^(−2/3) apart), and at most k/3 (ARPACK's restarts)."""
+OPERATOR_ROUNDS = 2.0
+"""An operator's (a convolution's) Lanczos takes this many times a matrix's products."""
+OPERATOR_FALLBACK = 0.5
+"""The share of an operator's per-probe Lanczos runs counted as failing ARPACK's budget (k/6 products), then
+taking plain Lanczos with a full basis of S = min(k, BASIS_MAX_BYTES/(8k)) steps: S products and READ·k·S² of
+reorthogonalisation (service.spectral.operator_norm). bench/estimate.py sees both outcomes often."""
+LOCKSTEP_FALLBACK = 0.5
+"""The share of lockstep Lanczos runs counted as not certified, solved again probe by probe: some converge in a few
+steps, others (the top of diag(d_b)·W's spectrum clustered) never do; half is their mean in bench/estimate.py."""
 SUMMARY_VALUES = 7
 """The singular values a "summary" spectrum reports (service.spectra.QUANTILE_LEVELS)."""
 RESPONSE_BASE = 2500
@@ -72,6 +81,9 @@ SPECTRUM_BYTES = 300
 """Bytes of one spectrum's fixed fields (a weight's or a probe's), besides its values."""
 VALUE_BYTES = 24
 """Bytes of one singular value in a spectrum."""
+CONV_ENTRY = 80.0
+"""A convolution's output entry costs at least this many flops for each kernel offset (its products with few
+channels run at the speed of memory, not of gemm)."""
 DENSE_OPERATOR_MAX = 1 << 20
 """service.jacobian forms a convolution or residual layer with at most this many entries (its constant)."""
 
@@ -106,6 +118,16 @@ class LayerCost:
     draw: float = 0.0
     """The flops of drawing or decoding its parameters."""
     count: int = 1
+    row: float | None = None
+    """The flops one row of a product costs, where it is not ``apply`` (a convolution's, see conv2d_layer)."""
+    fixed: float | None = None
+    """The flops one product costs whatever its rows, where it is not reading a matrix once (READ/2·apply)."""
+
+    def products(self, rows: float) -> float:
+        """``rows`` products with the map, in one call."""
+        row = self.apply if self.row is None else self.row
+        fixed = READ / 2.0 * self.apply if self.fixed is None else self.fixed
+        return row * rows + fixed
 
 
 def dense_layer(
@@ -132,7 +154,8 @@ def conv2d_layer(
     """A convolution of a [c_out, c_in, kh, kw] kernel over H × W inputs: the map is (c_out·H·W) × (c_in·H·W),
     a = 2·c_out·c_in·kh·kw·H·W (+ 2·c_out·c_in·H·W for a 1 × 1 projection). With circular padding its singular
     values come from the kernel's DFT, c_out·c_in FFTs of H·W points (10·c_out·c_in·H·W·log2(H·W + 1) flops), and
-    H·W SVDs of c_out × c_in."""
+    H·W SVDs of c_out × c_in. It is applied one kernel offset at a time, a product of c_out × c_in with c_in × H·W
+    per row: each output entry costs at least CONV_ENTRY flops an offset, and each offset a call (CALL)."""
     pixels = size[0] * size[1]
     apply = 2.0 * flops_of(c_out * c_in * pixels * (kernel[0] * kernel[1] + projection))
     parameters = c_out * c_in * (kernel[0] * kernel[1] + projection) + c_out
@@ -141,7 +164,20 @@ def conv2d_layer(
         fft = 10.0 * flops_of(c_out * c_in) * math.log2(pixels + 1)
         svd = flops_of(pixels) * (fft + svd_flops(c_out, c_in) + CALL)
     draw = decode * flops_of(parameters)
-    return LayerCost(c_out * pixels, c_in * pixels, apply, svd=svd, parameters=parameters, matrix=False, draw=draw)
+    offsets = kernel[0] * kernel[1] + projection
+    row = flops_of(pixels) * (offsets * max(2.0 * c_out * c_in, CONV_ENTRY * c_out) + ELEMENT * (c_in + c_out))
+    fixed = (offsets + 2) * CALL
+    return LayerCost(
+        c_out * pixels,
+        c_in * pixels,
+        apply,
+        svd=svd,
+        parameters=parameters,
+        matrix=False,
+        draw=draw,
+        row=row,
+        fixed=fixed,
+    )
 
 
 def recurrent_layers(n: int, n_in: int, steps: int, scheme: str | None = None, biases: bool = False) -> list[LayerCost]:
@@ -285,15 +321,21 @@ def estimate_flops(declared: Declared) -> float:
     - the weight's norm (unless shared) and each probe's Jacobian norm max_b ‖S + diag(d_b)·A‖₂, densely where
       ``spectral.uses_dense`` says so (a Gram matrix and its eigenvalues, :func:`_dense_norms`), else by Lanczos
       (:func:`_lanczos`);
-    - the norms of the backward products ∂a_L/∂a_j, B matrices of n_L × n_j;
+    - the norms of the backward products ∂a_L/∂a_j, B matrices of n_L × n_j (each read by each product), for
+      every layer but the last (:func:`_backward_norm`);
 
     and the probes drawn, MEANFIELD_LAYER per mean-field solve, and the spectrum (:func:`spectrum_flops`).
     """
     layers, probes, rtol = declared.layers, declared.probes, declared.rtol
     n_out = layers[-1].m
     total = NORMAL * flops_of(probes) * (flops_of(declared.input_width or layers[0].n) + flops_of(n_out))
-    for layer in layers:
+    for j, layer in enumerate(layers):
         total += (layer.draw + _layer_flops(layer, probes, n_out, rtol)) * flops_of(layer.count)
+        backward = layer.count - (j == len(layers) - 1)  # the last layer's is its Jacobian's, known already
+        total += _backward_norm(layer, probes, n_out, rtol) * flops_of(backward)
+    # the last layer's backward pull is its rows scaled, B·m·n entries, not B·n_L products
+    last, b = layers[-1], flops_of(probes)
+    total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - b * flops_of(n_out) * (last.row or last.apply)
     total += MEANFIELD_LAYER * flops_of(declared.meanfield)
     if declared.spectrum != "none":
         total += spectrum_flops(declared)
@@ -314,17 +356,21 @@ def _layer_flops(layer: LayerCost, probes: int, n_out: int, rtol: float) -> floa
     """One layer's work without its draw and spectrum (see :func:`estimate_flops`)."""
     b = flops_of(probes)
     k = min(layer.m, layer.n)
-    total = LAYER_OVERHEAD + products(layer.apply, (3.0 + flops_of(n_out)) * b) + ELEMENT * 3.0 * b * flops_of(layer.m)
+    total = LAYER_OVERHEAD + layer.products((3.0 + flops_of(n_out)) * b) + ELEMENT * 3.0 * b * flops_of(layer.m)
     if not layer.shared:
         total += _weight_norm(layer, k, rtol)
-    total += _jacobian_norms(layer, k, probes, rtol)
+    return total + _jacobian_norms(layer, k, probes, rtol)
+
+
+def _backward_norm(layer: LayerCost, probes: int, n_out: int, rtol: float) -> float:
+    """max_b ‖∂a_L/∂a_{j−1}‖₂ over B matrices of n_L × n (service.analysis._log10_max): densely, or by Lanczos on the
+    stack, which reads each matrix in each product."""
     backward = min(n_out, layer.n)
     stack = 2.0 * flops_of(n_out) * flops_of(layer.n)
     if uses_dense(backward, rtol):
-        total += b * (stack * backward + ELEMENT * stack) + _gram_max(probes, backward)
-    else:
-        total += _lanczos_many(stack, backward, probes, rtol)
-    return total
+        b = flops_of(probes)
+        return b * (stack * backward + ELEMENT * stack) + _gram_max(probes, backward)
+    return _lanczos_many(lambda rows: rows * products(stack, 1.0), backward, probes, rtol)
 
 
 def _weight_norm(layer: LayerCost, k: int, rtol: float) -> float:
@@ -333,9 +379,9 @@ def _weight_norm(layer: LayerCost, k: int, rtol: float) -> float:
     if layer.svd is not None:
         return layer.svd
     if uses_dense(k, rtol):
-        formed = 0.0 if layer.matrix else products(layer.apply, flops_of(k))
+        formed = 0.0 if layer.matrix else layer.products(flops_of(k))
         return formed + layer.apply * flops_of(k) + EIGH * flops_of(k) ** 3
-    return _lanczos(layer.apply, k, rtol)
+    return _lanczos(layer.products, k, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
 
 
 def _jacobian_norms(layer: LayerCost, k: int, probes: int, rtol: float) -> float:
@@ -347,10 +393,10 @@ def _jacobian_norms(layer: LayerCost, k: int, probes: int, rtol: float) -> float
         if layer.matrix and layer.m <= layer.n:
             formed = 2.0 * m * m * n + 3.0 * ELEMENT * b * m * m
         else:
-            operator = 0.0 if layer.matrix else products(layer.apply, flops_of(k))
+            operator = 0.0 if layer.matrix else layer.products(flops_of(k))
             formed = operator + b * (ELEMENT * m * n + layer.apply * flops_of(k))
         return formed + _gram_max(probes, k)
-    return _lanczos_many(layer.apply, k, probes, rtol)
+    return _lanczos_many(layer.products, k, probes, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
 
 
 def _gram_max(probes: int, k: int) -> float:
@@ -366,24 +412,31 @@ def lanczos_products(k: int, rtol: float) -> float:
     return min(rounds, flops_of(k) / 3.0 + 2.0)
 
 
-def _lanczos(apply: float, k: int, rtol: float) -> float:
-    """One Lanczos norm: its Gram products, each two matrix-vector products, and a call each."""
-    steps = lanczos_products(k, rtol)
-    return steps * (2.0 * products(apply, 1.0) + CALL)
+def _lanczos(cost: Callable[[float], float], k: int, rtol: float, rounds: float = 1.0) -> float:
+    """One Lanczos norm: its Gram products (``rounds`` times lanczos_products), each two matrix-vector products,
+    and a call each."""
+    steps = rounds * lanczos_products(k, rtol)
+    return steps * (2.0 * cost(1.0) + CALL)
 
 
-def _lanczos_many(apply: float, k: int, probes: int, rtol: float) -> float:
+def _lanczos_many(cost: Callable[[float], float], k: int, probes: int, rtol: float, rounds: float = 1.0) -> float:
     """B probes' norms by Lanczos: one by one below BATCH_MIN; from it, lockstep (service.lanczos) for up to
     steps_for(k) steps — two products of B rows a step and a reorthogonalisation against the earlier vectors,
-    4·B·k flops a vector read twice — and, where it does not certify them all (often: the top of diag(d_b)·W's
-    spectrum is clustered), each probe again by itself."""
+    4·B·k flops a vector read twice — and, where it does not certify them all, each probe again by itself: that
+    share LOCKSTEP_FALLBACK of the probes' own Lanczos."""
     b = flops_of(probes)
-    alone = b * _lanczos(apply, k, rtol)
+    alone = b * _lanczos(cost, k, rtol, rounds)
+    if (
+        rounds != 1.0 and k > 0
+    ):  # an operator: ARPACK's whole budget, then a full basis, in OPERATOR_FALLBACK of the runs
+        size = flops_of(k)
+        basis = min(size, max(2.0, BASIS_MAX_BYTES / (8.0 * size)))
+        failed = (size / 6.0 + basis) * 2.0 * cost(1.0) + READ * size * basis * basis
+        alone += b * OPERATOR_FALLBACK * failed
     if probes < BATCH_MIN:
         return alone
     steps = flops_of(steps_for(k)) if k < 2**62 else math.inf
-    lockstep = steps * 2.0 * products(apply, b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
-    return lockstep + alone
+    return LOCKSTEP_FALLBACK * alone + steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
 
 
 def spectrum_flops(declared: Declared) -> float:
@@ -397,7 +450,7 @@ def spectrum_flops(declared: Declared) -> float:
     total = b * (svd_flops(n_in, n_out) + PROBE_SPECTRUM)
     for layer in layers:
         rows = b * narrow
-        total += flops_of(layer.count) * (products(layer.apply, rows) + ELEMENT * rows * flops_of(layer.m))
+        total += flops_of(layer.count) * (layer.products(rows) + ELEMENT * rows * flops_of(layer.m))
         if layer.shared:
             continue
         if layer.svd is not None:
