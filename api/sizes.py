@@ -6,6 +6,9 @@ work too large is refused (``api.limits``) before any memory is spent on it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from itertools import groupby
+
 from api.ingest.safetensors import SafetensorsFile
 from api.limits import Fields, check, check_depth
 from api.settings import Settings
@@ -98,7 +101,7 @@ def analysis_declared(request: AnalysisRequest) -> Declared:
         input_width = network.recurrent.steps * recurrent_sizes(network.recurrent)[1]
     options = request.options
     return Declared(
-        tuple(layers),
+        tuple(layers) if network.init is not None else grouped(layers),
         probe_count(request.inputs),
         rtol=options.rtol,
         spectrum=options.spectrum,
@@ -109,6 +112,17 @@ def analysis_declared(request: AnalysisRequest) -> Declared:
         widths=None if network.init is None else tuple(network.init.widths),
         biases=network.init is not None and network.init.bias_std > 0,
     )
+
+
+def grouped(layers: list[LayerCost]) -> tuple[LayerCost, ...]:
+    """Runs of equal layers as one LayerCost each, with their count (every estimate then takes a step per run), and
+    equal runs as one object (which the estimates compute once)."""
+    runs: dict[LayerCost, LayerCost] = {}
+    found = []
+    for layer, run in groupby(layers):
+        counted = replace(layer, count=sum(item.count for item in run))
+        found.append(runs.setdefault(counted, counted))
+    return tuple(found)
 
 
 def _scheme(network: Network) -> str | None:
@@ -149,7 +163,7 @@ def safetensors_size(
     activations = safetensors_activations(spec.network, len(prefixes))
     options = spec.options
     declared = Declared(
-        tuple(layers),
+        grouped(layers),
         probe_count(spec.inputs),
         rtol=options.rtol,
         spectrum=options.spectrum,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from itertools import groupby, pairwise
 
 from service.lanczos import BASIS_MAX_BYTES, BATCH_MIN, steps_for
@@ -130,12 +131,13 @@ class LayerCost:
         return row * rows + fixed
 
 
+@lru_cache(maxsize=1024)
 def dense_layer(
     m: int, n: int, *, projection: bool = False, parameters: int | None = None, decode: float = DECODE_LIST
 ) -> LayerCost:
     """A dense m × n layer: a = 2·m·n (twice that with an m × n residual projection); its parameters m·n weights,
     as many again for a projection, and m biases, unless ``parameters`` gives their count; each decoded at
-    ``decode`` flops."""
+    ``decode`` flops. (Cached: the layers of one shape are one object, made once.)"""
     count = m * n * (1 + projection) + m if parameters is None else parameters
     apply = 2.0 * flops_of(m) * flops_of(n) * (1 + projection)
     return LayerCost(m, n, apply, parameters=count, matrix=not projection, draw=decode * flops_of(count))
@@ -195,13 +197,18 @@ def recurrent_layers(n: int, n_in: int, steps: int, scheme: str | None = None, b
 
 def init_layers(widths: Sequence[int], biases: bool, scheme: str = "gaussian") -> list[LayerCost]:
     """The dense layers of an init recipe of ``widths`` [n_0, …, n_L], with n_j biases each when ``biases``, drawn
-    by ``scheme``; a run of equal layers is one LayerCost with its count."""
+    by ``scheme``; a run of equal layers is one LayerCost with its count, and equal runs are one object."""
+    made: dict[tuple[int, int, int], LayerCost] = {}
     layers = []
     for (n, m), run in groupby(pairwise(widths)):
-        draw = draw_flops(scheme, m, n) + (NORMAL * flops_of(m) if biases else 0.0)
-        parameters = m * n + (m if biases else 0)
-        apply = 2.0 * flops_of(m) * flops_of(n)
-        layers.append(LayerCost(m, n, apply, parameters=parameters, draw=draw, count=sum(1 for _ in run)))
+        count = sum(1 for _ in run)
+        layer = made.get((n, m, count))
+        if layer is None:
+            draw = draw_flops(scheme, m, n) + (NORMAL * flops_of(m) if biases else 0.0)
+            parameters = m * n + (m if biases else 0)
+            apply = 2.0 * flops_of(m) * flops_of(n)
+            layer = made[n, m, count] = LayerCost(m, n, apply, parameters=parameters, draw=draw, count=count)
+        layers.append(layer)
     return layers
 
 
@@ -329,12 +336,17 @@ def estimate_flops(declared: Declared) -> float:
     layers, probes, rtol = declared.layers, declared.probes, declared.rtol
     n_out = layers[-1].m
     total = NORMAL * flops_of(probes) * (flops_of(declared.input_width or layers[0].n) + flops_of(n_out))
-    for j, layer in enumerate(layers):
-        total += (layer.draw + _layer_flops(layer, probes, n_out, rtol)) * flops_of(layer.count)
-        backward = layer.count - (j == len(layers) - 1)  # the last layer's is its Jacobian's, known already
-        total += _backward_norm(layer, probes, n_out, rtol) * flops_of(backward)
-    # the last layer's backward pull is its rows scaled, B·m·n entries, not B·n_L products
+    memo: dict[int, float] = {}  # by the layer object: equal runs of a request are one object (api.sizes)
+    for layer in layers:
+        run = memo.get(id(layer))
+        if run is None:
+            layer_flops = _layer_flops(layer, probes, n_out, rtol) + _backward_norm(layer, probes, n_out, rtol)
+            run = memo[id(layer)] = (layer.draw + layer_flops) * flops_of(layer.count)
+        total += run
+    # the last layer's backward norm is its Jacobian's, known already, and its backward pull is its rows scaled,
+    # B·m·n entries, not B·n_L products
     last, b = layers[-1], flops_of(probes)
+    total -= _backward_norm(last, probes, n_out, rtol)
     total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - b * flops_of(n_out) * (last.row or last.apply)
     total += MEANFIELD_LAYER * flops_of(declared.meanfield)
     if declared.spectrum != "none":
@@ -353,7 +365,7 @@ def uses_dense(k: int, rtol: float) -> bool:
 
 
 def _layer_flops(layer: LayerCost, probes: int, n_out: int, rtol: float) -> float:
-    """One layer's work without its draw and spectrum (see :func:`estimate_flops`)."""
+    """One layer's work without its draw, backward norm and spectrum (see :func:`estimate_flops`)."""
     b = flops_of(probes)
     k = min(layer.m, layer.n)
     total = LAYER_OVERHEAD + layer.products((3.0 + flops_of(n_out)) * b) + ELEMENT * 3.0 * b * flops_of(layer.m)
@@ -448,17 +460,24 @@ def spectrum_flops(declared: Declared) -> float:
     narrow = flops_of(min(n_in, n_out))
     b = flops_of(probes)
     total = b * (svd_flops(n_in, n_out) + PROBE_SPECTRUM)
+    memo: dict[int, float] = {}
     for layer in layers:
-        rows = b * narrow
-        total += flops_of(layer.count) * (layer.products(rows) + ELEMENT * rows * flops_of(layer.m))
-        if layer.shared:
-            continue
-        if layer.svd is not None:
-            total += layer.svd
-            continue
-        formed = 0.0 if layer.matrix else products(layer.apply, flops_of(min(layer.m, layer.n)))
-        total += flops_of(layer.count) * (formed + svd_flops(layer.m, layer.n))
+        run = memo.get(id(layer))
+        if run is None:
+            run = memo[id(layer)] = _layer_spectrum(layer, b * narrow)
+        total += run
     return total
+
+
+def _layer_spectrum(layer: LayerCost, rows: float) -> float:
+    """One run of layers' share of spectrum_flops: ``rows`` rows through each map, and each distinct map's SVD."""
+    total = flops_of(layer.count) * (layer.products(rows) + ELEMENT * rows * flops_of(layer.m))
+    if layer.shared:
+        return total
+    if layer.svd is not None:
+        return total + layer.svd
+    formed = 0.0 if layer.matrix else products(layer.apply, flops_of(min(layer.m, layer.n)))
+    return total + flops_of(layer.count) * (formed + svd_flops(layer.m, layer.n))
 
 
 def meanfield_solves(activations: Iterable[str]) -> int:
@@ -477,6 +496,9 @@ class Change:
     work: WorkEstimate
 
 
+BISECT_MAX_RUNS = 256
+"""changes_that_fit tries a Gaussian init and bisects (for the most probes, the widest layers, the most layers)
+only for requests of at most this many runs of layers, whose layers it makes anew for each estimate."""
 RTOLS = (1e-12, 1e-9, 1e-6, 1e-4, 1e-2)
 """The rtols a refusal may suggest: the smallest of them above the request's that fits."""
 
@@ -485,7 +507,8 @@ def changes_that_fit(declared: Declared, fits: Callable[[WorkEstimate], bool]) -
     """Each single change that would make ``declared`` fit, the least change of each kind: a smaller spectrum, the
     smallest larger rtol, a Gaussian init instead of an orthogonal one, the most probes, the widest layers (an init
     recipe's widths capped), the most layers (when the depth is the caller's choice). Each is one estimate (a
-    bisection's few for probes, widths and depth)."""
+    bisection's few for probes, widths and depth); beyond BISECT_MAX_RUNS runs of layers, only the spectrum and
+    rtol are tried."""
     found: list[Change] = []
     smaller = {"full": ("summary", "none"), "summary": ("none",)}.get(declared.spectrum, ())
     for spectrum in smaller:
@@ -494,6 +517,8 @@ def changes_that_fit(declared: Declared, fits: Callable[[WorkEstimate], bool]) -
     for rtol in (r for r in RTOLS if r > declared.rtol):
         if _try(found, fits, "rtol", rtol, replace(declared, rtol=rtol)):
             break
+    if len(declared.layers) > BISECT_MAX_RUNS:
+        return found
     if declared.scheme == "orthogonal":
         gaussian = [replace(layer, draw=_redrawn(layer)) for layer in declared.layers]
         _try(found, fits, "scheme", "gaussian", replace(declared, layers=tuple(gaussian), scheme="gaussian"))
@@ -511,6 +536,7 @@ def changes_that_fit(declared: Declared, fits: Callable[[WorkEstimate], bool]) -
     return found
 
 
+@lru_cache(maxsize=4096)
 def _redrawn(layer: LayerCost) -> float:
     """A drawn layer's draw with its weight Gaussian rather than orthogonal."""
     if layer.shared or layer.draw == 0.0:

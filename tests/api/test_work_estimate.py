@@ -242,3 +242,13 @@ async def test_a_size_beyond_float64_is_a_413_naming_the_field(client: httpx.Asy
     response = await client.post("/v1/analyses", json=body)
     _, pointers = _refused(response)
     assert pointer in pointers
+
+
+def test_equal_runs_of_layers_are_one_object_so_that_estimates_compute_each_once() -> None:
+    """Alternating widths make 2·10⁴ runs but two distinct layers; explicit equal layers one run."""
+    _, _, declared = _size(_init([3, 5] * 10_000))
+    assert len(declared.layers) == 19_999
+    assert len({id(layer) for layer in declared.layers}) == 2
+    layer = {"weight": [[1.0, 0.0], [0.0, 1.0]]}
+    _, _, explicit = _size({"activation": "relu", "layers": [layer] * 50})
+    assert [run.count for run in explicit.layers] == [50]
