@@ -30,8 +30,9 @@ T = TypeVar("T")
 
 BUSY = "urn:jacspec:problem:busy"
 
-INLINE_FLOPS = 3e7
-"""Analyses estimated below this many floating-point operations (a few milliseconds) run on the event loop."""
+INLINE_FLOPS = 1e8
+"""Analyses estimated below this many floating-point operations (service.cost's, a few milliseconds) run on the
+event loop."""
 
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")

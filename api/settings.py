@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     )
     max_parameters: int = Field(100_000_000, ge=1, description="Most weights and biases in one network; more → 413.")
     max_flops: float = Field(2e11, gt=0, description="Most estimated floating-point work for one analysis; more → 413.")
+    max_response_bytes: int = Field(
+        16 * 2**20, ge=1, description="Largest estimated answer (JSON bytes) of one analysis; larger → 413."
+    )
     compute_slots: int = Field(2, ge=1, description="Analyses computed at once, each in a worker thread.")
     queue_timeout: float = Field(
         10.0, gt=0, description="Seconds a request may wait for a compute slot; longer → 503 with Retry-After."

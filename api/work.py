@@ -22,10 +22,9 @@ from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_json, validate_json
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
 from api.ingest.multipart import read_parts
-from api.limits import check
 from api.problems import invalid
 from api.settings import Settings
-from api.sizes import analysis_size, safetensors_size
+from api.sizes import checked_safetensors_size, checked_size
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
 from jacspec.models import Options as OptionsModel
@@ -60,8 +59,7 @@ async def receive(request: Request, settings: Settings, compute: ComputeSlots) -
     if media_type(request) == "multipart/form-data":
         return AnalysisWork(await _safetensors_work(request, settings, compute.layers), inline=False)
     body = await read_json(request, AnalysisRequest, settings.max_body_bytes, ACCEPTED)
-    size, fields = analysis_size(body)
-    check(size, settings, fields)
+    size = checked_size(body, settings)
     inline = size.flops <= INLINE_FLOPS
     return AnalysisWork(partial(analyse_request, body, None if inline else compute.layers), inline)
 
@@ -147,8 +145,7 @@ async def _safetensors_work(request: Request, settings: Settings, layers: Execut
         file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
-    size, fields = safetensors_size(file, prefixes, spec)
-    check(size, settings, fields)
+    checked_safetensors_size(file, prefixes, spec, settings)
     return partial(analyse_safetensors, file, prefixes, spec, layers)
 
 
