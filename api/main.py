@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from api import cors, explorer, openapi, problems
 from api.auth import require_key
+from api.budget import BodyBudgetMiddleware, ByteBudget
 from api.compute import available_cores
 from api.head import HeadMiddleware
 from api.metrics import MeteredComputePool, Metrics, MetricsMiddleware
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = meters
     app.state.compute = compute
+    app.state.body_budget = ByteBudget(settings.body_budget_bytes)
     app.state.ready = False
     _include_routers(app, settings)
     problems.install(app)
@@ -84,9 +86,16 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """HEAD served as GET innermost; CORS when JACSPEC_CORS_ORIGINS is set; the metrics around it; the request id
-    outermost (the last added), so every answer has one."""
+    """HEAD served as GET and the body budget innermost, so that the budget's 503s carry CORS headers, are counted
+    and have a request id; CORS when JACSPEC_CORS_ORIGINS is set; the metrics around it; the request id outermost
+    (the last added), so every answer has one."""
     app.add_middleware(HeadMiddleware)
+    app.add_middleware(
+        BodyBudgetMiddleware,
+        budget=app.state.body_budget,
+        max_body_bytes=settings.max_body_bytes,
+        wait=settings.queue_timeout,
+    )
     if settings.cors_origins:
         cors.install(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -20,8 +20,18 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface `python -m api` listens on.")
     port: int = Field(8000, description="Port `python -m api` listens on.")
     max_body_bytes: int = Field(256 * 2**20, ge=1, description="Largest request body accepted; larger → 413.")
+    body_budget_bytes: int = Field(
+        512 * 2**20,
+        ge=1,
+        description="Bytes of request bodies over 64 KiB that each worker process holds at once, from arrival to"
+        " the end of the response; a body that does not fit waits up to JACSPEC_QUEUE_TIMEOUT, then 503 with"
+        " Retry-After (one larger than this alone: 413).",
+    )
     max_parameters: int = Field(100_000_000, ge=1, description="Most weights and biases in one network; more → 413.")
     max_flops: float = Field(2e11, gt=0, description="Most estimated floating-point work for one analysis; more → 413.")
+    max_response_bytes: int = Field(
+        16 * 2**20, ge=1, description="Largest estimated answer (JSON bytes) of one analysis; larger → 413."
+    )
     compute_workers: int | None = Field(
         None,
         ge=1,

@@ -6,9 +6,13 @@ work too large is refused (``api.limits``) before any memory is spent on it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from itertools import groupby
+
 from api.echo import echo
 from api.ingest.safetensors import SafetensorsFile
-from api.limits import Fields
+from api.limits import Fields, check, check_depth
+from api.settings import Settings
 from jacspec.models import (
     AnalysisRequest,
     Conv2dLayer,
@@ -21,24 +25,130 @@ from jacspec.models import (
     activation_parts,
 )
 from jacspec.models import Layer as LayerModel
-from service.cost import LayerCost, WorkEstimate, conv2d_layer, dense_layer, estimate, init_layers, recurrent_layers
+from service.cost import (
+    DECODE_BYTES,
+    DECODE_LIST,
+    Declared,
+    LayerCost,
+    WorkEstimate,
+    conv2d_layer,
+    dense_layer,
+    estimate,
+    init_layers,
+    meanfield_solves,
+    recurrent_layers,
+)
 from service.errors import InvalidInputError
 
 
-def analysis_size(request: AnalysisRequest) -> tuple[WorkEstimate, Fields]:
-    """The work of a JSON request, and the fields that set it."""
+def checked_size(request: AnalysisRequest, settings: Settings) -> WorkEstimate:
+    """The work of a JSON request, refused (413) when it cannot fit: first by its depth alone, in constant time,
+    then by its estimate, naming the changes that would fit."""
+    fields = analysis_fields(request)
+    check_depth(declared_depth(request), settings, fields)
+    work, _, declared = analysis_size(request)
+    check(work, settings, fields, declared)
+    return work
+
+
+def checked_safetensors_size(
+    file: SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest, settings: Settings
+) -> WorkEstimate:
+    """The work of an uploaded state_dict's request, refused (413) when it cannot fit."""
+    work, fields, declared = safetensors_size(file, prefixes, spec)
+    check(work, settings, fields, declared)
+    return work
+
+
+def analysis_size(request: AnalysisRequest) -> tuple[WorkEstimate, Fields, Declared]:
+    """The work of a JSON request, the fields that set it, and its declared sizes (for the changes that fit)."""
+    declared = analysis_declared(request)
+    return estimate(declared), analysis_fields(request), declared
+
+
+def analysis_fields(request: AnalysisRequest) -> Fields:
+    """The pointers of a JSON request's fields that set its sizes."""
     network = request.network
-    fields = Fields(
-        network=network_pointer(network), probes=probes_pointer(request.inputs), spectrum="/options/spectrum"
+    return Fields(
+        network=network_pointer(network),
+        probes=probes_pointer(request.inputs),
+        spectrum="/options/spectrum",
+        rtol="/options/rtol",
+        scheme=_scheme_pointer(network),
+        depth=_depth_pointer(network),
     )
+
+
+def declared_depth(request: AnalysisRequest) -> int:
+    """The layers a JSON request declares, read in constant time (no list is walked)."""
+    network = request.network
+    if network.init is not None:
+        return len(network.init.widths) - 1
+    if network.recurrent is not None:
+        return network.recurrent.steps
+    return len(network.layers or ())
+
+
+def analysis_declared(request: AnalysisRequest) -> Declared:
+    """The declared sizes of a JSON request."""
+    network = request.network
     layers, activations = _network_costs(network)
-    work = estimate(layers, probe_count(request.inputs), request.options.spectrum, activations)
-    return work, fields
+    solves = meanfield_solves(activations)
+    if network.init is not None:
+        names = [network.activation, network.output_activation or network.activation]
+        solves = meanfield_solves({activation_parts(a)[0] for a in names})
+    input_width = None
+    if network.recurrent is not None:
+        input_width = network.recurrent.steps * recurrent_sizes(network.recurrent)[1]
+    options = request.options
+    return Declared(
+        tuple(layers) if network.init is not None else grouped(layers),
+        probe_count(request.inputs),
+        rtol=options.rtol,
+        spectrum=options.spectrum,
+        meanfield=solves,
+        input_width=input_width,
+        scheme=_scheme(network),
+        resizable=network.layers is None,
+        widths=None if network.init is None else tuple(network.init.widths),
+        biases=network.init is not None and network.init.bias_std > 0,
+    )
+
+
+def grouped(layers: list[LayerCost]) -> tuple[LayerCost, ...]:
+    """Runs of equal layers as one LayerCost each, with their count (every estimate then takes a step per run), and
+    equal runs as one object (which the estimates compute once)."""
+    runs: dict[LayerCost, LayerCost] = {}
+    found = []
+    for layer, run in groupby(layers):
+        counted = replace(layer, count=sum(item.count for item in run))
+        found.append(runs.setdefault(counted, counted))
+    return tuple(found)
+
+
+def _scheme(network: Network) -> str | None:
+    if network.init is not None:
+        return network.init.scheme
+    if network.recurrent is not None and network.recurrent.init is not None:
+        return network.recurrent.init.scheme
+    return None
+
+
+def _scheme_pointer(network: Network) -> str | None:
+    if network.init is not None:
+        return "/network/init/scheme"
+    return "/network/recurrent/init/scheme" if network.recurrent is not None else None
+
+
+def _depth_pointer(network: Network) -> str | None:
+    if network.init is not None:
+        return "/network/init/widths"
+    return "/network/recurrent/steps" if network.recurrent is not None else None
 
 
 def safetensors_size(
     file: SafetensorsFile, prefixes: list[str], spec: SafetensorsRequest
-) -> tuple[WorkEstimate, Fields]:
+) -> tuple[WorkEstimate, Fields, Declared]:
     """The work of an uploaded state_dict's layers ``prefixes``, from its header, with the rest of the request; 422
     unless every chosen weight is a non-empty matrix."""
     layers = []
@@ -50,24 +160,38 @@ def safetensors_size(
             )
         bias = file.entries.get(prefix + ".bias")
         parameters = weight.size + (0 if bias is None else bias.size)
-        layers.append(dense_layer(weight.shape[0], weight.shape[1], parameters=parameters))
+        layers.append(dense_layer(weight.shape[0], weight.shape[1], parameters=parameters, decode=DECODE_BYTES))
     activations = safetensors_activations(spec.network, len(prefixes))
-    work = estimate(layers, probe_count(spec.inputs), spec.options.spectrum, activations)
-    fields = Fields(
-        network="/weights", probes=probes_pointer(spec.inputs, "/request"), spectrum="/request/options/spectrum"
+    options = spec.options
+    declared = Declared(
+        grouped(layers),
+        probe_count(spec.inputs),
+        rtol=options.rtol,
+        spectrum=options.spectrum,
+        meanfield=meanfield_solves(activations),
     )
-    return work, fields
+    fields = Fields(
+        network="/weights",
+        probes=probes_pointer(spec.inputs, "/request"),
+        spectrum="/request/options/spectrum",
+        rtol="/request/options/rtol",
+    )
+    return estimate(declared), fields, declared
 
 
 def _network_costs(network: Network) -> tuple[list[LayerCost], list[str]]:
     """The layers' costs, and the activations of the layers whose mean field is solved on its own (explicit or
     recurrent weights; an init recipe's layers share their statistics)."""
     if network.init is not None:
-        return init_layers(network.init.widths, biases=network.init.bias_std > 0), []
+        init = network.init
+        return init_layers(init.widths, biases=init.bias_std > 0, scheme=init.scheme), []
     if network.recurrent is not None:
-        n, n_in = recurrent_sizes(network.recurrent)
-        layers = recurrent_layers(n, n_in, network.recurrent.steps)
-        return layers, [activation_parts(network.recurrent.activation)[0]]
+        recurrent = network.recurrent
+        n, n_in = recurrent_sizes(recurrent)
+        drawn = recurrent.init
+        scheme = None if drawn is None else drawn.scheme
+        layers = recurrent_layers(n, n_in, recurrent.steps, scheme, biases=drawn is not None and drawn.bias_std > 0)
+        return layers, [activation_parts(recurrent.activation)[0]]
     assert network.layers is not None
     activations = [activation_parts(spec.activation or network.activation)[0] for spec in network.layers]
     return [_layer_cost(spec) for spec in network.layers], activations
@@ -78,9 +202,12 @@ def _layer_cost(spec: LayerModel | Conv2dLayer) -> LayerCost:
         c_out, c_in, kh, kw = spec.kernel.shape
         size = (spec.input_size[0], spec.input_size[1])
         circular = spec.padding == "circular"
-        return conv2d_layer(c_out, c_in, (kh, kw), size, circular=circular, projection=spec.projection is not None)
+        decode = DECODE_BYTES if spec.kernel.b64 is not None else DECODE_LIST
+        projection = spec.projection is not None
+        return conv2d_layer(c_out, c_in, (kh, kw), size, circular=circular, projection=projection, decode=decode)
     shape = _shape(spec.weight)  # a weight that is not a matrix is refused on decoding; here it costs as one
-    return dense_layer(shape[0], shape[-1], projection=spec.projection is not None)
+    decode = DECODE_BYTES if isinstance(spec.weight, Tensor) and spec.weight.b64 is not None else DECODE_LIST
+    return dense_layer(shape[0], shape[-1], projection=spec.projection is not None, decode=decode)
 
 
 def recurrent_sizes(recurrent: Recurrent) -> tuple[int, int]:

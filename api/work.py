@@ -22,10 +22,9 @@ from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
 from api.ingest.multipart import read_parts
-from api.limits import check
 from api.problems import invalid
 from api.settings import Settings
-from api.sizes import analysis_size, safetensors_size
+from api.sizes import checked_safetensors_size, checked_size
 from api.worker import Shared, attached
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
@@ -66,8 +65,7 @@ async def receive(request: Request, settings: Settings, compute: ComputePool) ->
     require_json(request, ACCEPTED)
     raw = await read_body(request, settings.max_body_bytes)
     body = await validate_json(request, AnalysisRequest, raw)
-    size, fields = analysis_size(body)
-    check(size, settings, fields)
+    checked_size(body, settings)
     return AnalysisWork(analyse_json, raw if len(raw) > SHARED else body, (), deadline(settings, body.options))
 
 
@@ -175,8 +173,7 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
         file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
-    size, fields = safetensors_size(file, prefixes, spec)
-    check(size, settings, fields)
+    checked_safetensors_size(file, prefixes, spec, settings)
     return AnalysisWork(analyse_upload, upload.data, (prefixes, spec), deadline(settings, spec.options))
 
 

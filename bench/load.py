@@ -41,10 +41,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from api.limits import check
 from api.problems import ProblemError
 from api.settings import Settings
-from api.sizes import analysis_size
+from api.sizes import checked_size
 from bench._servers import JACSPEC, serve
 from bench._timing import table
 from jacspec.models import AnalysisRequest
@@ -80,9 +79,8 @@ def widest_admitted(body: Any, settings: Settings) -> dict[str, Any]:
     low, high = 1, 1 << 16
     while high - low > 1:
         middle = (low + high) // 2
-        size, fields = analysis_size(AnalysisRequest.model_validate(body(middle)))
         try:
-            check(size, settings, fields)
+            checked_size(AnalysisRequest.model_validate(body(middle)), settings)
             low = middle
         except ProblemError:
             high = middle

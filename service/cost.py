@@ -1,34 +1,92 @@
 """What an analysis will cost, known from the declared sizes alone, so that large work is refused before allocation.
 
-A caller describes the network as its layers' ``LayerCost`` (``dense_layer``, ``conv2d_layer``,
-``recurrent_layers``, ``init_layers``) and the activations whose mean field is solved layer by layer; ``estimate``
-gives the parameters and floating-point operations of the whole analysis as one ``WorkEstimate``.
+A caller describes the request as a :class:`Declared`: its layers' ``LayerCost`` (``dense_layer``,
+``conv2d_layer``, ``recurrent_layers``, ``init_layers``), the probes, ``rtol``, the spectrum asked for and the mean
+field solves; ``estimate`` gives the parameters, the work and the size of the answer as one ``WorkEstimate``.
+
+The work is counted in *flops*: the floating-point operations of a matrix-matrix product (BLAS gemm), the fastest
+work there is. Every other kind of work — a matrix-vector product, which waits on memory; LAPACK's eigen, SVD, QR
+and Cholesky solvers; drawing a random number; one numpy call's fixed cost — is counted as the gemm flops the same
+time would buy, by the named weights below (measured in docs/performance.md). So an estimate is proportional to
+the time the analysis takes on one core, ``SECONDS_PER_FLOP`` seconds per flop.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import pairwise
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from itertools import groupby, pairwise
 
-from service.spectral import DENSE_MAX_DIM
+from service.lanczos import BASIS_MAX_BYTES, BATCH_MIN, steps_for
+from service.spectral import DENSE_MAX_DIM, LANCZOS_MIN_RTOL
 
-LANCZOS_PRODUCTS = 100
-"""Gram products budgeted for one Lanczos norm (each 4·m·n flops); most converge in far fewer."""
-LAYER_OVERHEAD = 1e6
-"""Each layer's fixed cost — a few dozen numpy and LAPACK calls — counted as the flops the same time would buy
-(docs/performance.md), so that 100 000 layers of 1 × 1 are refused like any other work that would take too
-long."""
-SVD_FLOPS = 8.0
-"""All singular values of an m × n matrix (LAPACK gesdd, values only) cost about SVD_FLOPS·m·n·min(m, n)."""
-MEANFIELD_LAYER = 2.5e7
+SECONDS_PER_FLOP = 3.2e-11
+"""One core's seconds per flop of this module's estimates (one gemm flop); bench/estimate.py measures it."""
+READ = 10.0
+"""Reading one matrix entry from memory costs as much as this many gemm flops: a product of r rows with an m × n
+matrix costs (2·r + READ)·m·n, so a matrix-vector product (r = 1) costs six times a gemm's flops."""
+EIGH = 3.2
+"""numpy's eigvalsh of a k × k symmetric matrix (LAPACK syevd, all eigenvalues): EIGH·k³ flops."""
+CHOLESKY = 1.0
+"""numpy's cholesky of a k × k matrix: CHOLESKY·k³ flops (gram_max's test that a probe cannot hold the max)."""
+SVD = 4.6
+"""LAPACK gesdd, values only, of an M × k matrix (M ≥ k): SVD·(4·M·k² − 4k³/3) flops (its own flop count,
+weighted: bidiagonalisation is half matrix-vector work)."""
+QR = 3.0
+"""numpy's qr of an M × k matrix (geqrf, then orgqr forms Q): QR·(4·M·k² − 4k³/3) flops."""
+NORMAL = 500.0
+"""One standard normal drawn by numpy's Generator (ziggurat): as many flops."""
+UNIFORM = 180.0
+"""One uniform draw."""
+ELEMENT = 50.0
+"""One entry of an elementwise numpy operation (a product, a scaling, an activation): as many flops."""
+DECODE_LIST = 1000.0
+"""One weight given as a JSON number in nested lists, turned into float64 (a Python float each)."""
+DECODE_BYTES = 50.0
+"""One weight given as bytes (``b64`` or a .safetensors file), widened and checked finite."""
+CALL = 2.0e5
+"""One numpy or LAPACK call's fixed cost in a loop over probes (a few microseconds)."""
+LAYER_OVERHEAD = 1e7
+"""Each layer's fixed cost — a few dozen numpy and LAPACK calls — so that 100 000 layers of 1 × 1 are refused
+like any other work that would take too long."""
+PROBE_SPECTRUM = 2e6
+"""Each probe's spectrum summarised in Python (its rank, moments and quantiles)."""
+MEANFIELD_LAYER = 5e7
 """The mean-field solve of one layer's own statistics — q*, χ₁ and the critical σ_w, a few hundred Gaussian
-expectations by quadrature and root finding — counted like LAYER_OVERHEAD as the flops the same time would buy.
-Explicit layers each have their own σ_w and σ_b; an init recipe's layers share theirs, solved once and cached, and
-linear, ReLU and leaky ReLU layers are closed forms: those are not counted."""
+expectations by quadrature and root finding. Explicit layers each have their own σ_w and σ_b; an init recipe's
+or recurrent network's layers share theirs, solved once; linear, ReLU and leaky ReLU layers are closed forms: those
+are not counted."""
 HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 """Activations whose mean field is a closed form (positively homogeneous: E[h'(√q·z)²] does not depend on q)."""
+LANCZOS_ROUNDS = 0.6
+"""Lanczos takes about LANCZOS_ROUNDS·(2 + log10(1/rtol))·k^(1/3) products to converge on a k × k Gram operator
+(a random matrix's top eigenvalues are k^(−2/3) apart), and at most k/3 (ARPACK's restarts)."""
+OPERATOR_ROUNDS = 2.0
+"""An operator's (a convolution's) Lanczos takes this many times a matrix's products."""
+OPERATOR_FALLBACK = 0.5
+"""The share of an operator's per-probe Lanczos runs counted as failing ARPACK's budget (k/6 products), then
+taking plain Lanczos with a full basis of S = min(k, BASIS_MAX_BYTES/(8k)) steps: S products and READ·k·S² of
+reorthogonalisation (service.spectral.operator_norm). bench/estimate.py sees both outcomes often."""
+LOCKSTEP_FALLBACK = 0.5
+"""The share of lockstep Lanczos runs counted as not certified, solved again probe by probe: some converge in a few
+steps, others (the top of diag(d_b)·W's spectrum clustered) never do; half is their mean in bench/estimate.py."""
+SUMMARY_VALUES = 7
+"""The singular values a "summary" spectrum reports (service.spectra.QUANTILE_LEVELS)."""
+RESPONSE_BASE = 2500
+"""Bytes of an answer's summary, methods and meta."""
+LAYER_BYTES = 750
+"""Bytes of one layer's report (its norms, bounds, flags and mean field)."""
+SPECTRUM_BYTES = 300
+"""Bytes of one spectrum's fixed fields (a weight's or a probe's), besides its values."""
+VALUE_BYTES = 24
+"""Bytes of one singular value in a spectrum."""
+CONV_ENTRY = 80.0
+"""A convolution's output entry costs at least this many flops for each kernel offset (its products with few
+channels run at the speed of memory, not of gemm)."""
+DENSE_OPERATOR_MAX = 1 << 20
+"""service.jacobian forms a convolution or residual layer with at most this many entries (its constant)."""
 
 
 def flops_of(count: int) -> float:
@@ -43,66 +101,166 @@ def flops_of(count: int) -> float:
 @dataclass(frozen=True)
 class LayerCost:
     """What a layer's work depends on: its map's shape (m, n), the flops of one product A·x (2·m·n for a
-    matrix, 2·c_out·c_in·kh·kw·H·W for a convolution, plus a residual projection's), and whether its weight is
-    shared with an earlier layer (a recurrent step: its norm is taken once)."""
+    matrix, 2·c_out·c_in·kh·kw·H·W for a convolution, plus a residual projection's), whether its weight is
+    shared with an earlier layer (a recurrent step: its norm is taken once), and ``count``: this many such layers
+    in a row."""
 
     m: int
     n: int
     apply: float
     shared: bool = False
     svd: float | None = None
-    """The flops of all the map's singular values, where they are not its matrix's SVD (SVD_FLOPS·m·n·min(m, n)):
-    a circular convolution's, from the DFT of its kernel and H·W small SVDs."""
+    """The flops of all the map's singular values, where they are not its matrix's SVD: a circular convolution's,
+    from the DFT of its kernel and H·W small SVDs (its norm comes from them too)."""
     parameters: int = 0
     """The layer's weights, kernels, biases and projections (none for a step that shares an earlier one's)."""
+    matrix: bool = True
+    """A plain matrix (no convolution, no skip path): its per-probe Jacobians are diag(d_b)·W."""
+    draw: float = 0.0
+    """The flops of drawing or decoding its parameters."""
+    count: int = 1
+    row: float | None = None
+    """The flops one row of a product costs, where it is not ``apply`` (a convolution's, see conv2d_layer)."""
+    fixed: float | None = None
+    """The flops one product costs whatever its rows, where it is not reading a matrix once (READ/2·apply)."""
+
+    def products(self, rows: float) -> float:
+        """``rows`` products with the map, in one call."""
+        row = self.apply if self.row is None else self.row
+        fixed = READ / 2.0 * self.apply if self.fixed is None else self.fixed
+        return row * rows + fixed
 
 
-def dense_costs(widths: Sequence[int]) -> list[LayerCost]:
-    """The layers of dense weights of shapes (n_j, n_{j−1}), without parameters."""
-    return [LayerCost(m, n, 2.0 * flops_of(m) * flops_of(n)) for n, m in pairwise(widths)]
-
-
-def dense_layer(m: int, n: int, *, projection: bool = False, parameters: int | None = None) -> LayerCost:
+@lru_cache(maxsize=1024)
+def dense_layer(
+    m: int, n: int, *, projection: bool = False, parameters: int | None = None, decode: float = DECODE_LIST
+) -> LayerCost:
     """A dense m × n layer: a = 2·m·n (twice that with an m × n residual projection); its parameters m·n weights,
-    as many again for a projection, and m biases, unless ``parameters`` gives their count."""
+    as many again for a projection, and m biases, unless ``parameters`` gives their count; each decoded at
+    ``decode`` flops. (Cached: the layers of one shape are one object, made once.)"""
     count = m * n * (1 + projection) + m if parameters is None else parameters
-    return LayerCost(m, n, 2.0 * flops_of(m) * flops_of(n) * (1 + projection), parameters=count)
+    apply = 2.0 * flops_of(m) * flops_of(n) * (1 + projection)
+    return LayerCost(m, n, apply, parameters=count, matrix=not projection, draw=decode * flops_of(count))
 
 
 def conv2d_layer(
-    c_out: int, c_in: int, kernel: tuple[int, int], size: tuple[int, int], *, circular: bool, projection: bool
+    c_out: int,
+    c_in: int,
+    kernel: tuple[int, int],
+    size: tuple[int, int],
+    *,
+    circular: bool,
+    projection: bool,
+    decode: float = DECODE_LIST,
 ) -> LayerCost:
     """A convolution of a [c_out, c_in, kh, kw] kernel over H × W inputs: the map is (c_out·H·W) × (c_in·H·W),
     a = 2·c_out·c_in·kh·kw·H·W (+ 2·c_out·c_in·H·W for a 1 × 1 projection). With circular padding its singular
     values come from the kernel's DFT, c_out·c_in FFTs of H·W points (10·c_out·c_in·H·W·log2(H·W + 1) flops), and
-    H·W SVDs of c_out × c_in."""
+    H·W SVDs of c_out × c_in. It is applied one kernel offset at a time, a product of c_out × c_in with c_in × H·W
+    per row: each output entry costs at least CONV_ENTRY flops an offset, and each offset a call (CALL)."""
     pixels = size[0] * size[1]
     apply = 2.0 * flops_of(c_out * c_in * pixels * (kernel[0] * kernel[1] + projection))
     parameters = c_out * c_in * (kernel[0] * kernel[1] + projection) + c_out
     svd = None
     if circular:
         fft = 10.0 * flops_of(c_out * c_in) * math.log2(pixels + 1)
-        svd = flops_of(pixels) * (fft + SVD_FLOPS * flops_of(c_out * c_in * min(c_out, c_in)))
-    return LayerCost(c_out * pixels, c_in * pixels, apply, svd=svd, parameters=parameters)
+        svd = flops_of(pixels) * (fft + svd_flops(c_out, c_in) + CALL)
+    draw = decode * flops_of(parameters)
+    offsets = kernel[0] * kernel[1] + projection
+    row = flops_of(pixels) * (offsets * max(2.0 * c_out * c_in, CONV_ENTRY * c_out) + ELEMENT * (c_in + c_out))
+    fixed = (offsets + 2) * CALL
+    return LayerCost(
+        c_out * pixels,
+        c_in * pixels,
+        apply,
+        svd=svd,
+        parameters=parameters,
+        matrix=False,
+        draw=draw,
+        row=row,
+        fixed=fixed,
+    )
 
 
-def recurrent_layers(n: int, n_in: int, steps: int) -> list[LayerCost]:
+def recurrent_layers(n: int, n_in: int, steps: int, scheme: str | None = None, biases: bool = False) -> list[LayerCost]:
     """T steps of h_t = φ(W h_{t−1} + U x_t + b) with W n × n and U n × n_in: each an n × n map (a = 2·n²), the
-    later steps sharing the first's weight; the parameters n² + n·n_in + n."""
+    later steps sharing the first's weight; the parameters n² + n·n_in + n; drawn by ``scheme`` (None: decoded)."""
     apply = 2.0 * flops_of(n * n)
-    first = LayerCost(n, n, apply, parameters=n * n + n * n_in + n)
-    return [first, *(LayerCost(n, n, apply, shared=True) for _ in range(steps - 1))]
+    if scheme is None:
+        draw = DECODE_LIST * flops_of(n * n + n * n_in + n)
+    else:
+        draw = draw_flops(scheme, n, n) + draw_flops(scheme, n, n_in) + (NORMAL * flops_of(n) if biases else 0.0)
+    first = LayerCost(n, n, apply, parameters=n * n + n * n_in + n, draw=draw)
+    rest = [LayerCost(n, n, apply, shared=True, count=steps - 1)] if steps > 1 else []
+    return [first, *rest]
 
 
-def init_layers(widths: Sequence[int], biases: bool) -> list[LayerCost]:
-    """The dense layers of an init recipe of ``widths`` [n_0, …, n_L], with n_j biases each when ``biases``."""
-    return [dense_layer(m, n, parameters=m * n + (m if biases else 0)) for n, m in pairwise(widths)]
+def init_layers(widths: Sequence[int], biases: bool, scheme: str = "gaussian") -> list[LayerCost]:
+    """The dense layers of an init recipe of ``widths`` [n_0, …, n_L], with n_j biases each when ``biases``, drawn
+    by ``scheme``; a run of equal layers is one LayerCost with its count, and equal runs are one object."""
+    made: dict[tuple[int, int, int], LayerCost] = {}
+    layers = []
+    for (n, m), run in groupby(pairwise(widths)):
+        count = sum(1 for _ in run)
+        layer = made.get((n, m, count))
+        if layer is None:
+            draw = draw_flops(scheme, m, n) + (NORMAL * flops_of(m) if biases else 0.0)
+            parameters = m * n + (m if biases else 0)
+            apply = 2.0 * flops_of(m) * flops_of(n)
+            layer = made[n, m, count] = LayerCost(m, n, apply, parameters=parameters, draw=draw, count=count)
+        layers.append(layer)
+    return layers
+
+
+def draw_flops(scheme: str, m: int, n: int) -> float:
+    """Drawing one m × n weight: NORMAL (or UNIFORM) flops an entry; an orthogonal one is the QR of a normal
+    matrix, QR·(4·M·k² − 4k³/3) more with M = max(m, n), k = min(m, n), and its signs fixed."""
+    entries = flops_of(m) * flops_of(n)
+    if scheme == "orthogonal":
+        return (NORMAL + ELEMENT) * entries + QR * _householder(m, n)
+    return (UNIFORM if scheme.endswith("uniform") else NORMAL) * entries
+
+
+def _householder(m: int, n: int) -> float:
+    """4·M·k² − 4k³/3, M = max(m, n), k = min(m, n): the flops of a QR's factorisation and its Q (or of an SVD's
+    bidiagonalisation)."""
+    big, small = flops_of(max(m, n)), flops_of(min(m, n))
+    return 4.0 * big * small * small - 4.0 * small**3 / 3.0
+
+
+def svd_flops(m: int, n: int) -> float:
+    """All singular values of an m × n matrix (gesdd, values only)."""
+    return SVD * _householder(m, n)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """An analysis request's sizes: its layers, its probes (rows of length ``input_width``), ``rtol``,
+    the spectrum asked for, its mean-field solves, and whether its depth is a free choice of the caller (an init
+    recipe's widths, a recurrent network's steps) that a refusal may suggest to lower."""
+
+    layers: tuple[LayerCost, ...]
+    probes: int
+    rtol: float = 1e-6
+    spectrum: str = "none"
+    meanfield: int = 0
+    input_width: int | None = None
+    scheme: str | None = None
+    """The init scheme that draws the weights (None for explicit weights)."""
+    resizable: bool = False
+    widths: tuple[int, ...] | None = None
+    """An init recipe's widths, and whether it draws biases: a refusal may suggest narrower layers."""
+    biases: bool = False
+
+    @property
+    def depth(self) -> int:
+        return sum(layer.count for layer in self.layers)
 
 
 @dataclass(frozen=True)
 class WorkEstimate:
     """An analysis's size before it is run: the widths [n_0, …, n_L], parameters, probes and ``spectrum`` asked
-    for, and the estimated floating-point operations with that spectrum (``flops``) and without any."""
+    for, the estimated flops with that spectrum (``flops``) and without any, and the answer's bytes."""
 
     widths: tuple[int, ...]
     parameters: int
@@ -110,74 +268,326 @@ class WorkEstimate:
     spectrum: str
     flops: float
     flops_without_spectrum: float
+    response_bytes: int
+    depth: int
+
+    @property
+    def seconds(self) -> float:
+        """The estimate in seconds of one core (SECONDS_PER_FLOP)."""
+        return self.flops * SECONDS_PER_FLOP
 
 
-def estimate(
-    layers: Sequence[LayerCost], probes: int, spectrum: str = "none", meanfield_activations: Sequence[str] = ()
-) -> WorkEstimate:
-    """The work of analysing ``layers`` with ``probes`` probes: :func:`estimate_flops` with each of
-    ``meanfield_activations`` (the activations of the layers whose mean field is solved on its own: explicit
-    weights', not an init recipe's) that is not a closed form counted as one solve. A size beyond float64's range
-    (or a zero-sized map of such a size) makes the flops infinite."""
-    widths = (layers[0].n, *(layer.m for layer in layers))
-    solves = meanfield_solves(meanfield_activations)
-    without = _no_nan(estimate_flops(widths, probes, "none", solves, layers))
-    flops = without if spectrum == "none" else _no_nan(estimate_flops(widths, probes, spectrum, solves, layers))
-    parameters = sum(layer.parameters for layer in layers)
-    return WorkEstimate(widths, parameters, probes, spectrum, flops, without)
+def estimate(declared: Declared) -> WorkEstimate:
+    """The work of an analysis (see :func:`estimate_flops`) and the size of its answer (:func:`response_bytes`).
+    A size beyond float64's range (or a zero-sized map of such a size) makes the flops infinite."""
+    layers = declared.layers
+    without = estimate_flops(replace(declared, spectrum="none"))
+    flops = without if declared.spectrum == "none" else estimate_flops(declared)
+    widths = (layers[0].n, *(layer.m for layer in layers for _ in range(layer.count)))
+    parameters = sum(layer.parameters * layer.count for layer in layers)
+    return WorkEstimate(
+        widths,
+        parameters,
+        declared.probes,
+        declared.spectrum,
+        flops,
+        without,
+        response_bytes(declared),
+        len(widths) - 1,
+    )
 
 
-def _no_nan(flops: float) -> float:
-    """∞·0 (an infinite size times an empty one) counts as infinite work."""
-    return math.inf if math.isnan(flops) else flops
+def minimum(depth: int) -> tuple[float, int]:
+    """The least flops and answer bytes of any network of ``depth`` layers: checked before the layers are read."""
+    return flops_of(depth) * LAYER_OVERHEAD, RESPONSE_BASE + depth * LAYER_BYTES
 
 
-def estimate_flops(
-    widths: Sequence[int],
-    probes: int,
-    spectrum: str = "none",
-    meanfield_layers: int = 0,
-    layers: Sequence[LayerCost] | None = None,
-) -> float:
-    """Floating-point operations of the whole analysis, within a small factor.
+def response_bytes(declared: Declared) -> int:
+    """The answer's bytes: RESPONSE_BASE, LAYER_BYTES a layer, and with a spectrum each layer's weight spectrum and
+    each probe's Jacobian spectrum, SPECTRUM_BYTES + VALUE_BYTES a value (SUMMARY_VALUES of them in "summary",
+    min(m, n) — min(n_0, n_L) for a probe — in "full"). Python ints: never an overflow."""
+    depth = declared.depth
+    total = RESPONSE_BASE + depth * LAYER_BYTES
+    if declared.spectrum == "none":
+        return total
+    full = declared.spectrum == "full"
+    for layer in declared.layers:
+        values = min(layer.m, layer.n) if full else SUMMARY_VALUES
+        total += layer.count * (SPECTRUM_BYTES + VALUE_BYTES * values)
+    n_in, n_out = declared.layers[0].n, declared.layers[-1].m
+    values = min(n_in, n_out) if full else SUMMARY_VALUES
+    return total + declared.probes * (SPECTRUM_BYTES + VALUE_BYTES * values)
 
-    Per layer with B probes and output width n_L, in units of one product A·x (a flops): forward, adjoint and
-    weight gradient 3·B·a; the backward product B·n_L·a; a norm ≈ 2·a·k with k = min(m, n) densely (min(m, n) ≤
-    DENSE_MAX_DIM) or k = LANCZOS_PRODUCTS by Lanczos, and there are B + 1 of them (the weight, unless shared, and
-    each probe's Jacobian); and LAYER_OVERHEAD. For a dense m × n layer (a = 2·m·n) that is 6·B·m·n + 2·B·n_L·m·n +
-    (B + 1)·4·m·n·k. ``layers`` gives the layers' costs (by default dense layers of ``widths``). With a ``spectrum``
-    ("summary" or "full"): every distinct map's SVD, SVD_FLOPS·m·n·min(m, n) (or ``LayerCost.svd``); each probe's
-    input–output Jacobian, formed from its narrower end, B·min(n_0, n_L) products with each map (2·B·min(n_0, n_L)·
-    m·n for a matrix), and its SVD, SVD_FLOPS·B·n_L·n_0·min(n_0, n_L). And MEANFIELD_LAYER for each of
-    ``meanfield_layers`` (see :func:`meanfield_solves`).
+
+def estimate_flops(declared: Declared) -> float:
+    """The flops of the whole analysis: the sum, over the layers, of
+
+    - drawing or decoding its parameters (``LayerCost.draw``) and LAYER_OVERHEAD;
+    - the products with B probes: forward, adjoint, weight gradient and the backward pull of n_L rows per probe,
+      (3 + n_L)·B rows (:func:`products`);
+    - the weight's norm (unless shared) and each probe's Jacobian norm max_b ‖S + diag(d_b)·A‖₂, densely where
+      ``spectral.uses_dense`` says so (a Gram matrix and its eigenvalues, :func:`_dense_norms`), else by Lanczos
+      (:func:`_lanczos`);
+    - the norms of the backward products ∂a_L/∂a_j, B matrices of n_L × n_j (each read by each product), for
+      every layer but the last (:func:`_backward_norm`);
+
+    and the probes drawn, MEANFIELD_LAYER per mean-field solve, and the spectrum (:func:`spectrum_flops`).
     """
-    n_out = widths[-1]
-    total = 0.0
-    for layer in dense_costs(widths) if layers is None else layers:
-        small = min(layer.m, layer.n)
-        products = 2.0 * (small if small <= DENSE_MAX_DIM else LANCZOS_PRODUCTS)
-        norms = probes + (0 if layer.shared else 1)
-        total += layer.apply * (probes * (3.0 + flops_of(n_out)) + norms * products) + LAYER_OVERHEAD
-    if spectrum != "none":
-        total += spectrum_flops(widths, probes, layers)
-    return total + MEANFIELD_LAYER * meanfield_layers
+    layers, probes, rtol = declared.layers, declared.probes, declared.rtol
+    n_out = layers[-1].m
+    total = NORMAL * flops_of(probes) * (flops_of(declared.input_width or layers[0].n) + flops_of(n_out))
+    memo: dict[int, float] = {}  # by the layer object: equal runs of a request are one object (api.sizes)
+    for layer in layers:
+        run = memo.get(id(layer))
+        if run is None:
+            layer_flops = _layer_flops(layer, probes, n_out, rtol) + _backward_norm(layer, probes, n_out, rtol)
+            run = memo[id(layer)] = (layer.draw + layer_flops) * flops_of(layer.count)
+        total += run
+    # the last layer's backward norm is its Jacobian's, known already, and its backward pull is its rows scaled,
+    # B·m·n entries, not B·n_L products
+    last, b = layers[-1], flops_of(probes)
+    total -= _backward_norm(last, probes, n_out, rtol)
+    total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - b * flops_of(n_out) * (last.row or last.apply)
+    total += MEANFIELD_LAYER * flops_of(declared.meanfield)
+    if declared.spectrum != "none":
+        total += spectrum_flops(declared)
+    return math.inf if math.isnan(total) else total
 
 
-def meanfield_solves(activations: Sequence[str]) -> int:
+def products(apply: float, rows: float) -> float:
+    """``rows`` products with a map of ``apply`` flops a row: (2·r + READ)·m·n for a matrix."""
+    return apply * (rows + READ / 2.0)
+
+
+def uses_dense(k: int, rtol: float) -> bool:
+    """service.spectral.uses_dense by the smaller side k."""
+    return k <= DENSE_MAX_DIM or rtol < LANCZOS_MIN_RTOL
+
+
+def _layer_flops(layer: LayerCost, probes: int, n_out: int, rtol: float) -> float:
+    """One layer's work without its draw, backward norm and spectrum (see :func:`estimate_flops`)."""
+    b = flops_of(probes)
+    k = min(layer.m, layer.n)
+    total = LAYER_OVERHEAD + layer.products((3.0 + flops_of(n_out)) * b) + ELEMENT * 3.0 * b * flops_of(layer.m)
+    if not layer.shared:
+        total += _weight_norm(layer, k, rtol)
+    return total + _jacobian_norms(layer, k, probes, rtol)
+
+
+def _backward_norm(layer: LayerCost, probes: int, n_out: int, rtol: float) -> float:
+    """max_b ‖∂a_L/∂a_{j−1}‖₂ over B matrices of n_L × n (service.analysis._log10_max): densely, or by Lanczos on the
+    stack, which reads each matrix in each product."""
+    backward = min(n_out, layer.n)
+    stack = 2.0 * flops_of(n_out) * flops_of(layer.n)
+    if uses_dense(backward, rtol):
+        b = flops_of(probes)
+        return b * (stack * backward + ELEMENT * stack) + _gram_max(probes, backward)
+    return _lanczos_many(lambda rows: rows * products(stack, 1.0), backward, probes, rtol)
+
+
+def _weight_norm(layer: LayerCost, k: int, rtol: float) -> float:
+    """σ_max of the map: from its DFT (circular), densely (a Gram matrix, formed first for an operator), or by
+    Lanczos."""
+    if layer.svd is not None:
+        return layer.svd
+    if uses_dense(k, rtol):
+        formed = 0.0 if layer.matrix else layer.products(flops_of(k))
+        return formed + layer.apply * flops_of(k) + EIGH * flops_of(k) ** 3
+    return _lanczos(layer.products, k, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
+
+
+def _jacobian_norms(layer: LayerCost, k: int, probes: int, rtol: float) -> float:
+    """max_b ‖J_b‖₂ over the probes, by service.jacobian's method for the layer: dense from one shared Gram
+    matrix (m ≤ n) or from the stack of formed J_b; else Lanczos, in lockstep from BATCH_MIN probes."""
+    b, m, n = flops_of(probes), flops_of(layer.m), flops_of(layer.n)
+    small = layer.matrix or m * n <= DENSE_OPERATOR_MAX
+    if uses_dense(k, rtol) and small:
+        if layer.matrix and layer.m <= layer.n:
+            formed = 2.0 * m * m * n + 3.0 * ELEMENT * b * m * m
+        else:
+            operator = 0.0 if layer.matrix else layer.products(flops_of(k))
+            formed = operator + b * (ELEMENT * m * n + layer.apply * flops_of(k))
+        return formed + _gram_max(probes, k)
+    return _lanczos_many(layer.products, k, probes, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
+
+
+def _gram_max(probes: int, k: int) -> float:
+    """spectral.gram_max on B Gram matrices of k × k: one solved (EIGH·k³), each other tested by its Rayleigh
+    quotient and a Cholesky factorisation (CHOLESKY·k³), each a few calls."""
+    size = flops_of(k)
+    return EIGH * size**3 + flops_of(probes - 1) * (CHOLESKY * size**3 + READ * size**2) + flops_of(probes) * CALL
+
+
+def lanczos_products(k: int, rtol: float) -> float:
+    """The Gram products Lanczos takes on a k × k operator (LANCZOS_ROUNDS)."""
+    rounds: float = LANCZOS_ROUNDS * (2.0 + math.log10(1.0 / rtol)) * flops_of(k) ** (1.0 / 3.0)
+    return min(rounds, flops_of(k) / 3.0 + 2.0)
+
+
+def _lanczos(cost: Callable[[float], float], k: int, rtol: float, rounds: float = 1.0) -> float:
+    """One Lanczos norm: its Gram products (``rounds`` times lanczos_products), each two matrix-vector products,
+    and a call each."""
+    steps = rounds * lanczos_products(k, rtol)
+    return steps * (2.0 * cost(1.0) + CALL)
+
+
+def _lanczos_many(cost: Callable[[float], float], k: int, probes: int, rtol: float, rounds: float = 1.0) -> float:
+    """B probes' norms by Lanczos: one by one below BATCH_MIN; from it, lockstep (service.lanczos) for up to
+    steps_for(k) steps — two products of B rows a step and a reorthogonalisation against the earlier vectors,
+    4·B·k flops a vector read twice — and, where it does not certify them all, each probe again by itself: that
+    share LOCKSTEP_FALLBACK of the probes' own Lanczos."""
+    b = flops_of(probes)
+    alone = b * _lanczos(cost, k, rtol, rounds)
+    if (
+        rounds != 1.0 and k > 0
+    ):  # an operator: ARPACK's whole budget, then a full basis, in OPERATOR_FALLBACK of the runs
+        size = flops_of(k)
+        basis = min(size, max(2.0, BASIS_MAX_BYTES / (8.0 * size)))
+        failed = (size / 6.0 + basis) * 2.0 * cost(1.0) + READ * size * basis * basis
+        alone += b * OPERATOR_FALLBACK * failed
+    if probes < BATCH_MIN:
+        return alone
+    steps = flops_of(steps_for(k)) if k < 2**62 else math.inf
+    return LOCKSTEP_FALLBACK * alone + steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
+
+
+def spectrum_flops(declared: Declared) -> float:
+    """The spectra's share of :func:`estimate_flops`: each distinct map's singular values (``LayerCost.svd``, else
+    its matrix's SVD, formed first for an operator), the probes' Jacobians formed from their narrower end
+    (B·min(n_0, n_L) rows through each map), their SVDs, and PROBE_SPECTRUM a probe."""
+    layers, probes = declared.layers, declared.probes
+    n_in, n_out = layers[0].n, layers[-1].m
+    narrow = flops_of(min(n_in, n_out))
+    b = flops_of(probes)
+    total = b * (svd_flops(n_in, n_out) + PROBE_SPECTRUM)
+    memo: dict[int, float] = {}
+    for layer in layers:
+        run = memo.get(id(layer))
+        if run is None:
+            run = memo[id(layer)] = _layer_spectrum(layer, b * narrow)
+        total += run
+    return total
+
+
+def _layer_spectrum(layer: LayerCost, rows: float) -> float:
+    """One run of layers' share of spectrum_flops: ``rows`` rows through each map, and each distinct map's SVD."""
+    total = flops_of(layer.count) * (layer.products(rows) + ELEMENT * rows * flops_of(layer.m))
+    if layer.shared:
+        return total
+    if layer.svd is not None:
+        return total + layer.svd
+    formed = 0.0 if layer.matrix else products(layer.apply, flops_of(min(layer.m, layer.n)))
+    return total + flops_of(layer.count) * (formed + svd_flops(layer.m, layer.n))
+
+
+def meanfield_solves(activations: Iterable[str]) -> int:
     """How many of the layers with weights of their own (named by their activations) need a mean-field solve: those
-    whose activation is not a closed form. (An init recipe's few distinct layers are solved once and cached.)"""
+    whose activation is not a closed form."""
     return sum(name not in HOMOGENEOUS for name in activations)
 
 
-def spectrum_flops(widths: Sequence[int], probes: int, layers: Sequence[LayerCost] | None = None) -> float:
-    """The spectra's share of :func:`estimate_flops`: each distinct map's singular values (``LayerCost.svd``, by
-    default its matrix's SVD), min(n_0, n_L) products with each map per probe, and each probe's Jacobian's SVD."""
-    n_in, n_out = widths[0], widths[-1]
-    narrow = flops_of(min(n_in, n_out))
-    total = SVD_FLOPS * probes * flops_of(n_in) * flops_of(n_out) * narrow
-    for layer in dense_costs(widths) if layers is None else layers:
-        if not layer.shared:
-            dense_svd = SVD_FLOPS * flops_of(layer.m) * flops_of(layer.n) * flops_of(min(layer.m, layer.n))
-            total += dense_svd if layer.svd is None else layer.svd
-        total += probes * narrow * layer.apply
-    return total
+@dataclass(frozen=True)
+class Change:
+    """A change to a request that would make it fit: ``what`` it changes ("spectrum", "rtol", "scheme", "probes",
+    "width" or "depth"), to ``value``, and the estimate with it."""
+
+    what: str
+    value: str | float | int
+    work: WorkEstimate
+
+
+BISECT_MAX_RUNS = 256
+"""changes_that_fit tries a Gaussian init and bisects (for the most probes, the widest layers, the most layers)
+only for requests of at most this many runs of layers, whose layers it makes anew for each estimate."""
+RTOLS = (1e-12, 1e-9, 1e-6, 1e-4, 1e-2)
+"""The rtols a refusal may suggest: the smallest of them above the request's that fits."""
+
+
+def changes_that_fit(declared: Declared, fits: Callable[[WorkEstimate], bool]) -> list[Change]:
+    """Each single change that would make ``declared`` fit, the least change of each kind: a smaller spectrum, the
+    smallest larger rtol, a Gaussian init instead of an orthogonal one, the most probes, the widest layers (an init
+    recipe's widths capped), the most layers (when the depth is the caller's choice). Each is one estimate (a
+    bisection's few for probes, widths and depth); beyond BISECT_MAX_RUNS runs of layers, only the spectrum and
+    rtol are tried."""
+    found: list[Change] = []
+    smaller = {"full": ("summary", "none"), "summary": ("none",)}.get(declared.spectrum, ())
+    for spectrum in smaller:
+        if _try(found, fits, "spectrum", spectrum, replace(declared, spectrum=spectrum)):
+            break
+    for rtol in (r for r in RTOLS if r > declared.rtol):
+        if _try(found, fits, "rtol", rtol, replace(declared, rtol=rtol)):
+            break
+    if len(declared.layers) > BISECT_MAX_RUNS:
+        return found
+    if declared.scheme == "orthogonal":
+        gaussian = [replace(layer, draw=_redrawn(layer)) for layer in declared.layers]
+        _try(found, fits, "scheme", "gaussian", replace(declared, layers=tuple(gaussian), scheme="gaussian"))
+    most = _largest(declared.probes - 1, lambda b: replace(declared, probes=b), fits)
+    if most is not None:
+        found.append(Change("probes", most[0], most[1]))
+    if declared.widths is not None and declared.scheme is not None:
+        widest = _largest(max(declared.widths) - 1, lambda w: _capped(declared, w), fits)
+        if widest is not None:
+            found.append(Change("width", widest[0], widest[1]))
+    if declared.resizable:
+        deepest = _largest(declared.depth - 1, lambda d: _first_layers(declared, d), fits)
+        if deepest is not None:
+            found.append(Change("depth", deepest[0], deepest[1]))
+    return found
+
+
+@lru_cache(maxsize=4096)
+def _redrawn(layer: LayerCost) -> float:
+    """A drawn layer's draw with its weight Gaussian rather than orthogonal."""
+    if layer.shared or layer.draw == 0.0:
+        return layer.draw
+    return layer.draw - draw_flops("orthogonal", layer.m, layer.n) + draw_flops("gaussian", layer.m, layer.n)
+
+
+def _try(found: list[Change], fits: Callable[[WorkEstimate], bool], what: str, value: str | float, d: Declared) -> bool:
+    work = estimate(d)
+    if fits(work):
+        found.append(Change(what, value, work))
+        return True
+    return False
+
+
+def _largest(
+    top: int, make: Callable[[int], Declared], fits: Callable[[WorkEstimate], bool]
+) -> tuple[int, WorkEstimate] | None:
+    """The largest count in [1, top] whose request fits, by bisection (the estimate grows with the count); None if
+    not even 1 does."""
+    if top < 1:
+        return None
+    low = estimate(make(1))
+    if not fits(low):
+        return None
+    best, lo, hi = (1, low), 1, top
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        work = estimate(make(mid))
+        if fits(work):
+            best, lo = (mid, work), mid
+        else:
+            hi = mid - 1
+    return best
+
+
+def _capped(declared: Declared, width: int) -> Declared:
+    """An init recipe's request with every width above ``width`` lowered to it."""
+    assert declared.widths is not None
+    assert declared.scheme is not None
+    widths = [min(w, width) for w in declared.widths]
+    return replace(declared, layers=tuple(init_layers(widths, declared.biases, declared.scheme)), widths=None)
+
+
+def _first_layers(declared: Declared, depth: int) -> Declared:
+    """The request with its first ``depth`` layers only."""
+    kept: list[LayerCost] = []
+    left = depth
+    for layer in declared.layers:
+        if left <= 0:
+            break
+        kept.append(replace(layer, count=min(layer.count, left)))
+        left -= layer.count
+    return replace(declared, layers=tuple(kept))

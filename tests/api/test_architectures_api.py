@@ -300,7 +300,7 @@ BAD: list[tuple[str, dict[str, Any], int, str]] = [
         "huge-rnn-work",
         _rnn(steps=100_000, init={"hidden_size": 2048, "input_size": 1, "scheme": "orthogonal"}),
         413,
-        "/network/recurrent",
+        "/network/recurrent/steps",
     ),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from numpy.typing import NDArray
 from safetensors.numpy import save as save_numpy
 
 from jacspec.models import AnalysisReport
-from service.cost import estimate_flops
+from service.cost import Declared, dense_layer, estimate_flops, init_layers
 from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
@@ -157,14 +158,15 @@ async def test_safetensors_upload_takes_the_spectrum_option(client: httpx.AsyncC
 
 async def test_spectrum_is_refused_when_its_svds_are_too_much(make_client: ClientFactory) -> None:
     """A limit between the analysis's estimate without and with the spectrum: accepted without, 413 with, and the
-    problem names options.spectrum."""
+    problem names options.spectrum = "none" as a change that fits."""
     widths, count = [512, 512, 512], 2
-    limit = (estimate_flops(widths, count) + estimate_flops(widths, count, "full")) / 2.0
+    declared = Declared(tuple(init_layers(widths, False, "orthogonal")), count)
+    limit = (estimate_flops(declared) + estimate_flops(replace(declared, spectrum="full"))) / 2.0
     body: dict[str, Any] = {"network": {"init": {"widths": widths, "scheme": "orthogonal"}}, "inputs": {"count": 2}}
     async with make_client(max_flops=limit) as client:
         refused = await client.post("/v1/analyses", json={**body, "options": {"spectrum": "full"}})
         assert refused.status_code == 413
-        assert 'options.spectrum = "full"' in refused.json()["detail"]
+        assert 'with options.spectrum = "none"' in refused.json()["detail"]
         assert (await client.post("/v1/analyses", json=body)).status_code == 200
 
 
@@ -178,12 +180,13 @@ async def test_unknown_spectrum_mode_is_a_422(client: httpx.AsyncClient) -> None
 async def test_explicit_layers_count_their_mean_field_solve(
     make_client: ClientFactory, activation: str, status: int
 ) -> None:
-    """Three explicit 2 × 2 tanh layers each solve their own mean field (MEANFIELD_LAYER = 2.5e7 flops each): over a
-    limit of 5e7 they are refused, where ReLU layers (closed forms) are well under it."""
+    """Three explicit 2 × 2 tanh layers each solve their own mean field (MEANFIELD_LAYER flops each): over a limit
+    between the two estimates they are refused, where ReLU layers (closed forms) are under it."""
     layer = {"weight": [[1.0, 0.5], [-0.5, 1.0]], "bias": [0.1, -0.1]}
     body = {"network": {"activation": activation, "layers": [layer] * 3}, "inputs": {"count": 2}}
-    assert estimate_flops([2, 2, 2, 2], 2, meanfield_layers=3) > 5e7 > estimate_flops([2, 2, 2, 2], 2)
-    async with make_client(max_flops=5e7) as client:
+    layers = tuple(dense_layer(2, 2) for _ in range(3))
+    relu, tanh = estimate_flops(Declared(layers, 2)), estimate_flops(Declared(layers, 2, meanfield=3))
+    async with make_client(max_flops=(relu + tanh) / 2) as client:
         response = await client.post("/v1/analyses", json=body)
         assert response.status_code == status, response.text
         blob = save_numpy({f"{j}.weight": np.eye(2) for j in range(3)})

@@ -23,11 +23,10 @@ from safetensors.numpy import save as save_numpy
 
 from api import work
 from api.compute import DEADLINE, MEMORY, WORKER_LOST, ComputePool, Deadline
-from api.limits import check
 from api.main import create_app
 from api.problems import ProblemError
 from api.settings import Settings
-from api.sizes import analysis_size
+from api.sizes import checked_size
 from api.worker import NICENESS
 from jacspec.models import AnalysisRequest
 from tests.helpers import running_server, served
@@ -45,9 +44,8 @@ def widest_admitted(body: Callable[[int], dict[str, Any]], settings: Settings) -
     low, high = 1, 1 << 16
     while high - low > 1:
         middle = (low + high) // 2
-        size, fields = analysis_size(AnalysisRequest.model_validate(body(middle)))
         try:
-            check(size, settings, fields)
+            checked_size(AnalysisRequest.model_validate(body(middle)), settings)
             low = middle
         except ProblemError:
             high = middle

@@ -175,7 +175,9 @@ def _error_lines(err: str) -> list[str]:
         ),
         pytest.param(["gain=2", "gain=3"], "jacspec: error: --init: gain is given twice", id="twice"),
         pytest.param(
-            ["gain=-1"], "jacspec: error: --init gain: Input should be greater than 0", id="gain-not-positive"
+            ["gain=-1"],
+            "jacspec: error: --init gain: Input should be greater than or equal to 0." + "0" * 99 + "1",
+            id="gain-not-positive",
         ),
         pytest.param(
             ["seed=x"],

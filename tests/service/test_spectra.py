@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from service import cost
 from service.activations import make_activation
 from service.analysis import Options, analyse
-from service.cost import estimate_flops
+from service.cost import Declared, estimate_flops, init_layers
 from service.linear import Dense
 from service.meanfield import network_meanfield
 from service.network import InitRecipe, Layer, Network, build_network, network_from_layers
@@ -266,12 +268,22 @@ def test_overflowing_forward_pass_has_no_probe_spectra() -> None:
 
 
 def test_flop_estimate_counts_the_spectra() -> None:
-    """With a spectrum, the estimate adds every weight's SVD (8·m·n·min(m, n)), the Jacobians formed from the
-    narrower end (2·B·min(n_0, n_L)·m·n per layer) and their SVDs (8·B·n_L·n_0·min(n_0, n_L)), written out here."""
+    """With a spectrum, the estimate adds every weight's SVD (SVD·(4·M·k² − 4k³/3), M = max(m, n), k = min(m, n)),
+    the Jacobians formed from the narrower end (B·min(n_0, n_L) rows through each m × n layer, (2·r + READ)·m·n
+    flops and ELEMENT·r·m for the derivatives) and their SVDs with PROBE_SPECTRUM each, written out here."""
     widths, probes = [300, 500, 500, 10], 4
     pairs = list(itertools.pairwise(widths))
-    expected = 8.0 * probes * 300 * 10 * 10 + sum(8.0 * m * n * min(m, n) + 2.0 * probes * 10 * m * n for m, n in pairs)
-    base = estimate_flops(widths, probes)
-    assert estimate_flops(widths, probes, "summary") - base == pytest.approx(expected, rel=1e-12)
-    assert estimate_flops(widths, probes, "full") == estimate_flops(widths, probes, "summary")
-    assert estimate_flops(widths, probes, "none") == base
+
+    def svd(m: int, n: int) -> float:
+        big, k = max(m, n), min(m, n)
+        return cost.SVD * (4.0 * big * k * k - 4.0 * k**3 / 3.0)
+
+    rows = probes * 10
+    expected = probes * (svd(10, 300) + cost.PROBE_SPECTRUM) + sum(
+        svd(m, n) + (2.0 * rows + cost.READ) * m * n + cost.ELEMENT * rows * m for n, m in pairs
+    )
+    declared = Declared(tuple(init_layers(widths, False)), probes)
+    base = estimate_flops(declared)
+    summary = estimate_flops(replace(declared, spectrum="summary"))
+    assert summary - base == pytest.approx(expected, rel=1e-12)
+    assert estimate_flops(replace(declared, spectrum="full")) == summary
