@@ -69,12 +69,9 @@ def orthogonal_init(n: int) -> dict[str, Any]:
     }
 
 
-HEAVY: dict[str, Any] = {
-    "network": {"activation": "tanh", "init": {"widths": [3000, 3000, 1], "scheme": "orthogonal"}},
-    "inputs": {"count": 1},
-    "options": {"rtol": 1e-13},
-}
-"""Seconds of work (a QR and a dense eigensolve of 3000 × 3000), far more than the deadlines below."""
+HEAVY = widest_admitted(dense_solver, Settings())
+"""The widest network the default limits admit under the dense solver: seconds of work, far more than the
+deadlines below."""
 
 
 def busy_workers(metrics: str) -> float:
@@ -155,7 +152,7 @@ async def test_past_the_deadline_the_worker_is_replaced_and_the_answer_is_413() 
 
 
 async def test_options_max_seconds_lowers_the_deadline() -> None:
-    body = {**HEAVY, "options": {**HEAVY["options"], "max_seconds": 0.3}}
+    body = {**HEAVY, "options": {**HEAVY["options"], "max_seconds": 0.3}}  # HEAVY's options are rtol alone
     async with served(compute_workers=1) as (_, client):
         with anyio.fail_after(PATIENCE_S):
             late = await client.post("/v1/analyses", json=body)
@@ -229,19 +226,29 @@ async def test_a_client_that_disconnects_frees_its_worker() -> None:
 # ------------------------------------------------------------------ memory and dying workers
 
 
-async def test_an_analysis_over_the_worker_memory_limit_is_413() -> None:
-    """512 MiB of address space, already a quarter used by the interpreter, cannot hold a 6000 × 6000 orthogonal
-    draw (two 288 MB matrices at least); the worker survives as a MemoryError and is replaced anyway."""
-    body = orthogonal_init(6000)
-    async with served(compute_workers=1, worker_memory_bytes=2**29) as (_, client):
+def allocate(size: int) -> int:
+    """In a worker: ``size`` bytes of float64 ones, touched; their count."""
+    return int(np.ones(size // 8).size)
+
+
+async def test_a_task_over_the_worker_memory_limit_is_413_and_the_worker_replaced() -> None:
+    """512 MiB of address space (a quarter already the interpreter's) cannot hold 1 GiB of array: the MemoryError
+    comes back as a 413 naming the setting, and the next task finds a fresh worker."""
+    compute = ComputePool(1, memory_bytes=2**29)
+    await compute.start()
+    try:
+        before = worker_pids(compute)
         with anyio.fail_after(PATIENCE_S):
-            refused = await client.post("/v1/analyses", json=body)
-            small = await client.post("/v1/analyses", json=SMALL)
-    assert refused.status_code == 413
-    problem = refused.json()
-    assert problem["type"] == MEMORY
-    assert "JACSPEC_WORKER_MEMORY_BYTES" in problem["detail"]
-    assert small.status_code == 200
+            with pytest.raises(ProblemError) as raised:
+                await compute.run(allocate, (2**30,), FOREVER)
+            assert await compute.run(allocate, (2**20,), FOREVER) == 2**17
+        assert before.isdisjoint(worker_pids(compute))
+    finally:
+        await compute.close()
+    problem = raised.value.problem
+    assert problem.status == 413
+    assert problem.type == MEMORY
+    assert "JACSPEC_WORKER_MEMORY_BYTES" in str(problem.detail)
 
 
 def die() -> None:
@@ -323,7 +330,7 @@ async def test_a_large_upload_reaches_the_worker_through_shared_memory() -> None
 
 
 async def test_shared_memory_is_unlinked_when_the_deadline_stops_the_worker() -> None:
-    body = {**_b64_layers(np.random.default_rng(5), 2500), "options": {"rtol": 1e-13, "max_seconds": 0.2}}
+    body = {**_b64_layers(np.random.default_rng(5), 1200), "options": {"rtol": 1e-13, "max_seconds": 0.01}}
     content = httpx.Request("POST", "http://x", json=body).content
     blocks = shared_blocks()
     async with served(compute_workers=1) as (_, client):
