@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg.lapack import dpotrf, dsyevr
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from service import lanczos
@@ -225,28 +226,31 @@ def _power_vector(gram: Array) -> Array:
 
 
 def _below(gram: Array, tau: float) -> bool:
-    """Whether τI − G has a Cholesky factorisation, i.e. is positive definite: λ_max(G) < τ."""
+    """Whether τI − G has a Cholesky factorisation (LAPACK's potrf), i.e. is positive definite: λ_max(G) < τ."""
     shifted = -gram
     shifted.flat[:: len(gram) + 1] += tau
-    try:
-        np.linalg.cholesky(shifted)
-    except np.linalg.LinAlgError:
-        return False
-    return True
+    _, info = dpotrf(shifted.T, lower=1, clean=0, overwrite_a=1)
+    return bool(info == 0)
 
 
 def gram_norms(grams: Array) -> Array:
     """√λ_max of each symmetric positive semi-definite ``grams[k]``: σ_max of A for the Gram matrix AAᵀ or AᵀA.
 
-    numpy's eigvalsh (LAPACK's syevd, all eigenvalues) solves the whole stack in one call, without the GIL.
+    LAPACK's syevr asked for the top eigenvalue alone (tridiagonal reduction, then bisection for that one, to
+    eps·‖T‖ = eps·λ_max), rather than all of them (numpy's eigvalsh). It holds the GIL: the service runs analyses
+    in worker processes of their own, where nothing else waits on the interpreter.
     """
-    top: Array = np.sqrt(np.maximum(np.linalg.eigvalsh(grams)[:, -1], 0.0))
+    top: Array = np.sqrt([_top_eigenvalue(gram) for gram in grams])
     return top
 
 
 def _top_eigenvalue(gram: Array) -> float:
-    """λ_max ≥ 0 of a symmetric positive semi-definite ``gram`` (numpy's eigvalsh, as gram_norms)."""
-    return max(float(np.linalg.eigvalsh(gram)[-1]), 0.0)
+    """λ_max ≥ 0 of a symmetric positive semi-definite ``gram`` by syevr (numpy's eigvalsh should syevr fail)."""
+    n = len(gram)
+    # gram.T: the same symmetric matrix, Fortran-ordered, so LAPACK reads it without a copy.
+    values, _, _, _, info = dsyevr(gram.T, compute_v=0, range="I", il=n, iu=n)
+    top = float(values[0]) if info == 0 else float(np.linalg.eigvalsh(gram)[-1])
+    return max(top, 0.0)
 
 
 def _lanczos(a: Array, rtol: float) -> SpectralNorm:
