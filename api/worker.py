@@ -14,6 +14,7 @@ names the block, which the worker maps (``attached``) without copying.
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
@@ -75,7 +76,11 @@ def serve(connection: Connection, memory_bytes: int | None) -> None:
     closes.
 
     SIGINT is ignored (a Ctrl-C in a terminal reaches the whole process group; the server stops its workers).
+    What the worker inherits from the fork server (the modules, numpy's and scipy's among them) is moved to the
+    garbage collector's permanent generation (``gc.freeze``), as the gc module's documentation advises after a fork:
+    collections then never walk those objects, nor copy their pages by touching them.
     """
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(NICENESS)
     if memory_bytes is not None:
