@@ -84,23 +84,49 @@ def available_cores(cpu_max: Path = CPU_MAX) -> int:
     return max(1, cores)
 
 
+SHM = Path("/dev/shm")
+"""Where multiprocessing's shared memory lives on Linux: a tmpfs, 64 MiB by default in a container (compose's
+``shm_size`` sets it)."""
+
+
+class _Shared:
+    """The bytes of the blocks this process has in shared memory now: a block is sparse until written, so the
+    tmpfs's free space does not show the blocks still being filled."""
+
+    live = 0
+
+
+def room_in_shared_memory(size: int, shm: Path = SHM) -> bool:
+    """Whether a block of ``size`` bytes fits in the tmpfs beside the blocks already made: writing past a full
+    tmpfs is a SIGBUS, not an error, so a block is made only where it fits."""
+    try:
+        stats = os.statvfs(shm)
+    except OSError:
+        return False
+    return _Shared.live + size <= stats.f_bavail * stats.f_frsize
+
+
 @asynccontextmanager
 async def sharing(payload: object) -> AsyncIterator[object]:
     """``payload`` as a task's argument: bytes up to SHARED_BYTES as bytes, larger ones copied (in a thread) into a
     new block of shared memory, named by an ``api.worker.Shared``; anything else as it is. The block is unlinked at
-    the end, whatever happened meanwhile (an error, a deadline, a disconnect)."""
+    the end, whatever happened meanwhile (an error, a deadline, a disconnect). Where the shared memory has no room
+    for the block, the bytes go through the worker's pipe instead."""
     if not isinstance(payload, bytes | bytearray | memoryview):
         yield payload
         return
-    if len(payload) <= SHARED_BYTES:
+    size = len(payload)
+    if size <= SHARED_BYTES or not room_in_shared_memory(size):
         yield bytes(payload)  # a memoryview does not pickle
         return
-    block = SharedMemory(create=True, size=len(payload))
+    block = SharedMemory(create=True, size=size)
+    _Shared.live += size
     assert block.buf is not None
     try:
         await to_thread.run_sync(_copy, block.buf, memoryview(payload))
-        yield worker.Shared(block.name, len(payload))
+        yield worker.Shared(block.name, size)
     finally:
+        _Shared.live -= size
         block.close()
         block.unlink()
 

@@ -114,14 +114,16 @@ def declared_too_large(request: Request, settings: Settings) -> bool:
     return declared is not None and declared > settings.max_body_bytes
 
 
-def analyse_json(source: AnalysisRequest | Shared) -> Computed:
-    """In a worker: the analysis of a JSON request, given as its model or as its raw bytes in shared memory (then
-    validated again here, as the server did)."""
+def analyse_json(source: AnalysisRequest | Shared | bytes) -> Computed:
+    """In a worker: the analysis of a JSON request, given as its model, or as its raw bytes in shared memory or
+    through the pipe (when shared memory had no room), then validated again here, as the server did."""
     if isinstance(source, Shared):
         with attached(source) as view:
             raw = bytes(view)
         source = AnalysisRequest.model_validate_json(raw, strict=True)
         del raw
+    elif isinstance(source, bytes):
+        source = AnalysisRequest.model_validate_json(source, strict=True)
     return analyse_request(source)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as save_numpy
 
-from api import work
+from api import compute, work
 from api.compute import DEADLINE, MEMORY, WORKER_LOST, ComputePool, Deadline
 from api.main import create_app
 from api.problems import ProblemError
@@ -359,3 +359,32 @@ async def test_workers_run_blas_on_one_thread_and_below_the_servers_priority() -
         await compute.close()
     assert threads == [1]
     assert niceness == min(19, os.nice(0) + NICENESS)
+
+
+async def test_without_room_in_shared_memory_a_large_body_goes_through_the_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full /dev/shm (a container's 64 MiB default) would make writing a block a SIGBUS: the body then travels
+    through the worker's pipe and gives the same report."""
+    monkeypatch.setattr(compute, "room_in_shared_memory", lambda size: False)
+    body = _b64_layers(np.random.default_rng(5), 500)
+    content = httpx.Request("POST", "http://x", json=body).content
+    assert len(content) > work.SHARED
+    blocks = shared_blocks()
+    async with served(compute_workers=1) as (_, client):
+        with anyio.fail_after(PATIENCE_S):
+            response = await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    expected, _ = work.analyse_request(AnalysisRequest.model_validate_json(content, strict=True))
+    assert [layer["weight_norm"] for layer in response.json()["layers"]] == pytest.approx(
+        [layer.weight_norm for layer in expected.layers], rel=1e-12
+    )
+    assert shared_blocks() == blocks
+
+
+def test_room_in_shared_memory_is_the_free_space_of_the_tmpfs(tmp_path: Path) -> None:
+    stats = os.statvfs(tmp_path)
+    free = stats.f_bavail * stats.f_frsize
+    assert compute.room_in_shared_memory(1, tmp_path)
+    assert not compute.room_in_shared_memory(free + 1, tmp_path)
+    assert not compute.room_in_shared_memory(1, tmp_path / "absent")
