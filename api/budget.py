@@ -13,6 +13,9 @@ Bodies up to ``SMALL_BODY_BYTES`` (and a chunked body's first ``SMALL_BODY_BYTES
 the metrics and small analyses are never kept waiting by large uploads. Each refusal closes the connection,
 since the body it leaves unread would otherwise have to be read to reach the next request.
 
+With API keys set, a request that does not present a valid key reserves nothing: the app refuses it 401 before
+reading its body, so that nobody without a key can fill the budget.
+
 The middleware is plain ASGI: it wraps ``receive`` and never buffers a byte itself.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from anyio import Event, move_on_after
@@ -27,6 +31,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import matches, presented_keys
 from api.compute import BUSY
 from api.ingest.body import INLINE_PARSE_BYTES
 from api.problems import ProblemError, problem_response
@@ -104,8 +109,12 @@ class ByteBudget:
 class BodyBudgetMiddleware:
     """Admits request bodies against ``budget``: see the module's docstring."""
 
-    def __init__(self, app: ASGIApp, budget: ByteBudget, max_body_bytes: int, wait: float) -> None:
+    def __init__(
+        self, app: ASGIApp, budget: ByteBudget, max_body_bytes: int, wait: float, keys: Sequence[bytes] = ()
+    ) -> None:
         self.app = app
+        self.keys = keys
+        """The API keys as bytes (none: no auth)."""
         self.budget = budget
         self.max_body_bytes = max_body_bytes
         self.wait = wait
@@ -116,9 +125,11 @@ class BodyBudgetMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _declared_length(scope)
-        if declared is None:
+        if declared is None and not self._authorised(scope):
+            await self.app(scope, receive, send)
+        elif declared is None:
             await self._streamed(scope, receive, send)
-        elif declared <= SMALL_BODY_BYTES or declared > self.max_body_bytes:
+        elif declared <= SMALL_BODY_BYTES or declared > self.max_body_bytes or not self._authorised(scope):
             await self.app(scope, receive, send)
         else:
             await self._declared(declared, scope, receive, send)
@@ -161,6 +172,14 @@ class BodyBudgetMiddleware:
         finally:
             self.budget.release(reserved)
 
+    def _authorised(self, scope: Scope) -> bool:
+        """Whether the request may hold budget: no keys are set, or every key header it presents holds one."""
+        if not self.keys:
+            return True
+        headers = Headers(scope=scope)
+        presented = presented_keys(headers.getlist("authorization"), headers.getlist("x-api-key"))
+        return bool(presented) and all([matches(key, self.keys) for key in presented])  # noqa: C419 - compare all
+
     def _too_large(self, size: int) -> ProblemError:
         return ProblemError(
             413,
@@ -188,4 +207,4 @@ class BodyBudgetMiddleware:
 def _declared_length(scope: Scope) -> int | None:
     """The Content-Length, or None when absent or not a plain number (the server frames such a body itself)."""
     value = Headers(scope=scope).get("content-length", "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None

@@ -95,6 +95,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         budget=app.state.body_budget,
         max_body_bytes=settings.max_body_bytes,
         wait=settings.queue_timeout,
+        keys=[key.get_secret_value().encode() for key in settings.api_keys],
     )
     if settings.cors_origins:
         cors.install(app, settings.cors_origins)

@@ -91,7 +91,7 @@ def media_type(request: Request) -> str:
 def declared_length(request: Request) -> int | None:
     """The body's length as its Content-Length declares it; None when absent or not a number."""
     declared = request.headers.get("content-length", "")
-    return int(declared) if declared.isdigit() else None
+    return int(declared) if declared.isascii() and declared.isdigit() else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -222,3 +222,41 @@ async def test_a_reservation_that_times_out_takes_nothing_and_unblocks_those_beh
     assert budget.used == 6
     assert await budget.reserve(4, timeout=0)
     assert not budget.take(1)
+
+
+async def test_without_a_valid_key_a_body_reserves_nothing_and_is_refused_unread() -> None:
+    """With API keys set and the budget held by a keyed upload, uploads with no key or a wrong one neither wait for
+    budget nor take any: each is the app's 401 at once, its body unread."""
+    held, keyless, wrong, chunked = Upload(), Upload(), Upload(), Upload(declared=False)
+    keyed = {"X-API-Key": "k1", "Content-Type": "application/json", "Content-Length": str(UPLOAD)}
+    wrong_key = {**keyed, "X-API-Key": "nope"}
+    async with served(body_budget_bytes=UPLOAD, api_keys=["k1"], queue_timeout=0.05) as (app, client):
+        with anyio.fail_after(PATIENCE_S):
+            async with anyio.create_task_group() as group:
+
+                async def send_keyed() -> None:
+                    held.response = await client.post("/v1/analyses", content=held.chunks(), headers=keyed)
+
+                group.start_soon(send_keyed)
+                await held.reading.wait()
+                assert app.state.body_budget.used == UPLOAD
+                await keyless.send(client)
+                wrong.response = await client.post("/v1/analyses", content=wrong.chunks(), headers=wrong_key)
+                await chunked.send(client)
+                assert app.state.body_budget.used == UPLOAD
+                held.let_go.set()
+    for refused in (keyless, wrong, chunked):
+        assert answer(refused).status_code == 401, answer(refused).text
+        assert not refused.let_go.is_set()
+    assert answer(held).status_code == 200
+
+
+async def test_a_content_length_of_non_ascii_digits_is_no_declared_length() -> None:
+    async with served() as (_, client):
+        response = await client.post(
+            "/v1/analyses",
+            content=ANALYSIS,
+            headers=[(b"content-type", b"application/json"), (b"content-length", "²".encode("latin-1"))],
+        )
+    assert response.status_code < 500
+    assert response.headers["content-type"] in {"application/json", "application/problem+json"}
