@@ -176,8 +176,14 @@ def _error_lines(err: str) -> list[str]:
         pytest.param(["gain=2", "gain=3"], "jacspec: error: --init: gain is given twice", id="twice"),
         pytest.param(
             ["gain=-1"],
-            "jacspec: error: --init gain: Input should be greater than or equal to 0." + "0" * 99 + "1",
+            "jacspec: error: --init gain: Input should be greater than 0",
             id="gain-not-positive",
+        ),
+        pytest.param(
+            ["gain=1e-200"],
+            "jacspec: error: --init gain: Value error, must be at least 1e-100, so that its square stays a normal"
+            " float64",
+            id="gain-below-the-floor",
         ),
         pytest.param(
             ["seed=x"],

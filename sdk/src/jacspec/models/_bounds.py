@@ -2,6 +2,10 @@
 value the contract admits is one the service computes with: each is in its field's description and in
 docs/http.md#bounds."""
 
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
 MAX_WIDTH = 2**20
 """A layer's width, a tensor's dimension, a recurrent network's hidden or input size, a convolution's H or W."""
 MAX_DEPTH = 100_000
@@ -25,3 +29,18 @@ MAX_LOG10 = 1e6
 MAX_NAME = 256
 """Characters of a name (a tensor's, a safetensors layer prefix)."""
 MAX_SEED = 2**64 - 1
+
+
+def _at_least_min_gain(value: float) -> float:
+    if value < MIN_GAIN:
+        raise ValueError(f"must be at least {MIN_GAIN:g}, so that its square stays a normal float64")
+    return value
+
+
+Scale = Annotated[
+    float,
+    Field(gt=0, le=MAX_GAIN, json_schema_extra={"minimum": MIN_GAIN}),
+    AfterValidator(_at_least_min_gain),
+]
+"""A gain, std or probe scale: MIN_GAIN … MAX_GAIN. Checked as > 0 first and then ≥ MIN_GAIN, so that the message
+names 1e-100 as such (pydantic writes a bound in full decimal digits)."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from jacspec.models._base import ContractModel
-from jacspec.models._bounds import MAX_DEPTH, MAX_GAIN, MAX_LOG10, MAX_NAME, MAX_SEED, MIN_GAIN, MIN_RTOL
+from jacspec.models._bounds import MAX_DEPTH, MAX_LOG10, MAX_NAME, MAX_SEED, MIN_RTOL, Scale
 from jacspec.models.activations import Activation
 from jacspec.models.network import Network
 from jacspec.models.tensor import Matrix
@@ -22,7 +22,7 @@ class Inputs(ContractModel):
     data: Matrix | None = None
     targets: Matrix | None = None
     count: int = Field(16, ge=1, le=4096, description="Probes drawn when `data` is not given.")
-    scale: float = Field(1.0, ge=MIN_GAIN, le=MAX_GAIN, description="Std of the drawn probes; 1e-100 … 1e6.")
+    scale: Scale = Field(1.0, description="Std of the drawn probes; 1e-100 … 1e6.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of numpy's PCG64 generator, 0 … 2^64 − 1.")
 
 

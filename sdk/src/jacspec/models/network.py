@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from jacspec.models._base import ContractModel
-from jacspec.models._bounds import MAX_DEPTH, MAX_GAIN, MAX_SEED, MAX_WIDTH, MIN_GAIN
+from jacspec.models._bounds import MAX_DEPTH, MAX_GAIN, MAX_SEED, MAX_WIDTH, Scale
 from jacspec.models.activations import Activation
 from jacspec.models.tensor import KernelTensor, Matrix, Tensor, Vector
 
@@ -119,10 +119,8 @@ class InitRecipe(ContractModel):
         description="[n_0, n_1, …, n_L]: input width, then each layer's; each 1 … 2^20, L ≤ 100000.",
     )
     scheme: InitSchemeName = Field(description="See GET /v1/init-schemes for each scheme's std formula.")
-    gain: float = Field(1.0, ge=MIN_GAIN, le=MAX_GAIN, description="Multiplies the std of every scheme; 1e-100 … 1e6.")
-    std: float = Field(
-        1.0, ge=MIN_GAIN, le=MAX_GAIN, description="The base std of `gaussian` and `uniform`; ignored by the others."
-    )
+    gain: Scale = Field(1.0, description="Multiplies the std of every scheme; 1e-100 … 1e6.")
+    std: Scale = Field(1.0, description="The base std of `gaussian` and `uniform`; ignored by the others.")
     bias_std: float = Field(
         0.0, ge=0, le=MAX_GAIN, description="Biases b_j ~ N(0, bias_std²); 0 means no biases; at most 1e6."
     )
@@ -139,10 +137,8 @@ class RecurrentInit(ContractModel):
     hidden_size: int = Field(ge=1, le=MAX_WIDTH, description="n, the width of h_t; at most 2^20.")
     input_size: int = Field(ge=1, le=MAX_WIDTH, description="n_in, the width of x_t; at most 2^20.")
     scheme: InitSchemeName = Field(description="See GET /v1/init-schemes (W is n × n, U is n × n_in).")
-    gain: float = Field(1.0, ge=MIN_GAIN, le=MAX_GAIN, description="Multiplies the std of the scheme; 1e-100 … 1e6.")
-    std: float = Field(
-        1.0, ge=MIN_GAIN, le=MAX_GAIN, description="The base std of `gaussian` and `uniform`; 1e-100 … 1e6."
-    )
+    gain: Scale = Field(1.0, description="Multiplies the std of the scheme; 1e-100 … 1e6.")
+    std: Scale = Field(1.0, description="The base std of `gaussian` and `uniform`; 1e-100 … 1e6.")
     bias_std: float = Field(0.0, ge=0, le=MAX_GAIN, description="b ~ N(0, bias_std²); 0 means no bias; at most 1e6.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of numpy's PCG64 generator, 0 … 2^64 − 1.")
 
