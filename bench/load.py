@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -74,8 +75,9 @@ TOO_MANY_PARAMETERS: dict[str, Any] = {
 }
 
 
-def widest_admitted(body: Any, settings: Settings) -> dict[str, Any]:
-    """``body(n)`` with the largest n the limits in ``settings`` admit (bisection over the server's estimate)."""
+def widest_admitted(body: Callable[[int], dict[str, Any]], settings: Settings) -> dict[str, Any]:
+    """``body(n)`` with the largest n the limits in ``settings`` admit (bisection over the server's estimate); the
+    liveness tests (tests/api/test_workers.py) load the server with the same requests."""
     low, high = 1, 1 << 16
     while high - low > 1:
         middle = (low + high) // 2
@@ -87,7 +89,8 @@ def widest_admitted(body: Any, settings: Settings) -> dict[str, Any]:
     return dict(body(low))
 
 
-def _dense_solver(n: int) -> dict[str, Any]:
+def dense_solver(n: int) -> dict[str, Any]:
+    """rtol 1e-13 forces the dense eigensolver at any width."""
     return {
         "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
         "inputs": {"count": 1},
@@ -95,7 +98,8 @@ def _dense_solver(n: int) -> dict[str, Any]:
     }
 
 
-def _orthogonal_init(n: int) -> dict[str, Any]:
+def orthogonal_init(n: int) -> dict[str, Any]:
+    """The orthogonal draw is a QR of an n × n matrix."""
     return {
         "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
         "inputs": {"count": 1},
@@ -105,7 +109,7 @@ def _orthogonal_init(n: int) -> dict[str, Any]:
 def staller_bodies() -> list[bytes]:
     """The worst requests the default limits admit, as bodies."""
     settings = Settings()
-    return [json.dumps(widest_admitted(make, settings)).encode() for make in (_dense_solver, _orthogonal_init)]
+    return [json.dumps(widest_admitted(make, settings)).encode() for make in (dense_solver, orthogonal_init)]
 
 
 def _too_large_body() -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ from api.compute import DEADLINE, MEMORY, WORKER_LOST, ComputePool, Deadline
 from api.main import create_app
 from api.problems import ProblemError
 from api.settings import Settings
-from api.sizes import checked_size
 from api.worker import NICENESS
+from bench.load import dense_solver, orthogonal_init, widest_admitted
 from jacspec.models import AnalysisRequest
 from tests.helpers import running_server, served
 
@@ -37,36 +37,6 @@ PATIENCE_S = 60.0
 FOREVER = Deadline(PATIENCE_S, "test")
 SMALL = {"network": {"activation": "tanh", "init": {"widths": [8, 8, 2], "scheme": "orthogonal"}}}
 SHM = Path("/dev/shm")
-
-
-def widest_admitted(body: Callable[[int], dict[str, Any]], settings: Settings) -> dict[str, Any]:
-    """The request ``body(n)`` with the largest n that the default limits admit (by bisection over the estimate)."""
-    low, high = 1, 1 << 16
-    while high - low > 1:
-        middle = (low + high) // 2
-        try:
-            checked_size(AnalysisRequest.model_validate(body(middle)), settings)
-            low = middle
-        except ProblemError:
-            high = middle
-    return body(low)
-
-
-def dense_solver(n: int) -> dict[str, Any]:
-    """rtol 1e-13 forces the dense eigensolver at any width."""
-    return {
-        "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
-        "inputs": {"count": 1},
-        "options": {"rtol": 1e-13},
-    }
-
-
-def orthogonal_init(n: int) -> dict[str, Any]:
-    """The orthogonal draw is a QR of an n × n matrix."""
-    return {
-        "network": {"activation": "tanh", "init": {"widths": [n, n, 1], "scheme": "orthogonal"}},
-        "inputs": {"count": 1},
-    }
 
 
 HEAVY = widest_admitted(dense_solver, Settings())
@@ -295,9 +265,15 @@ def _b64_layers(rng: np.random.Generator, n: int) -> dict[str, Any]:
     return {"network": {"activation": "tanh", "layers": [{"weight": tensor}, {"weight": [[1.0] * n]}]}}
 
 
-async def test_a_large_json_body_reaches_the_worker_through_shared_memory_and_gives_the_same_numbers() -> None:
-    """A body over SHARED_BYTES goes as raw bytes in shared memory, validated again in the worker: the report is
-    the one computed in this process from the parsed body, and no block is left behind."""
+@pytest.mark.parametrize("room", [True, False], ids=["shared-memory", "pipe"])
+async def test_a_large_json_body_reaches_the_worker_and_gives_the_same_numbers(
+    room: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body over SHARED_BYTES goes as raw bytes in shared memory, validated again in the worker; where /dev/shm
+    has no room (writing past a full tmpfs, a container's 64 MiB default, is a SIGBUS), through the worker's pipe.
+    Either way the report is the one computed in this process from the parsed body, and no block is left behind."""
+    if not room:
+        monkeypatch.setattr(compute, "room_in_shared_memory", lambda size: False)
     body = _b64_layers(np.random.default_rng(3), 500)
     content = httpx.Request("POST", "http://x", json=body).content
     assert len(content) > work.SHARED
@@ -307,8 +283,7 @@ async def test_a_large_json_body_reaches_the_worker_through_shared_memory_and_gi
             response = await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     expected, _ = work.analyse_request(AnalysisRequest.model_validate_json(content, strict=True))
-    layers = response.json()["layers"]
-    assert [layer["weight_norm"] for layer in layers] == pytest.approx(
+    assert [layer["weight_norm"] for layer in response.json()["layers"]] == pytest.approx(
         [layer.weight_norm for layer in expected.layers], rel=1e-12
     )
     assert shared_blocks() <= blocks
@@ -359,27 +334,6 @@ async def test_workers_run_blas_on_one_thread_and_below_the_servers_priority() -
         await compute.close()
     assert threads == [1]
     assert niceness == min(19, os.nice(0) + NICENESS)
-
-
-async def test_without_room_in_shared_memory_a_large_body_goes_through_the_pipe(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A full /dev/shm (a container's 64 MiB default) would make writing a block a SIGBUS: the body then travels
-    through the worker's pipe and gives the same report."""
-    monkeypatch.setattr(compute, "room_in_shared_memory", lambda size: False)
-    body = _b64_layers(np.random.default_rng(5), 500)
-    content = httpx.Request("POST", "http://x", json=body).content
-    assert len(content) > work.SHARED
-    blocks = shared_blocks()
-    async with served(compute_workers=1) as (_, client):
-        with anyio.fail_after(PATIENCE_S):
-            response = await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
-    assert response.status_code == 200, response.text
-    expected, _ = work.analyse_request(AnalysisRequest.model_validate_json(content, strict=True))
-    assert [layer["weight_norm"] for layer in response.json()["layers"]] == pytest.approx(
-        [layer.weight_norm for layer in expected.layers], rel=1e-12
-    )
-    assert shared_blocks() == blocks
 
 
 def test_room_in_shared_memory_is_the_free_space_of_the_tmpfs(tmp_path: Path) -> None:
