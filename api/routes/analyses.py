@@ -48,7 +48,7 @@ def _request_body() -> dict[str, Any]:
         "part `weights` with the rest of the request in the JSON part `request`."
     ),
     openapi_extra=_request_body(),
-    responses=problem_responses(400, 413, 415, 422, 503),
+    responses=problem_responses(400, 408, 413, 415, 422, 503),
 )
 async def create_analysis(request: Request, settings: SettingsDep, compute: ComputeDep) -> Response:
     pending = await work.receive(request, settings, compute)

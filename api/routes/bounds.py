@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["bounds"])
     summary="The product bound from factors",
     description="∏_{j=1}^{L} f_j with f_j = σ_j·γ_j, or f^L, carried as log10 so that no depth overflows.",
     openapi_extra=request_body(BoundsRequest),
-    responses=problem_responses(400, 413, 415, 422, 503),
+    responses=problem_responses(400, 408, 413, 415, 422, 503),
 )
 async def create_bound(
     body: Annotated[BoundsRequest, Depends(json_body(BoundsRequest))],
