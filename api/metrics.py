@@ -71,14 +71,14 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
-        self.slots = Gauge(
-            "jacspec_compute_slots",
+        self.workers = Gauge(
+            "jacspec_compute_workers",
             "Compute workers: analyses computed at once (JACSPEC_COMPUTE_WORKERS per server process).",
             registry=registry,
             multiprocess_mode="livesum",
         )
         self.busy = Gauge(
-            "jacspec_compute_slots_busy",
+            "jacspec_compute_workers_busy",
             "Compute workers computing now.",
             registry=registry,
             multiprocess_mode="livesum",
@@ -212,7 +212,7 @@ class MeteredComputePool(ComputePool):
     ) -> None:
         super().__init__(workers, queue_timeout, queue_size, memory_bytes)
         self.metrics = metrics
-        metrics.slots.set(workers)
+        metrics.workers.set(workers)
 
     async def _acquire(self) -> None:
         metrics = self.metrics

@@ -68,7 +68,7 @@ async def test_counters_move_with_requests(client: httpx.AsyncClient) -> None:
     assert moved("jacspec_compute_seconds_count", place="worker") == 1
     assert moved("jacspec_compute_wait_seconds_count") == 1
     assert value(after, "jacspec_build_info", version=__version__) == 1
-    assert value(after, "jacspec_compute_slots") == available_cores()
+    assert value(after, "jacspec_compute_workers") == available_cores()
     assert value(after, "jacspec_http_requests_in_progress") == 1  # the scrape itself
 
 
@@ -87,11 +87,11 @@ async def test_slot_gauges_follow_a_held_slot_and_a_waiting_request() -> None:
     async with served(compute_workers=1, queue_timeout=600, queue_size=1) as (app, client):
         with anyio.fail_after(PATIENCE_S):
             idle = await scrape(client)
-            assert value(idle, "jacspec_compute_slots") == 1
-            assert value(idle, "jacspec_compute_slots_busy") == 0
+            assert value(idle, "jacspec_compute_workers") == 1
+            assert value(idle, "jacspec_compute_workers_busy") == 0
             async with anyio.create_task_group() as group, slot_held(app.state.compute):
                 busy = await scrape(client)
-                assert value(busy, "jacspec_compute_slots_busy") == 1
+                assert value(busy, "jacspec_compute_workers_busy") == 1
                 assert value(busy, "jacspec_compute_waiting") == 0
                 group.start_soon(post_bounds, client)  # waits for the held slot
                 while app.state.compute.limiter.statistics().tasks_waiting < 1:
@@ -101,7 +101,7 @@ async def test_slot_gauges_follow_a_held_slot_and_a_waiting_request() -> None:
                 refused = await client.post("/v1/bounds", json=FACTORS)  # the queue is full
                 assert refused.status_code == 503
             done = await scrape(client)
-    assert value(done, "jacspec_compute_slots_busy") == 0
+    assert value(done, "jacspec_compute_workers_busy") == 0
     assert value(done, "jacspec_compute_waiting") == 0
     assert value(done, "jacspec_compute_seconds_count", place="worker") == 2  # the held task, the bound that waited
     assert value(done, "jacspec_compute_wait_seconds_count") == 2
@@ -130,4 +130,4 @@ async def test_a_larger_analysis_is_counted_in_a_worker(client: httpx.AsyncClien
     assert value(samples, "jacspec_compute_wait_seconds_count") == 1
     assert value(samples, "jacspec_analysis_layers_total") == 3
     assert value(samples, "jacspec_analysis_weights_total") == 3 * 256 * 256
-    assert value(samples, "jacspec_compute_slots_busy") == 0
+    assert value(samples, "jacspec_compute_workers_busy") == 0

@@ -45,13 +45,13 @@ deadlines below."""
 
 
 def busy_workers(metrics: str) -> float:
-    """The ``jacspec_compute_slots_busy`` gauge in a /metrics text."""
-    line = next(line for line in metrics.splitlines() if line.startswith("jacspec_compute_slots_busy "))
+    """The ``jacspec_compute_workers_busy`` gauge in a /metrics text."""
+    line = next(line for line in metrics.splitlines() if line.startswith("jacspec_compute_workers_busy "))
     return float(line.split()[1])
 
 
 def busy(app: Any) -> float:
-    value = app.state.metrics.registry.get_sample_value("jacspec_compute_slots_busy")
+    value = app.state.metrics.registry.get_sample_value("jacspec_compute_workers_busy")
     return 0.0 if value is None else float(value)
 
 
