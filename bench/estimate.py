@@ -21,7 +21,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -30,19 +30,10 @@ from api.problems import ProblemError
 from api.settings import Settings
 from api.sizes import checked_size
 from api.work import analyse_request
-from jacspec.models import AnalysisRequest
+from jacspec.models import AnalysisRequest, InitSchemeName
 from service.cost import SECONDS_PER_FLOP
 
-SCHEMES = (
-    "gaussian",
-    "uniform",
-    "xavier_normal",
-    "xavier_uniform",
-    "he_normal",
-    "he_uniform",
-    "lecun_normal",
-    "orthogonal",
-)
+SCHEMES = get_args(InitSchemeName)
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "gelu", "softplus", "leaky_relu", "elu")
 RTOLS = (1e-2, 1e-4, 1e-6, 1e-6, 1e-9, 1e-12, 1e-13)
 SPECTRA = ("none", "none", "summary", "full")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import os
 import signal
-from collections.abc import MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,18 @@ pytestmark = pytest.mark.anyio
 
 PATIENCE_S = 60.0
 FOREVER = Deadline(PATIENCE_S, "test")
+
+
+@asynccontextmanager
+async def started(pool: ComputePool) -> AsyncIterator[ComputePool]:
+    """``pool`` with its workers started, and closed at the end."""
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 SMALL = {"network": {"activation": "tanh", "init": {"widths": [8, 8, 2], "scheme": "orthogonal"}}}
 SHM = Path("/dev/shm")
 
@@ -55,8 +68,8 @@ def busy(app: Any) -> float:
     return 0.0 if value is None else float(value)
 
 
-def worker_pids(compute: ComputePool) -> set[int | None]:
-    return {each.process.pid for each in compute.idle}
+def worker_pids(pool: ComputePool) -> set[int | None]:
+    return {each.process.pid for each in pool.idle}
 
 
 def shared_blocks() -> set[str]:
@@ -148,8 +161,8 @@ async def test_a_client_that_disconnects_frees_its_worker() -> None:
     request gets a worker."""
     app = create_app(Settings(compute_workers=1))
     async with app.router.lifespan_context(app):
-        compute: ComputePool = app.state.compute
-        before = worker_pids(compute)
+        pool: ComputePool = app.state.compute
+        before = worker_pids(pool)
         gone = anyio.Event()
         body = httpx.Request("POST", "http://x/v1/analyses", json=HEAVY).content
         messages = [{"type": "http.request", "body": body, "more_body": False}]
@@ -182,11 +195,11 @@ async def test_a_client_that_disconnects_frees_its_worker() -> None:
         with anyio.fail_after(PATIENCE_S):
             async with anyio.create_task_group() as group:
                 group.start_soon(app, scope, receive, send)
-                while compute.limiter.borrowed_tokens < 1 or busy(app) < 1:
+                while pool.limiter.borrowed_tokens < 1 or busy(app) < 1:
                     await anyio.sleep(0.01)
                 gone.set()
-            assert compute.limiter.borrowed_tokens == 0
-            assert before.isdisjoint(worker_pids(compute))
+            assert pool.limiter.borrowed_tokens == 0
+            assert before.isdisjoint(worker_pids(pool))
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client:
                 small = await client.post("/v1/analyses", json=SMALL)
         assert small.status_code == 200
@@ -204,17 +217,13 @@ def allocate(size: int) -> int:
 async def test_a_task_over_the_worker_memory_limit_is_413_and_the_worker_replaced() -> None:
     """512 MiB of address space (a quarter already the interpreter's) cannot hold 1 GiB of array: the MemoryError
     comes back as a 413 naming the setting, and the next task finds a fresh worker."""
-    compute = ComputePool(1, memory_bytes=2**29)
-    await compute.start()
-    try:
-        before = worker_pids(compute)
+    async with started(ComputePool(1, memory_bytes=2**29)) as pool:
+        before = worker_pids(pool)
         with anyio.fail_after(PATIENCE_S):
             with pytest.raises(ProblemError) as raised:
-                await compute.run(allocate, (2**30,), FOREVER)
-            assert await compute.run(allocate, (2**20,), FOREVER) == 2**17
-        assert before.isdisjoint(worker_pids(compute))
-    finally:
-        await compute.close()
+                await pool.run(allocate, (2**30,), FOREVER)
+            assert await pool.run(allocate, (2**20,), FOREVER) == 2**17
+        assert before.isdisjoint(worker_pids(pool))
     problem = raised.value.problem
     assert problem.status == 413
     assert problem.type == MEMORY
@@ -227,15 +236,11 @@ def die() -> None:
 
 
 async def test_a_worker_that_dies_is_replaced_and_its_request_answered_503() -> None:
-    compute = ComputePool(1)
-    await compute.start()
-    try:
+    async with started(ComputePool(1)) as pool:
         with anyio.fail_after(PATIENCE_S):
             with pytest.raises(ProblemError) as raised:
-                await compute.run(die, (), FOREVER)
-            assert await compute.run(os.getpid, (), FOREVER) in worker_pids(compute)
-    finally:
-        await compute.close()
+                await pool.run(die, (), FOREVER)
+            assert await pool.run(os.getpid, (), FOREVER) in worker_pids(pool)
     problem = raised.value.problem
     assert problem.status == 503
     assert problem.type == WORKER_LOST
@@ -245,15 +250,15 @@ async def test_a_worker_that_dies_is_replaced_and_its_request_answered_503() -> 
 
 async def test_the_lifespan_starts_and_stops_the_workers() -> None:
     app = create_app(Settings(compute_workers=2))
-    compute: ComputePool = app.state.compute
-    assert compute.idle == []
+    pool: ComputePool = app.state.compute
+    assert pool.idle == []
     async with app.router.lifespan_context(app):
-        processes = [each.process for each in compute.idle]
+        processes = [each.process for each in pool.idle]
         assert len(processes) == 2
         assert all(process.is_alive() for process in processes)
         assert os.getpid() not in {process.pid for process in processes}
     assert not any(process.is_alive() for process in processes)
-    assert compute.idle == []
+    assert pool.idle == []
 
 
 # ------------------------------------------------------------------ shared memory
@@ -324,14 +329,10 @@ def blas_threads() -> list[int]:
 
 
 async def test_workers_run_blas_on_one_thread_and_below_the_servers_priority() -> None:
-    compute = ComputePool(1)
-    await compute.start()
-    try:
+    async with started(ComputePool(1)) as pool:
         with anyio.fail_after(PATIENCE_S):
-            threads = await compute.run(blas_threads, (), FOREVER)
-            niceness = await compute.run(os.nice, (0,), FOREVER)
-    finally:
-        await compute.close()
+            threads = await pool.run(blas_threads, (), FOREVER)
+            niceness = await pool.run(os.nice, (0,), FOREVER)
     assert threads == [1]
     assert niceness == min(19, os.nice(0) + NICENESS)
 
