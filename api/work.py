@@ -16,7 +16,7 @@ from typing import Any
 from anyio import to_thread
 from fastapi import Request
 
-from api.compute import ComputePool, Deadline, sharing
+from api.compute import SHARED_BYTES, ComputePool, Deadline, sharing
 from api.echo import echo
 from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
@@ -66,11 +66,7 @@ async def receive(request: Request, settings: Settings, compute: ComputePool) ->
     raw = await read_body(request, settings.max_body_bytes)
     body = await validate_json(request, AnalysisRequest, raw)
     checked_size(body, settings)
-    return AnalysisWork(analyse_json, raw if len(raw) > SHARED else body, (), deadline(settings, body.options))
-
-
-SHARED = 1 << 20
-"""JSON bodies larger than this go to the worker as raw bytes (in shared memory) rather than as a pickled model."""
+    return AnalysisWork(analyse_json, raw if len(raw) > SHARED_BYTES else body, (), deadline(settings, body.options))
 
 
 def deadline(settings: Settings, options: OptionsModel) -> Deadline:
@@ -102,8 +98,7 @@ async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> 
 
 def may_be_large(request: Request) -> bool:
     """Whether the body may be larger than INLINE_PARSE_BYTES (no Content-Length, or a larger one). A smaller one
-    is read and checked even when the queue is full (a 413 is a 413) and, if its work is small, computed on the
-    event loop, which needs no slot."""
+    is read and checked even when the queue is full: a 413 or 422 is answered without a worker."""
     declared = declared_length(request)
     return declared is None or declared > INLINE_PARSE_BYTES
 
@@ -119,10 +114,8 @@ def analyse_json(source: AnalysisRequest | Shared | bytes) -> Computed:
     through the pipe (when shared memory had no room), then validated again here, as the server did."""
     if isinstance(source, Shared):
         with attached(source) as view:
-            raw = bytes(view)
-        source = AnalysisRequest.model_validate_json(raw, strict=True)
-        del raw
-    elif isinstance(source, bytes):
+            source = bytes(view)
+    if isinstance(source, bytes):
         source = AnalysisRequest.model_validate_json(source, strict=True)
     return analyse_request(source)
 

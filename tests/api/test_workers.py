@@ -281,7 +281,7 @@ async def test_a_large_json_body_reaches_the_worker_and_gives_the_same_numbers(
         monkeypatch.setattr(compute, "room_in_shared_memory", lambda size: False)
     body = _b64_layers(np.random.default_rng(3), 500)
     content = httpx.Request("POST", "http://x", json=body).content
-    assert len(content) > work.SHARED
+    assert len(content) > compute.SHARED_BYTES
     blocks = shared_blocks()
     async with served(compute_workers=1) as (_, client):
         with anyio.fail_after(PATIENCE_S):
@@ -298,7 +298,7 @@ async def test_a_large_upload_reaches_the_worker_through_shared_memory() -> None
     rng = np.random.default_rng(4)
     weights = {"0.weight": rng.standard_normal((600, 600)), "1.weight": rng.standard_normal((1, 600))}
     blob = save_numpy(weights)
-    assert len(blob) > work.SHARED
+    assert len(blob) > compute.SHARED_BYTES
     blocks = shared_blocks()
     async with served(compute_workers=1) as (_, client):
         with anyio.fail_after(PATIENCE_S):
