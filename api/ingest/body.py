@@ -17,7 +17,7 @@ from anyio import fail_after, to_thread
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from api.deps import SettingsDep
+from api.deps import SettingsDep, get_settings
 from api.echo import echo
 from api.problems import ProblemError, from_validation
 from api.settings import Settings
@@ -109,7 +109,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = declared_length(request)
     if declared is not None and declared > limit:
         raise _too_large(limit)
-    timeout = _settings(request).body_timeout
+    timeout = get_settings(request).body_timeout
     try:
         with fail_after(timeout):
             return await _receive_all(request, limit)
@@ -120,11 +120,6 @@ async def read_body(request: Request, limit: int) -> bytes:
             f"the body did not arrive whole within {timeout:g} s (JACSPEC_BODY_TIMEOUT)",
             headers={"Connection": "close"},
         ) from None
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def _receive_all(request: Request, limit: int) -> bytes:
