@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import matches, presented_keys
-from api.compute import BUSY
+from api.compute import busy
 from api.ingest.body import INLINE_PARSE_BYTES
 from api.problems import ProblemError, problem_response
 
@@ -190,13 +190,11 @@ class BodyBudgetMiddleware:
         )
 
     def _busy(self, why: str) -> ProblemError:
-        return ProblemError(
-            503,
-            "Service Unavailable",
+        return busy(
             f"the request bodies in progress fill this server's {self.budget.total} bytes"
-            f" (JACSPEC_BODY_BUDGET_BYTES) and {why}; retry in {self.retry_after} s",
-            type_=BUSY,
-            headers={"Retry-After": str(self.retry_after), "Connection": "close"},
+            f" (JACSPEC_BODY_BUDGET_BYTES) and {why}",
+            self.retry_after,
+            headers={"Connection": "close"},
         )
 
     async def _refuse(self, error: ProblemError, scope: Scope, receive: Receive, send: Send) -> None:

@@ -84,6 +84,17 @@ def available_cores(cpu_max: Path = CPU_MAX) -> int:
     return max(1, cores)
 
 
+def busy(detail: str, retry_after: int, type_: str = BUSY, headers: dict[str, str] | None = None) -> ProblemError:
+    """503 problem+json: ``detail``, then when to retry, also as ``Retry-After`` (with ``headers`` besides)."""
+    return ProblemError(
+        503,
+        "Service Unavailable",
+        f"{detail}; retry in {retry_after} s",
+        type_=type_,
+        headers={"Retry-After": str(retry_after), **(headers or {})},
+    )
+
+
 SHM = Path("/dev/shm")
 """Where multiprocessing's shared memory lives on Linux: a tmpfs, 64 MiB by default in a container (compose's
 ``shm_size`` sets it)."""
@@ -333,10 +344,4 @@ class ComputePool:
         return self._busy(f"all {self.workers} compute workers are busy and {self.queue_size} requests are waiting")
 
     def _busy(self, detail: str, type_: str = BUSY) -> ProblemError:
-        return ProblemError(
-            503,
-            "Service Unavailable",
-            f"{detail}; retry in {self.retry_after} s",
-            type_=type_,
-            headers={"Retry-After": str(self.retry_after)},
-        )
+        return busy(detail, self.retry_after, type_)
