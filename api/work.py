@@ -29,7 +29,9 @@ from api.worker import Shared, attached
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
 from jacspec.models import Options as OptionsModel
+from service.advice import TRIALS
 from service.analysis import Analysis, Options, analyse
+from service.cost import WorkEstimate
 from service.errors import InvalidInputError, Location
 from service.network import Network, build_network
 from service.probes import make_probes
@@ -65,8 +67,14 @@ async def receive(request: Request, settings: Settings, compute: ComputePool) ->
     require_json(request, ACCEPTED)
     raw = await read_body(request, settings.max_body_bytes)
     body = await validate_json(request, AnalysisRequest, raw)
-    checked_size(body, settings)
-    return AnalysisWork(analyse_json, raw if len(raw) > SHARED_BYTES else body, (), deadline(settings, body.options))
+    trials = trials_left(checked_size(body, settings), settings)
+    payload = raw if len(raw) > SHARED_BYTES else body
+    return AnalysisWork(analyse_json, payload, (trials,), deadline(settings, body.options))
+
+
+def trials_left(work: WorkEstimate, settings: Settings) -> int:
+    """The suggested gain's trials (at most service.advice.TRIALS) that fit in JACSPEC_MAX_FLOPS beside the work."""
+    return work.trials_within(settings.max_flops, TRIALS)
 
 
 def deadline(settings: Settings, options: OptionsModel) -> Deadline:
@@ -109,7 +117,7 @@ def declared_too_large(request: Request, settings: Settings) -> bool:
     return declared is not None and declared > settings.max_body_bytes
 
 
-def analyse_json(source: AnalysisRequest | Shared | bytes) -> Computed:
+def analyse_json(source: AnalysisRequest | Shared | bytes, trials: int = TRIALS) -> Computed:
     """In a worker: the analysis of a JSON request, given as its model, or as its raw bytes in shared memory or
     through the pipe (when shared memory had no room), then validated again here, as the server did."""
     if isinstance(source, Shared):
@@ -117,10 +125,10 @@ def analyse_json(source: AnalysisRequest | Shared | bytes) -> Computed:
             source = bytes(view)
     if isinstance(source, bytes):
         source = AnalysisRequest.model_validate_json(source, strict=True)
-    return analyse_request(source)
+    return analyse_request(source, trials)
 
 
-def analyse_request(body: AnalysisRequest) -> Computed:
+def analyse_request(body: AnalysisRequest, trials: int = TRIALS) -> Computed:
     """Decode, build and analyse a JSON request: everything that allocates or computes."""
     network = body.network
     started = time.perf_counter()
@@ -131,14 +139,16 @@ def analyse_request(body: AnalysisRequest) -> Computed:
     else:
         built = _drawn(network)
     decode_ms = (time.perf_counter() - started) * 1e3
-    return _analysed(built, body.inputs, body.options), decode_ms
+    return _analysed(built, body.inputs, body.options, trials), decode_ms
 
 
 def _drawn(network: NetworkModel) -> Network:
     return build_network(init_recipe(network))
 
 
-def _analysed(network: Network, inputs: Inputs, options: OptionsModel, inputs_at: Location = ()) -> Analysis:
+def _analysed(
+    network: Network, inputs: Inputs, options: OptionsModel, trials: int, inputs_at: Location = ()
+) -> Analysis:
     """The analysis of ``network``; errors about the probes are located under ``inputs_at``."""
     try:
         x, y = make_probes(probe_spec(inputs), network.input_width, network.widths[-1])
@@ -146,7 +156,7 @@ def _analysed(network: Network, inputs: Inputs, options: OptionsModel, inputs_at
         raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
-    service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum)
+    service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum, trials=trials)
     return analyse(network, x, y, service_options)
 
 
@@ -168,11 +178,13 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
         file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     prefixes = safetensors.layer_names(file, spec.network.layers)
-    checked_safetensors_size(file, prefixes, spec, settings)
-    return AnalysisWork(analyse_upload, upload.data, (prefixes, spec), deadline(settings, spec.options))
+    trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
+    return AnalysisWork(analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options))
 
 
-def analyse_upload(source: bytes | memoryview | Shared, prefixes: list[str], spec: SafetensorsRequest) -> Computed:
+def analyse_upload(
+    source: bytes | memoryview | Shared, prefixes: list[str], spec: SafetensorsRequest, trials: int = TRIALS
+) -> Computed:
     """In a worker: read the uploaded file (from shared memory when large), widen its tensors, build, analyse.
 
     An error about a layer's weight found while analysing (its norm beyond float64) names the tensor in the file.
@@ -185,7 +197,7 @@ def analyse_upload(source: bytes | memoryview | Shared, prefixes: list[str], spe
         network = _uploaded(source, prefixes, spec)
     decode_ms = (time.perf_counter() - started) * 1e3
     try:
-        return _analysed(network, spec.inputs, spec.options, inputs_at=("request",)), decode_ms
+        return _analysed(network, spec.inputs, spec.options, trials, inputs_at=("request",)), decode_ms
     except InvalidInputError as exc:
         if exc.location[:2] != ("network", "layers"):
             raise

@@ -23,12 +23,13 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from service.advice import TRIALS, Method, Suggestion, suggest
 from service.bounds import bound_from_factors
 from service.conv import Conv2d
 from service.errors import InvalidInputError, Location
 from service.jacobian import jacobian_max
 from service.linear import Linear
-from service.logscale import plain
+from service.logscale import normal_or_none, plain
 from service.meanfield import NetworkMeanField, network_meanfield
 from service.network import Layer, Network
 from service.recurrent import RecurrentReport, recurrent_report
@@ -52,6 +53,8 @@ class Options:
     thresholds: Thresholds = field(default_factory=Thresholds)
     spectrum: SpectrumMode = "none"
     """"summary" or "full": the weights' and the input–output Jacobian's singular-value spectra (service.spectra)."""
+    trials: int = TRIALS
+    """The most trial analyses the suggested gain may take (service.advice)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,12 @@ class Summary:
     thresholds: Thresholds
     gain: float | None
     suggested_gain: float | None
+    """The gain (for explicit weights, the factor on every weight) that makes the true growth stable."""
+    suggestion: Method | None
+    suggested_growth_log10: float | None
+    """The true growth with the suggested gain (None where it was not computed: mean_field, or no suggestion)."""
+    bound_gain: float | None
+    """The gain at which the bound grows by 1 per layer."""
     advice: str
     flags: tuple[str, ...]
 
@@ -199,7 +208,8 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
 
     kind = "recurrent" if network.recurrent is not None else None
     reports = tuple(record.report(j + 1, kind, fwd.overflow) for j, record in enumerate(records))
-    summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield)
+    suggestion = _suggestion(network, x, input_norm, fwd.overflow, options, meanfield)
+    summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield, suggestion)
     widths = network.widths
     methods = Methods(
         rtol=rtol,
@@ -361,11 +371,7 @@ def _backward_norms(
     logs[-1] = 0.0
     matvecs = 0
     for j in range(depth - 1, -1, -1):
-        p = layers[j].pull_back(p, fwd.derivatives[j])
-        largest = np.abs(p).max(axis=(1, 2))
-        alive = largest > 0
-        p /= np.where(alive, largest, 1.0)[:, None, None]
-        scale[alive] += np.log10(largest[alive])
+        p, alive = _pull(layers[j], p, fwd.derivatives[j], scale)
         if j == depth - 1:
             value = math.log10(last) if last > 0 else None
         else:
@@ -375,6 +381,32 @@ def _backward_norms(
             return logs, value, matvecs
         logs[j - 1] = value
     raise AssertionError("unreachable: a network has at least one layer")
+
+
+def _pull(layer: Layer, p: Array | None, d: Array, scale: Array) -> tuple[Array, Array]:
+    """P·J_b for every probe (Layer.pull_back), rescaled to a largest entry of 1 with the scale added to ``scale``
+    in log10; and which probes' products are not zero."""
+    p = layer.pull_back(p, d)
+    largest = np.abs(p).max(axis=(1, 2))
+    alive = largest > 0
+    p /= np.where(alive, largest, 1.0)[:, None, None]
+    scale[alive] += np.log10(largest[alive])
+    return p, alive
+
+
+def trial_growth(network: Network, x: Array, rtol: float) -> float:
+    """log10 max_b ‖∂a_L/∂a_0‖₂ on probes ``x`` alone: the forward pass and the backward product, no layer's own
+    norms; −inf where it is exactly zero, +inf where the forward pass overflows (service.advice's trials)."""
+    fwd = _forward(network, x)
+    if fwd.overflow is not None:
+        return math.inf
+    p: Array | None = None
+    scale = np.zeros(x.shape[0])
+    for layer, d in zip(reversed(network.layers), reversed(fwd.derivatives), strict=True):
+        p, alive = _pull(layer, p, d, scale)
+    assert p is not None
+    value, _ = _log10_max(p, scale, alive, rtol)
+    return -math.inf if value is None else value
 
 
 def _log10_max(p: Array, scale: Array, alive: Array, rtol: float) -> tuple[float | None, int]:
@@ -433,6 +465,29 @@ def _log10_norm(weight: Linear, delta: Array, a: Array, scale: float) -> float |
     return scale + math.log10(peaks[0]) + math.log10(peaks[1]) + math.log10(peak) + math.log10(norm)
 
 
+def _suggestion(
+    network: Network,
+    x: Array,
+    norm_log10: float | None,
+    overflow: int | None,
+    options: Options,
+    meanfield: NetworkMeanField,
+) -> Suggestion:
+    """service.advice.suggest on the true growth (−inf for an exact zero, +inf past an overflow)."""
+    growth = math.inf if overflow is not None else (-math.inf if norm_log10 is None else norm_log10)
+    gain = 1.0 if network.gain is None else network.gain
+    mean_field = None if meanfield.critical_gain is None else meanfield.critical_gain / gain
+    return suggest(
+        network,
+        x,
+        growth,
+        options.thresholds,
+        lambda trial: trial_growth(trial, x, options.rtol),
+        mean_field,
+        options.trials,
+    )
+
+
 def _summary(
     network: Network,
     bound_log10: float | None,
@@ -440,6 +495,7 @@ def _summary(
     overflow: int | None,
     t: Thresholds,
     meanfield: NetworkMeanField,
+    suggestion: Suggestion,
 ) -> Summary:
     depth = len(network.layers)
     rate = None if bound_log10 is None else bound_log10 / depth
@@ -447,9 +503,11 @@ def _summary(
     bound_verdict = classify(bound_log10, t)
     # A forward pass that overflows float64 has exploded, whatever the gradients would have done.
     verdict: VerdictName = "exploding" if overflow is not None else classify(norm_log10, t)
+    gain = 1.0 if network.gain is None else network.gain
     # Scaling the weights cannot bring a residual layer's factor ‖S‖ + σ·sup|h'| to 1 from below ‖S‖.
     residual = any(layer.skip is not None for layer in network.layers)
-    suggested = None if residual else critical_gain(1.0 if network.gain is None else network.gain, rate)
+    bound_gain = None if residual else critical_gain(gain, rate)
+    suggested = None if suggestion.factor is None else normal_or_none(gain * suggestion.factor)
     flags = []
     if overflow is not None:
         flags.append("overflow")
@@ -468,7 +526,10 @@ def _summary(
         thresholds=t,
         gain=network.gain,
         suggested_gain=suggested,
-        advice=advise(verdict, depth, norm_log10, rate, network.gain, suggested, overflow, _advice(meanfield)),
+        suggestion=suggestion.method if suggested is not None else None,
+        suggested_growth_log10=suggestion.growth_log10 if suggested is not None else None,
+        bound_gain=bound_gain,
+        advice=advise(verdict, depth, norm_log10, network.gain, overflow, _advice(meanfield), suggestion, suggested),
         flags=tuple(flags),
     )
 

@@ -270,11 +270,21 @@ class WorkEstimate:
     flops_without_spectrum: float
     response_bytes: int
     depth: int
+    trial_flops: float = 0.0
+    """One trial of the suggested gain's search (:func:`trial_flops`); the trials are not in ``flops``: they take
+    what the limit leaves (:meth:`trials_within`)."""
 
     @property
     def seconds(self) -> float:
         """The estimate in seconds of one core (SECONDS_PER_FLOP)."""
         return self.flops * SECONDS_PER_FLOP
+
+    def trials_within(self, limit: float, most: int) -> int:
+        """How many trials (at most ``most``) fit in ``limit`` flops besides the analysis itself."""
+        room = limit - self.flops
+        if room <= 0 or not math.isfinite(room) or not math.isfinite(self.trial_flops):
+            return 0
+        return most if self.trial_flops <= 0 else min(most, int(room // self.trial_flops))
 
 
 def estimate(declared: Declared) -> WorkEstimate:
@@ -294,6 +304,7 @@ def estimate(declared: Declared) -> WorkEstimate:
         without,
         response_bytes(declared),
         len(widths) - 1,
+        trial_flops(declared),
     )
 
 
@@ -351,6 +362,23 @@ def estimate_flops(declared: Declared) -> float:
     total += MEANFIELD_LAYER * flops_of(declared.meanfield)
     if declared.spectrum != "none":
         total += spectrum_flops(declared)
+    return math.inf if math.isnan(total) else total
+
+
+def trial_flops(declared: Declared) -> float:
+    """One trial of service.advice's search (service.analysis.trial_growth): each layer's forward product with B
+    rows, its activation and derivative, and the backward pull of n_L rows a probe, then the input's backward norm
+    over B matrices of n_L × n_0; LAYER_OVERHEAD/10 a layer for its numpy calls."""
+    layers, probes = declared.layers, declared.probes
+    n_out, b = layers[-1].m, flops_of(probes)
+    total = _backward_norm(layers[0], probes, n_out, declared.rtol)
+    memo: dict[int, float] = {}
+    for layer in layers:
+        run = memo.get(id(layer))
+        if run is None:
+            rows = layer.products(b) + layer.products(b * flops_of(n_out)) + ELEMENT * 3.0 * b * flops_of(layer.m)
+            run = memo[id(layer)] = (rows + LAYER_OVERHEAD / 10.0) * flops_of(layer.count)
+        total += run
     return math.inf if math.isnan(total) else total
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from service.advice import Suggestion
 
 VerdictName = Literal["vanishing", "exploding", "stable"]
 
@@ -54,47 +57,62 @@ def advise(
     verdict: VerdictName,
     depth: int,
     norm_log10: float | None,
-    rate_log10: float | None,
     gain: float | None,
-    suggested_gain: float | None,
     overflow: int | None,
-    meanfield: MeanFieldAdvice | None = None,
+    meanfield: MeanFieldAdvice | None,
+    suggestion: Suggestion,
+    suggested: float | None,
 ) -> str:
-    """Plain sentences: what the true norms say; what mean-field theory predicts for a typical direction and the
-    gain at which χ₁ = 1 (the edge of chaos); the gain that makes the bound's growth per layer 1."""
+    """Two sentences: what the gradients do (the true norms, and what mean field predicts for a typical direction),
+    and what to do (service.advice's suggestion: the gain to use, or what would help where no gain does)."""
+    happens = _what_happens(verdict, depth, norm_log10, overflow, meanfield)
+    return f"{happens} {_what_to_do(gain, suggestion, suggested)}"
+
+
+def power(log10: float) -> str:
+    """10^x with x to two decimals: 10^-5.36, 10^0 (never 10^-1.52e-08 nor 10^-0)."""
+    return f"10^{round(log10, 2) + 0.0:g}"
+
+
+def _what_happens(
+    verdict: VerdictName, depth: int, norm_log10: float | None, overflow: int | None, m: MeanFieldAdvice | None
+) -> str:
     if overflow is not None:
-        head = f"The forward pass overflows float64 at layer {overflow + 1}: activations explode."
-    elif norm_log10 is None:
-        head = "Gradients vanish completely: ∂a_L/∂a_0 is exactly zero for every probe (a dead layer)."
-    else:
-        word = {"vanishing": "vanish", "exploding": "explode", "stable": "are stable"}[verdict]
-        head = f"Gradients {word}: ‖∂a_L/∂a_0‖ reaches 10^{norm_log10:.3g} over {depth} layers."
-    if meanfield is not None:
-        head = f"{head} {_meanfield_sentence(meanfield, gain)}"
-    if suggested_gain is None or rate_log10 is None:
-        return head
-    if gain is None:
-        fix = f"scaling every weight by {suggested_gain:.4g}"
-    else:
-        fix = f"an init gain of {suggested_gain:.4g} (now {gain:.4g})"
-    return f"{head} The bound grows by 10^{rate_log10:.3g} per layer; {fix} makes that growth 1 per layer."
-
-
-def _meanfield_sentence(m: MeanFieldAdvice, gain: float | None) -> str:
-    """E.g. "Mean-field theory predicts a typical growth of 10^-3.2 (χ₁ = 0.63 per layer); an init gain of 1.41
-    (now 1) makes χ₁ = 1, the edge of chaos." """
+        return f"The forward pass overflows float64 at layer {overflow + 1}: activations explode."
+    if norm_log10 is None:
+        return "Gradients vanish completely: ∂a_L/∂a_0 is exactly zero for every probe (a dead layer)."
+    word = {"vanishing": "vanish", "exploding": "explode", "stable": "are stable"}[verdict]
+    head = f"Gradients {word}: ‖∂a_L/∂a_0‖ reaches {power(norm_log10)} over {depth} layers"
+    if m is None:
+        return f"{head}."
     if m.growth_log10 is None or m.chi1 is None:
-        return "Mean-field theory predicts that gradients vanish completely (χ₁ = 0 in some layer)."
-    per_layer = f"χ₁ = {m.chi1:.4g} per layer" if m.uniform else f"χ₁ = {m.chi1:.4g} per layer, geometric mean"
-    growth = round(m.growth_log10, 3) + 0.0  # 10^0, not 10^7.71e-16 (nor 10^-0)
-    prediction = f"Mean-field theory predicts a typical growth of 10^{growth:.3g} ({per_layer})"
-    target = 1.0 if gain is None else gain
-    if m.critical_gain is None:
-        return f"{prediction}; no gain makes χ₁ = 1."
-    if abs(m.critical_gain / target - 1.0) <= 1e-6:
-        return f"{prediction}: the init is at the edge of chaos, χ₁ = 1."
+        return f"{head}; mean field predicts they vanish completely (χ₁ = 0 in some layer)."
+    per_layer = f"χ₁ = {m.chi1:.3g} per layer" + ("" if m.uniform else ", geometric mean")
+    return f"{head}; mean field predicts {power(m.growth_log10)} ({per_layer})."
+
+
+def _what_to_do(gain: float | None, suggestion: Suggestion, suggested: float | None) -> str:
+    if suggested is None or suggestion.method is None:
+        text = suggestion.remedy or "no gain makes it stable"
+        return f"{text[0].upper()}{text[1:]}."
+    if suggestion.method == "unchanged":
+        return "No change is needed."
     if gain is None:
-        fix = f"scaling every weight by {m.critical_gain:.4g}"
+        fix = f"Scale every weight by {suggested:.3g}"
     else:
-        fix = f"an init gain of {m.critical_gain:.4g} (now {gain:.4g})"
-    return f"{prediction}; {fix} makes χ₁ = 1, the edge of chaos."
+        now, new = _distinct(gain, suggested)
+        fix = f"Use an init gain of {new} (now {now})"
+    if suggestion.method == "mean_field":
+        return f"{fix}: mean field puts it at the edge of chaos (not checked on the probes: no trial fitted the limit)."
+    assert suggestion.growth_log10 is not None
+    exact = " exactly (the network is positively homogeneous)" if suggestion.method == "homogeneous" else ""
+    return f"{fix}: ‖∂a_L/∂a_0‖ is then {power(suggestion.growth_log10)}{exact}."
+
+
+def _distinct(a: float, b: float) -> tuple[str, str]:
+    """a and b to 3 significant digits, or to as many more (up to 6) as they need to differ."""
+    for digits in range(3, 7):
+        sa, sb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if sa != sb:
+            return sa, sb
+    return sa, sb

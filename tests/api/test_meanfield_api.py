@@ -72,7 +72,7 @@ async def test_default_report_has_meanfield_and_no_spectrum(client: httpx.AsyncC
     assert summary["predicted_growth_log10"] == pytest.approx(0.0, abs=1e-14)
     assert summary["predicted_growth"] == pytest.approx(1.0, rel=1e-13)
     assert summary["critical_gain"] == pytest.approx(1.0, rel=1e-14)
-    assert "edge of chaos" in report["summary"]["advice"]
+    assert "mean field predicts 10^0 (χ₁ = 1 per layer)" in report["summary"]["advice"]
 
 
 async def test_explicit_weights_meanfield_from_their_variances(client: httpx.AsyncClient) -> None:

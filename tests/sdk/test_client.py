@@ -28,7 +28,7 @@ def _check_tanh_report(report: AnalysisReport) -> None:
     assert [layer.weight_norm for layer in report.layers] == pytest.approx([0.5] * 3, rel=1e-12)
     for layer in report.layers:
         assert layer.backward_bound_log10 == pytest.approx((3 - layer.index) * math.log10(0.5), abs=1e-12)
-    assert report.summary.suggested_gain == pytest.approx(1.0, rel=1e-9)
+    assert report.summary.bound_gain == pytest.approx(1.0, rel=1e-9)
 
 
 def _check_explicit_report(report: AnalysisReport) -> None:

@@ -218,9 +218,10 @@ def _classify(total: float) -> str:
 
 
 def test_summary_verdicts_and_suggested_scale(setup: Setup) -> None:
-    """The verdicts follow the default ±2 thresholds on the true and bound totals; for explicit weights the
-    suggested factor s scales every W_j so that the bound's growth is 1 per layer, i.e. re-analysing s·W gives
-    input_bound_log10 = 0 (to LOG_TOL)."""
+    """The verdicts follow the default ±2 thresholds on the true and bound totals; for explicit weights the bound's
+    factor b scales every W_j so that the bound's growth is 1 per layer, i.e. re-analysing b·W gives
+    input_bound_log10 = 0 (to LOG_TOL), and the suggested factor s so that the true growth is stable: re-analysing
+    s·W gives the growth the suggestion quoted (to LOG_TOL)."""
     net = setup.network
     report = analyse(net, setup.x, setup.y, Options())
     s = report.summary
@@ -229,14 +230,20 @@ def test_summary_verdicts_and_suggested_scale(setup: Setup) -> None:
     assert s.verdict == _classify(s.input_norm_log10)
     assert s.bound_verdict == _classify(s.input_bound_log10)
     assert s.gain is None
+    assert s.bound_gain is not None
     assert s.suggested_gain is not None
-    scaled = Network(
-        tuple(Layer(Dense(s.suggested_gain * la.weight.dense()), la.bias, la.activation) for la in net.layers)
-    )
-    rescaled = analyse(scaled, setup.x, setup.y, Options())
-    assert rescaled.summary.input_bound_log10 == pytest.approx(0.0, abs=LOG_TOL)
-    assert rescaled.summary.rate_log10 == pytest.approx(0.0, abs=LOG_TOL)
-    assert f"{s.suggested_gain:.4g}" in s.advice
+
+    def scaled(factor: float) -> Analysis:
+        layers = tuple(Layer(Dense(factor * la.weight.dense()), la.bias, la.activation) for la in net.layers)
+        return analyse(Network(layers), setup.x, setup.y, Options())
+
+    bound = scaled(s.bound_gain).summary
+    assert bound.input_bound_log10 == pytest.approx(0.0, abs=LOG_TOL)
+    assert bound.rate_log10 == pytest.approx(0.0, abs=LOG_TOL)
+    fixed = scaled(s.suggested_gain).summary
+    assert fixed.verdict == "stable"
+    assert s.suggested_growth_log10 is not None
+    assert fixed.input_norm_log10 == pytest.approx(s.suggested_growth_log10, abs=LOG_TOL)
 
 
 def test_gradient_norms_match_finite_differences(setup: Setup) -> None:
@@ -306,7 +313,7 @@ def test_deep_network_logs_do_not_overflow(deep: Network) -> None:
     assert s.input_norm is None
     assert s.rate_log10 == pytest.approx(rate, abs=1e-12)
     assert s.verdict == s.bound_verdict == "exploding"
-    assert s.suggested_gain == pytest.approx(1.0, rel=1e-9)
+    assert s.bound_gain == pytest.approx(1.0, rel=1e-9)
     assert s.flags == ()
     for j, rep in enumerate(report.layers, start=1):
         assert rep.weight_norm == pytest.approx(GAIN, rel=NORM_RTOL)
@@ -484,7 +491,7 @@ def test_zero_weight_layer() -> None:
     s = report.summary
     assert s.input_bound_log10 is None
     assert s.rate_log10 is None
-    assert s.suggested_gain is None
+    assert s.bound_gain is None
     assert "input_bound_zero" in s.flags
     assert s.verdict == s.bound_verdict == "vanishing"
     assert _all_finite(report)

@@ -239,7 +239,8 @@ def test_residual_with_a_projection() -> None:
     report = analyse(network, x, y, OPTIONS)
     assert report.layers[0].skip_norm == pytest.approx(float(np.linalg.norm(p, 2)), rel=1e-12)
     assert_matches_reference(report, reference(network, x, y))
-    assert report.summary.suggested_gain is None  # no gain brings ‖P‖ + σ·sup|h'| to a growth of 1 from below ‖P‖
+    assert report.summary.bound_gain is None  # no gain brings ‖P‖ + σ·sup|h'| to a growth of 1 from below ‖P‖
+    assert report.summary.suggestion == "unchanged"  # the true growth, 10^0.66, is stable
     assert report.meanfield.predicted_growth_log10 is None
     assert "residual" in report.meanfield.layers[0].flags
 

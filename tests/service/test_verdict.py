@@ -9,10 +9,11 @@ import math
 import pytest
 
 from service.activations import make_activation
+from service.advice import Suggestion
 from service.analysis import Analysis, Options, analyse
 from service.network import InitRecipe, build_network
 from service.probes import ProbeSpec, make_probes
-from service.verdict import MeanFieldAdvice, Thresholds, advise, classify, critical_gain
+from service.verdict import MeanFieldAdvice, Thresholds, advise, classify, critical_gain, power
 
 WIDTH, DEPTH = 256, 50
 
@@ -37,7 +38,7 @@ def double() -> Analysis:
 
 def test_gain_half_vanishes(half: Analysis) -> None:
     """Gain 0.5: every ‖J_j‖ ≤ 0.5, so ‖∂a_L/∂a_0‖ ≤ 0.5^50 ≈ 10^−15.05 — "vanishing" by the true norm and by the
-    bound; the bound is exactly 50·log10 0.5 (to 1e-10) and the suggested gain 0.5·10^(log10 2) = 1 (to 1e-9)."""
+    bound; the bound is exactly 50·log10 0.5 (to 1e-10) and the bound's gain 0.5·10^(log10 2) = 1 (to 1e-9)."""
     s = half.summary
     assert s.verdict == "vanishing"
     assert s.bound_verdict == "vanishing"
@@ -46,15 +47,16 @@ def test_gain_half_vanishes(half: Analysis) -> None:
     assert s.input_norm_log10 is not None
     assert s.input_norm_log10 <= DEPTH * math.log10(0.5) + 1e-9
     assert s.gain == 0.5
-    assert s.suggested_gain == pytest.approx(1.0, rel=1e-9)
-    assert f"{s.suggested_gain:.4g}" in s.advice
-    assert "(now 0.5)" in s.advice
+    assert s.bound_gain == pytest.approx(1.0, rel=1e-9)
+    assert s.suggestion == "search"
+    assert s.suggested_gain is not None
+    assert f"Use an init gain of {s.suggested_gain:.3g} (now 0.5)" in s.advice
     assert "vanish" in s.advice
 
 
 def test_gain_two_explodes(double: Analysis) -> None:
     """Gain 2 puts tanh in its chaotic regime: the true ‖∂a_L/∂a_0‖ exceeds 10^2 ("exploding"); the bound is
-    50·log10 2 ≈ 15.05 and the suggested gain 2·10^(−log10 2) = 1 (to 1e-9)."""
+    50·log10 2 ≈ 15.05 and the bound's gain 2·10^(−log10 2) = 1 (to 1e-9); the suggested gain is lower."""
     s = double.summary
     assert s.input_norm_log10 is not None
     assert s.input_norm_log10 > 2.0
@@ -62,8 +64,10 @@ def test_gain_two_explodes(double: Analysis) -> None:
     assert s.bound_verdict == "exploding"
     assert s.input_bound_log10 == pytest.approx(DEPTH * math.log10(2.0), abs=1e-10)
     assert s.input_norm_log10 <= DEPTH * math.log10(2.0) + 1e-9
-    assert s.suggested_gain == pytest.approx(1.0, rel=1e-9)
-    assert f"{s.suggested_gain:.4g}" in s.advice
+    assert s.bound_gain == pytest.approx(1.0, rel=1e-9)
+    assert s.suggestion == "search"
+    assert s.suggested_gain is not None
+    assert s.suggested_gain < 2.0
     assert "explode" in s.advice
 
 
@@ -111,39 +115,51 @@ def test_critical_gain_undefined(gain: float, rate: float | None) -> None:
 
 
 def test_advise_sentences() -> None:
-    """The advice names the overflow layer (1-based), an exact zero, or the true growth, then the fix."""
-    overflow = advise("exploding", 10, None, 0.5, 2.0, 0.6325, overflow=3)
-    assert "layer 4" in overflow
-    assert "0.6325" in overflow
-    dead = advise("vanishing", 10, None, None, None, None, overflow=None)
-    assert "zero" in dead
-    stable = advise("stable", 10, 0.25, 0.02, None, 0.955, overflow=None)
-    assert "stable" in stable
-    assert "scaling every weight by 0.955" in stable
+    """Two sentences: what happens (the overflow layer, 1-based; an exact zero; the true growth and the mean
+    field's), then what to do (the gain, the factor for explicit weights, nothing, or the remedy)."""
+    found = Suggestion(0.6325, "search", 0.12, 3)
+    overflow = advise("exploding", 10, None, 2.0, 3, None, found, 1.265)
+    assert overflow == (
+        "The forward pass overflows float64 at layer 4: activations explode. "
+        "Use an init gain of 1.26 (now 2): ‖∂a_L/∂a_0‖ is then 10^0.12."
+    )
+    dead = advise("vanishing", 10, None, None, None, None, Suggestion(None, None, None, 8, "no gain helps"), None)
+    assert dead.endswith("exactly zero for every probe (a dead layer). No gain helps.")
+    explicit = advise("vanishing", 10, -3.0, None, None, None, Suggestion(1.5, "homogeneous", 0.0, 0), 1.5)
+    assert explicit.endswith(
+        "Scale every weight by 1.5: ‖∂a_L/∂a_0‖ is then 10^0 exactly (the network is positively homogeneous)."
+    )
+    stable = advise("stable", 10, 0.25, 1.0, None, None, Suggestion(1.0, "unchanged", 0.25, 0), 1.0)
+    assert stable == "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^0.25 over 10 layers. No change is needed."
+
+
+def test_advice_numbers_read_well() -> None:
+    """No exponent in an exponent (10^-1.52e-08 reads 10^-0), no "(now 0.5126) … 0.5126": gains are printed to as
+    many digits as they need to differ."""
+    assert power(-1.52e-08) == "10^0"
+    assert power(-5.3612) == "10^-5.36"
+    close = advise("vanishing", 10, -3.0, 0.51262, None, None, Suggestion(1.00001, "search", 0.0, 2), 0.51263)
+    assert "Use an init gain of 0.51263 (now 0.51262)" in close
 
 
 def test_advice_quotes_mean_field() -> None:
-    """The mean-field sentence: the predicted growth, χ₁ per layer and the gain at which χ₁ = 1 — or that the init
-    is already there, or that no gain gets there; for explicit weights, the factor to scale every weight by."""
+    """The mean field's prediction, χ₁ per layer (its geometric mean where layers differ), or that some χ₁ = 0."""
+    keep = Suggestion(1.0, "unchanged", -3.0, 0)
     off = MeanFieldAdvice(growth_log10=-3.21, chi1=0.63, uniform=True, critical_gain=1.41)
-    recipe = advise("vanishing", 16, -3.5, -0.2, 1.0, 1.58, None, off)
-    assert "Mean-field theory predicts a typical growth of 10^-3.21 (χ₁ = 0.63 per layer)" in recipe
-    assert "an init gain of 1.41 (now 1) makes χ₁ = 1" in recipe
-    assert recipe.index("Mean-field") < recipe.index("The bound grows")
-    explicit = advise("vanishing", 16, -3.5, -0.2, None, 1.58, None, off)
-    assert "scaling every weight by 1.41 makes χ₁ = 1" in explicit
+    recipe = advise("vanishing", 16, -3.5, 1.0, None, off, keep, 1.0)
+    assert "reaches 10^-3.5 over 16 layers; mean field predicts 10^-3.21 (χ₁ = 0.63 per layer)." in recipe
     mixed = MeanFieldAdvice(growth_log10=7.7e-16, chi1=1.0, uniform=False, critical_gain=1.0)
-    at_edge = advise("stable", 16, 0.97, 0.45, 1.0, 0.357, None, mixed)
-    assert "10^0 (χ₁ = 1 per layer, geometric mean): the init is at the edge of chaos" in at_edge
-    dead = advise("vanishing", 3, None, None, None, None, None, MeanFieldAdvice(None, None, True, None))
-    assert "χ₁ = 0 in some layer" in dead
-    nowhere = advise("stable", 3, 0.1, 0.1, 1.0, 0.8, None, MeanFieldAdvice(0.3, 1.58, True, None))
-    assert "no gain makes χ₁ = 1" in nowhere
+    assert "predicts 10^0 (χ₁ = 1 per layer, geometric mean)" in advise("stable", 16, 0.97, 1.0, None, mixed, keep, 1)
+    dead = advise("vanishing", 3, None, None, None, MeanFieldAdvice(None, None, True, None), keep, 1.0)
+    assert "zero for every probe" in dead
+    zero = advise("vanishing", 3, -9.0, None, None, MeanFieldAdvice(None, None, True, None), keep, 1.0)
+    assert "χ₁ = 0 in some layer" in zero
+    unchecked = advise("vanishing", 3, -9.0, 1.0, None, off, Suggestion(1.41, "mean_field", None, 0), 1.41)
+    assert "Use an init gain of 1.41 (now 1): mean field puts it at the edge of chaos (not checked" in unchecked
 
 
-def test_analysis_advice_names_the_critical_gain(half: Analysis) -> None:
+def test_analysis_advice_quotes_the_mean_field(half: Analysis) -> None:
     """tanh, orthogonal, gain 0.5, no bias: q* = 0, χ₁ = σ_w² = 0.25 per layer, predicted growth 10^(25·log10 0.25)
-    = 10^-15.1 over 50 layers, and gain 1 (σ_w = 1 = the critical σ_w of tanh at σ_b = 0) makes χ₁ = 1."""
+    = 10^-15.05 over 50 layers."""
     advice = half.summary.advice
-    assert f"10^{round(DEPTH * math.log10(0.5), 3):.3g} (χ₁ = 0.25 per layer)" in advice
-    assert "an init gain of 1 (now 0.5) makes χ₁ = 1, the edge of chaos" in advice
+    assert f"mean field predicts {power(DEPTH * math.log10(0.5))} (χ₁ = 0.25 per layer)" in advice

@@ -426,6 +426,7 @@ function renderSummary(report) {
     ["rate_log10", "bound's growth per layer", true],
     ["observed_rate_log10", "true growth per layer", true],
     ["suggested_gain", "suggested gain", false],
+    ["bound_gain", "gain for the bound (worst case)", false],
   ];
   for (const [field, label, isLog] of rows) {
     const value = s[field];
@@ -436,7 +437,7 @@ function renderSummary(report) {
     figures.append(pair);
   }
   box.replaceChildren(verdict, advice, figures);
-  if (Number.isFinite(s.suggested_gain) && s.gain !== null) {
+  if (Number.isFinite(s.suggested_gain) && s.gain !== null && s.suggestion !== "unchanged") {
     const gain = Number(s.suggested_gain.toPrecision(6));
     const button = element("button", { type: "button", id: "use-suggested" }, `Analyse with gain ${gain}`);
     button.addEventListener("click", () => {

@@ -89,13 +89,13 @@ ANALYSIS_REPORT: dict[str, Any] = {
             "exploding_log10": 2.0,
         },
         "gain": None,
-        "suggested_gain": 1.0837160324685646,
+        "suggested_gain": 1.0,
+        "suggestion": "unchanged",
+        "suggested_growth_log10": -0.5039477742248823,
+        "bound_gain": 1.0837160324685646,
         "advice": (
-            "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^-0.504 over 2 layers. Mean-field "
-            "theory predicts a typical growth of 10^-0.615 (χ₁ = 0.2427 per layer, geometric "
-            "mean); scaling every weight by 2.141 makes χ₁ = 1, the edge of chaos. The bound "
-            "grows by 10^-0.0349 per layer; scaling every weight by 1.084 makes that growth 1"
-            " per layer."
+            "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^-0.5 over 2 layers; mean field "
+            "predicts 10^-0.61 (χ₁ = 0.243 per layer, geometric mean). No change is needed."
         ),
         "flags": [],
         "meanfield": {

@@ -20,6 +20,7 @@ from jacspec.models._examples import ANALYSIS_REPORT
 from jacspec.models.analysis import Thresholds
 
 Verdict = Literal["vanishing", "exploding", "stable"]
+SuggestionMethod = Literal["unchanged", "homogeneous", "search", "mean_field"]
 
 
 class _Report(BaseModel):
@@ -216,12 +217,25 @@ class Summary(_Report):
     thresholds: Thresholds
     gain: float | None = Field(description="The init gain (null for explicit weights).")
     suggested_gain: float | None = Field(
-        description="gain·10^(−rate_log10): the gain (for explicit weights, the factor to scale every weight by) "
-        "at which the bound's growth per layer is 1."
+        description="The init gain (for explicit weights, the factor to scale every weight by) with which the true "
+        "growth ‖∂a_L/∂a_0‖ on the same probes is stable, near the middle of the thresholds; `suggestion` says how "
+        "it was found. Null where no gain helps: the advice says what would."
+    )
+    suggestion: SuggestionMethod | None = Field(
+        description="How suggested_gain was found: unchanged (already stable), homogeneous (exact: plain bias-free "
+        "linear/ReLU/leaky-ReLU layers, whose growth is L·log10 of the scale), search (re-analyses of the scaled "
+        "network on the same probes), mean_field (the critical gain, unchecked: no trial fitted the work limit)."
+    )
+    suggested_growth_log10: float | None = Field(
+        description="log10 max over probes of ‖∂a_L/∂a_0‖₂ with the suggested gain (null for mean_field)."
+    )
+    bound_gain: float | None = Field(
+        description="gain·10^(−rate_log10): the gain at which the bound's growth per layer is 1 (a worst case; "
+        "null for residual networks)."
     )
     advice: str = Field(
-        description="Plain sentences: what the true norms say; the mean-field prediction and the gain that makes "
-        "χ₁ = 1; the gain that makes the bound's growth per layer 1."
+        description="Two sentences: what the gradients do (the true norms, and the mean-field prediction), and what "
+        "to do (the suggested gain, or what would help where no gain does)."
     )
     flags: list[str] = Field(description="overflow, input_bound_zero, input_norm_zero.")
     meanfield: MeanFieldSummary
