@@ -232,10 +232,11 @@ class _Builder:
         if conv.in_channels != channels:
             raise ValueError(f"{where}: in_channels={conv.in_channels}, but the layers before give {channels}")
         kh, kw = conv.kernel_size
-        if kh > height or kw > width:
+        if padding == "circular" and (kh // 2 > height or kw // 2 > width):
             raise ValueError(
-                f"{where}: kernel_size={conv.kernel_size} is larger than the input_size {(height, width)}: "
-                "jacspec needs kh ≤ H and kw ≤ W"
+                f"{where}: kernel_size={conv.kernel_size} with padding_mode='circular' pads the input_size "
+                f"{(height, width)} by {(kh // 2, kw // 2)} on its wider sides, wrapping around more than once, "
+                "which torch refuses: kh//2 ≤ H and kw//2 ≤ W"
             )
         self.image = (conv.out_channels, height, width)
         return (height, width), padding
