@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
@@ -478,7 +478,7 @@ once, k//2 ≤ H, W)."""
 
 @pytest.mark.parametrize(("size", "kernel", "padding_mode"), BIG_KERNELS)
 async def test_kernel_larger_than_the_input_matches_torch(
-    sdk: jacspec.AsyncClient, size: tuple[int, int], kernel: int, padding_mode: str
+    sdk: jacspec.AsyncClient, size: tuple[int, int], kernel: int, padding_mode: Literal["zeros", "circular"]
 ) -> None:
     """A kernel larger than its input, with integer and 'same' padding: σ against numpy's SVD of the operator that
     torch's convolution builds from the basis images, each layer's Jacobian and backward norm against autograd."""
