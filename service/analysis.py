@@ -236,7 +236,10 @@ class _LayerRecord:
         return (self.skip_norm or 0.0) + self.weight.value * self.layer.activation.derivative_bound
 
     def jacobian(self, d: Array, rtol: float) -> tuple[float, int]:
-        """max_b ‖J_b‖₂ over the probes' derivative rows ``d``, and the matrix-vector products (service.jacobian)."""
+        """max_b ‖J_b‖₂ over the probes' derivative rows ``d``, and the matrix-vector products (service.jacobian);
+        for a plain layer with the identity activation J_b = A, whose norm σ is known: no products."""
+        if self.layer.jacobian_is_weight:
+            return self.weight.value, 0
         return jacobian_max(self.layer, d, rtol, self.weight.value, self.skip_norm)
 
     def report(self, index: int, kind: str | None, overflow: int | None) -> LayerReport:

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.activations import Activation
+from service.activations import Linear as LinearActivation
 from service.errors import InvalidInputError, Location
 from service.initializers import SCHEMES, init_weight
 from service.linear import Dense, Identity, Linear
@@ -36,6 +37,12 @@ class Layer:
     bias: Array | None
     activation: Activation
     skip: Linear | None = None
+
+    @property
+    def jacobian_is_weight(self) -> bool:
+        """A plain layer with the identity activation: h' = 1, so every probe's J_b = diag(1)·A = A, and
+        ‖J_b‖₂ = σ = ‖A‖₂ (service.analysis reuses the weight's norm; service.cost counts it once)."""
+        return self.skip is None and isinstance(self.activation, LinearActivation)
 
     def pull_back(self, p: Array | None, d: Array) -> Array:
         """P·J_b for every probe b, J_b = S + diag(d_b)·A: the rows of P (probes × r × m) each taken through Aᵀ
