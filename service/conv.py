@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from service import lanczos, spectral
 from service.spectral import SpectralNorm
+from service.text import counted
 
 Array = NDArray[np.float64]
 Padding = Literal["circular", "zeros"]
@@ -97,7 +98,7 @@ class Conv2d:
         height, width = self.size
         delta, a = self._rows(delta, 0), self._rows(a, 1)
         if len(delta) != len(a):
-            raise ValueError(f"delta has {len(delta)} rows and a has {len(a)}: one of each per probe")
+            raise ValueError(f"delta has {counted(len(delta), 'row')} and a has {len(a)}: one of each per probe")
         padded = _pad(a, c_in, self.size, (kh, kw), self._before(), self.padding)
         wide = _widen(delta, c_out, self.size, kw)
         row = len(a) * (width + kw - 1)

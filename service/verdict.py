@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from service.text import counted
+
 VerdictName = Literal["vanishing", "exploding", "stable"]
 
 
@@ -68,7 +70,7 @@ def advise(
         head = "Gradients vanish completely: ∂a_L/∂a_0 is exactly zero for every probe (a dead layer)."
     else:
         word = {"vanishing": "vanish", "exploding": "explode", "stable": "are stable"}[verdict]
-        head = f"Gradients {word}: ‖∂a_L/∂a_0‖ reaches 10^{norm_log10:.3g} over {depth} layers."
+        head = f"Gradients {word}: ‖∂a_L/∂a_0‖ reaches 10^{norm_log10:.3g} over {counted(depth, 'layer')}."
     if meanfield is not None:
         head = f"{head} {_meanfield_sentence(meanfield, gain)}"
     if suggested_gain is None or rate_log10 is None:

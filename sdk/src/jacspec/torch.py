@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from jacspec._text import counted
 from jacspec.models import Activation, ActivationName, Conv2dLayer, KernelTensor, Layer, Network, Recurrent, Tensor
 
 try:
@@ -356,7 +357,7 @@ def _conv_projection(projection: nn.Module, layer: nn.Conv2d, where: str) -> Any
     if (projection.in_channels, projection.out_channels) != (layer.in_channels, layer.out_channels):
         raise ValueError(
             f"{where}: in_channels, out_channels = {projection.in_channels}, {projection.out_channels}; the layer "
-            f"maps {layer.in_channels} channels to {layer.out_channels}"
+            f"maps {counted(layer.in_channels, 'channel')} to {layer.out_channels}"
         )
     return _numpy(projection.weight)[:, :, 0, 0]
 
