@@ -365,6 +365,27 @@ def estimate_flops(declared: Declared) -> float:
     layers, probes, rtol = declared.layers, declared.probes, declared.rtol
     n_out = layers[-1].m
     total = NORMAL * flops_of(probes) * (flops_of(declared.input_width or layers[0].n) + flops_of(n_out))
+    widths = (layers[0].n, *(layer.m for layer in layers for _ in range(layer.count)))
+    if backward_by_chains(widths, probes, rtol):
+        for layer in layers:
+            total += (layer.draw + _layer_flops(layer, probes, 0, rtol)) * flops_of(layer.count)
+        total += _chain_backward(layers, probes, rtol)
+    else:
+        total += _accumulated_backward(layers, probes, n_out, rtol)
+    total += MEANFIELD_LAYER * flops_of(declared.meanfield)
+    if declared.spectrum != "none":
+        total += spectrum_flops(declared)
+    return math.inf if math.isnan(total) else total
+
+
+CHAIN_MAX_DEPTH = 1000
+"""Deeper networks always accumulate the backward products (their chains would cost depth² products)."""
+
+
+def _accumulated_backward(layers: Sequence[LayerCost], probes: int, n_out: int, rtol: float) -> float:
+    """Every layer's work, its draw, and the backward pull of n_L rows per probe with its norms (the accumulated
+    products P_j, service.analysis._backward_norms)."""
+    total = 0.0
     memo: dict[int, float] = {}  # by the layer object: equal runs of a request are one object (api.sizes)
     for layer in layers:
         run = memo.get(id(layer))
@@ -377,10 +398,7 @@ def estimate_flops(declared: Declared) -> float:
     last, b = layers[-1], flops_of(probes)
     total -= _backward_norm(last, probes, n_out, rtol)
     total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - b * flops_of(n_out) * (last.row or last.apply)
-    total += MEANFIELD_LAYER * flops_of(declared.meanfield)
-    if declared.spectrum != "none":
-        total += spectrum_flops(declared)
-    return math.inf if math.isnan(total) else total
+    return total
 
 
 def products(apply: float, rows: float) -> float:
@@ -412,6 +430,70 @@ def _backward_norm(layer: LayerCost, probes: int, n_out: int, rtol: float) -> fl
         b = flops_of(probes)
         return b * (stack * backward + ELEMENT * stack) + _gram_max(probes, backward)
     return _lanczos_many(lambda rows: rows * products(stack, 1.0), backward, probes, rtol)
+
+
+def backward_by_chains(widths: Sequence[int], probes: int, rtol: float) -> bool:
+    """Whether the true backward norms come from Lanczos on the chains P_j = J_L ⋯ J_{j+1} (service.backward)
+    rather than from the products P_j accumulated from the output side (service.analysis): with at least BATCH_MIN
+    probes, every P_j too large for the dense solver, and the chains' Gram products, s_j·2·Σ_{i>j} (2B + READ)·m_i·n_i
+    (s_j = lanczos_products(min(n_L, n_j), rtol)), fewer flops than the accumulated products' 2·B·n_L·m_i·n_i a
+    layer with their Lanczos, s_j·2·B·(2 + READ)·n_L·n_j. Sizes only (``widths`` [n_0, …, n_L]), so that the
+    analysis and this estimate take the same path; never beyond CHAIN_MAX_DEPTH layers."""
+    depth, n_out, b = len(widths) - 1, widths[-1], flops_of(probes)
+    if (
+        not 2 <= depth <= CHAIN_MAX_DEPTH
+        or probes < BATCH_MIN
+        or any(uses_dense(min(n_out, n), rtol) for n in widths[:-2])
+    ):
+        return False
+    chains = accumulated = suffix = 0.0
+    for j in range(depth - 1, -1, -1):
+        layer = flops_of(widths[j + 1]) * flops_of(widths[j])
+        suffix += layer
+        if j == depth - 1:
+            continue
+        steps = lanczos_products(min(n_out, widths[j]), rtol)
+        chains += steps * 2.0 * (2.0 * b + READ) * suffix
+        accumulated += 2.0 * b * flops_of(n_out) * layer + steps * 2.0 * b * (2.0 + READ) * n_out * widths[j]
+    return chains < accumulated
+
+
+def _chain_backward(layers: Sequence[LayerCost], probes: int, rtol: float) -> float:
+    """The backward norms by chains (backward_by_chains): for each j < L − 1, Lanczos on the B operators
+    J_L ⋯ J_{j+1} of min(n_L, n_j), each product one row through each layer (LayerCost.products) and its
+    derivative scaling twice, in lockstep (:func:`_chain_lanczos`)."""
+    expanded = [layer for layer in layers for _ in range(layer.count)]
+    n_out = expanded[-1].m
+    row = fixed = 0.0
+    total = 0.0
+    for j in range(len(expanded) - 1, -1, -1):
+        layer = expanded[j]
+        row += (layer.row or layer.apply) + 2.0 * ELEMENT * flops_of(layer.m)
+        fixed += layer.products(0.0) + CALL
+        if j == len(expanded) - 1:
+            continue
+        total += _chain_lanczos(_affine(row, fixed), min(n_out, layer.n), probes, rtol)
+    return total
+
+
+CHAIN_STEPS = 2.0
+"""The chains' lockstep Lanczos is counted at this many times lanczos_products(k, rtol) Gram products (within
+steps_for(k)): a 10-layer, 1024-wide ReLU network's chains converged in about 0.65 times (bench/sizes.py's largest
+cases; bench/estimate.py measures the rest)."""
+
+
+def _chain_lanczos(cost: Callable[[float], float], k: int, probes: int, rtol: float) -> float:
+    """One chain's B norms by lockstep Lanczos: CHAIN_STEPS·lanczos_products(k) Gram products of B rows, each two
+    passes through the chain (``cost`` of B rows each), a reorthogonalisation of 4·B·k flops a vector read twice,
+    and a call a step and probe."""
+    b = flops_of(probes)
+    steps = min(CHAIN_STEPS * lanczos_products(k, rtol), flops_of(steps_for(k)) if k < 2**62 else math.inf)
+    return steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
+
+
+def _affine(row: float, fixed: float) -> Callable[[float], float]:
+    """The cost of a product as a function of its rows: ``row`` flops a row and ``fixed`` whatever the rows."""
+    return lambda rows: row * rows + fixed
 
 
 def _weight_norm(layer: LayerCost, k: int, rtol: float) -> float:
