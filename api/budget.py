@@ -35,6 +35,7 @@ from api.auth import matches, presented_keys
 from api.compute import busy
 from api.ingest.body import INLINE_PARSE_BYTES
 from api.problems import ProblemError, problem_response
+from service.text import counted as with_noun
 
 SMALL_BODY_BYTES = INLINE_PARSE_BYTES
 """Bodies up to this size (64 KiB) are admitted without touching the budget."""
@@ -163,7 +164,7 @@ class BodyBudgetMiddleware:
                 if received > self.budget.total:
                     raise self._too_large(received)
                 if not self.budget.take(need):
-                    raise self._busy(f"this body did not fit past its first {received} bytes")
+                    raise self._busy(f"this body did not fit past its first {with_noun(received, 'byte')}")
                 reserved += need
             return message
 

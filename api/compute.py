@@ -48,6 +48,7 @@ from starlette.types import Receive
 from api import worker
 from api.problems import ProblemError
 from service.errors import InvalidInputError
+from service.text import counted
 
 BUSY = "urn:jacspec:problem:busy"
 DEADLINE = "urn:jacspec:problem:deadline"
@@ -337,11 +338,14 @@ class ComputePool:
                 await self.limiter.acquire()
         except TimeoutError:
             raise self._busy(
-                f"all {self.workers} compute workers stayed busy for {self.queue_timeout:g} s (JACSPEC_QUEUE_TIMEOUT)"
+                f"all {counted(self.workers, 'compute worker')} stayed busy for {self.queue_timeout:g} s "
+                "(JACSPEC_QUEUE_TIMEOUT)"
             ) from None
 
     def _full(self) -> ProblemError:
-        return self._busy(f"all {self.workers} compute workers are busy and {self.queue_size} requests are waiting")
+        return self._busy(
+            f"all {counted(self.workers, 'compute worker')} are busy and {self.queue_size} requests are waiting"
+        )
 
     def _busy(self, detail: str, type_: str = BUSY) -> ProblemError:
         return busy(detail, self.retry_after, type_)

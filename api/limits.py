@@ -25,6 +25,7 @@ from service.cost import (
     minimum,
 )
 from service.spectral import LANCZOS_MIN_RTOL
+from service.text import counted
 
 TITLE = "Content Too Large"
 
@@ -54,10 +55,10 @@ def check_depth(depth: int, settings: Settings, fields: Fields) -> None:
     if flops <= settings.max_flops and size <= settings.max_response_bytes:
         return
     most = min(int(settings.max_flops // LAYER_OVERHEAD), (settings.max_response_bytes - RESPONSE_BASE) // LAYER_BYTES)
-    fit = f"with at most {most} layers it could fit" if most > 0 else "no network fits"
+    fit = f"with at most {counted(most, 'layer')} it could fit" if most > 0 else "no network fits"
     detail = (
-        f"{depth} layers would take about {flops:.3g} floating-point operations at the least and a {size}-byte "
-        f"answer; this server accepts at most {settings.max_flops:.3g} (JACSPEC_MAX_FLOPS) and "
+        f"{counted(depth, 'layer')} would take about {flops:.3g} floating-point operations at the least and a "
+        f"{size}-byte answer; this server accepts at most {settings.max_flops:.3g} (JACSPEC_MAX_FLOPS) and "
         f"{settings.max_response_bytes} bytes (JACSPEC_MAX_RESPONSE_BYTES): {fit}"
     )
     raise ProblemError(413, TITLE, detail, errors=[FieldError(pointer=fields.depth or fields.network, detail=detail)])
@@ -68,16 +69,16 @@ def check(work: WorkEstimate, settings: Settings, fields: Fields, declared: Decl
     JACSPEC_MAX_RESPONSE_BYTES; the detail names the changes that would fit (given the ``declared`` sizes)."""
     if work.parameters > settings.max_parameters:
         detail = (
-            f"the network has {work.parameters} parameters; this server accepts at most {settings.max_parameters} "
-            "(JACSPEC_MAX_PARAMETERS)"
+            f"the network has {counted(work.parameters, 'parameter')}; this server accepts at most "
+            f"{settings.max_parameters} (JACSPEC_MAX_PARAMETERS)"
         )
-        errors = [FieldError(pointer=fields.network, detail=f"{work.parameters} parameters")]
+        errors = [FieldError(pointer=fields.network, detail=counted(work.parameters, "parameter"))]
         raise ProblemError(413, TITLE, detail, errors=errors)
     if fits(work, settings):
         return
     errors = [
         FieldError(pointer=fields.network, detail=f"widths {_short(work.widths)}"),
-        FieldError(pointer=fields.probes, detail=f"{work.probes} probes"),
+        FieldError(pointer=fields.probes, detail=counted(work.probes, "probe")),
     ]
     if work.spectrum != "none":
         errors.append(FieldError(pointer=fields.spectrum, detail=f'"{work.spectrum}": full SVDs'))
@@ -91,7 +92,7 @@ def check(work: WorkEstimate, settings: Settings, fields: Fields, declared: Decl
         )
     if work.response_bytes > settings.max_response_bytes:
         over.append(
-            f"an answer of about {work.response_bytes} bytes; this server sends at most "
+            f"an answer of about {counted(work.response_bytes, 'byte')}; this server sends at most "
             f"{settings.max_response_bytes} (JACSPEC_MAX_RESPONSE_BYTES)"
         )
     detail = "the analysis would take " + " and ".join(over)
@@ -119,10 +120,10 @@ def _change(change: Change, fields: Fields) -> str:
     if change.what == "scheme":
         return f'scheme "{change.value}" instead of "orthogonal" ({fields.scheme})'
     if change.what == "probes":
-        return f"at most {change.value} probes ({fields.probes})"
+        return f"at most {counted(int(change.value), 'probe')} ({fields.probes})"
     if change.what == "width":
         return f"every width at most {change.value} ({fields.depth})"
-    return f"at most {change.value} layers ({fields.depth})"
+    return f"at most {counted(int(change.value), 'layer')} ({fields.depth})"
 
 
 def _size(work: WorkEstimate) -> str:

@@ -14,6 +14,7 @@ from api.ingest.safetensors import SafetensorsFile
 from api.limits import Fields, check, check_depth
 from api.settings import Settings
 from jacspec.models import (
+    Activation,
     AnalysisRequest,
     Conv2dLayer,
     Inputs,
@@ -151,8 +152,9 @@ def safetensors_size(
 ) -> tuple[WorkEstimate, Fields, Declared]:
     """The work of an uploaded state_dict's layers ``prefixes``, from its header, with the rest of the request; 422
     unless every chosen weight is a non-empty matrix."""
+    activations = safetensors_activations(spec.network, len(prefixes))
     layers = []
-    for prefix in prefixes:
+    for j, prefix in enumerate(prefixes):
         weight = file.entries[prefix + ".weight"]
         if len(weight.shape) != 2 or 0 in weight.shape:
             raise InvalidInputError(
@@ -160,8 +162,10 @@ def safetensors_size(
             )
         bias = file.entries.get(prefix + ".bias")
         parameters = weight.size + (0 if bias is None else bias.size)
-        layers.append(dense_layer(weight.shape[0], weight.shape[1], parameters=parameters, decode=DECODE_BYTES))
-    activations = safetensors_activations(spec.network, len(prefixes))
+        identity = j < len(activations) and activations[j] == "linear"  # a count that differs is refused later
+        layers.append(
+            dense_layer(weight.shape[0], weight.shape[1], parameters=parameters, decode=DECODE_BYTES, identity=identity)
+        )
     options = spec.options
     declared = Declared(
         grouped(layers),
@@ -184,30 +188,44 @@ def _network_costs(network: Network) -> tuple[list[LayerCost], list[str]]:
     recurrent weights; an init recipe's layers share their statistics)."""
     if network.init is not None:
         init = network.init
-        return init_layers(init.widths, biases=init.bias_std > 0, scheme=init.scheme), []
+        identity = _is_identity(network.activation)
+        output = None if network.output_activation is None else _is_identity(network.output_activation)
+        return init_layers(init.widths, init.bias_std > 0, init.scheme, identity, output), []
     if network.recurrent is not None:
         recurrent = network.recurrent
         n, n_in = recurrent_sizes(recurrent)
         drawn = recurrent.init
         scheme = None if drawn is None else drawn.scheme
-        layers = recurrent_layers(n, n_in, recurrent.steps, scheme, biases=drawn is not None and drawn.bias_std > 0)
+        biases = drawn is not None and drawn.bias_std > 0
+        identity = _is_identity(recurrent.activation)
+        layers = recurrent_layers(n, n_in, recurrent.steps, scheme, biases=biases, identity=identity)
         return layers, [activation_parts(recurrent.activation)[0]]
     assert network.layers is not None
     activations = [activation_parts(spec.activation or network.activation)[0] for spec in network.layers]
-    return [_layer_cost(spec) for spec in network.layers], activations
+    costs = [_layer_cost(spec, name == "linear") for spec, name in zip(network.layers, activations, strict=True)]
+    return costs, activations
 
 
-def _layer_cost(spec: LayerModel | Conv2dLayer) -> LayerCost:
+def _is_identity(activation: Activation) -> bool:
+    """Whether a request's activation (a name or a name with parameters) is the identity, "linear"."""
+    return activation_parts(activation)[0] == "linear"
+
+
+def _layer_cost(spec: LayerModel | Conv2dLayer, linear: bool) -> LayerCost:
+    """The layer's cost; ``linear``: its activation is the identity (then, without a skip path, LayerCost.identity)."""
+    identity = linear and not spec.residual and spec.projection is None
     if isinstance(spec, Conv2dLayer):
         c_out, c_in, kh, kw = spec.kernel.shape
         size = (spec.input_size[0], spec.input_size[1])
         circular = spec.padding == "circular"
         decode = DECODE_BYTES if spec.kernel.b64 is not None else DECODE_LIST
         projection = spec.projection is not None
-        return conv2d_layer(c_out, c_in, (kh, kw), size, circular=circular, projection=projection, decode=decode)
+        return conv2d_layer(
+            c_out, c_in, (kh, kw), size, circular=circular, projection=projection, decode=decode, identity=identity
+        )
     shape = _shape(spec.weight)  # a weight that is not a matrix is refused on decoding; here it costs as one
     decode = DECODE_BYTES if isinstance(spec.weight, Tensor) and spec.weight.b64 is not None else DECODE_LIST
-    return dense_layer(shape[0], shape[-1], projection=spec.projection is not None, decode=decode)
+    return dense_layer(shape[0], shape[-1], projection=spec.projection is not None, decode=decode, identity=identity)
 
 
 def recurrent_sizes(recurrent: Recurrent) -> tuple[int, int]:

@@ -6,7 +6,8 @@ residual one; A_j a matrix W_j or a convolution), the layer Jacobian is J_j = S_
     ‖∂a_L/∂a_l‖₂ = ‖J_L ⋯ J_{l+1}‖₂ ≤ ∏_{j=l+1}^{L} (‖S_j‖₂ + σ_j·sup|h_j'|),    σ_j = ‖A_j‖₂,
 
 which is the seed's ∏ σ_j·sup|h_j'| for plain layers. A recurrent network is its T steps unrolled (service.network).
-The true products are accumulated once, from the output side, for every probe at a time:
+The true products are accumulated once, from the output side, for every probe at a time (unless
+service.cost.backward_by_chains finds Lanczos on the chains J_L ⋯ J_{j+1} cheaper, service.backward):
 P_L = I, P_{j−1} = P_j·J_j, each rescaled by its largest entry with the scale kept in log10, so that no depth
 overflows. The loss gradient ∂ℓ/∂A_j = δ_jᵀ a_{j−1}, with δ_j = ∂ℓ/∂z_j = g_j ⊙ h_j'(z_j) and g_j = ∂ℓ/∂a_j, is
 backpropagated the same way: g_{j−1} = g_j S_j + δ_j A_j. Everything is float64.
@@ -24,8 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.advice import TRIALS, Method, Suggestion, suggest
+from service.backward import chain_backward_norms
 from service.bounds import bound_from_factors
 from service.conv import Conv2d
+from service.cost import backward_by_chains
 from service.errors import InvalidInputError, Location
 from service.jacobian import jacobian_max
 from service.linear import Linear
@@ -199,7 +202,12 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
         matvecs += used
     input_norm: float | None = None
     if fwd.overflow is None:
-        backward, input_norm, used = _backward_norms(network, fwd, records[-1].jacobian_norm or 0.0, rtol)
+        last = records[-1].jacobian_norm or 0.0
+        if backward_by_chains(network.widths, x.shape[0], rtol):
+            bounds = [(record.skip_norm or 0.0, record.weight.value) for record in records]
+            backward, input_norm, used = chain_backward_norms(layers, fwd.derivatives, bounds, last, rtol)
+        else:
+            backward, input_norm, used = _backward_norms(network, fwd, last, rtol)
         matvecs += used
         gradient = _gradient_norms(network, fwd, y)
         for record, backward_log10, gradient_log10 in zip(records, backward, gradient, strict=True):
@@ -246,7 +254,10 @@ class _LayerRecord:
         return (self.skip_norm or 0.0) + self.weight.value * self.layer.activation.derivative_bound
 
     def jacobian(self, d: Array, rtol: float) -> tuple[float, int]:
-        """max_b ‖J_b‖₂ over the probes' derivative rows ``d``, and the matrix-vector products (service.jacobian)."""
+        """max_b ‖J_b‖₂ over the probes' derivative rows ``d``, and the matrix-vector products (service.jacobian);
+        for a plain layer with the identity activation J_b = A, whose norm σ is known: no products."""
+        if self.layer.jacobian_is_weight:
+            return self.weight.value, 0
         return jacobian_max(self.layer, d, rtol, self.weight.value, self.skip_norm)
 
     def report(self, index: int, kind: str | None, overflow: int | None) -> LayerReport:

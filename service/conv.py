@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from service import lanczos, spectral
 from service.spectral import SpectralNorm
+from service.text import counted
 
 Array = NDArray[np.float64]
 Padding = Literal["circular", "zeros"]
@@ -97,7 +98,7 @@ class Conv2d:
         height, width = self.size
         delta, a = self._rows(delta, 0), self._rows(a, 1)
         if len(delta) != len(a):
-            raise ValueError(f"delta has {len(delta)} rows and a has {len(a)}: one of each per probe")
+            raise ValueError(f"delta has {counted(len(delta), 'row')} and a has {len(a)}: one of each per probe")
         padded = _pad(a, c_in, self.size, (kh, kw), self._before(), self.padding)
         wide = _widen(delta, c_out, self.size, kw)
         row = len(a) * (width + kw - 1)
@@ -133,9 +134,10 @@ class Conv2d:
         f_{u,v} times exp(−2πi·(top·u/H + left·v/W))·conj(K̂(u, v))·c (K is real). These modes are orthogonal, so
         in the unitary DFT basis A is block-diagonal with those H·W blocks of c_out × c_in; a unimodular phase
         (the padding offset) and conjugation leave singular values alone, so A's min(c_out, c_in)·H·W singular
-        values are those of the K̂(u, v). For zero padding they are the circular layer's: an estimate only.
+        values are those of the K̂(u, v). For zero padding they are the circular layer's: an estimate only. A
+        kernel larger than the grid is folded onto it first (_folded): the same operator, not a cropped one.
         """
-        symbol = np.fft.fft2(self.kernel, s=self.size, axes=(-2, -1))
+        symbol = np.fft.fft2(_folded(self.kernel, self.size), s=self.size, axes=(-2, -1))
         c_out, c_in = self.kernel.shape[:2]
         stack = symbol.reshape(c_out, c_in, -1).transpose(2, 0, 1)
         values: Array = np.sort(np.linalg.svd(stack, compute_uv=False).ravel())[::-1]
@@ -193,18 +195,40 @@ class Conv2d:
 
 
 def _check(kernel: Array, size: tuple[int, int], padding: str) -> None:
-    """ValueError unless the kernel is a finite [c_out, c_in, kh, kw] with kh ≤ H, kw ≤ W on a positive size."""
+    """ValueError unless the kernel is a finite [c_out, c_in, kh, kw] on a positive size that torch's nn.Conv2d
+    (padding="same") accepts: any kernel with zero padding — the output keeps the input's size, at least 1 — and,
+    with circular padding, one whose padding wraps around at most once, ⌈(kh−1)/2⌉ = kh//2 ≤ H and kw//2 ≤ W
+    (torch's F.pad refuses more: "Padding value causes wrapping around more than once")."""
     if kernel.ndim != 4 or 0 in kernel.shape:
         raise ValueError(f"the kernel must have shape [c_out, c_in, kh, kw], all positive, got {list(kernel.shape)}")
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"the input size must be (H, W), both positive, got {size}")
-    kh, kw = kernel.shape[2:]
-    if kh > size[0] or kw > size[1]:
-        raise ValueError(f"the kernel ({kh}×{kw}) is larger than the input ({size[0]}×{size[1]}): kh ≤ H, kw ≤ W")
     if padding not in ("circular", "zeros"):
         raise ValueError(f"padding must be 'circular' or 'zeros', got {padding!r}")
+    kh, kw = kernel.shape[2:]
+    if padding == "circular" and (kh // 2 > size[0] or kw // 2 > size[1]):
+        raise ValueError(
+            f"the kernel ({kh}×{kw}) pads the input ({size[0]}×{size[1]}) by {kh // 2}×{kw // 2} on its wider "
+            "sides, so circular padding would wrap around more than once, which torch refuses: kh//2 ≤ H and "
+            "kw//2 ≤ W"
+        )
     if not np.isfinite(kernel).all():
         raise ValueError("the kernel has NaN or infinite entries")
+
+
+def _folded(kernel: Array, size: tuple[int, int]) -> Array:
+    """The kernel's taps summed modulo (H, W), K'[:, :, r, s] = Σ_{p ≡ r (H), q ≡ s (W)} K[:, :, p, q], of
+    spatial shape (min(kh, H), min(kw, W)): on a circular grid offsets p and p + H read the same entries, so K and
+    K' give the same operator, and K' fits in the grid for the DFT (which would crop K instead)."""
+    kh, kw = kernel.shape[2:]
+    height, width = size
+    if kh <= height and kw <= width:
+        return kernel
+    folded = np.zeros((*kernel.shape[:2], min(kh, height), min(kw, width)))
+    for p in range(kh):
+        for q in range(kw):
+            folded[:, :, p % height, q % width] += kernel[:, :, p, q]
+    return folded
 
 
 def _taps(kernel: Array) -> Array:
@@ -264,12 +288,16 @@ def _circular_norm(kernel: Array, size: tuple[int, int]) -> float:
     """max_{u,v} σ_max(K̂(u, v)) on the grid ``size``, as √λ_max of the smaller Gram K̂K̂ᴴ or K̂ᴴK̂.
 
     K is real, so K̂(−u, −v) = conj K̂(u, v) has the same singular values and the half-spectrum of rfft2
-    (v ≤ W/2) holds them all. K is first scaled exactly by f = lanczos.unit_scales(max |K|), so that the Gram
-    matrices neither overflow nor underflow; λ_max of a Hermitian matrix is found to about eps·λ_max, which
-    gives σ_max to full relative precision."""
+    (v ≤ W/2) holds them all. K is first scaled exactly by f = lanczos.unit_scales(max |K|), folded onto the grid
+    (_folded), and scaled again by g = lanczos.unit_scales(max |K'|), so that the Gram matrices neither overflow
+    nor underflow; λ_max of a Hermitian matrix is found to about eps·λ_max, which gives σ_max to full relative
+    precision."""
     f = float(lanczos.unit_scales(np.array([np.abs(kernel).max()]))[0])
+    folded = _folded(kernel * f, size)
+    g = float(lanczos.unit_scales(np.array([np.abs(folded).max()]))[0])
+    f *= g
     c_out, c_in = kernel.shape[:2]
-    symbol = np.fft.rfft2(kernel * f, s=size, axes=(-2, -1))
+    symbol = np.fft.rfft2(folded * g, s=size, axes=(-2, -1))
     stack = symbol.reshape(c_out, c_in, -1).transpose(2, 0, 1)
     adjoint = stack.conj().transpose(0, 2, 1)
     gram = stack @ adjoint if c_out <= c_in else adjoint @ stack

@@ -123,6 +123,9 @@ class LayerCost:
     """The flops one row of a product costs, where it is not ``apply`` (a convolution's, see conv2d_layer)."""
     fixed: float | None = None
     """The flops one product costs whatever its rows, where it is not reading a matrix once (READ/2·apply)."""
+    identity: bool = False
+    """A plain layer (no skip path) with the identity activation: every probe's Jacobian is the map itself, whose
+    norm is the weight's, taken once (service.network.Layer.jacobian_is_weight)."""
 
     def products(self, rows: float) -> float:
         """``rows`` products with the map, in one call."""
@@ -133,14 +136,22 @@ class LayerCost:
 
 @lru_cache(maxsize=1024)
 def dense_layer(
-    m: int, n: int, *, projection: bool = False, parameters: int | None = None, decode: float = DECODE_LIST
+    m: int,
+    n: int,
+    *,
+    projection: bool = False,
+    parameters: int | None = None,
+    decode: float = DECODE_LIST,
+    identity: bool = False,
 ) -> LayerCost:
     """A dense m × n layer: a = 2·m·n (twice that with an m × n residual projection); its parameters m·n weights,
     as many again for a projection, and m biases, unless ``parameters`` gives their count; each decoded at
-    ``decode`` flops. (Cached: the layers of one shape are one object, made once.)"""
+    ``decode`` flops; ``identity``: plain, with the identity activation (LayerCost.identity). (Cached: the layers
+    of one shape are one object, made once.)"""
     count = m * n * (1 + projection) + m if parameters is None else parameters
     apply = 2.0 * flops_of(m) * flops_of(n) * (1 + projection)
-    return LayerCost(m, n, apply, parameters=count, matrix=not projection, draw=decode * flops_of(count))
+    draw = decode * flops_of(count)
+    return LayerCost(m, n, apply, parameters=count, matrix=not projection, draw=draw, identity=identity)
 
 
 def conv2d_layer(
@@ -152,12 +163,14 @@ def conv2d_layer(
     circular: bool,
     projection: bool,
     decode: float = DECODE_LIST,
+    identity: bool = False,
 ) -> LayerCost:
     """A convolution of a [c_out, c_in, kh, kw] kernel over H × W inputs: the map is (c_out·H·W) × (c_in·H·W),
     a = 2·c_out·c_in·kh·kw·H·W (+ 2·c_out·c_in·H·W for a 1 × 1 projection). With circular padding its singular
     values come from the kernel's DFT, c_out·c_in FFTs of H·W points (10·c_out·c_in·H·W·log2(H·W + 1) flops), and
     H·W SVDs of c_out × c_in. It is applied one kernel offset at a time, a product of c_out × c_in with c_in × H·W
-    per row: each output entry costs at least CONV_ENTRY flops an offset, and each offset a call (CALL)."""
+    per row: each output entry costs at least CONV_ENTRY flops an offset, and each offset a call (CALL).
+    ``identity``: plain, with the identity activation (LayerCost.identity)."""
     pixels = size[0] * size[1]
     apply = 2.0 * flops_of(c_out * c_in * pixels * (kernel[0] * kernel[1] + projection))
     parameters = c_out * c_in * (kernel[0] * kernel[1] + projection) + c_out
@@ -179,35 +192,50 @@ def conv2d_layer(
         draw=draw,
         row=row,
         fixed=fixed,
+        identity=identity,
     )
 
 
-def recurrent_layers(n: int, n_in: int, steps: int, scheme: str | None = None, biases: bool = False) -> list[LayerCost]:
+def recurrent_layers(
+    n: int, n_in: int, steps: int, scheme: str | None = None, biases: bool = False, identity: bool = False
+) -> list[LayerCost]:
     """T steps of h_t = φ(W h_{t−1} + U x_t + b) with W n × n and U n × n_in: each an n × n map (a = 2·n²), the
-    later steps sharing the first's weight; the parameters n² + n·n_in + n; drawn by ``scheme`` (None: decoded)."""
+    later steps sharing the first's weight; the parameters n² + n·n_in + n; drawn by ``scheme`` (None: decoded);
+    ``identity``: φ is the identity (LayerCost.identity)."""
     apply = 2.0 * flops_of(n * n)
     if scheme is None:
         draw = DECODE_LIST * flops_of(n * n + n * n_in + n)
     else:
         draw = draw_flops(scheme, n, n) + draw_flops(scheme, n, n_in) + (NORMAL * flops_of(n) if biases else 0.0)
-    first = LayerCost(n, n, apply, parameters=n * n + n * n_in + n, draw=draw)
-    rest = [LayerCost(n, n, apply, shared=True, count=steps - 1)] if steps > 1 else []
+    first = LayerCost(n, n, apply, parameters=n * n + n * n_in + n, draw=draw, identity=identity)
+    rest = [LayerCost(n, n, apply, shared=True, count=steps - 1, identity=identity)] if steps > 1 else []
     return [first, *rest]
 
 
-def init_layers(widths: Sequence[int], biases: bool, scheme: str = "gaussian") -> list[LayerCost]:
+def init_layers(
+    widths: Sequence[int],
+    biases: bool,
+    scheme: str = "gaussian",
+    identity: bool = False,
+    output_identity: bool | None = None,
+) -> list[LayerCost]:
     """The dense layers of an init recipe of ``widths`` [n_0, …, n_L], with n_j biases each when ``biases``, drawn
-    by ``scheme``; a run of equal layers is one LayerCost with its count, and equal runs are one object."""
-    made: dict[tuple[int, int, int], LayerCost] = {}
+    by ``scheme``, with the identity activation where ``identity`` (the last layer: ``output_identity``, when
+    given); a run of equal layers is one LayerCost with its count, and equal runs are one object."""
+    made: dict[tuple[int, int, int, bool], LayerCost] = {}
+    last = identity if output_identity is None else output_identity
+    shapes = list(pairwise(widths))
+    flagged = [(n, m, last if j == len(shapes) - 1 else identity) for j, (n, m) in enumerate(shapes)]
     layers = []
-    for (n, m), run in groupby(pairwise(widths)):
+    for (n, m, linear), run in groupby(flagged):
         count = sum(1 for _ in run)
-        layer = made.get((n, m, count))
+        layer = made.get((n, m, count, linear))
         if layer is None:
             draw = draw_flops(scheme, m, n) + (NORMAL * flops_of(m) if biases else 0.0)
             parameters = m * n + (m if biases else 0)
             apply = 2.0 * flops_of(m) * flops_of(n)
-            layer = made[n, m, count] = LayerCost(m, n, apply, parameters=parameters, draw=draw, count=count)
+            cost = LayerCost(m, n, apply, parameters=parameters, draw=draw, count=count, identity=linear)
+            layer = made[n, m, count, linear] = cost
         layers.append(layer)
     return layers
 
@@ -338,7 +366,8 @@ def estimate_flops(declared: Declared) -> float:
       (3 + n_L)·B rows (:func:`products`);
     - the weight's norm (unless shared) and each probe's Jacobian norm max_b ‖S + diag(d_b)·A‖₂, densely where
       ``spectral.uses_dense`` says so (a Gram matrix and its eigenvalues, :func:`_dense_norms`), else by Lanczos
-      (:func:`_lanczos`);
+      (:func:`_lanczos`) — but for a plain layer with the identity activation (``LayerCost.identity``), whose
+      J_b = A has the weight's norm, taken once;
     - the norms of the backward products ∂a_L/∂a_j, B matrices of n_L × n_j (each read by each product), for
       every layer but the last (:func:`_backward_norm`);
 
@@ -347,6 +376,27 @@ def estimate_flops(declared: Declared) -> float:
     layers, probes, rtol = declared.layers, declared.probes, declared.rtol
     n_out = layers[-1].m
     total = NORMAL * flops_of(probes) * (flops_of(declared.input_width or layers[0].n) + flops_of(n_out))
+    widths = (layers[0].n, *(layer.m for layer in layers for _ in range(layer.count)))
+    if backward_by_chains(widths, probes, rtol):
+        for layer in layers:
+            total += (layer.draw + _layer_flops(layer, probes, 0, rtol)) * flops_of(layer.count)
+        total += _chain_backward(layers, probes, rtol)
+    else:
+        total += _accumulated_backward(layers, probes, n_out, rtol)
+    total += MEANFIELD_LAYER * flops_of(declared.meanfield)
+    if declared.spectrum != "none":
+        total += spectrum_flops(declared)
+    return math.inf if math.isnan(total) else total
+
+
+CHAIN_MAX_DEPTH = 1000
+"""Deeper networks always accumulate the backward products (their chains would cost depth² products)."""
+
+
+def _accumulated_backward(layers: Sequence[LayerCost], probes: int, n_out: int, rtol: float) -> float:
+    """Every layer's work, its draw, and the backward pull of n_L rows per probe with its norms (the accumulated
+    products P_j, service.analysis._backward_norms)."""
+    total = 0.0
     memo: dict[int, float] = {}  # by the layer object: equal runs of a request are one object (api.sizes)
     for layer in layers:
         run = memo.get(id(layer))
@@ -359,10 +409,7 @@ def estimate_flops(declared: Declared) -> float:
     last, b = layers[-1], flops_of(probes)
     total -= _backward_norm(last, probes, n_out, rtol)
     total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - b * flops_of(n_out) * (last.row or last.apply)
-    total += MEANFIELD_LAYER * flops_of(declared.meanfield)
-    if declared.spectrum != "none":
-        total += spectrum_flops(declared)
-    return math.inf if math.isnan(total) else total
+    return total
 
 
 def trial_flops(declared: Declared) -> float:
@@ -399,7 +446,7 @@ def _layer_flops(layer: LayerCost, probes: int, n_out: int, rtol: float) -> floa
     total = LAYER_OVERHEAD + layer.products((3.0 + flops_of(n_out)) * b) + ELEMENT * 3.0 * b * flops_of(layer.m)
     if not layer.shared:
         total += _weight_norm(layer, k, rtol)
-    return total + _jacobian_norms(layer, k, probes, rtol)
+    return total if layer.identity else total + _jacobian_norms(layer, k, probes, rtol)
 
 
 def _backward_norm(layer: LayerCost, probes: int, n_out: int, rtol: float) -> float:
@@ -411,6 +458,70 @@ def _backward_norm(layer: LayerCost, probes: int, n_out: int, rtol: float) -> fl
         b = flops_of(probes)
         return b * (stack * backward + ELEMENT * stack) + _gram_max(probes, backward)
     return _lanczos_many(lambda rows: rows * products(stack, 1.0), backward, probes, rtol)
+
+
+def backward_by_chains(widths: Sequence[int], probes: int, rtol: float) -> bool:
+    """Whether the true backward norms come from Lanczos on the chains P_j = J_L ⋯ J_{j+1} (service.backward)
+    rather than from the products P_j accumulated from the output side (service.analysis): with at least BATCH_MIN
+    probes, every P_j too large for the dense solver, and the chains' Gram products, s_j·2·Σ_{i>j} (2B + READ)·m_i·n_i
+    (s_j = lanczos_products(min(n_L, n_j), rtol)), fewer flops than the accumulated products' 2·B·n_L·m_i·n_i a
+    layer with their Lanczos, s_j·2·B·(2 + READ)·n_L·n_j. Sizes only (``widths`` [n_0, …, n_L]), so that the
+    analysis and this estimate take the same path; never beyond CHAIN_MAX_DEPTH layers."""
+    depth, n_out, b = len(widths) - 1, widths[-1], flops_of(probes)
+    if (
+        not 2 <= depth <= CHAIN_MAX_DEPTH
+        or probes < BATCH_MIN
+        or any(uses_dense(min(n_out, n), rtol) for n in widths[:-2])
+    ):
+        return False
+    chains = accumulated = suffix = 0.0
+    for j in range(depth - 1, -1, -1):
+        layer = flops_of(widths[j + 1]) * flops_of(widths[j])
+        suffix += layer
+        if j == depth - 1:
+            continue
+        steps = lanczos_products(min(n_out, widths[j]), rtol)
+        chains += steps * 2.0 * (2.0 * b + READ) * suffix
+        accumulated += 2.0 * b * flops_of(n_out) * layer + steps * 2.0 * b * (2.0 + READ) * n_out * widths[j]
+    return chains < accumulated
+
+
+def _chain_backward(layers: Sequence[LayerCost], probes: int, rtol: float) -> float:
+    """The backward norms by chains (backward_by_chains): for each j < L − 1, Lanczos on the B operators
+    J_L ⋯ J_{j+1} of min(n_L, n_j), each product one row through each layer (LayerCost.products) and its
+    derivative scaling twice, in lockstep (:func:`_chain_lanczos`)."""
+    expanded = [layer for layer in layers for _ in range(layer.count)]
+    n_out = expanded[-1].m
+    row = fixed = 0.0
+    total = 0.0
+    for j in range(len(expanded) - 1, -1, -1):
+        layer = expanded[j]
+        row += (layer.row or layer.apply) + 2.0 * ELEMENT * flops_of(layer.m)
+        fixed += layer.products(0.0) + CALL
+        if j == len(expanded) - 1:
+            continue
+        total += _chain_lanczos(_affine(row, fixed), min(n_out, layer.n), probes, rtol)
+    return total
+
+
+CHAIN_STEPS = 2.0
+"""The chains' lockstep Lanczos is counted at this many times lanczos_products(k, rtol) Gram products (within
+steps_for(k)): a 10-layer, 1024-wide ReLU network's chains converged in about 0.65 times (bench/sizes.py's largest
+cases; bench/estimate.py measures the rest)."""
+
+
+def _chain_lanczos(cost: Callable[[float], float], k: int, probes: int, rtol: float) -> float:
+    """One chain's B norms by lockstep Lanczos: CHAIN_STEPS·lanczos_products(k) Gram products of B rows, each two
+    passes through the chain (``cost`` of B rows each), a reorthogonalisation of 4·B·k flops a vector read twice,
+    and a call a step and probe."""
+    b = flops_of(probes)
+    steps = min(CHAIN_STEPS * lanczos_products(k, rtol), flops_of(steps_for(k)) if k < 2**62 else math.inf)
+    return steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
+
+
+def _affine(row: float, fixed: float) -> Callable[[float], float]:
+    """The cost of a product as a function of its rows: ``row`` flops a row and ``fixed`` whatever the rows."""
+    return lambda rows: row * rows + fixed
 
 
 def _weight_norm(layer: LayerCost, k: int, rtol: float) -> float:
@@ -606,7 +717,9 @@ def _capped(declared: Declared, width: int) -> Declared:
     assert declared.widths is not None
     assert declared.scheme is not None
     widths = [min(w, width) for w in declared.widths]
-    return replace(declared, layers=tuple(init_layers(widths, declared.biases, declared.scheme)), widths=None)
+    identity, output = declared.layers[0].identity, declared.layers[-1].identity
+    layers = init_layers(widths, declared.biases, declared.scheme, identity, output)
+    return replace(declared, layers=tuple(layers), widths=None)
 
 
 def _first_layers(declared: Declared, depth: int) -> Declared:

@@ -150,7 +150,7 @@ def _lockstep_matrix_norms(w: Array, rows: Array, rtol: float) -> tuple[Array | 
 
 def _operator_alone(layer: Layer, rtol: float) -> Callable[[Array], SpectralNorm]:
     """One probe's ‖J_b‖₂ by operator_norm on x ↦ J_b x and y ↦ J_bᵀ y."""
-    return lambda row: operator_norm(*_jacobian_operator(layer, row[None]), layer.weight.shape, rtol)
+    return lambda row: operator_norm(*jacobian_operator(layer, row[None]), layer.weight.shape, rtol)
 
 
 def _operator_lockstep(layer: Layer, rtol: float, weight_norm: float, skip_norm: float | None) -> Chunk:
@@ -161,7 +161,7 @@ def _operator_lockstep(layer: Layer, rtol: float, weight_norm: float, skip_norm:
 
     def together(rows: Array) -> tuple[float | None, int]:
         scales = lanczos.unit_scales((skip_norm or 0.0) + weight_norm * np.abs(rows).max(axis=1))
-        forward, backward = _jacobian_operator(layer, rows)
+        forward, backward = jacobian_operator(layer, rows)
         f = scales[:, None]
         if m >= n:
             values, used = lanczos.top_singular_values(lambda x: backward(forward(x * f)) * f, n, scales, rtol)
@@ -172,7 +172,7 @@ def _operator_lockstep(layer: Layer, rtol: float, weight_norm: float, skip_norm:
     return together
 
 
-def _jacobian_operator(layer: Layer, rows: Array) -> tuple[Operator, Operator]:
+def jacobian_operator(layer: Layer, rows: Array) -> tuple[Operator, Operator]:
     """x ↦ J_b x = S x + d_b ⊙ A x and y ↦ J_bᵀ y = Sᵀ y + Aᵀ(d_b ⊙ y) on rows, for the rows d_b of ``rows``
     (one row: the same J for every vector)."""
     weight, skip = layer.weight, layer.skip

@@ -20,9 +20,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.activations import Activation
+from service.activations import Linear as LinearActivation
 from service.errors import InvalidInputError, Location
 from service.initializers import SCHEMES, init_weight
 from service.linear import Dense, Identity, Linear
+from service.text import counted
 
 Array = NDArray[np.float64]
 
@@ -36,6 +38,12 @@ class Layer:
     bias: Array | None
     activation: Activation
     skip: Linear | None = None
+
+    @property
+    def jacobian_is_weight(self) -> bool:
+        """A plain layer with the identity activation: h' = 1, so every probe's J_b = diag(1)·A = A, and
+        ‖J_b‖₂ = σ = ‖A‖₂ (service.analysis reuses the weight's norm; service.cost counts it once)."""
+        return self.skip is None and isinstance(self.activation, LinearActivation)
 
     def pull_back(self, p: Array | None, d: Array) -> Array:
         """P·J_b for every probe b, J_b = S + diag(d_b)·A: the rows of P (probes × r × m) each taken through Aᵀ
@@ -118,10 +126,15 @@ def network_from_layers(layers: Sequence[Layer], *, finite: bool = False) -> Net
             )
         n_out, n_in = layer.weight.shape
         if previous_out is not None and n_in != previous_out:
-            fix = f"so this weight needs {previous_out} columns" if field == "weight" else "c_in·H·W must equal it"
+            fix = (
+                f"so this weight needs {counted(previous_out, 'column')}"
+                if field == "weight"
+                else "c_in·H·W must equal it"
+            )
             raise InvalidInputError(
                 ("network", "layers", j, field),
-                f"shape {[n_out, n_in]} does not chain: the previous layer outputs {previous_out} values, {fix}",
+                f"shape {[n_out, n_in]} does not chain: the previous layer outputs {counted(previous_out, 'value')}, "
+                f"{fix}",
             )
         if not finite:
             check_finite(entries, ("network", "layers", j, field))
@@ -148,12 +161,12 @@ def _check_skip(layer: Layer, j: int) -> None:
     if isinstance(skip, Identity):
         raise InvalidInputError(
             ("network", "layers", j, "residual"),
-            f"an identity skip a_j = a_(j-1) + h(z_j) needs as many outputs as inputs; this layer maps {n_in} "
-            f"values to {n_out}: give a projection",
+            f"an identity skip a_j = a_(j-1) + h(z_j) needs as many outputs as inputs; this layer maps "
+            f"{counted(n_in, 'value')} to {n_out}: give a projection",
         )
     raise InvalidInputError(
         ("network", "layers", j, "projection"),
-        f"the projection maps {skip.shape[1]} values to {skip.shape[0]}; the layer needs {n_in} to {n_out}",
+        f"the projection maps {counted(skip.shape[1], 'value')} to {skip.shape[0]}; the layer needs {n_in} to {n_out}",
     )
 
 

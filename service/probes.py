@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from service.errors import InvalidInputError
 from service.network import check_finite
+from service.text import counted
 
 Array = NDArray[np.float64]
 
@@ -41,7 +42,8 @@ def make_probes(spec: ProbeSpec, n_in: int, n_out: int) -> tuple[Array, Array]:
         y = _checked(spec.targets, n_out, "targets", "the network's output width n_L")
         if y.shape[0] != x.shape[0]:
             raise InvalidInputError(
-                ("inputs", "targets"), f"targets has {y.shape[0]} rows but there are {x.shape[0]} probes"
+                ("inputs", "targets"),
+                f"targets has {counted(y.shape[0], 'row')} but there are {counted(x.shape[0], 'probe')}",
             )
     return x, y
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.network import Network
+from service.text import counted
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _statement(sigma: float, gamma: float, activation: str, steps: int, rtol: fl
     if factor * (1.0 + rtol) < 1.0:
         return (
             f"{head}: σ_max < 1/γ = {1 / gamma:.4g}, sufficient for vanishing gradients (Pascanu et al. 2013): "
-            f"‖∂h_T/∂h_t‖ ≤ (σ_max·γ)^(T−t) = {factor:.4g}^(T−t), {factor**steps:.3g} over all {steps} steps."
+            f"‖∂h_T/∂h_t‖ ≤ (σ_max·γ)^(T−t) = {factor:.4g}^(T−t), {factor**steps:.3g} over {counted(steps, 'step')}."
         )
     if factor * (1.0 - rtol) > 1.0:
         return (

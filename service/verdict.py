@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from service.text import counted
+
 if TYPE_CHECKING:
     from service.advice import Suggestion
 
@@ -82,7 +84,7 @@ def _what_happens(
     if norm_log10 is None:
         return "Gradients vanish completely: ∂a_L/∂a_0 is exactly zero for every probe (a dead layer)."
     word = {"vanishing": "vanish", "exploding": "explode", "stable": "are stable"}[verdict]
-    head = f"Gradients {word}: ‖∂a_L/∂a_0‖ reaches {power(norm_log10)} over {depth} layers"
+    head = f"Gradients {word}: ‖∂a_L/∂a_0‖ reaches {power(norm_log10)} over {counted(depth, 'layer')}"
     if m is None:
         return f"{head}."
     if m.growth_log10 is None or m.chi1 is None:

@@ -36,6 +36,7 @@ from service.network import (
 )
 from service.network import Network as ServiceNetwork
 from service.probes import ProbeSpec
+from service.text import counted
 
 Array = NDArray[np.float64]
 LITTLE_ENDIAN = {"FP32": "<f4", "FP64": "<f8"}
@@ -54,7 +55,7 @@ def to_array(value: Tensor | list[float] | list[list[float]], location: Location
         if len(raw) != value.size * dtype.itemsize:
             raise InvalidInputError(
                 (*location, "b64"),
-                f"b64 decodes to {len(raw)} bytes; shape {value.shape} needs {value.size * dtype.itemsize}",
+                f"b64 decodes to {counted(len(raw), 'byte')}; shape {value.shape} needs {value.size * dtype.itemsize}",
             )
         return np.frombuffer(raw, dtype=dtype).astype(np.float64).reshape(value.shape)
     data = value.data
@@ -196,7 +197,8 @@ def safetensors_network(
     )
     if spec.activations is not None and len(spec.activations) != len(prefixes):
         raise InvalidInputError(
-            (*where, "activations"), f"{len(spec.activations)} activations for {len(prefixes)} layers {echo(prefixes)}"
+            (*where, "activations"),
+            f"{counted(len(spec.activations), 'activation')} for {counted(len(prefixes), 'layer')} {echo(prefixes)}",
         )
     layers = []
     for j, prefix in enumerate(prefixes):

@@ -24,6 +24,7 @@ from api.echo import echo
 from jacspec.models._bounds import MAX_WIDTH
 from service.errors import InvalidInputError
 from service.network import finite_float64
+from service.text import counted
 
 Array = NDArray[np.float64]
 ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
@@ -74,13 +75,14 @@ def parse(blob: bytes | memoryview) -> SafetensorsFile:
     """Check the header against the file and return it with the buffer; no array is made yet."""
     if len(blob) < 8:
         raise InvalidInputError(
-            WHERE, f"not a safetensors file: {len(blob)} bytes, fewer than its 8-byte header length"
+            WHERE, f"not a safetensors file: {counted(len(blob), 'byte')}, fewer than its 8-byte header length"
         )
     length = header_length(blob)
     if length > len(blob) - 8:
         raise InvalidInputError(
             WHERE,
-            f"the header claims {length} bytes but only {len(blob) - 8} follow: truncated, or not safetensors",
+            f"the header claims {counted(length, 'byte')} but only {len(blob) - 8} follow: truncated, or not "
+            "safetensors",
         )
     try:
         header = from_json(bytes(blob[8 : 8 + length]))
@@ -114,7 +116,9 @@ def _entry(name: str, spec: Any, buffer_size: int) -> Entry:
     needed = math.prod(shape) * ITEMSIZE[dtype]
     if end - begin != needed:
         raise InvalidInputError(
-            WHERE, f"tensor {echo(name)}: shape {shape} of {dtype} needs {needed} bytes, its offsets give {end - begin}"
+            WHERE,
+            f"tensor {echo(name)}: shape {shape} of {dtype} needs {counted(needed, 'byte')}, its offsets give "
+            f"{end - begin}",
         )
     return Entry(name, dtype, tuple(shape), begin, end)
 

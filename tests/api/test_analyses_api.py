@@ -329,6 +329,7 @@ async def test_deep_tanh_network_verdicts(client: httpx.AsyncClient, gain: float
 async def test_suggested_gain_with_sigmoid(client: httpx.AsyncClient) -> None:
     """Orthogonal gain 2 with sigmoid: each factor of the bound is 2·(1/4) = 1/2, so the bound's gain is 2/(1/2) = 4;
     the suggested gain, from the true growth, re-analysed over HTTP, is stable with the growth it quoted."""
+
     def body(gain: float) -> dict[str, Any]:
         init = {"widths": [16] * 13, "scheme": "orthogonal", "gain": gain}
         return {"network": {"activation": "sigmoid", "init": init}, "inputs": {"count": 2}}

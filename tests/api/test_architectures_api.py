@@ -203,7 +203,12 @@ def _rnn(**recurrent: Any) -> dict[str, Any]:
 
 
 BAD: list[tuple[str, dict[str, Any], int, str]] = [
-    ("kernel-larger-than-input", _conv_body(input_size=[2, 2]), 422, "/network/layers/0/kernel"),
+    (
+        "circular-padding-wraps-twice",
+        _conv_body(kernel=KernelTensor.from_numpy(np.ones((3, 2, 5, 5))).model_dump(), input_size=[1, 6]),
+        422,
+        "/network/layers/0/kernel",
+    ),
     ("conv-bias-not-c-out", _conv_body(bias=[0.0, 1.0]), 422, "/network/layers/0/bias"),
     (
         "conv-kernel-not-4d",

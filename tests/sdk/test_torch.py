@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
@@ -471,6 +471,51 @@ async def test_conv_report_matches_torch(sdk: jacspec.AsyncClient, kind: str) ->
         assert layer.backward_norm_log10 == pytest.approx(math.log10(backward[j + 1]), abs=LOG_ABS), j
 
 
+BIG_KERNELS = [((1, 9), 3, "zeros"), ((1, 9), 3, "circular"), ((3, 3), 5, "zeros"), ((3, 3), 5, "circular")]
+"""([H, W], k, padding_mode): k × k kernels larger than the input, which nn.Conv2d accepts (its padding wraps at most
+once, k//2 ≤ H, W)."""
+
+
+@pytest.mark.parametrize(("size", "kernel", "padding_mode"), BIG_KERNELS)
+async def test_kernel_larger_than_the_input_matches_torch(
+    sdk: jacspec.AsyncClient, size: tuple[int, int], kernel: int, padding_mode: Literal["zeros", "circular"]
+) -> None:
+    """A kernel larger than its input, with integer and 'same' padding: σ against numpy's SVD of the operator that
+    torch's convolution builds from the basis images, each layer's Jacobian and backward norm against autograd."""
+    torch.manual_seed(3)
+    modules = [
+        nn.Conv2d(C_IN, 3, kernel, padding=kernel // 2, padding_mode=padding_mode),
+        nn.Tanh(),
+        nn.Conv2d(3, 3, kernel, padding="same", padding_mode=padding_mode),
+        nn.Sigmoid(),
+        nn.Flatten(),
+        nn.Linear(3 * size[0] * size[1], 2),
+    ]
+    module = nn.Sequential(*modules).double().eval()
+    probes = np.random.default_rng(17).normal(0.0, 1.5, size=(COUNT, C_IN * size[0] * size[1]))
+    report = await sdk.analyze(network_from_module(module, input_size=size), inputs={"data": probes.tolist()})
+    images = [torch.from_numpy(row).reshape(1, C_IN, *size) for row in probes]
+    layer_norms, backward = _torch_norms(module, images)
+    convs = [m for m in module if isinstance(m, nn.Conv2d)]
+    for layer, conv in zip(report.layers, convs, strict=False):
+        assert layer.weight_norm == pytest.approx(_norm2(_conv_operator(conv, size)), rel=OPERATOR_REL)
+    assert report.summary.input_norm_log10 == pytest.approx(math.log10(backward[0]), abs=LOG_ABS)
+    for j, layer in enumerate(report.layers):
+        assert layer.jacobian_norm == pytest.approx(layer_norms[j], rel=JAC_REL), j
+        assert layer.backward_norm_log10 == pytest.approx(math.log10(backward[j + 1]), abs=LOG_ABS), j
+
+
+def test_circular_padding_that_wraps_twice_is_refused_as_torch_refuses_it() -> None:
+    """nn.Conv2d's forward refuses circular padding beyond the input (k//2 > H); so does the mapping, naming it."""
+    conv = nn.Conv2d(C_IN, 2, 4, padding="same", padding_mode="circular").double()
+    with pytest.raises(RuntimeError, match="wrapping around more than once"):
+        conv(torch.zeros(1, C_IN, 1, 9, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"kernel_size=\(4, 4\) with padding_mode='circular'.*kh//2 ≤ H"):
+        network_from_module(conv, input_size=(1, 9))
+    (layer,) = network_from_module(conv, input_size=(2, 9)).layers or []
+    assert isinstance(layer, Conv2dLayer)
+
+
 # --- residual blocks ---
 
 
@@ -724,7 +769,12 @@ def _conv(**kwargs: Any) -> nn.Conv2d:
             _conv(padding=1, padding_mode="reflect"), {"input_size": SIZE}, r"padding_mode='reflect'", id="reflect"
         ),
         pytest.param(_conv(padding=1), {}, r"module \[0\] \(Conv2d\): input_size", id="no-input-size"),
-        pytest.param(_conv(kernel_size=5, padding=2), {"input_size": (3, 8)}, r"kernel_size=\(5, 5\)", id="too-big"),
+        pytest.param(
+            _conv(kernel_size=5, padding=2, padding_mode="circular"),
+            {"input_size": (1, 8)},
+            r"kernel_size=\(5, 5\) with padding_mode='circular'",
+            id="wraps-twice",
+        ),
         pytest.param(_conv(padding=1), {"input_size": (5,)}, r"input_size must be \(H, W\)", id="input-size-1d"),
         pytest.param(
             nn.Sequential(_conv(padding=1), nn.Conv2d(3, 2, 3, padding=1)),

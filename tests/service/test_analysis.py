@@ -4,6 +4,7 @@ finite differences of the MSE loss for the weight gradients."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from scipy.special import erf
 
 from service.activations import make_activation
 from service.analysis import Analysis, Options, analyse
-from service.linear import Dense
+from service.linear import Dense, Identity
 from service.network import InitRecipe, Layer, Network, build_network, network_from_layers
 from service.probes import ProbeSpec, make_probes
 
@@ -495,3 +496,27 @@ def test_zero_weight_layer() -> None:
     assert "input_bound_zero" in s.flags
     assert s.verdict == s.bound_verdict == "vanishing"
     assert _all_finite(report)
+
+
+@pytest.mark.parametrize("widths", [[40, 30, 20], [300, 320, 280]])
+def test_identity_activation_reuses_the_weight_norm(widths: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """h(z) = z: J_b = A for every probe, so ‖J_b‖₂ is σ, the weight's norm, which service.jacobian is not asked
+    for again; both are LAPACK's ‖W‖₂ (dense SVD) to 1e-9 relative, densely (≤ 256) and by Lanczos (> 256). A
+    residual layer with the identity activation, J_b = I + W, still takes its own solve."""
+    rng = np.random.default_rng(9)
+    weights = [rng.standard_normal((m, n)) / math.sqrt(n) for n, m in itertools.pairwise(widths)]
+    plain = network_from_layers([Layer(Dense(w), None, make_activation("linear")) for w in weights])
+    monkeypatch.setattr("service.analysis.jacobian_max", _refused)
+    x = rng.standard_normal((3, widths[0]))
+    report = analyse(plain, x, rng.standard_normal((3, widths[-1])), Options(rtol=1e-12))
+    for layer, w in zip(report.layers, weights, strict=True):
+        assert layer.jacobian_norm == layer.weight_norm
+        assert layer.weight_norm == pytest.approx(float(np.linalg.norm(w, 2)), rel=1e-9)
+    square = rng.standard_normal((5, 5)) / 3
+    residual = network_from_layers([Layer(Dense(square), None, make_activation("linear"), Identity(5))])
+    with pytest.raises(AssertionError, match=r"service\.jacobian"):
+        analyse(residual, rng.standard_normal((2, 5)), rng.standard_normal((2, 5)), Options())
+
+
+def _refused(*_: object) -> tuple[float, int]:
+    raise AssertionError("service.jacobian was asked for a norm")

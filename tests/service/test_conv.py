@@ -9,6 +9,7 @@ from itertools import product
 
 import numpy as np
 import pytest
+import torch
 from numpy.typing import NDArray
 from scipy.signal import correlate2d
 
@@ -27,9 +28,9 @@ RITZ = 1e-12
 """A Ritz value never exceeds λ_max, so a Lanczos σ may overshoot the dense one by rounding only."""
 
 Case = tuple[int, int, int, int, int, int]
-CASES: list[Case] = [(3, 2, 3, 3, 5, 6), (3, 2, 2, 2, 5, 6), (2, 3, 2, 3, 4, 5), (2, 2, 4, 1, 4, 3)]
+CASES: list[Case] = [(3, 2, 3, 3, 5, 6), (3, 2, 2, 2, 5, 6), (2, 3, 2, 3, 4, 5), (2, 2, 4, 1, 4, 3), (2, 2, 5, 3, 3, 2)]
 """(c_out, c_in, kh, kw, H, W): odd square, even square, and rectangular kernels (kh ≠ kw, one of them even,
-and one as tall as the input)."""
+one as tall as the input, and one larger than it both ways)."""
 PADDINGS: list[Padding] = ["circular", "zeros"]
 
 
@@ -78,11 +79,14 @@ def test_apply_and_adjoint_are_the_explicit_matrix(case: Case, padding: Padding)
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("case", CASES)
 def test_dense_is_the_explicit_matrix(case: Case, padding: Padding, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Exactly: each entry is one kernel entry times 1 plus zeros. Also when built in blocks of a few rows."""
+    """Exactly — each entry is one kernel entry times 1 plus zeros — but where a circular kernel larger than the
+    input sums several entries into one, in another order (then to rounding). Also when built in blocks of a few
+    rows."""
     layer, matrix = _case(case, padding)
-    np.testing.assert_array_equal(layer.dense(), matrix)
+    wraps = padding == "circular" and (case[2] > case[4] or case[3] > case[5])
+    _close(layer.dense(), matrix, EXACT if wraps else 0.0)
     monkeypatch.setattr(conv, "DENSE_CHUNK", 7 * max(matrix.shape))
-    np.testing.assert_array_equal(layer.dense(), matrix)
+    _close(layer.dense(), matrix, EXACT if wraps else 0.0)
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -203,12 +207,56 @@ def test_flops_per_apply() -> None:
     assert Conv2d(np.ones((4, 3, 3, 2)), (5, 6), "zeros").flops_per_apply == 2.0 * 4 * 3 * 3 * 2 * 5 * 6
 
 
-@pytest.mark.parametrize(("kernel_shape", "size", "message"), [((2, 2, 5, 3), (4, 6), "larger than the input")])
-def test_kernel_larger_than_input_is_refused(
-    kernel_shape: tuple[int, ...], size: tuple[int, int], message: str
+def _torch_operator(kernel: Array, size: tuple[int, int], padding: Padding) -> Array | None:
+    """The explicit matrix of torch's nn.Conv2d(padding="same", padding_mode=padding) with this kernel, column i
+    its output for the i-th basis image (float64); None where torch refuses the input."""
+    c_out, c_in, kh, kw = kernel.shape
+    layer = torch.nn.Conv2d(c_in, c_out, (kh, kw), padding="same", padding_mode=padding, bias=False).double()
+    n = c_in * size[0] * size[1]
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(kernel))
+        try:
+            columns = layer(torch.eye(n, dtype=torch.float64).reshape(n, c_in, *size))
+        except RuntimeError:
+            return None
+    matrix: Array = columns.reshape(n, -1).numpy().T
+    return matrix
+
+
+BIG_KERNELS = [(3, 3, 1, 9), (5, 5, 3, 3), (3, 3, 1, 1), (4, 4, 2, 3), (5, 4, 2, 2), (7, 7, 3, 3), (4, 4, 1, 4)]
+"""(kh, kw, H, W): kernels larger than the input, each accepted by torch with zero padding; with circular padding
+the last wraps around twice (kh//2 = 2 > H = 1), which torch refuses."""
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize(("kh", "kw", "height", "width"), BIG_KERNELS)
+def test_kernel_larger_than_input_is_torch_s_operator(
+    kh: int, kw: int, height: int, width: int, padding: Padding
 ) -> None:
-    with pytest.raises(ValueError, match=message):
-        Conv2d(np.ones(kernel_shape), size, "zeros")
+    """Accepted exactly where torch accepts it; then the operator is the one looped from torch's conv2d (float64),
+    its norm that matrix's largest singular value, and for circular padding its singular values the DFT's (the
+    kernel folded onto the grid, not cropped)."""
+    kernel = np.random.default_rng(kh * 100 + kw * 10 + height + width).standard_normal((2, 3, kh, kw))
+    size = (height, width)
+    expected = _torch_operator(kernel, size, padding)
+    if expected is None:
+        with pytest.raises(ValueError, match="wrap around more than once"):
+            Conv2d(kernel, size, padding)
+        return
+    layer = Conv2d(kernel, size, padding)
+    _close(layer.dense(), expected, EXACT)
+    _close(layer.apply(np.eye(layer.shape[1])).T, expected, EXACT)
+    _close(layer.adjoint(np.eye(layer.shape[0])), expected, EXACT)
+    values = np.linalg.svd(expected, compute_uv=False)
+    assert layer.norm(1e-10).value == pytest.approx(values[0], rel=SVD)
+    if padding == "circular":
+        assert layer.fft_norm() == pytest.approx(values[0], rel=SVD)
+        np.testing.assert_allclose(
+            layer.frequency_singular_values(), values[: min(layer.shape)], rtol=0, atol=SVD * values[0]
+        )
+    else:
+        assert layer.padded_fft_norm() >= values[0] * (1 - SVD)
 
 
 def test_other_bad_inputs_are_refused() -> None:

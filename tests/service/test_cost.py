@@ -85,3 +85,18 @@ def test_the_lanczos_budget_is_of_the_order_of_the_products_taken() -> None:
             taken = spectral_norm(a, rtol).matvecs / 2
             budget = cost.lanczos_products(n, rtol)
             assert budget / 3 <= taken <= 3 * budget, (n, rtol, taken, budget)
+
+
+def test_an_identity_activation_counts_the_jacobian_norms_once() -> None:
+    """A plain layer with h(z) = z has J_b = A, whose norm is its weight's: the estimate drops exactly that layer's
+    Jacobian norms (cost._jacobian_norms), for the hidden layers and the output layer each."""
+    widths, probes, rtol = [300, 300, 300, 20], 16, 1e-6
+    hidden = init_layers(widths, False, "gaussian")
+    linear = init_layers(widths, False, "gaussian", identity=True, output_identity=False)
+    head = init_layers(widths, False, "gaussian", output_identity=True)
+    base = estimate(Declared(tuple(hidden), probes, rtol=rtol)).flops
+    jacobians = [cost._jacobian_norms(layer, min(layer.m, layer.n), probes, rtol) for layer in hidden]
+    assert estimate(Declared(tuple(linear), probes, rtol=rtol)).flops == pytest.approx(
+        base - 2 * jacobians[0], rel=1e-12
+    )
+    assert estimate(Declared(tuple(head), probes, rtol=rtol)).flops == pytest.approx(base - jacobians[-1], rel=1e-12)

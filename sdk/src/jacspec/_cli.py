@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from jacspec._client import Client
 from jacspec._exceptions import APIStatusError, JacspecError
+from jacspec._text import counted
 from jacspec.models import AnalysisReport, AnalysisRequest, InitRecipe, Network
 from jacspec.models.network import InitSchemeName
 
@@ -182,7 +183,9 @@ def format_report(report: AnalysisReport) -> str:
         )
     s = report.summary
     lines.append("")
-    lines.append(f"input  bound 10^{_g(s.input_bound_log10)}, true 10^{_g(s.input_norm_log10)}  over {s.depth} layers")
+    lines.append(
+        f"input  bound 10^{_g(s.input_bound_log10)}, true 10^{_g(s.input_norm_log10)}  over {counted(s.depth, 'layer')}"
+    )
     lines.append(f"verdict: {s.verdict} (bound: {s.bound_verdict})")
     lines.append(s.advice)
     return "\n".join(lines)

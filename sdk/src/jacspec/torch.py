@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from jacspec._text import counted
 from jacspec.models import Activation, ActivationName, Conv2dLayer, KernelTensor, Layer, Network, Recurrent, Tensor
 
 try:
@@ -232,10 +233,11 @@ class _Builder:
         if conv.in_channels != channels:
             raise ValueError(f"{where}: in_channels={conv.in_channels}, but the layers before give {channels}")
         kh, kw = conv.kernel_size
-        if kh > height or kw > width:
+        if padding == "circular" and (kh // 2 > height or kw // 2 > width):
             raise ValueError(
-                f"{where}: kernel_size={conv.kernel_size} is larger than the input_size {(height, width)}: "
-                "jacspec needs kh ≤ H and kw ≤ W"
+                f"{where}: kernel_size={conv.kernel_size} with padding_mode='circular' pads the input_size "
+                f"{(height, width)} by {(kh // 2, kw // 2)} on its wider sides, wrapping around more than once, "
+                "which torch refuses: kh//2 ≤ H and kw//2 ≤ W"
             )
         self.image = (conv.out_channels, height, width)
         return (height, width), padding
@@ -355,7 +357,7 @@ def _conv_projection(projection: nn.Module, layer: nn.Conv2d, where: str) -> Any
     if (projection.in_channels, projection.out_channels) != (layer.in_channels, layer.out_channels):
         raise ValueError(
             f"{where}: in_channels, out_channels = {projection.in_channels}, {projection.out_channels}; the layer "
-            f"maps {layer.in_channels} channels to {layer.out_channels}"
+            f"maps {counted(layer.in_channels, 'channel')} to {layer.out_channels}"
         )
     return _numpy(projection.weight)[:, :, 0, 0]
 

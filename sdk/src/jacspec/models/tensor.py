@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
+from jacspec._text import counted
 from jacspec.models._base import ContractModel
 from jacspec.models._bounds import MAX_NAME, MAX_WIDTH
 
@@ -110,7 +111,9 @@ class Tensor(ContractModel):
             needed = self.size * ITEMSIZE[self.datatype]
             held = _base64_length(self.b64)
             if held != needed:
-                raise ValueError(f"b64 holds {held} bytes but shape {self.shape} of {self.datatype} needs {needed}")
+                raise ValueError(
+                    f"b64 holds {counted(held, 'byte')} but shape {self.shape} of {self.datatype} needs {needed}"
+                )
         else:
             _check_data_shape(self.data or [], self.shape)
         return self
@@ -127,10 +130,11 @@ def _check_data_shape(data: list[float] | list[list[float]], shape: list[int]) -
         rows = [len(row) if isinstance(row, list) else -1 for row in data]
         if len(shape) != 2 or len(data) != shape[0] or any(r != shape[1] for r in rows):
             raise ValueError(
-                f"nested data of {len(data)} rows of lengths {sorted(set(rows))} does not match shape {shape}"
+                f"nested data of {counted(len(data), 'row')} of lengths {sorted(set(rows))} does not match shape "
+                f"{shape}"
             )
     elif len(data) != math.prod(shape):
-        raise ValueError(f"data holds {len(data)} values but shape {shape} needs {math.prod(shape)}")
+        raise ValueError(f"data holds {counted(len(data), 'value')} but shape {shape} needs {math.prod(shape)}")
 
 
 def _tensor_or_list(value: object) -> str:
