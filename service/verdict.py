@@ -59,11 +59,17 @@ def advise(
     suggested_gain: float | None,
     overflow: int | None,
     meanfield: MeanFieldAdvice | None = None,
+    underflow: int | None = None,
 ) -> str:
     """Plain sentences: what the true norms say; what mean-field theory predicts for a typical direction and the
     gain at which χ₁ = 1 (the edge of chaos); the gain that makes the bound's growth per layer 1."""
     if overflow is not None:
         head = f"The forward pass overflows float64 at layer {overflow + 1}: activations explode."
+    elif underflow is not None:
+        head = (
+            f"The forward pass underflows float64 at layer {underflow + 1}, whose activation needs its "
+            "pre-activations themselves (only linear, relu and leaky_relu carry a scale): activations vanish."
+        )
     elif norm_log10 is None:
         head = "Gradients vanish completely: ∂a_L/∂a_0 is exactly zero for every probe (a dead layer)."
     else:
