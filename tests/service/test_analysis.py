@@ -5,7 +5,6 @@ finite differences of the MSE loss for the weight gradients."""
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -386,10 +385,10 @@ def test_deep_network_with_unit_probes_is_carried_exactly(deep: Network) -> None
 
 
 def test_deep_network_forward_overflow() -> None:
-    """1100 softplus layers W = 2·I on positive probes; softplus cannot carry a scale (softplus(z) ≈ z for large
-    z, so the activations grow by 2 a layer and leave float64 near layer 1024): the first layer k whose z_k is not finite is flagged "overflow", earlier ones
-    "downstream_overflow"; true norms are null, bounds are still given, the verdict is "exploding" and nothing
-    is inf or nan. k is found here by a plain float64 forward pass."""
+    """1100 softplus layers W = 2·I on positive probes. Softplus cannot carry a scale (softplus(z) ≈ z for large
+    z: the activations double each layer and leave float64 near layer 1024). The first layer k whose z_k is not
+    finite is flagged "overflow", earlier ones "downstream_overflow"; true norms are null, bounds are still
+    given, the verdict is "exploding" and nothing is inf or nan. k is found here by a plain float64 forward pass."""
     layer = Layer(Dense(2.0 * np.eye(WIDTH)), None, make_activation("softplus"))
     net = network_from_layers([layer] * 1100)
     x, y = make_probes(ProbeSpec(count=4, seed=2), WIDTH, WIDTH)
