@@ -66,6 +66,8 @@ def row_exponents(rows: Array) -> Exponents:
 
 def scale_rows(rows: Array, exponents: Exponents) -> Array:
     """rows·2^{exponents[b]} row by row, exact wherever the result is a normal float64."""
+    if not exponents.any():
+        return rows
     shape = (len(rows),) + (1,) * (rows.ndim - 1)
     shifted: Array = np.ldexp(rows, np.clip(exponents, -EXPONENT_CLIP, EXPONENT_CLIP).reshape(shape))
     return shifted
@@ -80,6 +82,8 @@ def normalise(rows: Array, exponents: Exponents) -> tuple[Array, Exponents]:
 def combine(terms: Sequence[tuple[Array, Exponents]]) -> tuple[Array, Exponents]:
     """Σ_t r_t·2^{e_t} as (r, E), E per row the largest exponent among the terms' non-zero rows: each term is
     taken to that exponent (exactly, unless it falls below 2^−1022 of the largest, far below its rounding)."""
+    if len(terms) == 1:
+        return terms[0]
     tops = [np.where(np.abs(r).max(axis=1) > 0, e + row_exponents(r), np.iinfo(np.int64).min) for r, e in terms]
     top = np.maximum.reduce(tops)
     top = np.where(top == np.iinfo(np.int64).min, terms[0][1], top)
