@@ -34,6 +34,9 @@ class Activation(ABC):
     formula: ClassVar[str]
     derivative_formula: ClassVar[str]
     bound_formula: ClassVar[str]
+    homogeneous: ClassVar[bool] = False
+    """Positively homogeneous, h(c·z) = c·h(z) for every c > 0 (so h'(c·z) = h'(z)): the forward pass carries
+    such a layer's values scaled by any power of two (service.forward)."""
 
     @abstractmethod
     def value(self, z: Array) -> Array:
@@ -63,6 +66,7 @@ def _param(default: float, description: str) -> Any:
 @dataclass(frozen=True)
 class Linear(Activation):
     name = "linear"
+    homogeneous = True
     formula = "h(z) = z"
     derivative_formula = "h'(z) = 1"
     bound_formula = "1"
@@ -81,6 +85,7 @@ class Linear(Activation):
 @dataclass(frozen=True)
 class ReLU(Activation):
     name = "relu"
+    homogeneous = True
     formula = "h(z) = max(z, 0)"
     derivative_formula = "h'(z) = 1 if z > 0 else 0"
     bound_formula = "1"
@@ -99,6 +104,7 @@ class ReLU(Activation):
 @dataclass(frozen=True)
 class LeakyReLU(Activation):
     name = "leaky_relu"
+    homogeneous = True
     formula = "h(z) = z if z > 0 else negative_slope·z"
     derivative_formula = "h'(z) = 1 if z > 0 else negative_slope"
     bound_formula = "max(1, |negative_slope|)"

@@ -27,14 +27,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
 from service.conv import Conv2d
 from service.linear import Dense, Linear
 from service.network import Network
 from service.verdict import Thresholds
 
-Array = NDArray[np.float64]
 Method = Literal["unchanged", "homogeneous", "search", "mean_field"]
 HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 """Positively homogeneous activations: h(c·z) = c·h(z) for c > 0."""
@@ -58,15 +56,14 @@ class Suggestion:
 
 def suggest(
     network: Network,
-    x: Array,
     growth_log10: float,
     thresholds: Thresholds,
-    growth: Callable[[Network], float],
+    growth: Callable[[float], float],
     mean_field_factor: float | None,
     trials: int,
 ) -> Suggestion:
-    """The suggestion for ``network`` whose true growth on probes ``x`` is ``growth_log10`` (−inf for an exact
-    zero, +inf past an overflow); ``growth`` is f of a scaled copy (``trial_growth``)."""
+    """The suggestion for ``network`` whose true growth is ``growth_log10`` (−inf for an exact zero, +inf past an
+    overflow); ``growth(c)`` is f(c), a trial (service.analysis.trial_growth of ``scaled_network``)."""
     target = (thresholds.vanishing_log10 + thresholds.exploding_log10) / 2.0
     margin = (thresholds.exploding_log10 - thresholds.vanishing_log10) / 4.0
     if thresholds.vanishing_log10 <= growth_log10 <= thresholds.exploding_log10:
@@ -87,7 +84,7 @@ def _search(
     f0: float,
     target: float,
     margin: float,
-    growth: Callable[[Network], float],
+    growth: Callable[[float], float],
     mean_field_factor: float | None,
     trials: int,
 ) -> Suggestion:
@@ -99,7 +96,7 @@ def _search(
     points = [(0.0, f0)]
     u: float | None = _first_step(f0, target, depth, mean_field_factor)
     while u is not None and len(points) <= trials:
-        f = growth(scaled_network(network, 10.0**u))
+        f = growth(10.0**u)
         points.append((u, f))
         if abs(f - target) <= 2.0 * margin and (best is None or abs(f - target) < abs(best[1] - target)):
             best = (u, f)

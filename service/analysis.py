@@ -16,7 +16,7 @@ backpropagated the same way: g_{j−1} = g_j S_j + δ_j A_j. Everything is float
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -24,12 +24,25 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from service.advice import TRIALS, Method, Suggestion, suggest
+from service.advice import TRIALS, Method, Suggestion, scaled_network, suggest
 from service.backward import chain_backward_norms
 from service.bounds import bound_from_factors
 from service.conv import Conv2d
 from service.cost import backward_by_chains
 from service.errors import InvalidInputError, Location
+from service.forward import (
+    LOG10_2,
+    Exponents,
+    Forward,
+    Stop,
+    adjoint_scaled,
+    combine,
+    forward,
+    normalise,
+    row_exponents,
+    scale_rows,
+    shift_for,
+)
 from service.jacobian import jacobian_max
 from service.linear import Linear
 from service.logscale import normal_or_none, plain
@@ -162,17 +175,6 @@ class Analysis:
     recurrent: RecurrentReport | None = None
 
 
-@dataclass
-class _Forward:
-    """a_0 … a_L and h_j'(z_j) per layer (rows are probes); ``overflow``: the first layer whose z or a is not
-    finite; ``drive``: the mean square of a recurrent network's input drive U x_t (0 otherwise)."""
-
-    activations: list[Array]
-    derivatives: list[Array]
-    overflow: int | None
-    drive: float = 0.0
-
-
 def analyse(network: Network, x: Array, y: Array, options: Options, executor: Executor | None = None) -> Analysis:
     """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``.
 
@@ -191,33 +193,34 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
     for record, log10 in zip(records, bound.suffix_log10, strict=True):
         record.backward_bound_log10 = log10
 
-    fwd = _forward(network, x)
+    fwd = forward(network, x, [record.weight.value for record in records], [record.skip_norm for record in records])
     meanfield = network_meanfield(network, fwd.drive)
     matvecs = sum(norm.matvecs for norm in norms.values())
-    valid = records[: len(fwd.derivatives)]  # the layers before an overflow
+    valid = records[: len(fwd.derivatives)]  # the layers carried: before an overflow or underflow
     largest = _map(executor, lambda j: valid[j].jacobian(fwd.derivatives[j], rtol), range(len(valid)))
     for record, d, (norm, used) in zip(valid, fwd.derivatives, largest, strict=True):
         record.derivative_max = float(np.abs(d).max())
         record.jacobian_norm = norm
         matvecs += used
     input_norm: float | None = None
-    if fwd.overflow is None:
+    if fwd.stop is None:
+        weight_norms = [record.weight.value for record in records]
         last = records[-1].jacobian_norm or 0.0
         if backward_by_chains(network.widths, x.shape[0], rtol):
             bounds = [(record.skip_norm or 0.0, record.weight.value) for record in records]
             backward, input_norm, used = chain_backward_norms(layers, fwd.derivatives, bounds, last, rtol)
         else:
-            backward, input_norm, used = _backward_norms(network, fwd, last, rtol)
+            backward, input_norm, used = _backward_norms(network, fwd, last, rtol, weight_norms)
         matvecs += used
-        gradient = _gradient_norms(network, fwd, y)
+        gradient = _gradient_norms(network, fwd, y, weight_norms)
         for record, backward_log10, gradient_log10 in zip(records, backward, gradient, strict=True):
             record.backward_norm_log10 = backward_log10
             record.gradient_norm_log10 = gradient_log10
 
     kind = "recurrent" if network.recurrent is not None else None
-    reports = tuple(record.report(j + 1, kind, fwd.overflow) for j, record in enumerate(records))
-    suggestion = _suggestion(network, x, input_norm, fwd.overflow, options, meanfield)
-    summary = _summary(network, bound.log10, input_norm, fwd.overflow, options.thresholds, meanfield, suggestion)
+    reports = tuple(record.report(j + 1, kind, fwd.stop, fwd.reason) for j, record in enumerate(records))
+    suggestion = _suggestion(network, x, input_norm, fwd, records, options, meanfield)
+    summary = _summary(network, bound.log10, input_norm, fwd, options.thresholds, meanfield, suggestion)
     widths = network.widths
     methods = Methods(
         rtol=rtol,
@@ -229,7 +232,9 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
         output_width=widths[-1],
         backward_dense=all(uses_dense((widths[-1], n), rtol) for n in widths[:-1]),
     )
-    spectrum = None if options.spectrum == "none" else spectra(network, fwd.derivatives, meanfield, options.spectrum)
+    spectrum = None
+    if options.spectrum != "none":
+        spectrum = spectra(network, fwd.derivatives, meanfield, options.spectrum, fwd.reason or "overflow")
     recurrent = None if network.recurrent is None else recurrent_report(network, records[0].weight.value, rtol)
     return Analysis(reports, summary, methods, meanfield, spectrum, recurrent)
 
@@ -237,7 +242,7 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
 @dataclass
 class _LayerRecord:
     """What analyse finds for one layer: its norms, known before any probe, then what the probes give (None past
-    an overflow, and where a quantity is exactly zero)."""
+    an overflow or underflow, and where a quantity is exactly zero)."""
 
     layer: Layer
     weight: SpectralNorm
@@ -260,7 +265,7 @@ class _LayerRecord:
             return self.weight.value, 0
         return jacobian_max(self.layer, d, rtol, self.weight.value, self.skip_norm)
 
-    def report(self, index: int, kind: str | None, overflow: int | None) -> LayerReport:
+    def report(self, index: int, kind: str | None, stop: int | None, reason: Stop | None) -> LayerReport:
         """The layer's report; ``kind`` None: "conv2d" or "dense" by its map."""
         weight = self.layer.weight
         return LayerReport(
@@ -277,12 +282,14 @@ class _LayerRecord:
             backward_bound_log10=self.backward_bound_log10,
             backward_norm_log10=self.backward_norm_log10,
             gradient_norm_log10=self.gradient_norm_log10,
-            flags=self._flags(index - 1, overflow),
+            flags=self._flags(index - 1, stop, reason),
             conv=_conv_details(weight, self.weight),
         )
 
-    def _flags(self, j: int, overflow: int | None) -> tuple[str, ...]:
-        """Why a field is null or zero. Past an overflow every true quantity is unknown; before it, null is zero."""
+    def _flags(self, j: int, stop: int | None, reason: Stop | None) -> tuple[str, ...]:
+        """Why a field is null or zero. Where the forward pass stopped (``reason``: its z overflowed, or underflowed
+        where the activation cannot carry a scale) every true quantity is unknown — the layer is flagged with the
+        reason, the earlier ones downstream_<reason>; otherwise null is an exact zero."""
         flags = []
         if self.weight.value == 0.0:
             flags.append("zero_weight")
@@ -290,8 +297,9 @@ class _LayerRecord:
             flags.append("dead")
         if self.backward_bound_log10 is None:
             flags.append("backward_bound_zero")
-        if overflow is not None:
-            flags.append("overflow" if j >= overflow else "downstream_overflow")
+        if stop is not None:
+            assert reason is not None
+            flags.append(reason if j >= stop else f"downstream_{reason}")
             return tuple(flags)
         if self.backward_norm_log10 is None:
             flags.append("backward_norm_zero")
@@ -339,50 +347,25 @@ def _conv_details(weight: Linear, norm: SpectralNorm) -> ConvDetails | None:
     return ConvDetails(tuple(weight.kernel.shape), weight.size, weight.padding, weight.fft_norm(), padded, norm.method)
 
 
-def _forward(network: Network, x: Array) -> _Forward:
-    """a_0 = x (h_0 = 0 for a recurrent network, whose x_t enter as the drive U x_t of z_t), then every layer."""
-    recurrent = network.recurrent
-    drive = None if recurrent is None else recurrent.drive(x)
-    activations = [x if recurrent is None else np.zeros((x.shape[0], network.widths[0]))]
-    derivatives = []
-    overflow = None
-    with np.errstate(over="ignore", invalid="ignore"):
-        for j, layer in enumerate(network.layers):
-            a = activations[-1]
-            z = layer.weight.apply(a)
-            if layer.bias is not None:
-                z += layer.bias
-            if drive is not None:
-                z += drive[j]
-            out = layer.activation.value(z)
-            if layer.skip is not None:
-                out = out + layer.skip.apply(a)
-            if not (np.isfinite(z).all() and np.isfinite(out).all()):
-                overflow = j
-                break
-            derivatives.append(layer.activation.derivative(z))
-            activations.append(out)
-        mean_square = 0.0 if drive is None else float(np.mean([np.mean(u * u) for u in drive]))
-    return _Forward(activations, derivatives, overflow, mean_square)
-
-
 def _backward_norms(
-    network: Network, fwd: _Forward, last: float, rtol: float
+    network: Network, fwd: Forward, last: float, rtol: float, weight_norms: list[float]
 ) -> tuple[list[float | None], float | None, int]:
     """log10 max_b ‖∂a_L/∂a_j‖₂ for j = 1..L (per layer) and for j = 0 (the input), and the matvecs taken.
 
-    P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 10^scale[b]; one step is P ← P·(S_j + diag(h_j'(z_j))·A_j)
-    (Layer.pull_back). The first step's max is ``last``, the last layer's Jacobian norm max_b ‖J_L‖₂.
+    P (probes × n_L × n_j) holds ∂a_L/∂a_j divided by 2^scale[b], an integer per probe (exact: rescaling by a
+    power of two rounds nothing, and no log is summed over the layers); one step is
+    P ← P·(S_j + diag(h_j'(z_j))·A_j) (Layer.pull_back), P first shifted by the 2^s that brings ‖A_j‖₂·2^s near 1
+    (service.forward.shift_for). The first step's max is ``last``, the last layer's Jacobian norm max_b ‖J_L‖₂.
     """
     layers = network.layers
     depth, probes = len(layers), fwd.derivatives[0].shape[0]
     p: Array | None = None  # the identity, before the last layer
-    scale = np.zeros(probes)
+    scale = np.zeros(probes, dtype=np.int64)
     logs: list[float | None] = [None] * depth
     logs[-1] = 0.0
     matvecs = 0
     for j in range(depth - 1, -1, -1):
-        p, alive = _pull(layers[j], p, fwd.derivatives[j], scale)
+        p, alive = _pull(layers[j], p, fwd.derivatives[j], scale, weight_norms[j])
         if j == depth - 1:
             value = math.log10(last) if last > 0 else None
         else:
@@ -394,116 +377,133 @@ def _backward_norms(
     raise AssertionError("unreachable: a network has at least one layer")
 
 
-def _pull(layer: Layer, p: Array | None, d: Array, scale: Array) -> tuple[Array, Array]:
-    """P·J_b for every probe (Layer.pull_back), rescaled to a largest entry of 1 with the scale added to ``scale``
-    in log10; and which probes' products are not zero."""
+def _pull(layer: Layer, p: Array | None, d: Array, scale: Exponents, norm: float) -> tuple[Array, Array]:
+    """P·J_b for every probe (Layer.pull_back), P first shifted by the 2^s that brings ‖A‖₂·2^s = ``norm``·2^s near
+    1 (service.forward.shift_for), then each probe's rows rescaled by a power of two kept in ``scale``; and which
+    probes' products are not zero."""
+    shift = 0 if p is None or layer.skip is not None else shift_for(norm)
+    if shift:
+        assert p is not None
+        p = np.ldexp(p, shift)
+        scale -= shift
     p = layer.pull_back(p, d)
-    largest = np.abs(p).max(axis=(1, 2))
-    alive = largest > 0
-    p /= np.where(alive, largest, 1.0)[:, None, None]
-    scale[alive] += np.log10(largest[alive])
-    return p, alive
+    k = row_exponents(p)
+    p = scale_rows(p, -k)
+    scale += k
+    return p, np.abs(p).max(axis=(1, 2)) > 0
 
 
-def trial_growth(network: Network, x: Array, rtol: float) -> float:
-    """log10 max_b ‖∂a_L/∂a_0‖₂ on probes ``x`` alone: the forward pass and the backward product, no layer's own
-    norms; −inf where it is exactly zero, +inf where the forward pass overflows (service.advice's trials)."""
-    fwd = _forward(network, x)
-    if fwd.overflow is not None:
-        return math.inf
+def trial_growth(
+    network: Network, x: Array, rtol: float, norms: Sequence[float], skip_norms: Sequence[float | None]
+) -> float:
+    """log10 max_b ‖∂a_L/∂a_0‖₂ on probes ``x`` alone, given the maps' norms: the forward pass and the backward
+    product, no layer's own norms; −inf where it is exactly zero, +inf where the forward pass stops on an overflow
+    (−inf on an underflow) (service.advice's trials)."""
+    fwd = forward(network, x, norms, skip_norms)
+    if fwd.reason is not None:
+        return math.inf if fwd.reason == "overflow" else -math.inf
     p: Array | None = None
-    scale = np.zeros(x.shape[0])
-    for layer, d in zip(reversed(network.layers), reversed(fwd.derivatives), strict=True):
-        p, alive = _pull(layer, p, d, scale)
+    scale = np.zeros(x.shape[0], dtype=np.int64)
+    for layer, d, norm in zip(reversed(network.layers), reversed(fwd.derivatives), reversed(norms), strict=True):
+        p, alive = _pull(layer, p, d, scale, norm)
     assert p is not None
     value, _ = _log10_max(p, scale, alive, rtol)
     return -math.inf if value is None else value
 
 
-def _log10_max(p: Array, scale: Array, alive: Array, rtol: float) -> tuple[float | None, int]:
-    """log10 max_b 10^scale[b]·‖P_b‖₂ over the probes ``alive`` (None when every such norm is 0), and the matvecs.
+def _log10_max(p: Array, scale: Exponents, alive: Array, rtol: float) -> tuple[float | None, int]:
+    """log10 max_b 2^scale[b]·‖P_b‖₂ over the probes ``alive`` (None when every such norm is 0), and the matvecs.
 
-    The weights 10^(scale[b] − max scale) are at most 1, and 1 for a probe whose P_b, largest entry 1, has a norm of
-    at least 1: one so small it underflows to 0 could not have held the max."""
+    The weights 2^(scale[b] − max scale) are at most 1, and 1 for a probe whose P_b, largest entry at least 1/2,
+    has a norm of at least 1/2: one so small it underflows to 0 could not have held the max."""
     if not alive.any():
         return None, 0
-    top = float(scale[alive].max())
+    top = int(scale[alive].max())
     weights = np.zeros(len(scale))
-    weights[alive] = 10.0 ** (scale[alive] - top)
+    weights[alive] = scale_rows(np.ones(int(alive.sum())), scale[alive] - top)
     best, used = spectral_max(p, rtol, weights)
-    return (top + math.log10(best) if best > 0 else None), used
+    return (top * LOG10_2 + math.log10(best) if best > 0 else None), used
 
 
-def _gradient_norms(network: Network, fwd: _Forward, y: Array) -> list[float | None]:
+def _gradient_norms(network: Network, fwd: Forward, y: Array, weight_norms: list[float]) -> list[float | None]:
     """log10 ‖∂ℓ/∂A_j‖_F (None where it is 0) for ℓ = mean over probes and outputs of (a_L − y)², by backprop.
 
     g_L = ∂ℓ/∂a_L = 2(a_L − y)/(count·n_L); δ_j = g_j ⊙ h_j'(z_j); ∂ℓ/∂W_j = δ_jᵀ a_{j−1} (a convolution's kernel
-    gradient likewise, service.conv); g_{j−1} = δ_j A_j + g_j S_j. g is rescaled to a largest entry of 1 at each
-    step, with the scale kept in log10, and so are δ, a and each gradient before its norm is taken: a gradient of
-    10^−180 is a normal float64 even though its squared entries are not.
+    gradient likewise, service.conv); g_{j−1} = δ_j A_j + g_j S_j. Like the activations (service.forward), g is
+    carried as a mantissa row and a power-of-two exponent per probe, a_L − y formed at their common exponent: a
+    gradient of 10^−180, or of 10^(10^6), is carried exactly even though its squared entries are no float64.
     """
-    layers, acts, ders = network.layers, fwd.activations, fwd.derivatives
+    layers, acts, exps, ders = network.layers, fwd.mantissas, fwd.exponents, fwd.derivatives
     out = acts[-1]
-    g = 2.0 * (out - y) / out.size
-    scale = 0.0
+    diff, ge = combine([(out, exps[-1]), (-y, np.zeros_like(exps[-1]))])
+    g, ge = normalise(2.0 * diff / out.size, ge)
     logs: list[float | None] = [None] * len(layers)
     for j in range(len(layers) - 1, -1, -1):
-        largest = float(np.abs(g).max())
-        if largest == 0.0:
+        if not np.abs(g).max() > 0:
             return logs
-        g = g / largest
-        scale += math.log10(largest)
         delta = g * ders[j]
-        logs[j] = _log10_norm(layers[j].weight, delta, acts[j], scale)
+        logs[j] = _log10_norm(layers[j].weight, delta, ge, acts[j], exps[j])
         if j > 0:
+            terms = [adjoint_scaled(layers[j].weight, delta, ge, weight_norms[j])]
             skip = layers[j].skip
-            back = layers[j].weight.adjoint(delta)
-            g = back if skip is None else back + skip.adjoint(g)
+            if skip is not None:
+                terms.append((skip.adjoint(g), ge))
+            g, ge = normalise(*combine(terms))
     return logs
 
 
-def _log10_norm(weight: Linear, delta: Array, a: Array, scale: float) -> float | None:
-    """scale + log10 ‖∂/∂θ Σ_b ⟨δ_b, A_θ a_b⟩‖_F (δᵀa for a matrix), with δ, a and the gradient each normalised
-    first so that no square underflows."""
-    peaks = float(np.abs(delta).max()), float(np.abs(a).max())
-    if 0.0 in peaks:
+def _log10_norm(weight: Linear, delta: Array, de: Exponents, a: Array, ae: Exponents) -> float | None:
+    """log10 ‖∂/∂θ Σ_b 2^{de_b + ae_b}·⟨δ_b, A_θ a_b⟩‖_F (δᵀa for a matrix): each probe's term weighted by
+    2^(its exponent − the largest), δ and a normalised first and the gradient before its norm, so that no square
+    underflows."""
+    delta, de = normalise(delta, de)
+    a, ae = normalise(a, ae)
+    alive = (np.abs(delta).max(axis=1) > 0) & (np.abs(a).max(axis=1) > 0)
+    if not alive.any():
         return None
-    gradient = weight.kernel_gradient(delta / peaks[0], a / peaks[1])
+    total = de + ae
+    top = int(total[alive].max())
+    weights = np.where(alive, scale_rows(np.ones(len(total)), total - top), 0.0)
+    gradient = weight.kernel_gradient(delta * weights[:, None], a)
     peak = float(np.abs(gradient).max())
     if peak == 0.0:
         return None
     norm = float(np.linalg.norm(gradient / peak))
-    return scale + math.log10(peaks[0]) + math.log10(peaks[1]) + math.log10(peak) + math.log10(norm)
+    return top * LOG10_2 + math.log10(peak) + math.log10(norm)
 
 
 def _suggestion(
     network: Network,
     x: Array,
     norm_log10: float | None,
-    overflow: int | None,
+    fwd: Forward,
+    records: Sequence[_LayerRecord],
     options: Options,
     meanfield: NetworkMeanField,
 ) -> Suggestion:
-    """service.advice.suggest on the true growth (−inf for an exact zero, +inf past an overflow)."""
-    growth = math.inf if overflow is not None else (-math.inf if norm_log10 is None else norm_log10)
+    """service.advice.suggest on the true growth (−inf for an exact zero or an underflow, +inf past an overflow);
+    a trial at factor c has the maps' norms c·σ_j."""
+    if fwd.reason is not None:
+        growth = math.inf if fwd.reason == "overflow" else -math.inf
+    else:
+        growth = -math.inf if norm_log10 is None else norm_log10
     gain = 1.0 if network.gain is None else network.gain
     mean_field = None if meanfield.critical_gain is None else meanfield.critical_gain / gain
-    return suggest(
-        network,
-        x,
-        growth,
-        options.thresholds,
-        lambda trial: trial_growth(trial, x, options.rtol),
-        mean_field,
-        options.trials,
-    )
+    norms = [record.weight.value for record in records]
+    skips = [record.skip_norm for record in records]
+
+    def trial(factor: float) -> float:
+        scaled = [factor * norm for norm in norms]
+        return trial_growth(scaled_network(network, factor), x, options.rtol, scaled, skips)
+
+    return suggest(network, growth, options.thresholds, trial, mean_field, options.trials)
 
 
 def _summary(
     network: Network,
     bound_log10: float | None,
     norm_log10: float | None,
-    overflow: int | None,
+    fwd: Forward,
     t: Thresholds,
     meanfield: NetworkMeanField,
     suggestion: Suggestion,
@@ -512,19 +512,18 @@ def _summary(
     rate = None if bound_log10 is None else bound_log10 / depth
     observed = None if norm_log10 is None else norm_log10 / depth
     bound_verdict = classify(bound_log10, t)
-    # A forward pass that overflows float64 has exploded, whatever the gradients would have done.
-    verdict: VerdictName = "exploding" if overflow is not None else classify(norm_log10, t)
-    gain = 1.0 if network.gain is None else network.gain
+    # A forward pass that overflows float64 has exploded, one that underflows it (where an activation cannot carry
+    # a scale) has vanished, whatever the gradients would have done.
+    verdict: VerdictName = classify(norm_log10, t) if fwd.reason is None else _STOP_VERDICT[fwd.reason]
     # Scaling the weights cannot bring a residual layer's factor ‖S‖ + σ·sup|h'| to 1 from below ‖S‖.
+    gain = 1.0 if network.gain is None else network.gain
     residual = any(layer.skip is not None for layer in network.layers)
     bound_gain = None if residual else critical_gain(gain, rate)
     suggested = None if suggestion.factor is None else normal_or_none(gain * suggestion.factor)
-    flags = []
-    if overflow is not None:
-        flags.append("overflow")
+    flags: list[str] = [] if fwd.reason is None else [fwd.reason]
     if bound_log10 is None:
         flags.append("input_bound_zero")
-    if norm_log10 is None and overflow is None:
+    if norm_log10 is None and fwd.reason is None:
         flags.append("input_norm_zero")
     return Summary(
         depth=depth,
@@ -540,9 +539,27 @@ def _summary(
         suggestion=suggestion.method if suggested is not None else None,
         suggested_growth_log10=suggestion.growth_log10 if suggested is not None else None,
         bound_gain=bound_gain,
-        advice=advise(verdict, depth, norm_log10, network.gain, overflow, _advice(meanfield), suggestion, suggested),
+        advice=advise(
+            verdict,
+            depth,
+            norm_log10,
+            network.gain,
+            _stopped(fwd, "overflow"),
+            _advice(meanfield),
+            suggestion,
+            suggested,
+            underflow=_stopped(fwd, "underflow"),
+        ),
         flags=tuple(flags),
     )
+
+
+_STOP_VERDICT: dict[Stop, VerdictName] = {"overflow": "exploding", "underflow": "vanishing"}
+
+
+def _stopped(fwd: Forward, reason: Stop) -> int | None:
+    """The layer (0-based) where the forward pass stopped for ``reason``, else None."""
+    return fwd.stop if fwd.reason == reason else None
 
 
 def _advice(m: NetworkMeanField) -> MeanFieldAdvice | None:

@@ -92,9 +92,16 @@ class Spectra:
     flags: tuple[str, ...]
 
 
-def spectra(network: Network, derivatives: Sequence[Array], meanfield: NetworkMeanField, mode: SpectrumMode) -> Spectra:
+def spectra(
+    network: Network,
+    derivatives: Sequence[Array],
+    meanfield: NetworkMeanField,
+    mode: SpectrumMode,
+    stop: str = "overflow",
+) -> Spectra:
     """The spectra of ``network``'s weights and, from each probe's h_j'(z_j) (``derivatives[j]``, rows are probes;
-    fewer than L layers where the forward pass overflowed), of its input–output Jacobian."""
+    fewer than L layers where the forward pass stopped, flagged ``stop``: overflow or underflow), of its
+    input–output Jacobian."""
     full = mode == "full"
     found = {key: map_spectrum(weight, full) for key, weight in network.distinct_maps().items()}
     weights = tuple(found[id(layer.weight)] for layer in network.layers)
@@ -106,7 +113,7 @@ def spectra(network: Network, derivatives: Sequence[Array], meanfield: NetworkMe
         flags.append("prediction_unknown")
     probes: tuple[ProbeSpectrum, ...] = ()
     if len(derivatives) < len(network.layers):
-        flags.append("overflow")
+        flags.append(stop)
     else:
         probes = jacobian_spectra(network, derivatives, full)
     mean, variance = predict(network, meanfield, weights) if plain else (None, None)

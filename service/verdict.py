@@ -64,10 +64,11 @@ def advise(
     meanfield: MeanFieldAdvice | None,
     suggestion: Suggestion,
     suggested: float | None,
+    underflow: int | None = None,
 ) -> str:
     """Two sentences: what the gradients do (the true norms, and what mean field predicts for a typical direction),
     and what to do (service.advice's suggestion: the gain to use, or what would help where no gain does)."""
-    happens = _what_happens(verdict, depth, norm_log10, overflow, meanfield)
+    happens = _what_happens(verdict, depth, norm_log10, overflow, underflow, meanfield)
     return f"{happens} {_what_to_do(gain, suggestion, suggested)}"
 
 
@@ -77,10 +78,20 @@ def power(log10: float) -> str:
 
 
 def _what_happens(
-    verdict: VerdictName, depth: int, norm_log10: float | None, overflow: int | None, m: MeanFieldAdvice | None
+    verdict: VerdictName,
+    depth: int,
+    norm_log10: float | None,
+    overflow: int | None,
+    underflow: int | None,
+    m: MeanFieldAdvice | None,
 ) -> str:
     if overflow is not None:
         return f"The forward pass overflows float64 at layer {overflow + 1}: activations explode."
+    if underflow is not None:
+        return (
+            f"The forward pass underflows float64 at layer {underflow + 1}, whose activation needs its "
+            "pre-activations themselves (only linear, relu and leaky_relu carry a scale): activations vanish."
+        )
     if norm_log10 is None:
         return "Gradients vanish completely: ∂a_L/∂a_0 is exactly zero for every probe (a dead layer)."
     word = {"vanishing": "vanish", "exploding": "explode", "stable": "are stable"}[verdict]

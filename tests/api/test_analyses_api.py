@@ -361,3 +361,28 @@ async def test_the_request_is_released_after_the_answer_is_sent(
     assert len(held) == 1
     assert isinstance(held[0], AnalysisWork)
     assert held[0].payload is not None  # the parsed body, held until the answer is sent
+
+
+async def test_tiny_weights_are_carried_not_read_as_dead(client: httpx.AsyncClient) -> None:
+    """Issue 18: three bias-free ReLU (and leaky ReLU) layers of 1e−150·I on x = [1, 1]: a_3 = 10^−450·x and
+    ∂a_3/∂a_0 = 10^−450·I, so input_norm_log10 = 3·log10(1e−150) (to 1e-12), no dead or zero flag; two tanh layers
+    of 1e−300·I cannot be carried (z_2 = 10^−600) and are flagged underflow, never zero."""
+    weight = [[1e-150, 0.0], [0.0, 1e-150]]
+    for activation in ("relu", "leaky_relu"):
+        body = {
+            "network": {"activation": activation, "layers": [{"weight": weight}] * 3},
+            "inputs": {"data": [[1.0, 1.0]], "targets": [[0.0, 0.0]]},
+        }
+        report = await analyse(client, body)
+        assert report["summary"]["input_norm_log10"] == pytest.approx(3 * math.log10(1e-150), abs=1e-12)
+        assert report["summary"]["flags"] == []
+        assert all(layer["flags"] == [] for layer in report["layers"])
+    tanh = {
+        "network": {"activation": "tanh", "layers": [{"weight": [[1e-300, 0.0], [0.0, 1e-300]]}] * 2},
+        "inputs": {"data": [[1.0, 1.0]]},
+    }
+    report = await analyse(client, tanh)
+    assert report["summary"]["flags"] == ["underflow"]
+    assert report["summary"]["input_norm_log10"] is None
+    assert report["summary"]["input_norm"] is None
+    assert [layer["flags"] for layer in report["layers"]] == [["downstream_underflow"], ["underflow"]]

@@ -15,6 +15,7 @@ from service import analysis, cost
 from service.activations import make_activation
 from service.backward import chain_backward_norms
 from service.conv import Conv2d
+from service.forward import forward
 from service.linear import Dense, Identity, Linear
 from service.network import Layer, Network, network_from_layers
 
@@ -38,22 +39,24 @@ def _network(widths: list[int], activation: str, residual: bool = False, seed: i
 def _both(network: Network, probes: int) -> tuple[tuple[list[float | None], float | None], list[float | None]]:
     """(chains' logs and input log, accumulated products' logs with the input log appended)."""
     x = np.random.default_rng(1).standard_normal((probes, network.widths[0]))
-    fwd = analysis._forward(network, x)
     records = [
         analysis._LayerRecord(layer, layer.weight.norm(RTOL), analysis._skip_norm(layer, RTOL))
         for layer in network.layers
     ]
+    norms = [record.weight.value for record in records]
+    fwd = forward(network, x, norms, [record.skip_norm for record in records])
     last, _ = records[-1].jacobian(fwd.derivatives[-1], RTOL)
     bounds = [(record.skip_norm or 0.0, record.weight.value) for record in records]
     logs, top, _ = chain_backward_norms(network.layers, fwd.derivatives, bounds, last, RTOL)
-    old, old_top, _ = analysis._backward_norms(network, fwd, last, RTOL)
+    old, old_top, _ = analysis._backward_norms(network, fwd, last, RTOL, norms)
     return (logs, top), [*old, old_top]
 
 
 def _dense(network: Network, probes: int) -> list[float]:
     """max_b ‖∂a_L/∂a_j‖₂ = ‖J_L ⋯ J_{j+1}‖₂ for j = 0..L, by the formed Jacobians and LAPACK's SVD."""
     x = np.random.default_rng(1).standard_normal((probes, network.widths[0]))
-    fwd = analysis._forward(network, x)
+    norms = [layer.weight.norm(RTOL).value for layer in network.layers]
+    fwd = forward(network, x, norms, [analysis._skip_norm(layer, RTOL) for layer in network.layers])
     depth = len(network.layers)
     best = [0.0] * depth + [1.0]
     for b in range(probes):

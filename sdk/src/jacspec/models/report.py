@@ -127,7 +127,7 @@ class LayerReport(_Report):
     weight_norm: float = Field(description="σ_j = ‖W_j‖₂ (a convolution's operator norm).")
     derivative_bound: float = Field(description="sup_z |h_j'(z)|.")
     derivative_max: float | None = Field(
-        description="max over probes and units of |h_j'(z_j)| (null where the forward pass overflowed)."
+        description="max over probes and units of |h_j'(z_j)| (null where the forward pass overflowed or underflowed)."
     )
     skip_norm: float | None = Field(
         None, description="A residual layer's ‖S_j‖₂: 1 for the identity skip, ‖P‖₂ for a projection; null if plain."
@@ -150,7 +150,11 @@ class LayerReport(_Report):
     flags: list[str] = Field(
         description="zero_weight (σ_j = 0), dead (h_j' = 0 for every unit and probe), backward_bound_zero, "
         "backward_norm_zero, gradient_zero (the quantity is exactly 0: its log10 is null, its plain value 0), "
-        "overflow (z_j is not finite), downstream_overflow (a later layer overflowed: true norms unknown)."
+        "overflow (z_j is beyond float64's range), downstream_overflow (a later layer overflowed: true norms unknown), "
+        "underflow (z_j is below float64's range and h_j cannot carry a scale — every activation but linear, relu "
+        "and leaky_relu: its values are not zero, but unknown), downstream_underflow (a later layer underflowed: true "
+        "norms unknown). Linear, relu and leaky_relu layers are carried scaled by a power of two per probe and "
+        "never over- or underflow."
     )
     conv: ConvReport | None = Field(None, description="A convolution layer's kernel and DFT norms; null otherwise.")
     meanfield: LayerMeanField
@@ -237,7 +241,10 @@ class Summary(_Report):
         description="Two sentences: what the gradients do (the true norms, and the mean-field prediction), and what "
         "to do (the suggested gain, or what would help where no gain does)."
     )
-    flags: list[str] = Field(description="overflow, input_bound_zero, input_norm_zero.")
+    flags: list[str] = Field(
+        description="overflow, underflow (the forward pass left float64's range at a layer that cannot carry a "
+        "scale: the true norms are null and unknown, never zero), input_bound_zero, input_norm_zero."
+    )
     meanfield: MeanFieldSummary
 
 
@@ -277,7 +284,9 @@ class JacobianSpectrum(_Report):
     quantile_levels: list[float] | None = Field(
         description="The quantiles of every singular-value summary (0 the smallest, 1 the largest); null in full mode."
     )
-    probes: list[ProbeSpectrum] = Field(description="One per probe; empty where the forward pass overflowed.")
+    probes: list[ProbeSpectrum] = Field(
+        description="One per probe; empty where the forward pass overflowed or underflowed."
+    )
     eigenvalue_mean_log10: float | None = Field(description="log10 of the mean over probes of eigenvalue_mean.")
     eigenvalue_mean: float | None
     eigenvalue_variance_log10: float | None = Field(description="log10 of the mean over probes of eigenvalue_variance.")
@@ -299,9 +308,9 @@ class JacobianSpectrum(_Report):
     )
     predicted_eigenvalue_variance: float | None
     flags: list[str] = Field(
-        description="overflow (the forward pass overflowed: no probe spectra), prediction_unknown (a layer's mean "
-        "field is out of range, or the network has conv2d, residual or recurrent layers, which the prediction does "
-        "not model: the prediction and its plain values are null)."
+        description="overflow, underflow (the forward pass overflowed or underflowed: no probe spectra), "
+        "prediction_unknown (a layer's mean field is out of range, or the network has conv2d, residual or "
+        "recurrent layers, which the prediction does not model: the prediction and its plain values are null)."
     )
 
 
