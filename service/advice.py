@@ -34,8 +34,6 @@ from service.network import Network
 from service.verdict import Thresholds
 
 Method = Literal["unchanged", "homogeneous", "search", "mean_field"]
-HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
-"""Positively homogeneous activations: h(c·z) = c·h(z) for c > 0."""
 TRIALS = 8
 """The most trials a search takes (fewer where the work limit leaves room for fewer: api.sizes)."""
 LOG10_RANGE = 4.0
@@ -158,7 +156,7 @@ def homogeneous(network: Network) -> bool:
     activations, not recurrent (whose input drive enters every step)."""
     return network.recurrent is None and all(
         layer.skip is None
-        and layer.activation.name in HOMOGENEOUS
+        and layer.activation.homogeneous
         and (layer.bias is None or not np.any(layer.bias))
         and isinstance(layer.weight, Dense | Conv2d)
         for layer in network.layers
