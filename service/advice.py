@@ -43,12 +43,11 @@ LOG10_RANGE = 4.0
 @dataclass(frozen=True)
 class Suggestion:
     """``factor``: c, the scale for every weight (None: no gain helps, see ``remedy``); ``growth_log10``: f(c)
-    where it was computed (exactly, or by a trial); ``trials``: the trials taken."""
+    where it was computed (exactly, or by a trial)."""
 
     factor: float | None
     method: Method | None
     growth_log10: float | None
-    trials: int
     remedy: str | None = None
 
 
@@ -65,15 +64,15 @@ def suggest(
     target = (thresholds.vanishing_log10 + thresholds.exploding_log10) / 2.0
     margin = (thresholds.exploding_log10 - thresholds.vanishing_log10) / 4.0
     if thresholds.vanishing_log10 <= growth_log10 <= thresholds.exploding_log10:
-        return Suggestion(1.0, "unchanged", growth_log10, 0)
+        return Suggestion(1.0, "unchanged", growth_log10)
     depth = len(network.layers)
     if math.isfinite(growth_log10) and homogeneous(network):
         factor = 10.0 ** ((target - growth_log10) / depth)
-        return Suggestion(factor, "homogeneous", target, 0)
+        return Suggestion(factor, "homogeneous", target)
     if trials == 0 or not scalable(network):
         if mean_field_factor is None:
-            return Suggestion(None, None, None, 0, remedy(network))
-        return Suggestion(mean_field_factor, "mean_field", None, 0)
+            return Suggestion(None, None, None, remedy(network))
+        return Suggestion(mean_field_factor, "mean_field", None)
     return _search(network, growth_log10, target, margin, growth, mean_field_factor, trials)
 
 
@@ -102,10 +101,9 @@ def _search(
             break
         low, high = _bracket(points, target)
         u = _next_step(low, high, target, depth)
-    taken = len(points) - 1
     if best is None:
-        return Suggestion(None, None, None, taken, remedy(network))
-    return Suggestion(10.0 ** best[0], "search", best[1], taken)
+        return Suggestion(None, None, None, remedy(network))
+    return Suggestion(10.0 ** best[0], "search", best[1])
 
 
 def _first_step(f0: float, target: float, depth: int, mean_field_factor: float | None) -> float:
@@ -154,12 +152,13 @@ def _clip(u: float) -> float:
 def homogeneous(network: Network) -> bool:
     """Whether f(c) = f(1) + L·log10 c exactly: plain, bias-free (or zero-bias) layers with positively homogeneous
     activations, not recurrent (whose input drive enters every step)."""
-    return network.recurrent is None and all(
-        layer.skip is None
-        and layer.activation.homogeneous
-        and (layer.bias is None or not np.any(layer.bias))
-        and isinstance(layer.weight, Dense | Conv2d)
-        for layer in network.layers
+    return (
+        network.recurrent is None
+        and scalable(network)
+        and all(
+            layer.skip is None and layer.activation.homogeneous and (layer.bias is None or not np.any(layer.bias))
+            for layer in network.layers
+        )
     )
 
 

@@ -515,8 +515,8 @@ def _summary(
     # A forward pass that overflows float64 has exploded, one that underflows it (where an activation cannot carry
     # a scale) has vanished, whatever the gradients would have done.
     verdict: VerdictName = classify(norm_log10, t) if fwd.reason is None else _STOP_VERDICT[fwd.reason]
-    # Scaling the weights cannot bring a residual layer's factor ‖S‖ + σ·sup|h'| to 1 from below ‖S‖.
     gain = 1.0 if network.gain is None else network.gain
+    # Scaling the weights cannot bring a residual layer's factor ‖S‖ + σ·sup|h'| to 1 from below ‖S‖.
     residual = any(layer.skip is not None for layer in network.layers)
     bound_gain = None if residual else critical_gain(gain, rate)
     suggested = None if suggestion.factor is None else normal_or_none(gain * suggestion.factor)

@@ -117,19 +117,19 @@ def test_critical_gain_undefined(gain: float, rate: float | None) -> None:
 def test_advise_sentences() -> None:
     """Two sentences: what happens (the overflow layer, 1-based; an exact zero; the true growth and the mean
     field's), then what to do (the gain, the factor for explicit weights, nothing, or the remedy)."""
-    found = Suggestion(0.6325, "search", 0.12, 3)
+    found = Suggestion(0.6325, "search", 0.12)
     overflow = advise("exploding", 10, None, 2.0, 3, None, found, 1.265)
     assert overflow == (
         "The forward pass overflows float64 at layer 4: activations explode. "
         "Use an init gain of 1.26 (now 2): ‖∂a_L/∂a_0‖ is then 10^0.12."
     )
-    dead = advise("vanishing", 10, None, None, None, None, Suggestion(None, None, None, 8, "no gain helps"), None)
+    dead = advise("vanishing", 10, None, None, None, None, Suggestion(None, None, None, "no gain helps"), None)
     assert dead.endswith("exactly zero for every probe (a dead layer). No gain helps.")
-    explicit = advise("vanishing", 10, -3.0, None, None, None, Suggestion(1.5, "homogeneous", 0.0, 0), 1.5)
+    explicit = advise("vanishing", 10, -3.0, None, None, None, Suggestion(1.5, "homogeneous", 0.0), 1.5)
     assert explicit.endswith(
         "Scale every weight by 1.5: ‖∂a_L/∂a_0‖ is then 10^0 exactly (the network is positively homogeneous)."
     )
-    stable = advise("stable", 10, 0.25, 1.0, None, None, Suggestion(1.0, "unchanged", 0.25, 0), 1.0)
+    stable = advise("stable", 10, 0.25, 1.0, None, None, Suggestion(1.0, "unchanged", 0.25), 1.0)
     assert stable == "Gradients are stable: ‖∂a_L/∂a_0‖ reaches 10^0.25 over 10 layers. No change is needed."
 
 
@@ -138,13 +138,13 @@ def test_advice_numbers_read_well() -> None:
     many digits as they need to differ."""
     assert power(-1.52e-08) == "10^0"
     assert power(-5.3612) == "10^-5.36"
-    close = advise("vanishing", 10, -3.0, 0.51262, None, None, Suggestion(1.00001, "search", 0.0, 2), 0.51263)
+    close = advise("vanishing", 10, -3.0, 0.51262, None, None, Suggestion(1.00001, "search", 0.0), 0.51263)
     assert "Use an init gain of 0.51263 (now 0.51262)" in close
 
 
 def test_advice_quotes_mean_field() -> None:
     """The mean field's prediction, χ₁ per layer (its geometric mean where layers differ), or that some χ₁ = 0."""
-    keep = Suggestion(1.0, "unchanged", -3.0, 0)
+    keep = Suggestion(1.0, "unchanged", -3.0)
     off = MeanFieldAdvice(growth_log10=-3.21, chi1=0.63, uniform=True, critical_gain=1.41)
     recipe = advise("vanishing", 16, -3.5, 1.0, None, off, keep, 1.0)
     assert "reaches 10^-3.5 over 16 layers; mean field predicts 10^-3.21 (χ₁ = 0.63 per layer)." in recipe
@@ -154,7 +154,7 @@ def test_advice_quotes_mean_field() -> None:
     assert "zero for every probe" in dead
     zero = advise("vanishing", 3, -9.0, None, None, MeanFieldAdvice(None, None, True, None), keep, 1.0)
     assert "χ₁ = 0 in some layer" in zero
-    unchecked = advise("vanishing", 3, -9.0, 1.0, None, off, Suggestion(1.41, "mean_field", None, 0), 1.41)
+    unchecked = advise("vanishing", 3, -9.0, 1.0, None, off, Suggestion(1.41, "mean_field", None), 1.41)
     assert "Use an init gain of 1.41 (now 1): mean field puts it at the edge of chaos (not checked" in unchecked
 
 
