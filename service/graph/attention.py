@@ -26,7 +26,8 @@ Parameters: separately (``q_proj.weight``, ``q_proj.bias``, ``k_proj.…``, ``v_
 ``out_proj.weight``, ``out_proj.bias``) with ``Attention.from_packed``; the cotangents come back in the same layout.
 
 There is no global Lipschitz bound: dot-product self-attention is not Lipschitz (Kim, Papamakarios & Mnih 2021,
-"The Lipschitz constant of self-attention"): ∂y/∂x grows without bound with ‖x‖.
+"The Lipschitz constant of self-attention"): sup_x ‖∂y/∂x‖₂ = ∞. Where the scores stay balanced as x grows (e.g.
+x = c·[x₁; −x₁] with x₁ᵀ·W_qᵀW_k·x₁ = 0, every score 0), the term dP·V grows like c².
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ class Attention(Op):
 
     name: ClassVar[str] = "attention"
     lipschitz_note: ClassVar[str | None] = (
-        "no global bound: dot-product self-attention is not Lipschitz (Kim, Papamakarios & Mnih 2021), its "
-        "Jacobian grows with ‖x‖"
+        "no global bound: dot-product self-attention is not Lipschitz (Kim, Papamakarios & Mnih 2021); "
+        "‖∂y/∂x‖₂ grows like ‖x‖² where the scores stay balanced"
     )
 
     def __init__(

@@ -169,6 +169,30 @@ def test_no_global_bound() -> None:
     assert "not Lipschitz" in op.lipschitz_note
 
 
+def test_jacobian_norm_grows_like_the_square_of_the_input() -> None:
+    """Why there is no bound: one head, no biases, x = c·[x₁; −x₁] with x₁ᵀ·A·x₁ = 0 (A = W_qᵀW_k) keeps every
+    score 0, P uniform, and dP·V ∝ c²: the dense Jacobian's norm (torch.func.jacrev) grows ~100× from c = 10 to 100."""
+    torch.manual_seed(5)
+    module = torch.nn.MultiheadAttention(4, 1, bias=False, batch_first=True, dtype=torch.float64).eval()
+    parameters = _packed(module)
+    w_q, w_k, _ = np.split(parameters["in_proj_weight"], 3)
+    eigenvalues, eigenvectors = np.linalg.eigh((w_q.T @ w_k + w_k.T @ w_q) / 2)
+    assert eigenvalues[0] < 0 < eigenvalues[-1]
+    x1 = np.sqrt(eigenvalues[-1]) * eigenvectors[:, 0] + np.sqrt(-eigenvalues[0]) * eigenvectors[:, -1]
+    assert abs(x1 @ w_q.T @ w_k @ x1) < 1e-12
+    op = Attention.from_packed(parameters, num_heads=1)
+    norms = []
+    for c in (10.0, 100.0):
+        x = c * np.stack([x1, -x1])
+        jacobian = torch.func.jacrev(lambda s: module(s[None], s[None], s[None])[0][0])(torch.from_numpy(x))
+        dense = jacobian.detach().numpy().reshape(8, 8)
+        ours = np.stack([op.linearise([x[None]]).jvp([e.reshape(1, 2, 4)])[0].ravel() for e in np.eye(8)], axis=1)
+        assert _relative(ours, dense) < DERIVATIVE
+        norms.append(float(np.linalg.norm(dense, 2)))
+    assert norms[1] > 50 * norms[0]
+    assert op.lipschitz() is None
+
+
 def test_bad_parameters_are_refused_with_their_name() -> None:
     packed = _packed(_module())
     separate = _separate(packed)
