@@ -1,0 +1,147 @@
+"""Graph ops against torch autograd (float64): forward vs torch, jvp vs torch.func.jvp, vjp vs torch.func.vjp,
+parameter vjp vs torch.func.vjp on the parameters, and lipschitz() ≥ the dense Jacobian's ‖J‖₂ (jacrev)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.activations import ACTIVATIONS
+from service.errors import InvalidInputError
+from service.graph.dense import Linear
+from service.graph.elementwise import ActivationOp, Add, Mul
+from service.graph.op import Array, Op
+
+EXACT = 1e-12
+"""Relative error where only rounding separates numpy's and torch's sums."""
+PRODUCT = 1e-10
+"""Relative error allowed for the JVP/VJP products."""
+
+TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "linear": lambda z: z,
+    "relu": torch.relu,
+    "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01),
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "hard_tanh": torch.nn.functional.hardtanh,
+    "elu": torch.nn.functional.elu,
+    "selu": torch.nn.functional.selu,
+    "gelu": torch.nn.functional.gelu,
+    "silu": torch.nn.functional.silu,
+    "softplus": torch.nn.functional.softplus,
+}
+
+
+def _close(a: Array, b: torch.Tensor, rtol: float) -> None:
+    expected = b.detach().numpy()
+    scale = max(float(np.abs(expected).max()), 1e-300)
+    assert float(np.abs(a - expected).max()) <= rtol * scale
+
+
+def _check(op: Op, fn: Callable[..., torch.Tensor], inputs: list[Array], seed: int = 0) -> None:
+    """Forward, jvp and vjp of ``op`` at ``inputs`` against torch's ``fn`` (per batch, probes on axis 0)."""
+    rng = np.random.default_rng(seed)
+    lin = op.linearise(inputs)
+    xs = tuple(torch.tensor(x) for x in inputs)
+    _close(lin.output, fn(*xs), EXACT)
+    assert op.output_shape([x.shape[1:] for x in inputs]) == lin.output.shape[1:]
+    tangents = [rng.standard_normal(x.shape) for x in inputs]
+    _, jvp = torch.func.jvp(fn, xs, tuple(torch.tensor(t) for t in tangents))
+    _close(lin.jvp(tangents), jvp, PRODUCT)
+    u = rng.standard_normal(lin.output.shape)
+    _, pull = torch.func.vjp(fn, *xs)
+    for mine, theirs in zip(lin.vjp(u), pull(torch.tensor(u)), strict=True):
+        _close(mine, theirs, PRODUCT)
+
+
+def _jacobian_norm(fn: Callable[..., torch.Tensor], inputs: list[Array]) -> float:
+    """max over probes of ‖∂f_b/∂(x_1, …, x_k)‖₂ from the dense Jacobian (torch.func.jacrev)."""
+    worst = 0.0
+    for b in range(len(inputs[0])):
+        xs = tuple(torch.tensor(x[b : b + 1]) for x in inputs)
+        jac = torch.func.jacrev(fn, argnums=tuple(range(len(xs))))(*xs)
+        out = fn(*xs).numel()
+        dense = torch.cat([j.reshape(out, -1) for j in jac], dim=1)
+        worst = max(worst, float(torch.linalg.matrix_norm(dense, 2)))
+    return worst
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_against_torch(name: str) -> None:
+    x = np.random.default_rng(1).standard_normal((3, 4, 5)) * 2
+    op = ActivationOp(ACTIVATIONS[name]())
+    _check(op, TORCH_ACTIVATIONS[name], [x])
+    assert op.lipschitz() >= _jacobian_norm(TORCH_ACTIVATIONS[name], [x]) * (1 - EXACT)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_add_against_torch(k: int) -> None:
+    rng = np.random.default_rng(k)
+    inputs = [rng.standard_normal((2, 3, 4)) for _ in range(k)]
+    op = Add()
+
+    def total(*xs: torch.Tensor) -> torch.Tensor:
+        return torch.stack(xs).sum(0)
+
+    _check(op, total, inputs)
+    bound = op.lipschitz()
+    assert bound is not None
+    assert bound == pytest.approx(_jacobian_norm(total, inputs), rel=EXACT)
+
+
+def test_add_refuses_unequal_shapes() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        Add().output_shape([(3,), (4,)])
+    assert caught.value.location == ("inputs", 1)
+
+
+def test_mul_against_torch() -> None:
+    x = np.random.default_rng(2).standard_normal((2, 5))
+    op = Mul(-2.5)
+    _check(op, lambda z: -2.5 * z, [x])
+    assert op.lipschitz() == pytest.approx(_jacobian_norm(lambda z: -2.5 * z, [x]), rel=EXACT)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (2, 3, 4)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_against_torch(shape: tuple[int, ...], bias: bool) -> None:
+    rng = np.random.default_rng(3)
+    weight, b = rng.standard_normal((5, 4)), rng.standard_normal(5) if bias else None
+    x = rng.standard_normal(shape)
+    op = Linear(weight, b)
+    tw, tb = torch.tensor(weight), None if b is None else torch.tensor(b)
+    _check(op, lambda z: torch.nn.functional.linear(z, tw, tb), [x])
+    u = rng.standard_normal((*shape[:-1], 5))
+    lin = op.linearise([x])
+    params = (tw, tb) if tb is not None else (tw,)
+    _, pull = torch.func.vjp(lambda *p: torch.nn.functional.linear(torch.tensor(x), *p), *params)
+    grads = pull(torch.tensor(u))
+    mine = lin.vjp_parameters(u)
+    for name, theirs in zip(["weight", "bias"], grads, strict=False):
+        _close(mine[name], theirs, PRODUCT)
+    assert set(mine) == set(op.parameters)
+
+
+def test_linear_refuses_bad_shapes() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        Linear(np.ones((2, 3)), np.ones(3))
+    assert caught.value.location == ("bias",)
+    with pytest.raises(InvalidInputError) as caught:
+        Linear(np.ones((2, 3))).output_shape([(4,)])
+    assert caught.value.location == ("inputs", 0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_linear_bound_holds(out: int, inp: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((out, inp))
+    x = rng.standard_normal((2, inp))
+    tw = torch.tensor(weight)
+    truth = _jacobian_norm(lambda z: torch.nn.functional.linear(z, tw), [x])
+    assert Linear(weight).lipschitz() >= truth
