@@ -51,10 +51,10 @@ def _check(op: Op, fn: Callable[..., torch.Tensor], inputs: list[Array], seed: i
     _close(lin.output, fn(*xs), EXACT)
     assert op.output_shape([x.shape[1:] for x in inputs]) == lin.output.shape[1:]
     tangents = [rng.standard_normal(x.shape) for x in inputs]
-    _, jvp = torch.func.jvp(fn, xs, tuple(torch.tensor(t) for t in tangents))
+    jvp = torch.func.jvp(fn, xs, tuple(torch.tensor(t) for t in tangents))[1]
     _close(lin.jvp(tangents), jvp, PRODUCT)
     u = rng.standard_normal(lin.output.shape)
-    _, pull = torch.func.vjp(fn, *xs)
+    pull = torch.func.vjp(fn, *xs)[1]
     for mine, theirs in zip(lin.vjp(u), pull(torch.tensor(u)), strict=True):
         _close(mine, theirs, PRODUCT)
 
@@ -119,7 +119,7 @@ def test_linear_against_torch(shape: tuple[int, ...], bias: bool) -> None:
     u = rng.standard_normal((*shape[:-1], 5))
     lin = op.linearise([x])
     params = (tw, tb) if tb is not None else (tw,)
-    _, pull = torch.func.vjp(lambda *p: torch.nn.functional.linear(torch.tensor(x), *p), *params)
+    pull = torch.func.vjp(lambda *p: torch.nn.functional.linear(torch.tensor(x), *p), *params)[1]
     grads = pull(torch.tensor(u))
     mine = lin.vjp_parameters(u)
     for name, theirs in zip(["weight", "bias"], grads, strict=False):
