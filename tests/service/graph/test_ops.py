@@ -16,6 +16,7 @@ from service.errors import InvalidInputError
 from service.graph.dense import Linear
 from service.graph.elementwise import ActivationOp, Add, Mul
 from service.graph.op import Array, Op
+from service.graph.shape import Concat, Flatten, Permute, Reshape, Transpose
 
 EXACT = 1e-12
 """Relative error where only rounding separates numpy's and torch's sums."""
@@ -145,3 +146,35 @@ def test_linear_bound_holds(out: int, inp: int, seed: int) -> None:
     tw = torch.tensor(weight)
     truth = _jacobian_norm(lambda z: torch.nn.functional.linear(z, tw), [x])
     assert Linear(weight).lipschitz() >= truth
+
+
+SHAPE_CASES: list[tuple[Op, Callable[..., torch.Tensor], int]] = [
+    (Reshape((3, -1)), lambda z: z.reshape(len(z), 3, -1), 1),
+    (Flatten(), lambda z: torch.flatten(z, 1), 1),
+    (Flatten(1, 2), lambda z: torch.flatten(z, 2, 3), 1),
+    (Permute((2, 0, 1)), lambda z: z.permute(0, 3, 1, 2), 1),
+    (Transpose(0, -1), lambda z: z.transpose(1, 3), 1),
+    (Concat(1), lambda *zs: torch.cat(zs, dim=2), 3),
+]
+
+
+@pytest.mark.parametrize(("op", "fn", "count"), SHAPE_CASES)
+def test_shape_ops_against_torch(op: Op, fn: Callable[..., torch.Tensor], count: int) -> None:
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal((2, 3, 2, 4)) for _ in range(count)]
+    _check(op, fn, inputs)
+    bound = op.lipschitz()
+    assert bound is not None
+    assert bound == pytest.approx(_jacobian_norm(fn, inputs), rel=EXACT)
+
+
+def test_shape_ops_refuse_bad_input() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        Reshape((5, -1)).output_shape([(3, 4)])
+    assert caught.value.location == ("shape",)
+    with pytest.raises(InvalidInputError) as caught:
+        Concat(0).output_shape([(3, 4), (3, 5)])
+    assert caught.value.location == ("inputs", 1)
+    with pytest.raises(InvalidInputError) as caught:
+        Permute((0, 0)).output_shape([(3, 4)])
+    assert caught.value.location == ("dims",)
