@@ -15,6 +15,7 @@ from service.activations import ACTIVATIONS
 from service.errors import InvalidInputError
 from service.graph.dense import Linear
 from service.graph.elementwise import ActivationOp, Add, Mul
+from service.graph.normalisation import BatchNorm
 from service.graph.op import Array, Op
 from service.graph.shape import Concat, Flatten, Permute, Reshape, Transpose
 
@@ -178,3 +179,35 @@ def test_shape_ops_refuse_bad_input() -> None:
     with pytest.raises(InvalidInputError) as caught:
         Permute((0, 0)).output_shape([(3, 4)])
     assert caught.value.location == ("dims",)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_against_torch(affine: bool) -> None:
+    rng = np.random.default_rng(5)
+    mean, var = rng.standard_normal(3), rng.random(3) + 0.1
+    weight, bias = (rng.standard_normal(3), rng.standard_normal(3)) if affine else (None, None)
+    x = rng.standard_normal((2, 3, 4, 2))
+    op = BatchNorm(mean, var, weight, bias, eps=1e-3)
+    t = [None if a is None else torch.tensor(a) for a in (mean, var, weight, bias)]
+
+    def fn(z: torch.Tensor, *p: torch.Tensor) -> torch.Tensor:
+        w, b = (p[0], p[1]) if p else (t[2], t[3])
+        return torch.nn.functional.batch_norm(z, t[0], t[1], w, b, training=False, eps=1e-3)
+
+    _check(op, fn, [x])
+    assert op.lipschitz() >= _jacobian_norm(fn, [x]) * (1 - EXACT)
+    if affine:
+        u = rng.standard_normal(x.shape)
+        pull = torch.func.vjp(lambda w, b: fn(torch.tensor(x), w, b), t[2], t[3])[1]
+        mine = op.linearise([x]).vjp_parameters(u)
+        for name, theirs in zip(["weight", "bias"], pull(torch.tensor(u)), strict=True):
+            _close(mine[name], theirs, PRODUCT)
+
+
+def test_batch_norm_refuses_bad_input() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        BatchNorm(np.zeros(3), np.ones(2))
+    assert caught.value.location == ("running_var",)
+    with pytest.raises(InvalidInputError) as caught:
+        BatchNorm(np.zeros(3), np.ones(3)).output_shape([(4, 2)])
+    assert caught.value.location == ("inputs", 0)
