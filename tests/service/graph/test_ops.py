@@ -15,7 +15,7 @@ from service.activations import ACTIVATIONS
 from service.errors import InvalidInputError
 from service.graph.dense import Linear
 from service.graph.elementwise import ActivationOp, Add, Mul
-from service.graph.normalisation import BatchNorm
+from service.graph.normalisation import BatchNorm, LayerNorm, RMSNorm
 from service.graph.op import Array, Op
 from service.graph.shape import Concat, Flatten, Permute, Reshape, Transpose
 
@@ -211,3 +211,47 @@ def test_batch_norm_refuses_bad_input() -> None:
     with pytest.raises(InvalidInputError) as caught:
         BatchNorm(np.zeros(3), np.ones(3)).output_shape([(4, 2)])
     assert caught.value.location == ("inputs", 0)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_against_torch(affine: bool) -> None:
+    rng = np.random.default_rng(6)
+    weight, bias = (rng.standard_normal((3, 4)), rng.standard_normal((3, 4))) if affine else (None, None)
+    x = rng.standard_normal((2, 5, 3, 4))
+    op = LayerNorm((3, 4), weight, bias, eps=1e-2)
+    tw, tb = (None, None) if weight is None or bias is None else (torch.tensor(weight), torch.tensor(bias))
+
+    def fn(z: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(z, (3, 4), tw, tb, eps=1e-2)
+
+    _check(op, fn, [x])
+    assert op.lipschitz() >= _jacobian_norm(fn, [x])
+    if tw is not None and tb is not None:
+        u = rng.standard_normal(x.shape)
+        pull = torch.func.vjp(
+            lambda w, b: torch.nn.functional.layer_norm(torch.tensor(x), (3, 4), w, b, eps=1e-2), tw, tb
+        )[1]
+        mine = op.linearise([x]).vjp_parameters(u)
+        for name, theirs in zip(["weight", "bias"], pull(torch.tensor(u)), strict=True):
+            _close(mine[name], theirs, PRODUCT)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_rms_norm_against_torch(affine: bool) -> None:
+    rng = np.random.default_rng(7)
+    weight = rng.standard_normal(4) if affine else None
+    x = rng.standard_normal((2, 3, 4))
+    op = RMSNorm((4,), weight, eps=1e-2)
+    tw = None if weight is None else torch.tensor(weight)
+
+    def fn(z: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.rms_norm(z, (4,), tw, eps=1e-2)
+
+    _check(op, fn, [x])
+    assert op.lipschitz() >= _jacobian_norm(fn, [x])
+    if tw is not None:
+        u = rng.standard_normal(x.shape)
+        pull = torch.func.vjp(lambda w: torch.nn.functional.rms_norm(torch.tensor(x), (4,), w, eps=1e-2), tw)[1]
+        mine = op.linearise([x]).vjp_parameters(u)
+        assert set(mine) == {"weight"}
+        _close(mine["weight"], pull(torch.tensor(u))[0], PRODUCT)
