@@ -255,3 +255,18 @@ def test_rms_norm_against_torch(affine: bool) -> None:
         mine = op.linearise([x]).vjp_parameters(u)
         assert set(mine) == {"weight"}
         _close(mine["weight"], pull(torch.tensor(u))[0], PRODUCT)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.floats(1e-3, 10.0), st.floats(1e-4, 1.0), st.integers(0, 2**31 - 1))
+def test_norm_bounds_hold(n: int, spread: float, eps: float, seed: int) -> None:
+    """max|γ|/√ε ≥ ‖J‖₂ for layer and RMS norm at random inputs, near-constant ones included (small spread)."""
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal(n)
+    x = rng.standard_normal((2, n)) * spread + rng.standard_normal()
+    tw = torch.tensor(weight)
+    for op, fn in (
+        (LayerNorm((n,), weight, np.zeros(n), eps), lambda z: torch.nn.functional.layer_norm(z, (n,), tw, eps=eps)),
+        (RMSNorm((n,), weight, eps), lambda z: torch.nn.functional.rms_norm(z, (n,), tw, eps=eps)),
+    ):
+        assert op.lipschitz() >= _jacobian_norm(fn, [x]) * (1 - EXACT)
