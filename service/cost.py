@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import groupby, pairwise
 
-from service.lanczos import BASIS_MAX_BYTES, BATCH_MIN, steps_for
+from service.lanczos import BATCH_MIN, CHECK_EVERY
 from service.spectral import DENSE_MAX_DIM, LANCZOS_MIN_RTOL
 
 SECONDS_PER_FLOP = 3.2e-11
@@ -63,15 +63,15 @@ HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 LANCZOS_ROUNDS = 0.6
 """Lanczos takes about LANCZOS_ROUNDS·(2 + log10(1/rtol))·k^(1/3) products to converge on a k × k Gram operator
 (a random matrix's top eigenvalues are k^(−2/3) apart), and at most k/3 (ARPACK's restarts)."""
-OPERATOR_ROUNDS = 2.0
-"""An operator's (a convolution's) Lanczos takes this many times a matrix's products."""
-OPERATOR_FALLBACK = 0.5
-"""The share of an operator's per-probe Lanczos runs counted as failing ARPACK's budget (k/6 products), then
-taking plain Lanczos with a full basis of S = min(k, BASIS_MAX_BYTES/(8k)) steps: S products and READ·k·S² of
-reorthogonalisation (service.spectral.operator_norm). bench/estimate.py sees both outcomes often."""
-LOCKSTEP_FALLBACK = 0.5
-"""The share of lockstep Lanczos runs counted as not certified, solved again probe by probe: some converge in a few
-steps, others (the top of diag(d_b)·W's spectrum clustered) never do; half is their mean in bench/estimate.py."""
+OPERATOR_ROUNDS = 1.0
+"""An operator's (a convolution's, a residual layer's) plain Lanczos takes this many times lanczos_products steps
+(uncapped by ARPACK's restarts: at most k, a full basis). Measured on 185 zero- and circular-padded convolutions'
+per-probe Jacobians (1–16 channels, 1×1 to 5×5 kernels, 5×5 to 24×24 inputs, rtol 1e-2 to 1e-12): 0.06–1.2 times
+at the 5th and 95th percentiles, 0.6 at the median; 1×1 kernels of one channel, diagonal operators whose top is a
+cluster of H·W values, up to 8 times (docs/performance.md)."""
+RITZ = 8.0 * CALL
+"""One run's convergence check (its tridiagonal's top Ritz pair, scipy's eigh_tridiagonal), every CHECK_EVERY
+steps."""
 SUMMARY_VALUES = 7
 """The singular values a "summary" spectrum reports (service.spectra.QUANTILE_LEVELS)."""
 RESPONSE_BASE = 2500
@@ -85,6 +85,13 @@ VALUE_BYTES = 24
 CONV_ENTRY = 80.0
 """A convolution's output entry costs at least this many flops for each kernel offset (its products with few
 channels run at the speed of memory, not of gemm)."""
+BATCHED_EIGH = 1500.0
+"""numpy's eigvalsh over a stack of small k × k matrices (service.pixels.small_norms): BATCHED_EIGH·k² +
+BATCHED_MATRIX flops each (measured for k = 2–16: 0.4 µs at k = 2, 12 µs at k = 16)."""
+BATCHED_MATRIX = 9e3
+"""Each small matrix's share of a batched numpy call's fixed cost."""
+BATCHED_PRODUCT = 7.0
+"""A batched product of small matrices, (m × k)·(k × n) each: 500 + BATCHED_PRODUCT·m·k·n flops a matrix."""
 DENSE_OPERATOR_MAX = 1 << 20
 """service.jacobian forms a convolution or residual layer with at most this many entries (its constant)."""
 
@@ -126,6 +133,9 @@ class LayerCost:
     identity: bool = False
     """A plain layer (no skip path) with the identity activation: every probe's Jacobian is the map itself, whose
     norm is the weight's, taken once (service.network.Layer.jacobian_is_weight)."""
+    pixels: int = 0
+    """P = H·W of a 1×1 convolution, whose norms come from its c_out × c_in blocks, one a pixel (service.pixels);
+    0 for any other map."""
 
     def products(self, rows: float) -> float:
         """``rows`` products with the map, in one call."""
@@ -193,6 +203,7 @@ def conv2d_layer(
         row=row,
         fixed=fixed,
         identity=identity,
+        pixels=pixels if kernel == (1, 1) else 0,
     )
 
 
@@ -377,7 +388,11 @@ def estimate_flops(declared: Declared) -> float:
     n_out = layers[-1].m
     total = NORMAL * flops_of(probes) * (flops_of(declared.input_width or layers[0].n) + flops_of(n_out))
     widths = (layers[0].n, *(layer.m for layer in layers for _ in range(layer.count)))
-    if backward_by_chains(widths, probes, rtol):
+    if pixel_uniform(layers):
+        for layer in layers:
+            total += (layer.draw + _layer_flops(layer, probes, 0, rtol)) * flops_of(layer.count)
+        total += pixel_backward(layers, probes)
+    elif backward_by_chains(widths, probes, rtol):
         for layer in layers:
             total += (layer.draw + _layer_flops(layer, probes, 0, rtol)) * flops_of(layer.count)
         total += _chain_backward(layers, probes, rtol)
@@ -504,19 +519,17 @@ def _chain_backward(layers: Sequence[LayerCost], probes: int, rtol: float) -> fl
     return total
 
 
-CHAIN_STEPS = 2.0
-"""The chains' lockstep Lanczos is counted at this many times lanczos_products(k, rtol) Gram products (within
-steps_for(k)): a 10-layer, 1024-wide ReLU network's chains converged in about 0.65 times (bench/sizes.py's largest
-cases; bench/estimate.py measures the rest)."""
+CHAIN_STEPS = 1.0
+"""The chains' lockstep Lanczos is counted at this many times lanczos_products(k, rtol) Gram products (at most
+k): a 10-layer, 1024-wide ReLU network's chains converged in about 0.65 times (bench/sizes.py's largest
+cases; bench/estimate.py measures the rest). Each run counts its own steps (it leaves the lockstep when it has
+converged), so the mean is counted, not the slowest run's."""
 
 
 def _chain_lanczos(cost: Callable[[float], float], k: int, probes: int, rtol: float) -> float:
-    """One chain's B norms by lockstep Lanczos: CHAIN_STEPS·lanczos_products(k) Gram products of B rows, each two
-    passes through the chain (``cost`` of B rows each), a reorthogonalisation of 4·B·k flops a vector read twice,
-    and a call a step and probe."""
-    b = flops_of(probes)
-    steps = min(CHAIN_STEPS * lanczos_products(k, rtol), flops_of(steps_for(k)) if k < 2**62 else math.inf)
-    return steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
+    """One chain's B norms by lockstep Lanczos (:func:`_lockstep`) of CHAIN_STEPS·lanczos_products(k) steps, each
+    product two passes through the chain (``cost`` of B rows each)."""
+    return _lockstep(cost, k, probes, CHAIN_STEPS * lanczos_products(k, rtol, restarts=False))
 
 
 def _affine(row: float, fixed: float) -> Callable[[float], float]:
@@ -529,16 +542,24 @@ def _weight_norm(layer: LayerCost, k: int, rtol: float) -> float:
     Lanczos."""
     if layer.svd is not None:
         return layer.svd
+    if layer.pixels:
+        return CALL + _small_norms(1.0, layer.m // layer.pixels, layer.n // layer.pixels)
     if uses_dense(k, rtol):
         formed = 0.0 if layer.matrix else layer.products(flops_of(k))
         return formed + layer.apply * flops_of(k) + EIGH * flops_of(k) ** 3
-    return _lanczos(layer.products, k, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
+    if layer.matrix:
+        return _lanczos(layer.products, k, rtol)
+    return _lanczos_many(layer.products, k, 1, rtol, operator=True)
 
 
 def _jacobian_norms(layer: LayerCost, k: int, probes: int, rtol: float) -> float:
     """max_b ‖J_b‖₂ over the probes, by service.jacobian's method for the layer: dense from one shared Gram
     matrix (m ≤ n) or from the stack of formed J_b; else Lanczos, in lockstep from BATCH_MIN probes."""
     b, m, n = flops_of(probes), flops_of(layer.m), flops_of(layer.n)
+    if layer.pixels:
+        blocks = b * flops_of(layer.pixels)
+        c_out, c_in = layer.m // layer.pixels, layer.n // layer.pixels
+        return 2.0 * ELEMENT * blocks * c_out * c_in + _small_norms(blocks, c_out, c_in)
     small = layer.matrix or m * n <= DENSE_OPERATOR_MAX
     if uses_dense(k, rtol) and small:
         if layer.matrix and layer.m <= layer.n:
@@ -547,7 +568,36 @@ def _jacobian_norms(layer: LayerCost, k: int, probes: int, rtol: float) -> float
             operator = 0.0 if layer.matrix else layer.products(flops_of(k))
             formed = operator + b * (ELEMENT * m * n + layer.apply * flops_of(k))
         return formed + _gram_max(probes, k)
-    return _lanczos_many(layer.products, k, probes, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
+    return _lanczos_many(layer.products, k, probes, rtol, operator=not layer.matrix)
+
+
+def _small_norms(count: float, m: int, n: int) -> float:
+    """σ_max of ``count`` small m × n matrices at once (service.pixels.small_norms): their scaling, Gram products
+    and batched eigensolver."""
+    k = flops_of(min(m, n))
+    size = flops_of(m) * flops_of(n)
+    return count * (2.0 * ELEMENT * size + 500.0 + BATCHED_PRODUCT * size * k + BATCHED_MATRIX + BATCHED_EIGH * k * k)
+
+
+def pixel_backward(layers: Sequence[LayerCost], probes: int) -> float:
+    """The backward norms of 1×1 convolutions over the same P pixels (service.pixels.backward_norms): for each
+    j < L − 1 the blocks of J_{j+1} formed and multiplied into the product of B·P blocks of c_L × c_{j+1}, which
+    is rescaled and solved (:func:`_small_norms`); None unless every layer is such a convolution with one P."""
+    expanded = [layer for layer in layers for _ in range(layer.count)]
+    p = expanded[0].pixels
+    blocks = flops_of(probes) * flops_of(p)
+    c_out = expanded[-1].m // p
+    total = 2.0 * ELEMENT * blocks * c_out * (expanded[-1].n // p)
+    for layer in expanded[:-1]:
+        c_mid, c_in = layer.m // p, layer.n // p
+        formed = 2.0 * ELEMENT * blocks * c_mid * c_in + blocks * (500.0 + BATCHED_PRODUCT * c_out * c_mid * c_in)
+        total += formed + 2.0 * ELEMENT * blocks * c_out * c_in + _small_norms(blocks, c_out, c_in) + CALL
+    return total
+
+
+def pixel_uniform(layers: Sequence[LayerCost]) -> bool:
+    """Whether every layer is a 1×1 convolution over the same P pixels (service.pixels.uniform)."""
+    return all(layer.pixels for layer in layers) and len({layer.pixels for layer in layers}) == 1
 
 
 def _gram_max(probes: int, k: int) -> float:
@@ -557,37 +607,40 @@ def _gram_max(probes: int, k: int) -> float:
     return EIGH * size**3 + flops_of(probes - 1) * (CHOLESKY * size**3 + READ * size**2) + flops_of(probes) * CALL
 
 
-def lanczos_products(k: int, rtol: float) -> float:
-    """The Gram products Lanczos takes on a k × k operator (LANCZOS_ROUNDS)."""
+def lanczos_products(k: int, rtol: float, restarts: bool = True) -> float:
+    """The Gram products Lanczos takes on a k × k operator (LANCZOS_ROUNDS): at most k/3 with ARPACK's restarts
+    (``restarts``), k for plain Lanczos (a full basis)."""
     rounds: float = LANCZOS_ROUNDS * (2.0 + math.log10(1.0 / rtol)) * flops_of(k) ** (1.0 / 3.0)
-    return min(rounds, flops_of(k) / 3.0 + 2.0)
+    return min(rounds, flops_of(k) / 3.0 + 2.0 if restarts else flops_of(k))
 
 
-def _lanczos(cost: Callable[[float], float], k: int, rtol: float, rounds: float = 1.0) -> float:
-    """One Lanczos norm: its Gram products (``rounds`` times lanczos_products), each two matrix-vector products,
-    and a call each."""
-    steps = rounds * lanczos_products(k, rtol)
+def _lanczos(cost: Callable[[float], float], k: int, rtol: float) -> float:
+    """One Lanczos norm by ARPACK (service.spectral.spectral_norm): its Gram products (lanczos_products), each two
+    matrix-vector products, and a call each."""
+    steps = lanczos_products(k, rtol)
     return steps * (2.0 * cost(1.0) + CALL)
 
 
-def _lanczos_many(cost: Callable[[float], float], k: int, probes: int, rtol: float, rounds: float = 1.0) -> float:
-    """B probes' norms by Lanczos: one by one below BATCH_MIN; from it, lockstep (service.lanczos) for up to
-    steps_for(k) steps — two products of B rows a step and a reorthogonalisation against the earlier vectors,
-    4·B·k flops a vector read twice — and, where it does not certify them all, each probe again by itself: that
-    share LOCKSTEP_FALLBACK of the probes' own Lanczos."""
-    b = flops_of(probes)
-    alone = b * _lanczos(cost, k, rtol, rounds)
-    if (
-        rounds != 1.0 and k > 0
-    ):  # an operator: ARPACK's whole budget, then a full basis, in OPERATOR_FALLBACK of the runs
-        size = flops_of(k)
-        basis = min(size, max(2.0, BASIS_MAX_BYTES / (8.0 * size)))
-        failed = (size / 6.0 + basis) * 2.0 * cost(1.0) + READ * size * basis * basis
-        alone += b * OPERATOR_FALLBACK * failed
+def _lanczos_many(cost: Callable[[float], float], k: int, probes: int, rtol: float, operator: bool = False) -> float:
+    """B probes' norms by Lanczos: for matrices one by one (ARPACK, :func:`_lanczos`) below BATCH_MIN, else in
+    lockstep (service.lanczos, :func:`_lockstep`) for lanczos_products(k, rtol) steps each; for an operator always
+    in lockstep, for OPERATOR_ROUNDS times as many steps."""
+    if operator:
+        return _lockstep(cost, k, probes, OPERATOR_ROUNDS * lanczos_products(k, rtol, restarts=False))
     if probes < BATCH_MIN:
-        return alone
-    steps = flops_of(steps_for(k)) if k < 2**62 else math.inf
-    return LOCKSTEP_FALLBACK * alone + steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
+        return flops_of(probes) * _lanczos(cost, k, rtol)
+    return _lockstep(cost, k, probes, lanczos_products(k, rtol, restarts=False))
+
+
+def _lockstep(cost: Callable[[float], float], k: int, probes: int, steps: float) -> float:
+    """B runs of plain Lanczos on operators of size k (service.lanczos.top_eigenvalues), ``steps`` each (at most
+    k): each step two products of the B rows (``cost`` of B rows), a reorthogonalisation against the earlier
+    vectors (4·B·k flops a vector, read twice: READ·B·k·steps² in all), a call a run, and every CHECK_EVERY steps
+    each run's Ritz pair (RITZ). A run leaves the lockstep when it converges, so B runs of s steps each cost
+    about what this counts whether they converge together or not."""
+    b = flops_of(probes)
+    steps = min(steps, flops_of(k))
+    return steps * (2.0 * cost(b) + b * (CALL + RITZ / CHECK_EVERY)) + READ * b * flops_of(k) * steps * steps
 
 
 def spectrum_flops(declared: Declared) -> float:

@@ -9,6 +9,8 @@ not certify within its basis solved again by itself.
 method             when                                                   a chunk of probes
 =================  =====================================================  =========================================
 shared Gram        plain W, dense (``spectral.uses_dense``), m ≤ n        one Gram of W for all: gram_max
+pixels             a 1×1 convolution, no skip, an identity or a 1×1      each pixel's block S + diag(d_b[:, p])·K:
+                   projection (service.pixels)                            service.pixels.jacobian_max
 stack              plain W, dense, m > n; a small convolution or          the matrices S + diag(d_b)·A formed:
                    residual layer (m·n ≤ DENSE_OPERATOR_MAX)              dense_max
 matrix Lanczos     plain W, not dense                                     lockstep on diag(d_b)·W (from BATCH_MIN
@@ -17,8 +19,8 @@ operator Lanczos   any other layer: A and S only ever applied             lockst
                                                                           number of probes
 =================  =====================================================  =========================================
 
-The dense methods solve only the probes that may hold the max (spectral.gram_max); the Lanczos ones give every
-probe's norm, to ``rtol``.
+The dense methods solve only the probes that may hold the max (spectral.gram_max), the pixels method every block
+at once; the Lanczos ones give every probe's norm, to ``rtol``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from service import lanczos
+from service import lanczos, pixels
 from service.linear import Dense
 from service.network import Layer
 from service.spectral import SpectralNorm, dense_max, gram_max, operator_norm, spectral_norm, uses_dense
@@ -90,6 +92,8 @@ def _method(layer: Layer, probes: int, rtol: float, weight_norm: float, skip_nor
         if not lockstep:
             return _Method(max(1, probes), None, alone)
         return _Method(lanczos.chunk_for(min(w.shape)), _matrix_lockstep(w, rtol), alone)
+    if pixels.pixelwise(layer):
+        return _Method(max(1, probes), lambda rows: (np.array([pixels.jacobian_max(layer, rows)]), 0))
     if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
         return _stack(weight.dense(), None if skip is None else skip.dense())
     together = _operator_lockstep(layer, rtol, weight_norm, skip_norm)
