@@ -362,6 +362,8 @@ def _backward_norms(
     """
     layers = network.layers
     depth, probes = len(layers), fwd.derivatives[0].shape[0]
+    if depth == 1:  # ∂a_1/∂a_0 is the layer's Jacobian, whose norm is ``last``: nothing to pull
+        return [0.0], (math.log10(last) if last > 0 else None), 0
     p: Array | None = None  # the identity, before the last layer
     scale = np.zeros(probes, dtype=np.int64)
     logs: list[float | None] = [None] * depth

@@ -63,12 +63,12 @@ HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 LANCZOS_ROUNDS = 0.6
 """Lanczos takes about LANCZOS_ROUNDS·(2 + log10(1/rtol))·k^(1/3) products to converge on a k × k Gram operator
 (a random matrix's top eigenvalues are k^(−2/3) apart), and at most k/3 (ARPACK's restarts)."""
-OPERATOR_ROUNDS = 1.0
+OPERATOR_ROUNDS = 0.62
 """An operator's (a convolution's, a residual layer's) plain Lanczos takes this many times lanczos_products steps
-(uncapped by ARPACK's restarts: at most k, a full basis). Measured on 185 zero- and circular-padded convolutions'
-per-probe Jacobians (1–16 channels, 1×1 to 5×5 kernels, 5×5 to 24×24 inputs, rtol 1e-2 to 1e-12): 0.06–1.2 times
-at the 5th and 95th percentiles, 0.6 at the median; 1×1 kernels of one channel, diagonal operators whose top is a
-cluster of H·W values, up to 8 times (docs/performance.md)."""
+(uncapped by ARPACK's restarts: at most k, a full basis). Measured on 136 zero- and circular-padded convolutions'
+per-probe Jacobians and kernels (1–16 channels, 3×3 and 5×5 kernels, 5×5 to 24×24 inputs, rtol 1e-2 to 1e-12,
+tanh, ReLU and identity derivatives): 0.62 at the median, 0.36–0.92 from the 5th to the 95th percentile, 0.24–1.2
+in all (docs/performance.md). 1×1 kernels are solved pixel by pixel (service.pixels), not by Lanczos."""
 RITZ = 8.0 * CALL
 """One run's convergence check (its tridiagonal's top Ritz pair, scipy's eigh_tridiagonal), every CHECK_EVERY
 steps."""
@@ -419,11 +419,16 @@ def _accumulated_backward(layers: Sequence[LayerCost], probes: int, n_out: int, 
             layer_flops = _layer_flops(layer, probes, n_out, rtol) + _backward_norm(layer, probes, n_out, rtol)
             run = memo[id(layer)] = (layer.draw + layer_flops) * flops_of(layer.count)
         total += run
-    # the last layer's backward norm is its Jacobian's, known already, and its backward pull is its rows scaled,
-    # B·m·n entries, not B·n_L products
+    # the last layer's backward norm is its Jacobian's, known already; its backward pull is none in a network of
+    # one layer, else for a matrix its rows scaled, B·m·n entries, not B·n_L products (a convolution's is B·n_L
+    # rows through its adjoint, as counted)
     last, b = layers[-1], flops_of(probes)
     total -= _backward_norm(last, probes, n_out, rtol)
-    total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - b * flops_of(n_out) * (last.row or last.apply)
+    pull = b * flops_of(n_out) * (last.row or last.apply)
+    if sum(layer.count for layer in layers) == 1:
+        return total - pull
+    if last.row is None:
+        total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - pull
     return total
 
 
