@@ -51,6 +51,11 @@ CALL = 2.0e5
 LAYER_OVERHEAD = 1e7
 """Each layer's fixed cost — a few dozen numpy and LAPACK calls — so that 100 000 layers of 1 × 1 are refused
 like any other work that would take too long."""
+PULL_PASSES = 6.0
+"""The elementwise passes over each entry of the backward products B·n_L × n_j pulled through a layer
+(service.analysis._pull: the derivatives' scaling, the rows' exponents and rescaling, which probes are alive)."""
+TRIAL_LAYER = 2.5e6
+"""Each layer's fixed cost in one trial of the suggested gain (its forward and backward numpy calls, about 70 µs)."""
 PROBE_SPECTRUM = 2e6
 """Each probe's spectrum summarised in Python (its rank, moments and quantiles)."""
 MEANFIELD_LAYER = 5e7
@@ -63,12 +68,14 @@ HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 LANCZOS_ROUNDS = 0.6
 """Lanczos takes about LANCZOS_ROUNDS·(2 + log10(1/rtol))·k^(1/3) products to converge on a k × k Gram operator
 (a random matrix's top eigenvalues are k^(−2/3) apart), and at most k/3 (ARPACK's restarts)."""
-OPERATOR_ROUNDS = 0.62
-"""An operator's (a convolution's, a residual layer's) plain Lanczos takes this many times lanczos_products steps
-(uncapped by ARPACK's restarts: at most k, a full basis). Measured on 136 zero- and circular-padded convolutions'
-per-probe Jacobians and kernels (1–16 channels, 3×3 and 5×5 kernels, 5×5 to 24×24 inputs, rtol 1e-2 to 1e-12,
-tanh, ReLU and identity derivatives): 0.62 at the median, 0.36–0.92 from the 5th to the 95th percentile, 0.24–1.2
-in all (docs/performance.md). 1×1 kernels are solved pixel by pixel (service.pixels), not by Lanczos."""
+OPERATOR_STEPS = 1.27
+"""An operator's (a convolution's, a residual layer's) plain Lanczos takes OPERATOR_STEPS·(0.5 + log10(1/rtol))·k^0.2
+steps on a Gram operator of size k (:func:`operator_steps`; at most k, a full basis). Fitted to 136 zero- and
+circular-padded convolutions' per-probe Jacobians and kernels (1–16 channels, 3×3 and 5×5 kernels, 5×5 to 24×24
+inputs, rtol 1e-2 to 1e-12, tanh, ReLU and identity derivatives): the median, with 0.88–1.82 from the 5th to the
+95th percentile and 0.65–2.7 in all (docs/performance.md); a convolution's spectrum is not a random matrix's, and
+LANCZOS_ROUNDS' form (2 + log10(1/rtol))·k^(1/3) spreads twice as wide on them. 1×1 kernels are solved pixel by
+pixel (service.pixels), not by Lanczos."""
 RITZ = 8.0 * CALL
 """One run's convergence check (its tridiagonal's top Ritz pair, scipy's eigh_tridiagonal), every CHECK_EVERY
 steps."""
@@ -426,7 +433,7 @@ def _accumulated_backward(layers: Sequence[LayerCost], probes: int, n_out: int, 
     total -= _backward_norm(last, probes, n_out, rtol)
     pull = b * flops_of(n_out) * (last.row or last.apply)
     if sum(layer.count for layer in layers) == 1:
-        return total - pull
+        return total - pull - ELEMENT * PULL_PASSES * b * flops_of(n_out) * flops_of(last.n)
     if last.row is None:
         total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - pull
     return total
@@ -435,7 +442,8 @@ def _accumulated_backward(layers: Sequence[LayerCost], probes: int, n_out: int, 
 def trial_flops(declared: Declared) -> float:
     """One trial of service.advice's search (service.analysis.trial_growth): each layer's forward product with B
     rows, its activation and derivative, and the backward pull of n_L rows a probe, then the input's backward norm
-    over B matrices of n_L × n_0; LAYER_OVERHEAD/10 a layer for its numpy calls."""
+    over B matrices of n_L × n_0, with PULL_PASSES elementwise passes over each pulled entry; TRIAL_LAYER a layer for
+    its numpy calls."""
     layers, probes = declared.layers, declared.probes
     n_out, b = layers[-1].m, flops_of(probes)
     total = _backward_norm(layers[0], probes, n_out, declared.rtol)
@@ -444,7 +452,8 @@ def trial_flops(declared: Declared) -> float:
         run = memo.get(id(layer))
         if run is None:
             rows = layer.products(b) + layer.products(b * flops_of(n_out)) + ELEMENT * 3.0 * b * flops_of(layer.m)
-            run = memo[id(layer)] = (rows + LAYER_OVERHEAD / 10.0) * flops_of(layer.count)
+            rows += ELEMENT * PULL_PASSES * b * flops_of(n_out) * flops_of(layer.n)
+            run = memo[id(layer)] = (rows + TRIAL_LAYER) * flops_of(layer.count)
         total += run
     return math.inf if math.isnan(total) else total
 
@@ -464,6 +473,7 @@ def _layer_flops(layer: LayerCost, probes: int, n_out: int, rtol: float) -> floa
     b = flops_of(probes)
     k = min(layer.m, layer.n)
     total = LAYER_OVERHEAD + layer.products((3.0 + flops_of(n_out)) * b) + ELEMENT * 3.0 * b * flops_of(layer.m)
+    total += ELEMENT * PULL_PASSES * b * flops_of(n_out) * flops_of(layer.n)
     if not layer.shared:
         total += _weight_norm(layer, k, rtol)
     return total if layer.identity else total + _jacobian_norms(layer, k, probes, rtol)
@@ -514,13 +524,15 @@ def _chain_backward(layers: Sequence[LayerCost], probes: int, rtol: float) -> fl
     n_out = expanded[-1].m
     row = fixed = 0.0
     total = 0.0
+    operator = False
     for j in range(len(expanded) - 1, -1, -1):
         layer = expanded[j]
         row += (layer.row or layer.apply) + 2.0 * ELEMENT * flops_of(layer.m)
         fixed += layer.products(0.0) + CALL
         if j == len(expanded) - 1:
             continue
-        total += _chain_lanczos(_affine(row, fixed), min(n_out, layer.n), probes, rtol)
+        operator = operator or not layer.matrix
+        total += _chain_lanczos(_affine(row, fixed), min(n_out, layer.n), probes, rtol, operator)
     return total
 
 
@@ -531,10 +543,12 @@ cases; bench/estimate.py measures the rest). Each run counts its own steps (it l
 converged), so the mean is counted, not the slowest run's."""
 
 
-def _chain_lanczos(cost: Callable[[float], float], k: int, probes: int, rtol: float) -> float:
-    """One chain's B norms by lockstep Lanczos (:func:`_lockstep`) of CHAIN_STEPS·lanczos_products(k) steps, each
-    product two passes through the chain (``cost`` of B rows each)."""
-    return _lockstep(cost, k, probes, CHAIN_STEPS * lanczos_products(k, rtol, restarts=False))
+def _chain_lanczos(cost: Callable[[float], float], k: int, probes: int, rtol: float, operator: bool) -> float:
+    """One chain's B norms by lockstep Lanczos (:func:`_lockstep`) of CHAIN_STEPS·lanczos_products(k) steps (of
+    operator_steps(k) where the chain holds an operator, a convolution's or a residual layer's), each product two
+    passes through the chain (``cost`` of B rows each)."""
+    steps = operator_steps(k, rtol) if operator else CHAIN_STEPS * lanczos_products(k, rtol, restarts=False)
+    return _lockstep(cost, k, probes, steps)
 
 
 def _affine(row: float, fixed: float) -> Callable[[float], float]:
@@ -619,6 +633,12 @@ def lanczos_products(k: int, rtol: float, restarts: bool = True) -> float:
     return min(rounds, flops_of(k) / 3.0 + 2.0 if restarts else flops_of(k))
 
 
+def operator_steps(k: int, rtol: float) -> float:
+    """The steps plain Lanczos takes on an operator's Gram of size k (OPERATOR_STEPS), at most k."""
+    steps: float = OPERATOR_STEPS * (0.5 + math.log10(1.0 / rtol)) * flops_of(k) ** 0.2
+    return min(steps, flops_of(k))
+
+
 def _lanczos(cost: Callable[[float], float], k: int, rtol: float) -> float:
     """One Lanczos norm by ARPACK (service.spectral.spectral_norm): its Gram products (lanczos_products), each two
     matrix-vector products, and a call each."""
@@ -629,9 +649,9 @@ def _lanczos(cost: Callable[[float], float], k: int, rtol: float) -> float:
 def _lanczos_many(cost: Callable[[float], float], k: int, probes: int, rtol: float, operator: bool = False) -> float:
     """B probes' norms by Lanczos: for matrices one by one (ARPACK, :func:`_lanczos`) below BATCH_MIN, else in
     lockstep (service.lanczos, :func:`_lockstep`) for lanczos_products(k, rtol) steps each; for an operator always
-    in lockstep, for OPERATOR_ROUNDS times as many steps."""
+    in lockstep, for operator_steps(k, rtol) steps."""
     if operator:
-        return _lockstep(cost, k, probes, OPERATOR_ROUNDS * lanczos_products(k, rtol, restarts=False))
+        return _lockstep(cost, k, probes, operator_steps(k, rtol))
     if probes < BATCH_MIN:
         return flops_of(probes) * _lanczos(cost, k, rtol)
     return _lockstep(cost, k, probes, lanczos_products(k, rtol, restarts=False))
