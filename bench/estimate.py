@@ -6,8 +6,11 @@ estimate (service.cost, through api.sizes).
 
 Requests are drawn until their estimate is between --low and --high seconds (SECONDS_PER_FLOP), so that most run
 in 0.01–2 s; ``--near`` more are drawn near JACSPEC_MAX_FLOPS (half to all of it) to find the slowest admitted at
-the default limits. Reported: the spread of measured seconds per estimated flop (goal: max/min within 10×), its
-median (the calibration of SECONDS_PER_FLOP), the median by feature, and the slowest request admitted.
+the default limits. Each is analysed with the suggested gain's trials the server would give it (api.work.trials_left:
+what JACSPEC_MAX_FLOPS leaves), and its estimate is the analysis's flops plus the trials that ran, each
+WorkEstimate.trial_flops (the trials are data-dependent: the search stops when one lands near its target). Reported:
+the spread of measured seconds per estimated flop (goal: max/min within 10×), its median (the calibration of
+SECONDS_PER_FLOP), the median by feature, and the slowest request admitted.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from threadpoolctl import threadpool_limits
 from api.problems import ProblemError
 from api.settings import Settings
 from api.sizes import checked_size
-from api.work import analyse_request
+from api.work import analyse_request, trials_left
 from jacspec.models import AnalysisRequest, InitSchemeName
-from service.cost import SECONDS_PER_FLOP
+from service import analysis
+from service.cost import SECONDS_PER_FLOP, WorkEstimate
 
 SCHEMES = get_args(InitSchemeName)
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "gelu", "softplus", "leaky_relu", "elu")
@@ -129,7 +133,7 @@ def draw(rng: np.random.Generator) -> tuple[str, Body]:
 
 def admissible(
     rng: np.random.Generator, settings: Settings, low: float, high: float, tries: int = 2000
-) -> tuple[str, AnalysisRequest, float]:
+) -> tuple[str, AnalysisRequest, WorkEstimate]:
     """A request admitted at ``settings`` whose estimate is between ``low`` and ``high`` seconds."""
     for _ in range(tries):
         kind, body = draw(rng)
@@ -139,7 +143,7 @@ def admissible(
         except (ProblemError, ValueError):
             continue
         if low <= work.seconds <= high:
-            return kind, request, work.flops
+            return kind, request, work
     raise RuntimeError(f"no admissible request within [{low}, {high}] s in {tries} tries")
 
 
@@ -153,11 +157,23 @@ def features(kind: str, request: AnalysisRequest) -> list[str]:
     return names
 
 
-def measure(request: AnalysisRequest) -> float:
-    """Seconds of decoding, building and analysing (analyse_request, as a compute worker runs it)."""
-    started = time.perf_counter()
-    analyse_request(request)
-    return time.perf_counter() - started
+def measure(request: AnalysisRequest, trials: int) -> tuple[float, int]:
+    """Seconds of decoding, building and analysing (analyse_request with ``trials``, as a compute worker runs it),
+    and the suggested gain's trials that ran (service.analysis.trial_growth, counted)."""
+    ran = [0]
+    growth = analysis.trial_growth
+
+    def counted(*args: Any) -> float:
+        ran[0] += 1
+        return growth(*args)
+
+    analysis.trial_growth = counted  # type: ignore[assignment]
+    try:
+        started = time.perf_counter()
+        analyse_request(request, trials)
+        return time.perf_counter() - started, ran[0]
+    finally:
+        analysis.trial_growth = growth
 
 
 def main() -> None:
@@ -177,9 +193,11 @@ def main() -> None:
     plan = [(args.low, args.high)] * args.count + [(near / 2, near)] * args.near
     with threadpool_limits(1):
         for low, high in plan:
-            kind, request, flops = admissible(rng, settings, low, high)
-            seconds = measure(request)
+            kind, request, work = admissible(rng, settings, low, high)
+            seconds, ran = measure(request, trials_left(work, settings))
+            flops = work.flops + ran * work.trial_flops
             row = {"kind": kind, "features": features(kind, request), "flops": flops, "seconds": seconds}
+            row["trials"] = ran
             row["ratio"] = seconds / flops
             row["body"] = _describe(request)
             rows.append(row)

@@ -24,6 +24,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from service import pixels
 from service.advice import TRIALS, Method, Suggestion, scaled_network, suggest
 from service.backward import chain_backward_norms
 from service.bounds import bound_from_factors
@@ -206,7 +207,9 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
     if fwd.stop is None:
         weight_norms = [record.weight.value for record in records]
         last = records[-1].jacobian_norm or 0.0
-        if backward_by_chains(network.widths, x.shape[0], rtol):
+        if pixels.uniform(layers):
+            backward, input_norm, used = pixels.backward_norms(layers, fwd.derivatives, last)
+        elif backward_by_chains(network.widths, x.shape[0], rtol):
             bounds = [(record.skip_norm or 0.0, record.weight.value) for record in records]
             backward, input_norm, used = chain_backward_norms(layers, fwd.derivatives, bounds, last, rtol)
         else:
@@ -359,6 +362,8 @@ def _backward_norms(
     """
     layers = network.layers
     depth, probes = len(layers), fwd.derivatives[0].shape[0]
+    if depth == 1:  # ∂a_1/∂a_0 is the layer's Jacobian, whose norm is ``last``: nothing to pull
+        return [0.0], (math.log10(last) if last > 0 else None), 0
     p: Array | None = None  # the identity, before the last layer
     scale = np.zeros(probes, dtype=np.int64)
     logs: list[float | None] = [None] * depth

@@ -47,22 +47,19 @@ def chain_norms_log10(
     values = np.zeros(probes)
     matvecs = 0
     chunk = lanczos.chunk_for(k) if probes >= lanczos.BATCH_MIN else 1
-    d0 = derivatives[0]
     for start in range(0, probes, chunk):
         rows = slice(start, start + chunk)
-        forward, backward = _chain(layers, [d[rows] for d in derivatives], [g[rows] for g in scales])
-        found: Array | None = None
+        part, gains = [d[rows] for d in derivatives], [g[rows] for g in scales]
+        found = np.full(len(part[0]), np.nan)
         if probes >= lanczos.BATCH_MIN:
-            found, used = lanczos.top_singular_values(_gram(forward, backward, m, n), k, np.ones(len(d0[rows])), rtol)
+            found, used = lanczos.top_singular_values(_gram(layers, part, gains, m, n), k, np.ones(len(found)), rtol)
             matvecs += used * len(layers)
-        if found is None:
-            found = np.empty(len(d0[rows]))
-            for b in range(len(found)):
-                one = slice(start + b, start + b + 1)
-                apply, adjoint = _chain(layers, [d[one] for d in derivatives], [g[one] for g in scales])
-                norm = operator_norm(apply, adjoint, (m, n), rtol)
-                found[b] = norm.value
-                matvecs += norm.matvecs * len(layers)
+        for b in np.flatnonzero(np.isnan(found)):
+            one = slice(b, b + 1)
+            apply, adjoint = _chain(layers, [d[one] for d in part], [g[one] for g in gains])
+            norm = operator_norm(apply, adjoint, (m, n), rtol)
+            found[b] = norm.value
+            matvecs += norm.matvecs * len(layers)
         values[rows] = found
     alive = values > 0
     if not alive.any():
@@ -70,11 +67,17 @@ def chain_norms_log10(
     return float((np.log10(values[alive]) + logs[alive]).max()), matvecs
 
 
-def _gram(forward: Operator, backward: Operator, m: int, n: int) -> Operator:
-    """The Gram operator of the chain on its smaller side: PᵀP (n ≤ m) or PPᵀ."""
-    if m >= n:
-        return lambda x: backward(forward(x))
-    return lambda y: forward(backward(y))
+def _gram(
+    layers: Sequence[Layer], derivatives: Sequence[Array], scales: Sequence[Array], m: int, n: int
+) -> lanczos.Gram:
+    """The Gram operators of the probes' chains on their smaller side, PᵀP (n ≤ m) or PPᵀ, for the runs asked."""
+
+    def gram(x: Array, which: lanczos.Index) -> Array:
+        d, g = [lanczos.runs(a, which) for a in derivatives], [lanczos.runs(a, which) for a in scales]
+        forward, backward = _chain(layers, d, g)
+        return backward(forward(x)) if m >= n else forward(backward(x))
+
+    return gram
 
 
 def _chain(layers: Sequence[Layer], derivatives: Sequence[Array], scales: Sequence[Array]) -> tuple[Operator, Operator]:

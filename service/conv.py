@@ -164,7 +164,8 @@ class Conv2d:
     def norm(self, rtol: float) -> SpectralNorm:
         """‖A‖₂ to relative accuracy ``rtol``.
 
-        Circular: fft_norm, exact (method "fft", no products with A). Zeros: when the matrix is small —
+        Circular: fft_norm, exact (method "fft", no products with A). Zeros, a 1×1 kernel: ‖K[:, :, 0, 0]‖₂ densely
+        (A is K on every pixel alone, service.pixels; method "dense"). Zeros, larger: when the matrix is small —
         spectral.uses_dense(shape, rtol) and m·n ≤ DENSE_MAX_ENTRIES — σ_max of ``dense()`` by
         spectral.dense_norms (method "dense", min(m, n) products to build it); else Lanczos on the Gram operator
         of f·A, f = lanczos.unit_scales(max |K|) exact (spectral.operator_norm, method "lanczos")."""
@@ -173,6 +174,8 @@ class Conv2d:
             return SpectralNorm(0.0, "zero", 0)
         if self.padding == "circular":
             return SpectralNorm(self.fft_norm(), "fft", 0)
+        if self.kernel.shape[2:] == (1, 1):  # A = K ⊗ I over the pixels (service.pixels): ‖A‖₂ = ‖K‖₂
+            return SpectralNorm(float(spectral.dense_norms(self.kernel[None, :, :, 0, 0])[0]), "dense", 0)
         if spectral.uses_dense(self.shape, rtol) and m * n <= DENSE_MAX_ENTRIES:
             return SpectralNorm(float(spectral.dense_norms(self.dense()[None])[0]), "dense", min(m, n))
         f = float(lanczos.unit_scales(np.array([np.abs(self.kernel).max()]))[0])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import groupby, pairwise
 
-from service.lanczos import BASIS_MAX_BYTES, BATCH_MIN, steps_for
+from service.lanczos import BATCH_MIN, CHECK_EVERY
 from service.spectral import DENSE_MAX_DIM, LANCZOS_MIN_RTOL
 
 SECONDS_PER_FLOP = 3.2e-11
@@ -51,6 +51,11 @@ CALL = 2.0e5
 LAYER_OVERHEAD = 1e7
 """Each layer's fixed cost — a few dozen numpy and LAPACK calls — so that 100 000 layers of 1 × 1 are refused
 like any other work that would take too long."""
+PULL_PASSES = 6.0
+"""The elementwise passes over each entry of the backward products B·n_L × n_j pulled through a layer
+(service.analysis._pull: the derivatives' scaling, the rows' exponents and rescaling, which probes are alive)."""
+TRIAL_LAYER = 2.5e6
+"""Each layer's fixed cost in one trial of the suggested gain (its forward and backward numpy calls, about 70 µs)."""
 PROBE_SPECTRUM = 2e6
 """Each probe's spectrum summarised in Python (its rank, moments and quantiles)."""
 MEANFIELD_LAYER = 5e7
@@ -63,15 +68,17 @@ HOMOGENEOUS = frozenset({"linear", "relu", "leaky_relu"})
 LANCZOS_ROUNDS = 0.6
 """Lanczos takes about LANCZOS_ROUNDS·(2 + log10(1/rtol))·k^(1/3) products to converge on a k × k Gram operator
 (a random matrix's top eigenvalues are k^(−2/3) apart), and at most k/3 (ARPACK's restarts)."""
-OPERATOR_ROUNDS = 2.0
-"""An operator's (a convolution's) Lanczos takes this many times a matrix's products."""
-OPERATOR_FALLBACK = 0.5
-"""The share of an operator's per-probe Lanczos runs counted as failing ARPACK's budget (k/6 products), then
-taking plain Lanczos with a full basis of S = min(k, BASIS_MAX_BYTES/(8k)) steps: S products and READ·k·S² of
-reorthogonalisation (service.spectral.operator_norm). bench/estimate.py sees both outcomes often."""
-LOCKSTEP_FALLBACK = 0.5
-"""The share of lockstep Lanczos runs counted as not certified, solved again probe by probe: some converge in a few
-steps, others (the top of diag(d_b)·W's spectrum clustered) never do; half is their mean in bench/estimate.py."""
+OPERATOR_STEPS = 1.27
+"""An operator's (a convolution's, a residual layer's) plain Lanczos takes OPERATOR_STEPS·(0.5 + log10(1/rtol))·k^0.2
+steps on a Gram operator of size k (:func:`operator_steps`; at most k, a full basis). Fitted to 136 zero- and
+circular-padded convolutions' per-probe Jacobians and kernels (1–16 channels, 3×3 and 5×5 kernels, 5×5 to 24×24
+inputs, rtol 1e-2 to 1e-12, tanh, ReLU and identity derivatives): the median, with 0.88–1.82 from the 5th to the
+95th percentile and 0.65–2.7 in all (docs/performance.md); a convolution's spectrum is not a random matrix's, and
+LANCZOS_ROUNDS' form (2 + log10(1/rtol))·k^(1/3) spreads twice as wide on them. 1×1 kernels are solved pixel by
+pixel (service.pixels), not by Lanczos."""
+RITZ = 8.0 * CALL
+"""One run's convergence check (its tridiagonal's top Ritz pair, scipy's eigh_tridiagonal), every CHECK_EVERY
+steps."""
 SUMMARY_VALUES = 7
 """The singular values a "summary" spectrum reports (service.spectra.QUANTILE_LEVELS)."""
 RESPONSE_BASE = 2500
@@ -85,6 +92,13 @@ VALUE_BYTES = 24
 CONV_ENTRY = 80.0
 """A convolution's output entry costs at least this many flops for each kernel offset (its products with few
 channels run at the speed of memory, not of gemm)."""
+BATCHED_EIGH = 1500.0
+"""numpy's eigvalsh over a stack of small k × k matrices (service.pixels.small_norms): BATCHED_EIGH·k² +
+BATCHED_MATRIX flops each (measured for k = 2–16: 0.4 µs at k = 2, 12 µs at k = 16)."""
+BATCHED_MATRIX = 9e3
+"""Each small matrix's share of a batched numpy call's fixed cost."""
+BATCHED_PRODUCT = 7.0
+"""A batched product of small matrices, (m × k)·(k × n) each: 500 + BATCHED_PRODUCT·m·k·n flops a matrix."""
 DENSE_OPERATOR_MAX = 1 << 20
 """service.jacobian forms a convolution or residual layer with at most this many entries (its constant)."""
 
@@ -126,6 +140,9 @@ class LayerCost:
     identity: bool = False
     """A plain layer (no skip path) with the identity activation: every probe's Jacobian is the map itself, whose
     norm is the weight's, taken once (service.network.Layer.jacobian_is_weight)."""
+    pixels: int = 0
+    """P = H·W of a 1×1 convolution, whose norms come from its c_out × c_in blocks, one a pixel (service.pixels);
+    0 for any other map."""
 
     def products(self, rows: float) -> float:
         """``rows`` products with the map, in one call."""
@@ -193,6 +210,7 @@ def conv2d_layer(
         row=row,
         fixed=fixed,
         identity=identity,
+        pixels=pixels if kernel == (1, 1) else 0,
     )
 
 
@@ -377,7 +395,11 @@ def estimate_flops(declared: Declared) -> float:
     n_out = layers[-1].m
     total = NORMAL * flops_of(probes) * (flops_of(declared.input_width or layers[0].n) + flops_of(n_out))
     widths = (layers[0].n, *(layer.m for layer in layers for _ in range(layer.count)))
-    if backward_by_chains(widths, probes, rtol):
+    if pixel_uniform(layers):
+        for layer in layers:
+            total += (layer.draw + _layer_flops(layer, probes, 0, rtol)) * flops_of(layer.count)
+        total += pixel_backward(layers, probes)
+    elif backward_by_chains(widths, probes, rtol):
         for layer in layers:
             total += (layer.draw + _layer_flops(layer, probes, 0, rtol)) * flops_of(layer.count)
         total += _chain_backward(layers, probes, rtol)
@@ -404,18 +426,24 @@ def _accumulated_backward(layers: Sequence[LayerCost], probes: int, n_out: int, 
             layer_flops = _layer_flops(layer, probes, n_out, rtol) + _backward_norm(layer, probes, n_out, rtol)
             run = memo[id(layer)] = (layer.draw + layer_flops) * flops_of(layer.count)
         total += run
-    # the last layer's backward norm is its Jacobian's, known already, and its backward pull is its rows scaled,
-    # B·m·n entries, not B·n_L products
+    # the last layer's backward norm is its Jacobian's, known already; its backward pull is none in a network of
+    # one layer, else for a matrix its rows scaled, B·m·n entries, not B·n_L products (a convolution's is B·n_L
+    # rows through its adjoint, as counted)
     last, b = layers[-1], flops_of(probes)
     total -= _backward_norm(last, probes, n_out, rtol)
-    total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - b * flops_of(n_out) * (last.row or last.apply)
+    pull = b * flops_of(n_out) * (last.row or last.apply)
+    if sum(layer.count for layer in layers) == 1:
+        return total - pull - ELEMENT * PULL_PASSES * b * flops_of(n_out) * flops_of(last.n)
+    if last.row is None:
+        total += ELEMENT * b * flops_of(last.m) * flops_of(last.n) - pull
     return total
 
 
 def trial_flops(declared: Declared) -> float:
     """One trial of service.advice's search (service.analysis.trial_growth): each layer's forward product with B
     rows, its activation and derivative, and the backward pull of n_L rows a probe, then the input's backward norm
-    over B matrices of n_L × n_0; LAYER_OVERHEAD/10 a layer for its numpy calls."""
+    over B matrices of n_L × n_0, with PULL_PASSES elementwise passes over each pulled entry; TRIAL_LAYER a layer for
+    its numpy calls."""
     layers, probes = declared.layers, declared.probes
     n_out, b = layers[-1].m, flops_of(probes)
     total = _backward_norm(layers[0], probes, n_out, declared.rtol)
@@ -424,7 +452,8 @@ def trial_flops(declared: Declared) -> float:
         run = memo.get(id(layer))
         if run is None:
             rows = layer.products(b) + layer.products(b * flops_of(n_out)) + ELEMENT * 3.0 * b * flops_of(layer.m)
-            run = memo[id(layer)] = (rows + LAYER_OVERHEAD / 10.0) * flops_of(layer.count)
+            rows += ELEMENT * PULL_PASSES * b * flops_of(n_out) * flops_of(layer.n)
+            run = memo[id(layer)] = (rows + TRIAL_LAYER) * flops_of(layer.count)
         total += run
     return math.inf if math.isnan(total) else total
 
@@ -444,6 +473,7 @@ def _layer_flops(layer: LayerCost, probes: int, n_out: int, rtol: float) -> floa
     b = flops_of(probes)
     k = min(layer.m, layer.n)
     total = LAYER_OVERHEAD + layer.products((3.0 + flops_of(n_out)) * b) + ELEMENT * 3.0 * b * flops_of(layer.m)
+    total += ELEMENT * PULL_PASSES * b * flops_of(n_out) * flops_of(layer.n)
     if not layer.shared:
         total += _weight_norm(layer, k, rtol)
     return total if layer.identity else total + _jacobian_norms(layer, k, probes, rtol)
@@ -494,29 +524,31 @@ def _chain_backward(layers: Sequence[LayerCost], probes: int, rtol: float) -> fl
     n_out = expanded[-1].m
     row = fixed = 0.0
     total = 0.0
+    operator = False
     for j in range(len(expanded) - 1, -1, -1):
         layer = expanded[j]
         row += (layer.row or layer.apply) + 2.0 * ELEMENT * flops_of(layer.m)
         fixed += layer.products(0.0) + CALL
         if j == len(expanded) - 1:
             continue
-        total += _chain_lanczos(_affine(row, fixed), min(n_out, layer.n), probes, rtol)
+        operator = operator or not layer.matrix
+        total += _chain_lanczos(_affine(row, fixed), min(n_out, layer.n), probes, rtol, operator)
     return total
 
 
-CHAIN_STEPS = 2.0
-"""The chains' lockstep Lanczos is counted at this many times lanczos_products(k, rtol) Gram products (within
-steps_for(k)): a 10-layer, 1024-wide ReLU network's chains converged in about 0.65 times (bench/sizes.py's largest
-cases; bench/estimate.py measures the rest)."""
+CHAIN_STEPS = 1.0
+"""The chains' lockstep Lanczos is counted at this many times lanczos_products(k, rtol) Gram products (at most
+k): a 10-layer, 1024-wide ReLU network's chains converged in about 0.65 times (bench/sizes.py's largest
+cases; bench/estimate.py measures the rest). Each run counts its own steps (it leaves the lockstep when it has
+converged), so the mean is counted, not the slowest run's."""
 
 
-def _chain_lanczos(cost: Callable[[float], float], k: int, probes: int, rtol: float) -> float:
-    """One chain's B norms by lockstep Lanczos: CHAIN_STEPS·lanczos_products(k) Gram products of B rows, each two
-    passes through the chain (``cost`` of B rows each), a reorthogonalisation of 4·B·k flops a vector read twice,
-    and a call a step and probe."""
-    b = flops_of(probes)
-    steps = min(CHAIN_STEPS * lanczos_products(k, rtol), flops_of(steps_for(k)) if k < 2**62 else math.inf)
-    return steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
+def _chain_lanczos(cost: Callable[[float], float], k: int, probes: int, rtol: float, operator: bool) -> float:
+    """One chain's B norms by lockstep Lanczos (:func:`_lockstep`) of CHAIN_STEPS·lanczos_products(k) steps (of
+    operator_steps(k) where the chain holds an operator, a convolution's or a residual layer's), each product two
+    passes through the chain (``cost`` of B rows each)."""
+    steps = operator_steps(k, rtol) if operator else CHAIN_STEPS * lanczos_products(k, rtol, restarts=False)
+    return _lockstep(cost, k, probes, steps)
 
 
 def _affine(row: float, fixed: float) -> Callable[[float], float]:
@@ -529,16 +561,24 @@ def _weight_norm(layer: LayerCost, k: int, rtol: float) -> float:
     Lanczos."""
     if layer.svd is not None:
         return layer.svd
+    if layer.pixels:
+        return CALL + _small_norms(1.0, layer.m // layer.pixels, layer.n // layer.pixels)
     if uses_dense(k, rtol):
         formed = 0.0 if layer.matrix else layer.products(flops_of(k))
         return formed + layer.apply * flops_of(k) + EIGH * flops_of(k) ** 3
-    return _lanczos(layer.products, k, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
+    if layer.matrix:
+        return _lanczos(layer.products, k, rtol)
+    return _lanczos_many(layer.products, k, 1, rtol, operator=True)
 
 
 def _jacobian_norms(layer: LayerCost, k: int, probes: int, rtol: float) -> float:
     """max_b ‖J_b‖₂ over the probes, by service.jacobian's method for the layer: dense from one shared Gram
     matrix (m ≤ n) or from the stack of formed J_b; else Lanczos, in lockstep from BATCH_MIN probes."""
     b, m, n = flops_of(probes), flops_of(layer.m), flops_of(layer.n)
+    if layer.pixels:
+        blocks = b * flops_of(layer.pixels)
+        c_out, c_in = layer.m // layer.pixels, layer.n // layer.pixels
+        return 2.0 * ELEMENT * blocks * c_out * c_in + _small_norms(blocks, c_out, c_in)
     small = layer.matrix or m * n <= DENSE_OPERATOR_MAX
     if uses_dense(k, rtol) and small:
         if layer.matrix and layer.m <= layer.n:
@@ -547,7 +587,36 @@ def _jacobian_norms(layer: LayerCost, k: int, probes: int, rtol: float) -> float
             operator = 0.0 if layer.matrix else layer.products(flops_of(k))
             formed = operator + b * (ELEMENT * m * n + layer.apply * flops_of(k))
         return formed + _gram_max(probes, k)
-    return _lanczos_many(layer.products, k, probes, rtol, 1.0 if layer.matrix else OPERATOR_ROUNDS)
+    return _lanczos_many(layer.products, k, probes, rtol, operator=not layer.matrix)
+
+
+def _small_norms(count: float, m: int, n: int) -> float:
+    """σ_max of ``count`` small m × n matrices at once (service.pixels.small_norms): their scaling, Gram products
+    and batched eigensolver."""
+    k = flops_of(min(m, n))
+    size = flops_of(m) * flops_of(n)
+    return count * (2.0 * ELEMENT * size + 500.0 + BATCHED_PRODUCT * size * k + BATCHED_MATRIX + BATCHED_EIGH * k * k)
+
+
+def pixel_backward(layers: Sequence[LayerCost], probes: int) -> float:
+    """The backward norms of 1×1 convolutions over the same P pixels (service.pixels.backward_norms): for each
+    j < L − 1 the blocks of J_{j+1} formed and multiplied into the product of B·P blocks of c_L × c_{j+1}, which
+    is rescaled and solved (:func:`_small_norms`); None unless every layer is such a convolution with one P."""
+    expanded = [layer for layer in layers for _ in range(layer.count)]
+    p = expanded[0].pixels
+    blocks = flops_of(probes) * flops_of(p)
+    c_out = expanded[-1].m // p
+    total = 2.0 * ELEMENT * blocks * c_out * (expanded[-1].n // p)
+    for layer in expanded[:-1]:
+        c_mid, c_in = layer.m // p, layer.n // p
+        formed = 2.0 * ELEMENT * blocks * c_mid * c_in + blocks * (500.0 + BATCHED_PRODUCT * c_out * c_mid * c_in)
+        total += formed + 2.0 * ELEMENT * blocks * c_out * c_in + _small_norms(blocks, c_out, c_in) + CALL
+    return total
+
+
+def pixel_uniform(layers: Sequence[LayerCost]) -> bool:
+    """Whether every layer is a 1×1 convolution over the same P pixels (service.pixels.uniform)."""
+    return all(layer.pixels for layer in layers) and len({layer.pixels for layer in layers}) == 1
 
 
 def _gram_max(probes: int, k: int) -> float:
@@ -557,37 +626,46 @@ def _gram_max(probes: int, k: int) -> float:
     return EIGH * size**3 + flops_of(probes - 1) * (CHOLESKY * size**3 + READ * size**2) + flops_of(probes) * CALL
 
 
-def lanczos_products(k: int, rtol: float) -> float:
-    """The Gram products Lanczos takes on a k × k operator (LANCZOS_ROUNDS)."""
+def lanczos_products(k: int, rtol: float, restarts: bool = True) -> float:
+    """The Gram products Lanczos takes on a k × k operator (LANCZOS_ROUNDS): at most k/3 with ARPACK's restarts
+    (``restarts``), k for plain Lanczos (a full basis)."""
     rounds: float = LANCZOS_ROUNDS * (2.0 + math.log10(1.0 / rtol)) * flops_of(k) ** (1.0 / 3.0)
-    return min(rounds, flops_of(k) / 3.0 + 2.0)
+    return min(rounds, flops_of(k) / 3.0 + 2.0 if restarts else flops_of(k))
 
 
-def _lanczos(cost: Callable[[float], float], k: int, rtol: float, rounds: float = 1.0) -> float:
-    """One Lanczos norm: its Gram products (``rounds`` times lanczos_products), each two matrix-vector products,
-    and a call each."""
-    steps = rounds * lanczos_products(k, rtol)
+def operator_steps(k: int, rtol: float) -> float:
+    """The steps plain Lanczos takes on an operator's Gram of size k (OPERATOR_STEPS), at most k."""
+    steps: float = OPERATOR_STEPS * (0.5 + math.log10(1.0 / rtol)) * flops_of(k) ** 0.2
+    return min(steps, flops_of(k))
+
+
+def _lanczos(cost: Callable[[float], float], k: int, rtol: float) -> float:
+    """One Lanczos norm by ARPACK (service.spectral.spectral_norm): its Gram products (lanczos_products), each two
+    matrix-vector products, and a call each."""
+    steps = lanczos_products(k, rtol)
     return steps * (2.0 * cost(1.0) + CALL)
 
 
-def _lanczos_many(cost: Callable[[float], float], k: int, probes: int, rtol: float, rounds: float = 1.0) -> float:
-    """B probes' norms by Lanczos: one by one below BATCH_MIN; from it, lockstep (service.lanczos) for up to
-    steps_for(k) steps — two products of B rows a step and a reorthogonalisation against the earlier vectors,
-    4·B·k flops a vector read twice — and, where it does not certify them all, each probe again by itself: that
-    share LOCKSTEP_FALLBACK of the probes' own Lanczos."""
-    b = flops_of(probes)
-    alone = b * _lanczos(cost, k, rtol, rounds)
-    if (
-        rounds != 1.0 and k > 0
-    ):  # an operator: ARPACK's whole budget, then a full basis, in OPERATOR_FALLBACK of the runs
-        size = flops_of(k)
-        basis = min(size, max(2.0, BASIS_MAX_BYTES / (8.0 * size)))
-        failed = (size / 6.0 + basis) * 2.0 * cost(1.0) + READ * size * basis * basis
-        alone += b * OPERATOR_FALLBACK * failed
+def _lanczos_many(cost: Callable[[float], float], k: int, probes: int, rtol: float, operator: bool = False) -> float:
+    """B probes' norms by Lanczos: for matrices one by one (ARPACK, :func:`_lanczos`) below BATCH_MIN, else in
+    lockstep (service.lanczos, :func:`_lockstep`) for lanczos_products(k, rtol) steps each; for an operator always
+    in lockstep, for operator_steps(k, rtol) steps."""
+    if operator:
+        return _lockstep(cost, k, probes, operator_steps(k, rtol))
     if probes < BATCH_MIN:
-        return alone
-    steps = flops_of(steps_for(k)) if k < 2**62 else math.inf
-    return LOCKSTEP_FALLBACK * alone + steps * 2.0 * cost(b) + READ * b * flops_of(k) * steps * steps + steps * CALL * b
+        return flops_of(probes) * _lanczos(cost, k, rtol)
+    return _lockstep(cost, k, probes, lanczos_products(k, rtol, restarts=False))
+
+
+def _lockstep(cost: Callable[[float], float], k: int, probes: int, steps: float) -> float:
+    """B runs of plain Lanczos on operators of size k (service.lanczos.top_eigenvalues), ``steps`` each (at most
+    k): each step two products of the B rows (``cost`` of B rows), a reorthogonalisation against the earlier
+    vectors (4·B·k flops a vector, read twice: READ·B·k·steps² in all), a call a run, and every CHECK_EVERY steps
+    each run's Ritz pair (RITZ). A run leaves the lockstep when it converges, so B runs of s steps each cost
+    about what this counts whether they converge together or not."""
+    b = flops_of(probes)
+    steps = min(steps, flops_of(k))
+    return steps * (2.0 * cost(b) + b * (CALL + RITZ / CHECK_EVERY)) + READ * b * flops_of(k) * steps * steps
 
 
 def spectrum_flops(declared: Declared) -> float:

@@ -2,23 +2,25 @@
 
 S is absent for a plain layer, the identity or a projection for a residual one; A a matrix W or a convolution.
 One method is chosen per layer (:func:`_method`), and every method runs the same loop (:func:`jacobian_max`):
-the probes are taken a chunk at a time, each chunk solved together, and a chunk that Lanczos could not certify
-solved again probe by probe.
+the probes are taken a chunk at a time, each chunk solved together, and any probe of a chunk that Lanczos could
+not certify within its basis solved again by itself.
 
 =================  =====================================================  =========================================
 method             when                                                   a chunk of probes
 =================  =====================================================  =========================================
 shared Gram        plain W, dense (``spectral.uses_dense``), m ≤ n        one Gram of W for all: gram_max
+pixels             a 1×1 convolution, no skip, an identity or a 1×1      each pixel's block S + diag(d_b[:, p])·K:
+                   projection (service.pixels)                            service.pixels.jacobian_max
 stack              plain W, dense, m > n; a small convolution or          the matrices S + diag(d_b)·A formed:
                    residual layer (m·n ≤ DENSE_OPERATOR_MAX)              dense_max
 matrix Lanczos     plain W, not dense                                     lockstep on diag(d_b)·W (from BATCH_MIN
                                                                           probes), else spectral_norm each
-operator Lanczos   any other layer: A and S only ever applied             lockstep on the operators J_b (from
-                                                                          BATCH_MIN probes), else operator_norm
+operator Lanczos   any other layer: A and S only ever applied             lockstep on the operators J_b, any
+                                                                          number of probes
 =================  =====================================================  =========================================
 
-The dense methods solve only the probes that may hold the max (spectral.gram_max); the Lanczos ones give every
-probe's norm, to ``rtol``.
+The dense methods solve only the probes that may hold the max (spectral.gram_max), the pixels method every block
+at once; the Lanczos ones give every probe's norm, to ``rtol``.
 """
 
 from __future__ import annotations
@@ -29,16 +31,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from service import lanczos
+from service import lanczos, pixels
 from service.linear import Dense
 from service.network import Layer
 from service.spectral import SpectralNorm, dense_max, gram_max, operator_norm, spectral_norm, uses_dense
 
 Array = NDArray[np.float64]
 Operator = Callable[[Array], Array]
-Chunk = Callable[[Array], tuple[float | None, int]]
-"""The largest norm of a chunk of probes (rows of d), None where Lanczos did not certify every one, and the
-matrix-vector products taken."""
+Chunk = Callable[[Array], tuple[Array, int]]
+"""The norms of a chunk of probes (rows of d) — all of them, or for the dense methods only the largest, in an
+array of one — NaN where Lanczos did not certify a probe, and the matrix-vector products taken."""
 
 STACK_MAX_ENTRIES = 1 << 24
 """The dense methods form at most this many entries a chunk (128 MiB of float64)."""
@@ -67,14 +69,13 @@ def jacobian_max(
     best, matvecs = 0.0, 0
     for start in range(0, len(d), method.chunk):
         rows = d[start : start + method.chunk]
-        value, used = (None, 0) if method.together is None else method.together(rows)
+        values, used = (np.full(len(rows), np.nan), 0) if method.together is None else method.together(rows)
         matvecs += used
-        if value is None:
-            assert method.alone is not None, "only the Lanczos methods leave a chunk uncertified"
-            alone = [method.alone(row) for row in rows]
-            value = max(norm.value for norm in alone)
-            matvecs += sum(norm.matvecs for norm in alone)
-        best = max(best, value)
+        for b in np.flatnonzero(np.isnan(values)):
+            assert method.alone is not None, "only the Lanczos methods leave a probe uncertified"
+            norm = method.alone(rows[b])
+            values[b], matvecs = norm.value, matvecs + norm.matvecs
+        best = max(best, float(values.max()))
     return best, matvecs
 
 
@@ -91,12 +92,12 @@ def _method(layer: Layer, probes: int, rtol: float, weight_norm: float, skip_nor
         if not lockstep:
             return _Method(max(1, probes), None, alone)
         return _Method(lanczos.chunk_for(min(w.shape)), _matrix_lockstep(w, rtol), alone)
+    if pixels.pixelwise(layer):
+        return _Method(max(1, probes), lambda rows: (np.array([pixels.jacobian_max(layer, rows)]), 0))
     if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
         return _stack(weight.dense(), None if skip is None else skip.dense())
-    alone = _operator_alone(layer, rtol)
-    if not lockstep:
-        return _Method(max(1, probes), None, alone)
-    return _Method(lanczos.chunk_for(min(weight.shape)), _operator_lockstep(layer, rtol, weight_norm, skip_norm), alone)
+    together = _operator_lockstep(layer, rtol, weight_norm, skip_norm)
+    return _Method(lanczos.chunk_for(min(weight.shape)), together, _operator_alone(layer, rtol))
 
 
 def _shared_gram(w: Array) -> _Method:
@@ -106,10 +107,10 @@ def _shared_gram(w: Array) -> _Method:
     scaled = w * f_w
     gram = scaled @ scaled.T
 
-    def together(rows: Array) -> tuple[float, int]:
+    def together(rows: Array) -> tuple[Array, int]:
         f_d = lanczos.unit_scales(np.abs(rows).max(axis=1))
         part = rows * f_d[:, None]
-        return gram_max(part[:, :, None] * gram * part[:, None, :], 1 / (f_w * f_d)), 0
+        return np.array([gram_max(part[:, :, None] * gram * part[:, None, :], 1 / (f_w * f_d))]), 0
 
     return _Method(max(1, STACK_MAX_ENTRIES // gram.size), together)
 
@@ -117,11 +118,11 @@ def _shared_gram(w: Array) -> _Method:
 def _stack(matrix: Array, identity: Array | None) -> _Method:
     """Dense, from the stack of I + diag(d_b)·M formed (no I when None)."""
 
-    def together(rows: Array) -> tuple[float, int]:
+    def together(rows: Array) -> tuple[Array, int]:
         stack = rows[:, :, None] * matrix
         if identity is not None:
             stack += identity
-        return dense_max(stack, np.ones(len(stack))), 0
+        return np.array([dense_max(stack, np.ones(len(stack)))]), 0
 
     return _Method(max(1, STACK_MAX_ENTRIES // matrix.size), together)
 
@@ -132,18 +133,13 @@ def _matrix_alone(w: Array, rtol: float) -> Callable[[Array], SpectralNorm]:
 
 
 def _matrix_lockstep(w: Array, rtol: float) -> Chunk:
-    """The largest ‖diag(d_b)·W‖₂ of a chunk by Lanczos on all its probes at once (see _lockstep_matrix_norms)."""
-
-    def together(rows: Array) -> tuple[float | None, int]:
-        values, used = _lockstep_matrix_norms(w, rows, rtol)
-        return (None if values is None else float(values.max())), used
-
-    return together
+    """‖diag(d_b)·W‖₂ of a chunk's probes by Lanczos on all of them at once (see _lockstep_matrix_norms)."""
+    return lambda rows: _lockstep_matrix_norms(w, rows, rtol)
 
 
-def _lockstep_matrix_norms(w: Array, rows: Array, rtol: float) -> tuple[Array | None, int]:
+def _lockstep_matrix_norms(w: Array, rows: Array, rtol: float) -> tuple[Array, int]:
     """‖diag(d_b)·W‖₂ for the rows d_b of ``rows`` by lockstep Lanczos, with two products with W per step for
-    all of them (never forming the stack of D_b W; lanczos.shared_weight_gram); None where not all converge."""
+    all of them (never forming the stack of D_b W; lanczos.shared_weight_gram); NaN where one did not converge."""
     gram, size, scales = lanczos.shared_weight_gram(w, rows)
     return lanczos.top_singular_values(gram, size, scales, rtol)
 
@@ -154,20 +150,20 @@ def _operator_alone(layer: Layer, rtol: float) -> Callable[[Array], SpectralNorm
 
 
 def _operator_lockstep(layer: Layer, rtol: float, weight_norm: float, skip_norm: float | None) -> Chunk:
-    """The largest ‖J_b‖₂ of a chunk by lockstep Lanczos on the Gram operators of f_b·J_b on the smaller side,
+    """‖J_b‖₂ of a chunk's probes by lockstep Lanczos on the Gram operators of f_b·J_b on the smaller side,
     (f J)ᵀ(f J) x = f·Jᵀ(J(f·x)), never formed; f_b is the power of two that brings the bound
     ‖S‖₂ + ‖A‖₂·max|d_b| on ‖J_b‖₂ near 1 (lanczos.unit_scales)."""
     m, n = layer.weight.shape
 
-    def together(rows: Array) -> tuple[float | None, int]:
+    def together(rows: Array) -> tuple[Array, int]:
         scales = lanczos.unit_scales((skip_norm or 0.0) + weight_norm * np.abs(rows).max(axis=1))
-        forward, backward = jacobian_operator(layer, rows)
-        f = scales[:, None]
-        if m >= n:
-            values, used = lanczos.top_singular_values(lambda x: backward(forward(x * f)) * f, n, scales, rtol)
-        else:
-            values, used = lanczos.top_singular_values(lambda y: forward(backward(y * f)) * f, m, scales, rtol)
-        return (None if values is None else float(values.max())), used
+
+        def gram(x: Array, which: lanczos.Index) -> Array:
+            forward, backward = jacobian_operator(layer, lanczos.runs(rows, which))
+            f = lanczos.runs(scales, which)[:, None]
+            return backward(forward(x * f)) * f if m >= n else forward(backward(x * f)) * f
+
+        return lanczos.top_singular_values(gram, min(m, n), scales, rtol)
 
     return together
 

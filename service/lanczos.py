@@ -1,9 +1,10 @@
 """Lanczos on many Gram operators at once: the top eigenvalue of every G_b, in lockstep, by block products.
 
 For B operators G_b (the probes' Gram matrices), one step multiplies all B Lanczos vectors at once:
-``gram(X)`` returns the rows G_b x_b of an array X whose rows are x_b. When the G_b share a weight — G_b =
-Wᵀ D_b² W for the per-probe Jacobians D_b W — that is two matrix-matrix products with W for all probes, where
-B separate runs would read W 2B times over.
+``gram(X, which)`` returns the rows G_b x_b of an array X whose rows are the vectors x_b of the runs b in
+``which``. When the G_b share a weight — G_b = Wᵀ D_b² W for the per-probe Jacobians D_b W — that is two
+matrix-matrix products with W for all probes, where B separate runs would read W 2B times over. A run that has
+converged leaves the lockstep (``which`` loses it): each run costs its own steps.
 
 Each run is plain Lanczos with full reorthogonalisation (twice, "twice is enough"), no restarts:
 
@@ -25,7 +26,9 @@ from numpy.typing import NDArray
 from scipy.linalg import eigh_tridiagonal
 
 Array = NDArray[np.float64]
-Gram = Callable[[Array], Array]
+Index = NDArray[np.intp]
+Gram = Callable[[Array, Index], Array]
+"""gram(X, which): the rows G_b x_i for the runs b = which[i] and the rows x_i of X."""
 
 CHECK_EVERY = 4
 """Lanczos steps between convergence checks (each solves B tridiagonal eigenproblems for their top pair)."""
@@ -33,7 +36,8 @@ BATCH_MIN = 8
 """Stacks of at least this many operators are solved in lockstep; smaller ones one by one, where ARPACK (in
 float32 for large operators) is faster."""
 MAX_STEPS = 300
-"""Lanczos steps at most (and n/6 at most, a quarter of a dense solve); past them the caller solves one by one."""
+"""The steps a chunk of runs is planned for (chunk_for): at most this, and n/6. Runs that need more go on as
+others leave and make room (capacity)."""
 BREAKDOWN = 1e-13
 """β_k ≤ BREAKDOWN·max α: the run has found an invariant subspace (its residual is below any rtol Lanczos is
 given, LANCZOS_MIN_RTOL = 1e-12). It goes on with zero vectors: normalising the rounding noise left in w would
@@ -56,12 +60,12 @@ def unit_scales(peaks: Array) -> Array:
 
 
 def steps_for(n: int) -> int:
-    """The Lanczos steps allowed for operators of size n."""
+    """The Lanczos steps a chunk of runs on operators of size n is planned for (chunk_for)."""
     return max(2, min(n // 6, MAX_STEPS, n))
 
 
 def chunk_for(n: int) -> int:
-    """How many operators of size n run in lockstep within BASIS_MAX_BYTES."""
+    """How many operators of size n run in lockstep, steps_for(n) steps each within BASIS_MAX_BYTES."""
     return max(1, BASIS_MAX_BYTES // (8 * n * (steps_for(n) + 1)))
 
 
@@ -74,37 +78,68 @@ def eigen_tol(rtol: float) -> float:
     return rtol * (2.0 + rtol) / (1.0 + rtol) ** 2
 
 
-def top_singular_values(gram: Gram, n: int, scales: Array, rtol: float) -> tuple[Array | None, int]:
+def top_singular_values(gram: Gram, n: int, scales: Array, rtol: float) -> tuple[Array, int]:
     """σ_max(A_b) = √λ_max(G_b)/f_b for Gram operators G_b of (f_b·A_b), of size n, to ``rtol``, and the
-    matrix-vector products taken; ``None`` when not all converge within ``steps_for(n)``."""
-    top, products = top_eigenvalues(gram, len(scales), n, eigen_tol(rtol), steps_for(n))
-    return (None if top is None else np.sqrt(top) / scales), products
+    matrix-vector products taken; NaN for a run that did not converge within its steps (see top_eigenvalues)."""
+    top, products = top_eigenvalues(gram, len(scales), n, eigen_tol(rtol))
+    return np.sqrt(top) / scales, products
 
 
-def top_eigenvalues(gram: Gram, count: int, n: int, tol: float, steps: int) -> tuple[Array | None, int]:
-    """λ_max of each of ``count`` n×n symmetric positive semi-definite G_b to ``tol``, and the products taken
-    (each G_b x_b counts as two matrix-vector products, with A_b and A_bᵀ); ``None`` when not all converge
-    within ``steps`` Lanczos steps."""
-    basis = np.zeros((count, min(steps, n) + 1, n))
-    alpha = np.zeros((count, min(steps, n)))
-    beta = np.zeros((count, min(steps, n)))
+def capacity(n: int, runs: int) -> int:
+    """The Lanczos steps that ``runs`` runs on operators of size n may each keep within BASIS_MAX_BYTES, at most n
+    (a full basis, exact up to rounding) and at least 2: runs·(steps + 1)·n float64s."""
+    return max(2, min(n, BASIS_MAX_BYTES // (8 * n * max(runs, 1)) - 1))
+
+
+def top_eigenvalues(gram: Gram, count: int, n: int, tol: float, steps: int | None = None) -> tuple[Array, int]:
+    """λ_max of each of ``count`` n×n symmetric positive semi-definite G_b to ``tol``, NaN where a run did not
+    converge, and the products taken (each G_b x_b counts as two matrix-vector products, with A_b and A_bᵀ).
+
+    Each run stops when it has converged: its value is kept and it leaves the lockstep, so that the later steps
+    multiply only the runs still going (``gram(X, which)`` gets the rows of the runs ``which``), and each run costs
+    its own steps, not the slowest one's. A run goes on for at most ``steps`` steps (default n) and as many as its
+    basis may hold within BASIS_MAX_BYTES (:func:`capacity`, which grows as runs leave); one that reaches its limit
+    unconverged is NaN, for the caller to solve otherwise."""
+    limit = n if steps is None else max(1, min(steps, n))
+    active: Index = np.arange(count)
+    values = np.full(count, np.nan)
+    room = min(limit, capacity(n, count))
+    basis = np.zeros((count, room, n))
+    alpha, beta = np.zeros((count, room)), np.zeros((count, room))
     v = np.random.default_rng(0).standard_normal((count, n))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    for k in range(min(steps, n)):
+    products, k = 0, 0
+    while active.size and k < room:
         basis[:, k] = v
-        w = gram(v)
+        w = gram(v, active)
+        products += 2 * active.size
         alpha[:, k] = np.einsum("bn,bn->b", w, v)
         w -= alpha[:, k, None] * v
         if k > 0:
             w -= beta[:, k - 1, None] * basis[:, k - 1]
         beta[:, k] = _reorthogonalised(w, basis[:, : k + 1])
-        if (k + 1) % CHECK_EVERY == 0 or k + 1 == min(steps, n):
-            top, residual = _top_ritz(alpha[:, : k + 1], beta[:, : k + 1])
-            if np.all(residual <= tol * top):
-                return np.maximum(top, 0.0), 2 * count * (k + 1)
         broken = beta[:, k] <= BREAKDOWN * np.abs(alpha[:, : k + 1]).max(axis=1)
         v = np.where(broken[:, None], 0.0, w / np.where(broken, 1.0, beta[:, k])[:, None])
-    return None, 2 * count * min(steps, n)
+        k += 1
+        if k % CHECK_EVERY and k < room:
+            continue
+        top, residual = _top_ritz(alpha[:, :k], beta[:, :k])
+        done = residual <= tol * top
+        if not done.any():
+            continue
+        values[active[done]] = np.maximum(top[done], 0.0)
+        keep = ~done
+        active, v = active[keep], v[keep]
+        room = min(limit, max(room, capacity(n, active.size)))
+        basis, alpha, beta = _kept(basis, keep, k, room), _kept(alpha, keep, k, room), _kept(beta, keep, k, room)
+    return values, products
+
+
+def _kept(array: Array, keep: NDArray[np.bool_], k: int, room: int) -> Array:
+    """The runs ``keep`` of a per-run array of steps (its first k filled), in a new one with room for ``room``."""
+    kept = np.zeros((int(keep.sum()), room, *array.shape[2:]))
+    kept[:, :k] = array[keep, :k]
+    return kept
 
 
 def _reorthogonalised(w: Array, earlier: Array) -> Array:
@@ -140,6 +175,11 @@ def _top_ritz(alpha: Array, beta: Array) -> tuple[Array, Array]:
     return top, residual
 
 
+def runs(array: Array, which: Index) -> Array:
+    """The rows ``which`` of a per-run array: the array itself while every run is going (no copy)."""
+    return array if len(which) == len(array) else array[which]
+
+
 def shared_weight_gram(w: Array, d: Array) -> tuple[Gram, int, Array]:
     """The Gram operators of f_b·A_b, A_b = diag(d_b)·W for the rows d_b of ``d``, on the smaller side; its size;
     and the unit scales f_b = f_W·f_d (see unit_scales), applied to the vectors, never copying W.
@@ -151,8 +191,8 @@ def shared_weight_gram(w: Array, d: Array) -> tuple[Gram, int, Array]:
     scaled = d * f_d[:, None]
     if m >= n:
         squared = scaled * scaled
-        return (lambda x: (((x * f_w) @ w.T) * squared) @ w * f_w), n, f_w * f_d
-    return (lambda x: (((x * scaled) @ w) * f_w) @ w.T * f_w * scaled), m, f_w * f_d
+        return (lambda x, b: (((x * f_w) @ w.T) * runs(squared, b)) @ w * f_w), n, f_w * f_d
+    return (lambda x, b: (((x * runs(scaled, b)) @ w) * f_w) @ w.T * f_w * runs(scaled, b)), m, f_w * f_d
 
 
 def probe_scales(w: Array, d: Array) -> tuple[float, Array]:
@@ -167,5 +207,5 @@ def stack_gram(stack: Array) -> tuple[Gram, int, Array]:
     transposed = stack.transpose(0, 2, 1)
     f = unit_scales(np.abs(stack).max(axis=(1, 2)))[:, None]
     if m >= n:
-        return (lambda x: _rows(transposed, _rows(stack, x * f) * f)), n, f[:, 0]
-    return (lambda x: _rows(stack, _rows(transposed, x * f) * f)), m, f[:, 0]
+        return (lambda x, b: _rows(runs(transposed, b), _rows(runs(stack, b), x * f[b]) * f[b])), n, f[:, 0]
+    return (lambda x, b: _rows(runs(stack, b), _rows(runs(transposed, b), x * f[b]) * f[b])), m, f[:, 0]

@@ -72,19 +72,20 @@ def spectral_norm(a: Array, rtol: float) -> SpectralNorm:
 
 def spectral_norms(stack: Array, rtol: float) -> tuple[Array, int]:
     """σ_max of each matrix ``stack[k]``, and the total matrix-vector products taken: densely, in lockstep
-    (``service.lanczos``) for lanczos.BATCH_MIN matrices or more, else one by one."""
+    (``service.lanczos``) for lanczos.BATCH_MIN matrices or more, else one by one (and so any matrix the lockstep
+    run left unconverged)."""
     if stack.size == 0:
         return np.zeros(len(stack)), 0
     if uses_dense(stack.shape[1:], rtol):
         return dense_norms(stack), 0
-    products = 0
+    values, products = np.full(len(stack), np.nan), 0
     if len(stack) >= lanczos.BATCH_MIN:
         gram, size, scales = lanczos.stack_gram(stack)
         values, products = lanczos.top_singular_values(gram, size, scales, rtol)
-        if values is not None:
-            return values, products
-    norms = [spectral_norm(a, rtol) for a in stack]
-    return np.array([n.value for n in norms]), products + sum(n.matvecs for n in norms)
+    for k in np.flatnonzero(np.isnan(values)):
+        norm = spectral_norm(stack[k], rtol)
+        values[k], products = norm.value, products + norm.matvecs
+    return values, products
 
 
 def spectral_max(stack: Array, rtol: float, weights: Array | None = None) -> tuple[float, int]:
@@ -105,18 +106,18 @@ def operator_norm(
     """σ_max of a matrix-free (m, n) operator A to relative accuracy ``rtol``: ``apply`` maps rows x_b to rows
     A·x_b, ``adjoint`` rows y_b to rows Aᵀ·y_b, each for any number of rows; A itself is never formed.
 
-    Float64 ARPACK Lanczos runs on the smaller Gram operator G = f²·AᵀA (n ≤ m) or f²·AAᵀ, to the tolerance
+    Float64 Lanczos runs on the smaller Gram operator G = f²·AᵀA (n ≤ m) or f²·AAᵀ, to the tolerance
     t = lanczos.eigen_tol(rtol) on λ = σ², so that σ = √θ/f is within rtol of σ_max. The scale
     f = lanczos.unit_scales(‖A·x₀‖) for a random unit x₀ is a power of two (exact) that brings f·σ_max to order 1
-    (‖A·x₀‖ ≤ σ_max, and is below it by about √n at most for all but unlucky x₀), where ARPACK's relative test
+    (‖A·x₀‖ ≤ σ_max, and is below it by about √n at most for all but unlucky x₀), where the relative test
     works; ``apply`` must not overflow on unit vectors. A·x₀ = 0 for a Gaussian x₀ means A = 0 (with
     probability 1).
 
-    ARPACK has the budget of spectral_norm's Lanczos; should it not converge, plain Lanczos with full
-    reorthogonalisation (lanczos.top_eigenvalues, no restarts) takes as many steps as BASIS_MAX_BYTES allows (all
-    n of them for a Gram of size n < 4096, a full basis: exact to rounding); should that not converge either,
-    the rtol is refused (InvalidInputError at options.rtol): an unverified value is never returned. ``matvecs``
-    counts the products with A and Aᵀ, one row each.
+    Plain Lanczos with full reorthogonalisation (lanczos.top_eigenvalues, no restarts) takes as many steps as
+    BASIS_MAX_BYTES allows (all n of them for a Gram of size n < 4096, a full basis: exact to rounding), and
+    stops as soon as it has converged; should it not converge, the rtol is refused (InvalidInputError at
+    options.rtol): an unverified value is never returned. ``matvecs`` counts the products with A and Aᵀ, one row
+    each.
     """
     m, n = shape
     size = min(m, n)
@@ -129,28 +130,15 @@ def operator_norm(
     if peak == 0.0:
         return SpectralNorm(0.0, "zero", 1)
     f = float(lanczos.unit_scales(np.array([peak]))[0])
-    counter = [1]
-
-    def gram(x: Array) -> Array:
-        counter[0] += 2 * len(x)
-        return second(first(x * f) * f)
-
-    def gram_vector(v: NDArray[np.floating]) -> NDArray[np.floating]:
-        return gram(np.asarray(v, np.float64).reshape(1, -1)).reshape(v.shape)
-
-    tol = lanczos.eigen_tol(rtol)
-    found = _arpack(gram_vector, size, np.float64, tol, start[0], vectors=False)
-    if found is not None:
-        return SpectralNorm(float(np.sqrt(max(found[0], 0.0))) / f, "lanczos", counter[0])
-    steps = min(size, max(2, lanczos.BASIS_MAX_BYTES // (8 * size) - 1))
-    top, _ = lanczos.top_eigenvalues(gram, 1, size, tol, steps)
-    if top is None:
+    steps = lanczos.capacity(size, 1)
+    top, products = lanczos.top_eigenvalues(lambda x, _: second(first(x * f) * f), 1, size, lanczos.eigen_tol(rtol))
+    if np.isnan(top[0]):
         raise InvalidInputError(
             ("options", "rtol"),
             f"the norm of a {m}×{n} operator could not be certified to rtol {rtol:g} within the Lanczos budget "
-            f"({counter[0]} products, a basis of {steps} vectors); ask for a larger rtol",
+            f"({products + 1} products, a basis of {steps} vectors); ask for a larger rtol",
         )
-    return SpectralNorm(float(np.sqrt(top[0])) / f, "lanczos", counter[0])
+    return SpectralNorm(float(np.sqrt(top[0])) / f, "lanczos", products + 1)
 
 
 def dense_norms(stack: Array) -> Array:

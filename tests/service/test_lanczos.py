@@ -32,19 +32,20 @@ def test_lockstep_meets_rtol_on_every_kind(rtol: float, shape: tuple[int, int]) 
     stack, expected = _stack(kinds, shape)
     gram, size, scales = lanczos.stack_gram(stack)
     values, products = lanczos.top_singular_values(gram, size, scales, rtol)
-    assert values is not None
+    assert not np.isnan(values).any()
     np.testing.assert_allclose(values, expected, rtol=rtol, atol=0)
     assert np.all(values <= expected * (1 + ROUNDING))
     assert products > 0
 
 
 def test_clustered_spectrum_is_refused_within_a_small_budget() -> None:
-    """A top gap of 1e-9 is beyond 10 steps at rtol 1e-12: the lockstep solver says so instead of answering."""
+    """A top gap of 1e-9 is beyond 10 steps at rtol 1e-12: the lockstep solver says so (NaN) instead of
+    answering, for that run alone."""
     stack, _ = _stack(["clustered", "gaussian"])
     gram, size, _ = lanczos.stack_gram(stack)
     top, products = lanczos.top_eigenvalues(gram, len(stack), size, 1e-12, steps=10)
-    assert top is None
-    assert products == 2 * 2 * 10
+    assert np.isnan(top[0])
+    assert 2 * 10 < products <= 2 * 2 * 10
 
 
 @pytest.mark.parametrize("rtol", [1e-6, 1e-10])
@@ -72,7 +73,7 @@ def test_gram_operators_are_the_probes_grams(shape: tuple[int, int], size: float
     expected = (at @ (a @ x[:, :, None]) if shape[0] >= shape[1] else a @ (at @ x[:, :, None]))[:, :, 0]
     for gram, n, scales in (lanczos.shared_weight_gram(w, d), lanczos.stack_gram(d[:, :, None] * w)):
         assert n == min(shape)
-        got = gram(x) / (scales[:, None] * size) ** 2
+        got = gram(x, np.arange(5)) / (scales[:, None] * size) ** 2
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
 
 
@@ -82,7 +83,7 @@ def test_jacobian_norms_of_many_probes_in_lockstep() -> None:
     w = rng.standard_normal((320, 400)) / 20
     d = 1 - np.tanh(rng.standard_normal((12, 320))) ** 2
     norms, products = _lockstep_matrix_norms(w, d, 1e-10)
-    assert norms is not None
+    assert not np.isnan(norms).any()
     expected = [np.linalg.norm(row[:, None] * w, 2) for row in d]
     np.testing.assert_allclose(norms, expected, rtol=1e-10, atol=0)
     assert products > 0
