@@ -10,8 +10,7 @@ time; the workers are the parallelism.
 When every worker is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
 ``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``.
 
-Each task has a ``Deadline`` (which the task may tighten, telling the server a ``Deadline`` it found in the
-request it validated): past it the worker is killed (SIGKILL: a signal handler would wait for the LAPACK
+Each task has a ``Deadline``: past it the worker is killed (SIGKILL: a signal handler would wait for the LAPACK
 call in progress to return) and replaced, and the answer is 413 (``DEADLINE``) naming the limit. A client that
 disconnects (``http.disconnect`` on the request's ``receive``) has its worker killed and replaced the same way, at
 once. A worker that runs out of its memory (``MemoryError`` under RLIMIT_AS) is answered 413 (``MEMORY``); one
@@ -239,8 +238,7 @@ class ComputePool:
     async def _watched(
         self, current: Worker, task: worker.Task, deadline: Deadline, receive: Receive | None
     ) -> worker.Outcome:
-        """The worker's outcome of ``task``; 413 past the deadline (or a tighter one the task tells), 400 once the
-        client has gone."""
+        """The worker's outcome of ``task``; 413 past the deadline, 400 once the client has gone."""
         gone = False
         outcome: worker.Outcome | None = None
         failure: Exception | None = None
@@ -257,16 +255,8 @@ class ComputePool:
             if receive is not None:
                 group.start_soon(watch)
             try:
-                with move_on_after(deadline.seconds) as scope:
-                    started = scope.deadline - deadline.seconds
-
-                    def tightened(note: Any) -> None:
-                        nonlocal deadline
-                        if isinstance(note, Deadline) and note.seconds < deadline.seconds:
-                            deadline = note
-                            scope.deadline = started + note.seconds
-
-                    outcome = await self._exchange(current, task, tightened)
+                with move_on_after(deadline.seconds):
+                    outcome = await self._exchange(current, task)
             except Exception as exc:  # raised after the group, not wrapped in an exception group
                 failure = exc
             group.cancel_scope.cancel()
@@ -278,22 +268,18 @@ class ComputePool:
             raise self._late(deadline)
         return outcome
 
-    async def _exchange(self, current: Worker, task: worker.Task, noted: Callable[[Any], None]) -> worker.Outcome:
-        """Send the task, then wait for its messages without a thread and read each in one (it may be large):
-        ``noted`` is given every ``worker.Note``'s message, the outcome is returned; 503 if the worker dies
-        meanwhile."""
+    async def _exchange(self, current: Worker, task: worker.Task) -> worker.Outcome:
+        """Send the task, wait for the answer without a thread, then read it in one (it may be large); 503 if the
+        worker dies meanwhile."""
         connection = current.connection
         try:
             await to_thread.run_sync(connection.send, task)
-            while True:
-                await wait_readable(connection)
-                message: worker.Outcome | worker.Note = await to_thread.run_sync(connection.recv)
-                if not isinstance(message, worker.Note):
-                    return message
-                noted(message.message)
+            await wait_readable(connection)
+            outcome: worker.Outcome = await to_thread.run_sync(connection.recv)
         except (EOFError, OSError):
             await to_thread.run_sync(current.process.join)
             raise self._lost(current.process.exitcode) from None
+        return outcome
 
     def _spawn(self) -> Worker:
         """A new worker (blocks for the fork server's answer: call it in a thread)."""
@@ -316,8 +302,6 @@ class ComputePool:
             return outcome.value
         if isinstance(outcome, worker.Invalid):
             raise InvalidInputError(outcome.location, outcome.message)
-        if isinstance(outcome, worker.Refused):
-            raise outcome.error
         if isinstance(outcome, worker.OutOfMemory):
             raise ProblemError(
                 413,
