@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from service.errors import InvalidInputError, Location
-from service.graph.op import Array, Linearised, Op
+from service.graph.op import Array, Linearised, Op, check_shape, finite_array
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 """The four projections, by the names the separate layout gives them."""
@@ -49,19 +49,6 @@ CANONICAL = tuple(f"{p}.{kind}" for p in PROJECTIONS for kind in ("weight", "bia
 """Every parameter's name in the separate layout, in order."""
 PACKED = ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
 """torch.nn.MultiheadAttention's names."""
-
-
-def _as_array(value: ArrayLike, location: Location) -> Array:
-    """``value`` as a float64 array; InvalidInputError when it is not finite."""
-    array = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise InvalidInputError(location, "contains NaN or infinite values")
-    return array
-
-
-def _check_shape(array: Array, shape: tuple[int, ...], location: Location) -> None:
-    if array.shape != shape:
-        raise InvalidInputError(location, f"has shape {list(array.shape)}, expected {list(shape)}")
 
 
 def _softmax(scores: Array) -> Array:
@@ -100,7 +87,7 @@ class Attention(Op):
         for name in parameters:
             if name not in known:
                 raise InvalidInputError((*location, name), f"is not a parameter of attention (expected {known})")
-        arrays = {c: _as_array(parameters[n], (*location, n)) for c, n in renamed.items() if n in parameters}
+        arrays = {c: finite_array(parameters[n], (*location, n)) for c, n in renamed.items() if n in parameters}
         self._setup(arrays, renamed, num_heads, causal, False, location)
 
     def _setup(
@@ -133,13 +120,13 @@ class Attention(Op):
         arrays: dict[str, Array] = {}
         for packed, kind in (("in_proj_weight", "weight"), ("in_proj_bias", "bias")):
             if packed in parameters:
-                array = _as_array(parameters[packed], (*location, packed))
+                array = finite_array(parameters[packed], (*location, packed))
                 if array.ndim < 1 or array.shape[0] % 3:
                     raise InvalidInputError((*location, packed), f"has shape {list(array.shape)}, not 3·d rows")
                 arrays.update(zip((f"{p}.{kind}" for p in PROJECTIONS[:3]), np.split(array, 3), strict=True))
         for name in ("out_proj.weight", "out_proj.bias"):
             if name in parameters:
-                arrays[name] = _as_array(parameters[name], (*location, name))
+                arrays[name] = finite_array(parameters[name], (*location, name))
         op = cls.__new__(cls)
         op._setup(arrays, {c: c for c in CANONICAL}, num_heads, causal, True, location)
         return op
@@ -210,7 +197,7 @@ class _Weights:
             if c.endswith("weight") and c not in arrays:
                 raise InvalidInputError(located(c), "is missing")
             if c in arrays:
-                _check_shape(arrays[c], (d, d) if c.endswith("weight") else (d,), located(c))
+                check_shape(arrays[c], (d, d) if c.endswith("weight") else (d,), located(c))
         w = {p: arrays[f"{p}.weight"] for p in PROJECTIONS}
         b = {p: arrays.get(f"{p}.bias", np.zeros(d)) for p in PROJECTIONS}
         return cls(w, b, frozenset(p for p in PROJECTIONS if f"{p}.bias" in arrays), heads)

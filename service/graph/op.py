@@ -23,9 +23,25 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
+
+from service.errors import InvalidInputError, Location
 
 Array = NDArray[np.float64]
+
+
+def finite_array(value: ArrayLike, location: Location) -> Array:
+    """``value`` (a parameter tensor) as a float64 array; InvalidInputError at ``location`` when it is not finite."""
+    array = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise InvalidInputError(location, "contains NaN or infinite values")
+    return array
+
+
+def check_shape(array: Array, shape: tuple[int, ...], location: Location) -> None:
+    """InvalidInputError at ``location`` unless ``array`` has ``shape``."""
+    if array.shape != shape:
+        raise InvalidInputError(location, f"has shape {list(array.shape)}, expected {list(shape)}")
 
 
 class Linearised(ABC):

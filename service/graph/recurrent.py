@@ -55,7 +55,7 @@ from numpy.typing import ArrayLike
 from scipy.special import expit
 
 from service.errors import InvalidInputError, Location
-from service.graph.op import Array, Linearised, Op
+from service.graph.op import Array, Linearised, Op, check_shape, finite_array
 
 State = tuple[Array, ...]
 """A cell's state per probe: ``(h,)``, or ``(h, c)`` for the LSTM, each (B, H)."""
@@ -276,19 +276,6 @@ class _RecurrentLinearised(Linearised):
 _SUFFIXES = ("", "_reverse")
 
 
-def _as_array(value: ArrayLike, location: Location) -> Array:
-    """``value`` as a float64 array; InvalidInputError when it is not finite."""
-    array = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise InvalidInputError(location, "contains NaN or infinite values")
-    return array
-
-
-def _check_shape(array: Array, shape: tuple[int, ...], location: Location) -> None:
-    if array.shape != shape:
-        raise InvalidInputError(location, f"has shape {list(array.shape)}, expected {list(shape)}")
-
-
 class _Recurrent(Op):
     """A stack of ``num_layers`` recurrent layers of one cell kind (see the module's docstring)."""
 
@@ -318,7 +305,7 @@ class _Recurrent(Op):
         missing = [name for name in names if name not in parameters]
         if missing:
             raise InvalidInputError((*location, missing[0]), "is missing")
-        self._parameters = {name: _as_array(parameters[name], (*location, name)) for name in names}
+        self._parameters = {name: finite_array(parameters[name], (*location, name)) for name in names}
         self.layers = self._build(bias)
 
     @abstractmethod
@@ -360,7 +347,7 @@ class _Recurrent(Op):
                 for kind, shape in shapes.items():
                     name = f"{kind}_l{k}{suffix}"
                     arrays[kind] = self._parameters[name] if name in self._parameters else np.zeros(shape)
-                    _check_shape(arrays[kind], shape, (*self.location, name))
+                    check_shape(arrays[kind], shape, (*self.location, name))
                 layer.append(_Direction(self.cell, reverse=suffix == "_reverse", **arrays))
             layers.append(layer)
         return layers
