@@ -59,6 +59,8 @@ SHARED_BYTES = 1 << 20
 """Byte payloads larger than this reach a worker through shared memory rather than pickled through its pipe."""
 COPY_CHUNK = 8 << 20
 """Bytes copied into shared memory per step: the server thread that copies lets go of the GIL between steps."""
+LOST_GRACE = 5.0
+"""Seconds a worker whose pipe failed is given to end by itself before it is killed."""
 
 PRELOAD = ("api.onethread", "api.worker", "api.work", "service.bounds")
 """What the fork server imports, in order, before forking workers: BLAS on one thread (before numpy), then the
@@ -173,6 +175,30 @@ class Worker:
         self.connection.close()
 
 
+def _send(connection: Connection, task: worker.Task) -> None:
+    """``connection.send(task)`` on a blocking descriptor: uvloop (granian's event loop) leaves a descriptor it has
+    waited on non-blocking (libuv's ``uv_poll_init``), and a message larger than the pipe's buffer would then fail
+    half-sent with EAGAIN, the worker left waiting for the rest."""
+    os.set_blocking(connection.fileno(), True)
+    connection.send(task)
+
+
+def _recv(connection: Connection) -> worker.Outcome:
+    """``connection.recv()`` on a blocking descriptor (see ``_send``)."""
+    os.set_blocking(connection.fileno(), True)
+    outcome: worker.Outcome = connection.recv()
+    return outcome
+
+
+def _ended(current: Worker) -> int | None:
+    """The exit code of a worker whose pipe failed, killed first if it has not ended within LOST_GRACE seconds
+    (a pipe can fail with the worker alive, which a bare join would wait on for ever)."""
+    current.process.join(LOST_GRACE)
+    exitcode = current.process.exitcode
+    current.kill()
+    return exitcode
+
+
 class ComputePool:
     """At most ``workers`` tasks running at once, each in a worker process, with a bounded wait for one."""
 
@@ -273,12 +299,11 @@ class ComputePool:
         worker dies meanwhile."""
         connection = current.connection
         try:
-            await to_thread.run_sync(connection.send, task)
+            await to_thread.run_sync(_send, connection, task)
             await wait_readable(connection)
-            outcome: worker.Outcome = await to_thread.run_sync(connection.recv)
+            outcome: worker.Outcome = await to_thread.run_sync(_recv, connection)
         except (EOFError, OSError):
-            await to_thread.run_sync(current.process.join)
-            raise self._lost(current.process.exitcode) from None
+            raise self._lost(await to_thread.run_sync(_ended, current)) from None
         return outcome
 
     def _spawn(self) -> Worker:

@@ -270,6 +270,17 @@ def _b64_layers(rng: np.random.Generator, n: int) -> dict[str, Any]:
     return {"network": {"activation": "tanh", "layers": [{"weight": tensor}, {"weight": [[1.0] * n]}]}}
 
 
+@pytest.mark.parametrize("anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+async def test_messages_larger_than_the_pipe_buffer_pass_the_same_worker_again_under_uvloop() -> None:
+    """uvloop, granian's event loop, leaves a descriptor it has waited on non-blocking: every later message through
+    that worker's pipe larger than the pipe's buffer must still arrive whole (it used to fail half-sent with EAGAIN,
+    the request never answered)."""
+    payload = bytes(compute.SHARED_BYTES // 2)  # over the pipe's 64 KiB buffer, under shared memory's threshold
+    async with started(ComputePool(1)) as pool:
+        for _ in range(3):
+            assert await pool.run(bytes, (payload,), FOREVER) == payload
+
+
 @pytest.mark.parametrize("room", [True, False], ids=["shared-memory", "pipe"])
 async def test_a_large_json_body_reaches_the_worker_and_gives_the_same_numbers(
     room: bool, monkeypatch: pytest.MonkeyPatch
