@@ -10,7 +10,8 @@ time; the workers are the parallelism.
 When every worker is busy a request waits, in a queue of at most ``queue_size`` requests, for at most
 ``queue_timeout`` seconds; past either bound it is refused with 503 and ``Retry-After``.
 
-Each task has a ``Deadline``: past it the worker is killed (SIGKILL: a signal handler would wait for the LAPACK
+Each task has a ``Deadline`` (which the task may tighten, telling the server a ``Deadline`` it found in the
+request it validated): past it the worker is killed (SIGKILL: a signal handler would wait for the LAPACK
 call in progress to return) and replaced, and the answer is 413 (``DEADLINE``) naming the limit. A client that
 disconnects (``http.disconnect`` on the request's ``receive``) has its worker killed and replaced the same way, at
 once. A worker that runs out of its memory (``MemoryError`` under RLIMIT_AS) is answered 413 (``MEMORY``); one
@@ -183,11 +184,11 @@ def _send(connection: Connection, task: worker.Task) -> None:
     connection.send(task)
 
 
-def _recv(connection: Connection) -> worker.Outcome:
+def _recv(connection: Connection) -> worker.Outcome | worker.Note:
     """``connection.recv()`` on a blocking descriptor (see ``_send``)."""
     os.set_blocking(connection.fileno(), True)
-    outcome: worker.Outcome = connection.recv()
-    return outcome
+    message: worker.Outcome | worker.Note = connection.recv()
+    return message
 
 
 def _ended(current: Worker) -> int | None:
@@ -264,7 +265,8 @@ class ComputePool:
     async def _watched(
         self, current: Worker, task: worker.Task, deadline: Deadline, receive: Receive | None
     ) -> worker.Outcome:
-        """The worker's outcome of ``task``; 413 past the deadline, 400 once the client has gone."""
+        """The worker's outcome of ``task``; 413 past the deadline (or a tighter one the task tells), 400 once the
+        client has gone."""
         gone = False
         outcome: worker.Outcome | None = None
         failure: Exception | None = None
@@ -281,8 +283,16 @@ class ComputePool:
             if receive is not None:
                 group.start_soon(watch)
             try:
-                with move_on_after(deadline.seconds):
-                    outcome = await self._exchange(current, task)
+                with move_on_after(deadline.seconds) as scope:
+                    started = scope.deadline - deadline.seconds
+
+                    def tightened(note: Any) -> None:
+                        nonlocal deadline
+                        if isinstance(note, Deadline) and note.seconds < deadline.seconds:
+                            deadline = note
+                            scope.deadline = started + note.seconds
+
+                    outcome = await self._exchange(current, task, tightened)
             except Exception as exc:  # raised after the group, not wrapped in an exception group
                 failure = exc
             group.cancel_scope.cancel()
@@ -294,17 +304,21 @@ class ComputePool:
             raise self._late(deadline)
         return outcome
 
-    async def _exchange(self, current: Worker, task: worker.Task) -> worker.Outcome:
-        """Send the task, wait for the answer without a thread, then read it in one (it may be large); 503 if the
-        worker dies meanwhile."""
+    async def _exchange(self, current: Worker, task: worker.Task, noted: Callable[[Any], None]) -> worker.Outcome:
+        """Send the task, then wait for its messages without a thread and read each in one (it may be large):
+        ``noted`` is given every ``worker.Note``'s message, the outcome is returned; 503 if the worker dies
+        meanwhile."""
         connection = current.connection
         try:
             await to_thread.run_sync(_send, connection, task)
-            await wait_readable(connection)
-            outcome: worker.Outcome = await to_thread.run_sync(_recv, connection)
+            while True:
+                await wait_readable(connection)
+                message: worker.Outcome | worker.Note = await to_thread.run_sync(_recv, connection)
+                if not isinstance(message, worker.Note):
+                    return message
+                noted(message.message)
         except (EOFError, OSError):
             raise self._lost(await to_thread.run_sync(_ended, current)) from None
-        return outcome
 
     def _spawn(self) -> Worker:
         """A new worker (blocks for the fork server's answer: call it in a thread)."""
@@ -327,6 +341,8 @@ class ComputePool:
             return outcome.value
         if isinstance(outcome, worker.Invalid):
             raise InvalidInputError(outcome.location, outcome.message)
+        if isinstance(outcome, worker.Refused):
+            raise outcome.error
         if isinstance(outcome, worker.OutOfMemory):
             raise ProblemError(
                 413,

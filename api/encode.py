@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from jacspec.models import (
@@ -45,6 +45,34 @@ SPECTRAL_METHOD = (
     "Jacobians of 8 or more probes by Lanczos in lockstep on all of them; convolutions with circular padding "
     "exactly from the 2-D DFT of the kernel"
 )
+
+
+@dataclass(frozen=True)
+class EncodedReport:
+    """An analysis report as JSON, with the counts of the work behind it that the metrics report (so that the
+    server need not parse the JSON to count them)."""
+
+    json: bytes
+    verdict: str
+    layers: int
+    weights: int
+    dense_norms: int
+    lanczos_norms: int
+    matvecs: int
+
+
+def encoded_report(result: Analysis, version: str, timings_ms: dict[str, float]) -> EncodedReport:
+    """``report_json(analysis_report(…))`` as bytes, with its work's counts."""
+    m = result.methods
+    return EncodedReport(
+        json=report_json(analysis_report(result, version, timings_ms)).encode(),
+        verdict=result.summary.verdict,
+        layers=len(result.layers),
+        weights=sum(m * n for m, n in (layer.shape for layer in result.layers)),
+        dense_norms=m.dense_svd,
+        lanczos_norms=m.lanczos,
+        matvecs=m.matvecs,
+    )
 
 
 def thresholds_model(t: ServiceThresholds) -> Thresholds:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -30,9 +32,9 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.compute import ComputePool, Worker
+from api.encode import EncodedReport
 from api.worker import Done, Outcome, Task
 from jacspec import __version__
-from service.analysis import Analysis
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -151,17 +153,16 @@ class Metrics:
         self.latency.labels(method, route).observe(seconds)
 
     def observe_work(self, result: object) -> None:
-        """Count the work in ``result`` if it is an analysis (alone, or first in a tuple: POST /v1/analyses's
-        work returns ``(Analysis, decode_ms)``); other work (a bound) counts only as compute time."""
-        analysis = result[0] if isinstance(result, tuple) and result else result
-        if not isinstance(analysis, Analysis):
+        """Count the work of ``result`` if it is an analysis's report; other work (a bound) counts only as compute
+        time."""
+        if not isinstance(result, EncodedReport):
             return
-        self.analyses.labels(analysis.summary.verdict).inc()
-        self.layers.inc(len(analysis.layers))
-        self.weights.inc(sum(m * n for m, n in (layer.shape for layer in analysis.layers)))
-        self.weight_norms.labels("dense").inc(analysis.methods.dense_svd)
-        self.weight_norms.labels("lanczos").inc(analysis.methods.lanczos)
-        self.matvecs.inc(analysis.methods.matvecs)
+        self.analyses.labels(result.verdict).inc()
+        self.layers.inc(result.layers)
+        self.weights.inc(result.weights)
+        self.weight_norms.labels("dense").inc(result.dense_norms)
+        self.weight_norms.labels("lanczos").inc(result.lanczos_norms)
+        self.matvecs.inc(result.matvecs)
 
 
 def route_template(scope: Scope) -> str:
@@ -224,12 +225,12 @@ class MeteredComputePool(ComputePool):
             metrics.waiting.dec()
         metrics.wait.observe(time.perf_counter() - asked)
 
-    async def _exchange(self, current: Worker, task: Task) -> Outcome:
+    async def _exchange(self, current: Worker, task: Task, noted: Callable[[Any], None]) -> Outcome:
         metrics = self.metrics
         began = time.perf_counter()
         metrics.busy.inc()
         try:
-            outcome = await super()._exchange(current, task)
+            outcome = await super()._exchange(current, task, noted)
         finally:
             metrics.busy.dec()
             metrics.compute.labels("worker").observe(time.perf_counter() - began)

@@ -50,6 +50,17 @@ class ProblemError(Exception):
         )
         self.headers = headers
 
+    def __reduce__(self) -> tuple[Any, tuple[Problem, dict[str, str] | None]]:
+        """Pickled as its problem and headers (a compute worker's refusal reaches the server whole)."""
+        return _restored, (self.problem, self.headers)
+
+
+def _restored(problem: Problem, headers: dict[str, str] | None) -> ProblemError:
+    """The ProblemError that ``problem`` and ``headers`` were taken from."""
+    error = ProblemError(problem.status, problem.title, problem.detail or "", headers=headers)
+    error.problem = problem
+    return error
+
 
 def invalid(errors: Sequence[FieldError], status: int = 422, total: int | None = None) -> ProblemError:
     """A 4xx naming each offending field; ``detail`` repeats the first.

@@ -18,14 +18,24 @@ from fastapi import Request
 
 from api.compute import SHARED_BYTES, ComputePool, Deadline, sharing
 from api.echo import echo
+from api.encode import EncodedReport, encoded_report
 from api.ingest import safetensors
-from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
+from api.ingest.body import (
+    INLINE_PARSE_BYTES,
+    declared_length,
+    media_type,
+    read_body,
+    require_json,
+    validate_json,
+    validated,
+)
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
 from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings
 from api.sizes import checked_safetensors_size, checked_size
-from api.worker import Shared, attached
+from api.worker import Shared, attached, tell
+from jacspec import __version__
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
 from jacspec.models import Options as OptionsModel
@@ -42,13 +52,17 @@ ACCEPTED = "application/json, or multipart/form-data with a .safetensors file"
 Computed = tuple[Analysis, float]
 """The analysis, and the milliseconds that decoding or drawing the weights took."""
 
+Timings = dict[str, float]
+"""Milliseconds by stage: parse, decode, compute, and their total."""
+
 
 @dataclass(frozen=True)
 class AnalysisWork:
     """A request read and checked: the worker computes ``function(source, *args)`` within ``deadline``, where
-    ``source`` is ``payload`` (or, for large bytes, the shared-memory block holding them)."""
+    ``source`` is ``payload`` (or, for large bytes, the shared-memory block holding them), and answers the
+    report's JSON."""
 
-    function: Callable[..., Computed]
+    function: Callable[..., EncodedReport]
     payload: object
     args: tuple[Any, ...]
     deadline: Deadline
@@ -57,8 +71,10 @@ class AnalysisWork:
 async def receive(request: Request, settings: Settings, compute: ComputePool) -> AnalysisWork:
     """Read the body (JSON, or multipart with a .safetensors file) and check its sizes; no array is made yet.
 
-    A full queue refuses a body that may be large (``may_be_large``) before it is read, unless its Content-Length
-    alone is over the limit: that one is a 413 (a 503 would only make the client retry it).
+    A JSON body over SHARED_BYTES is not validated here but in the worker (``analyse_json``): its validation,
+    whose time grows with the body, would hold the GIL beside the event loop. A full queue refuses a body that
+    may be large (``may_be_large``) before it is read, unless its Content-Length alone is over the limit: that
+    one is a 413 (a 503 would only make the client retry it).
     """
     if may_be_large(request) and not declared_too_large(request, settings):
         compute.refuse_if_full()
@@ -66,10 +82,12 @@ async def receive(request: Request, settings: Settings, compute: ComputePool) ->
         return await _safetensors_work(request, settings)
     require_json(request, ACCEPTED)
     raw = await read_body(request, settings.max_body_bytes)
+    if len(raw) > SHARED_BYTES:
+        request.state.parse_ms = 0.0
+        return AnalysisWork(analyse_json, raw, (settings,), deadline(settings))
     body = await validate_json(request, AnalysisRequest, raw)
     trials = trials_left(checked_size(body, settings), settings)
-    payload = raw if len(raw) > SHARED_BYTES else body
-    return AnalysisWork(analyse_json, payload, (trials,), deadline(settings, body.options))
+    return AnalysisWork(analyse_model, body, (trials,), deadline(settings, body.options))
 
 
 def trials_left(work: WorkEstimate, settings: Settings) -> int:
@@ -77,10 +95,10 @@ def trials_left(work: WorkEstimate, settings: Settings) -> int:
     return work.trials_within(settings.max_flops, TRIALS)
 
 
-def deadline(settings: Settings, options: OptionsModel) -> Deadline:
+def deadline(settings: Settings, options: OptionsModel | None = None) -> Deadline:
     """JACSPEC_MAX_SECONDS, or options.max_seconds when it asks for less; with what would fit instead."""
     advice = "fewer probes (inputs.count), a larger options.rtol, no options.spectrum or a smaller network would fit"
-    wanted = options.max_seconds
+    wanted = None if options is None else options.max_seconds
     if wanted is not None and wanted < settings.max_seconds:
         return Deadline(
             wanted,
@@ -90,18 +108,15 @@ def deadline(settings: Settings, options: OptionsModel) -> Deadline:
     return Deadline(settings.max_seconds, "JACSPEC_MAX_SECONDS", advice)
 
 
-async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> tuple[Analysis, dict[str, float]]:
-    """The analysis, and its timings in milliseconds: parse, decode, compute and their total. A client that
-    disconnects meanwhile has its worker stopped (``request.receive`` is watched)."""
-    started = time.perf_counter()
+async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> bytes:
+    """The report's JSON, computed and encoded in a worker. A client that disconnects meanwhile has its worker
+    stopped (``request.receive`` is watched)."""
+    server_ms = {"parse": request.state.parse_ms, "decode": getattr(request.state, "header_ms", 0.0)}
     async with sharing(pending.payload) as source:
-        result, decode_ms = await compute.run(
-            pending.function, (source, *pending.args), pending.deadline, request.receive
+        answer: EncodedReport = await compute.run(
+            pending.function, (source, *pending.args, server_ms), pending.deadline, request.receive
         )
-    worker_ms = (time.perf_counter() - started) * 1e3
-    decode_ms += getattr(request.state, "header_ms", 0.0)
-    timings = {"parse": request.state.parse_ms, "decode": decode_ms, "compute": worker_ms - decode_ms}
-    return result, {**timings, "total": sum(timings.values())}
+    return answer.json
 
 
 def may_be_large(request: Request) -> bool:
@@ -117,15 +132,38 @@ def declared_too_large(request: Request, settings: Settings) -> bool:
     return declared is not None and declared > settings.max_body_bytes
 
 
-def analyse_json(source: AnalysisRequest | Shared | bytes, trials: int = TRIALS) -> Computed:
-    """In a worker: the analysis of a JSON request, given as its model, or as its raw bytes in shared memory or
-    through the pipe (when shared memory had no room), then validated again here, as the server did."""
+def analyse_json(source: Shared | bytes, settings: Settings, server_ms: Timings) -> EncodedReport:
+    """In a worker: the report of a JSON body too large to validate in the server, given as its bytes in shared
+    memory (or through the pipe, when shared memory had no room). It is validated and its size checked here as
+    the server checks a smaller one (a 422 or 413 is raised as the server would raise it), and the server is told
+    the request's own deadline (options.max_seconds), which may be tighter than the one it set."""
+    started = time.perf_counter()
     if isinstance(source, Shared):
         with attached(source) as view:
-            source = bytes(view)
-    if isinstance(source, bytes):
-        source = AnalysisRequest.model_validate_json(source, strict=True)
-    return analyse_request(source, trials)
+            raw = bytes(view)
+    else:
+        raw = source
+    body = validated(AnalysisRequest, raw)
+    del raw
+    trials = trials_left(checked_size(body, settings), settings)
+    tell(deadline(settings, body.options))
+    parse_ms = server_ms["parse"] + (time.perf_counter() - started) * 1e3
+    return analyse_model(body, trials, {**server_ms, "parse": parse_ms})
+
+
+def analyse_model(body: AnalysisRequest, trials: int, server_ms: Timings) -> EncodedReport:
+    """In a worker: the report of a validated JSON request, as JSON."""
+    started = time.perf_counter()
+    result, decode_ms = analyse_request(body, trials)
+    return _encoded(result, server_ms, decode_ms, started)
+
+
+def _encoded(result: Analysis, server_ms: Timings, decode_ms: float, started: float) -> EncodedReport:
+    """The report's JSON, timed: the server's parse (and a file header's decode), then this worker's decode and
+    compute (the rest of the time since ``started``)."""
+    compute_ms = (time.perf_counter() - started) * 1e3 - decode_ms
+    timings = {"parse": server_ms["parse"], "decode": server_ms["decode"] + decode_ms, "compute": compute_ms}
+    return encoded_report(result, __version__, {**timings, "total": sum(timings.values())})
 
 
 def analyse_request(body: AnalysisRequest, trials: int = TRIALS) -> Computed:
@@ -183,9 +221,10 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
 
 
 def analyse_upload(
-    source: bytes | memoryview | Shared, prefixes: list[str], spec: SafetensorsRequest, trials: int = TRIALS
-) -> Computed:
-    """In a worker: read the uploaded file (from shared memory when large), widen its tensors, build, analyse.
+    source: bytes | memoryview | Shared, prefixes: list[str], spec: SafetensorsRequest, trials: int, server_ms: Timings
+) -> EncodedReport:
+    """In a worker: read the uploaded file (from shared memory when large), widen its tensors, build, analyse, and
+    answer the report's JSON.
 
     An error about a layer's weight found while analysing (its norm beyond float64) names the tensor in the file.
     """
@@ -197,12 +236,13 @@ def analyse_upload(
         network = _uploaded(source, prefixes, spec)
     decode_ms = (time.perf_counter() - started) * 1e3
     try:
-        return _analysed(network, spec.inputs, spec.options, trials, inputs_at=("request",)), decode_ms
+        result = _analysed(network, spec.inputs, spec.options, trials, inputs_at=("request",))
     except InvalidInputError as exc:
         if exc.location[:2] != ("network", "layers"):
             raise
         tensor = f"{prefixes[int(exc.location[2])]}.{exc.location[3]}"
         raise InvalidInputError(("weights",), f"tensor {echo(tensor)}: {exc.message}") from None
+    return _encoded(result, server_ms, decode_ms, started)
 
 
 def _uploaded(blob: bytes | memoryview, prefixes: list[str], spec: SafetensorsRequest) -> Network:

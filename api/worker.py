@@ -7,7 +7,8 @@ there, so that a new worker is a fork of an interpreter that has them already. A
 rather than the machine's OOM killer.
 
 A task is a picklable ``(function, args)``; the worker sends back an ``Outcome``: the function's value, or what went
-wrong told in plain picklable terms (an input error with its location, too little memory, a traceback). Large
+wrong told in plain picklable terms (an input error with its location, a refusal, too little memory, a traceback).
+Before it, the task may ``tell`` the server things it learns on the way (a deadline tighter than the server's). Large
 byte payloads do not travel through the pipe: the server puts them in shared memory (``Shared``) and the task
 names the block, which the worker maps (``attached``) without copying.
 """
@@ -27,6 +28,7 @@ from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import service.analysis  # noqa: F401  (imported here so that forked workers have it already)
+from api.problems import ProblemError
 from service.errors import InvalidInputError, Location
 
 NICENESS = 10
@@ -57,6 +59,20 @@ class Invalid:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """The task refused its request with ``error`` (a 413 of a body validated here, say)."""
+
+    error: ProblemError
+
+
+@dataclass(frozen=True)
+class Note:
+    """What a task tells the server while it runs, before its outcome (``tell``)."""
+
+    message: Any
+
+
+@dataclass(frozen=True)
 class OutOfMemory:
     """The task needed more memory than the worker's RLIMIT_AS allows."""
 
@@ -68,7 +84,19 @@ class Crashed:
     traceback: str
 
 
-Outcome = Done | Invalid | OutOfMemory | Crashed
+Outcome = Done | Invalid | Refused | OutOfMemory | Crashed
+
+
+class _Pipe:
+    """The worker's end of its pipe, while it serves (None in any other process)."""
+
+    connection: Connection | None = None
+
+
+def tell(message: Any) -> None:
+    """Send ``message`` to the server at once, as a ``Note``, while the task goes on (nothing outside a worker)."""
+    if _Pipe.connection is not None:
+        _Pipe.connection.send(Note(message))
 
 
 def serve(connection: Connection, memory_bytes: int | None) -> None:
@@ -85,6 +113,7 @@ def serve(connection: Connection, memory_bytes: int | None) -> None:
     os.nice(NICENESS)
     if memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _Pipe.connection = connection
     while True:
         try:
             task: Task = connection.recv()
@@ -105,6 +134,8 @@ def run(task: Task) -> Outcome:
         return Done(function(*args))
     except InvalidInputError as exc:
         return Invalid(exc.location, exc.message)
+    except ProblemError as exc:
+        return Refused(exc)
     except MemoryError:
         return OutOfMemory()
     except Exception:

@@ -74,7 +74,7 @@ def compute_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch the numerics (a worker would not see the patch). Only the worker's side changes: the task's
     outcome is what ``api.worker.run`` makes of it, as in a worker."""
 
-    async def exchange(self: ComputePool, current: Worker, task: Task) -> Outcome:
+    async def exchange(self: ComputePool, current: Worker, task: Task, noted: Callable[[Any], None]) -> Outcome:
         return await anyio.to_thread.run_sync(run_task, task)
 
     monkeypatch.setattr(ComputePool, "_exchange", exchange)

@@ -9,10 +9,8 @@ from starlette.background import BackgroundTask
 
 from api import work
 from api.deps import ComputeDep, SettingsDep
-from api.encode import analysis_report, report_json
 from api.openapi import request_body
 from api.problems import problem_responses
-from jacspec import __version__
 from jacspec.models import AnalysisReport, AnalysisRequest
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
@@ -52,9 +50,8 @@ def _request_body() -> dict[str, Any]:
 )
 async def create_analysis(request: Request, settings: SettingsDep, compute: ComputeDep) -> Response:
     pending = await work.receive(request, settings, compute)
-    result, timings = await work.run(pending, compute, request)
-    report = analysis_report(result, __version__, timings)
-    return Response(report_json(report), media_type="application/json", background=BackgroundTask(_release, pending))
+    answer = await work.run(pending, compute, request)
+    return Response(answer, media_type="application/json", background=BackgroundTask(_release, pending))
 
 
 async def _release(*held: object) -> None:

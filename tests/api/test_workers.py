@@ -332,6 +332,68 @@ async def test_shared_memory_is_unlinked_when_the_deadline_stops_the_worker() ->
     assert shared_blocks() <= blocks
 
 
+def _large(body: dict[str, Any]) -> bytes:
+    """``body`` as JSON padded past SHARED_BYTES (by a large explicit layer), so that the server hands it to a
+    worker unvalidated."""
+    content = httpx.Request("POST", "http://x", json=body).content
+    assert len(content) > compute.SHARED_BYTES
+    return content
+
+
+async def _post(content: bytes, monkeypatch: pytest.MonkeyPatch, **settings: object) -> httpx.Response:
+    """POST ``content`` to a one-worker server (with ``settings``) whose own process may not validate an analysis
+    request."""
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a large body was validated in the server")
+
+    monkeypatch.setattr(work, "validate_json", not_here)
+    async with served(compute_workers=1, **settings) as (_, client):
+        with anyio.fail_after(PATIENCE_S):
+            return await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
+
+
+async def test_a_large_body_with_a_bad_value_is_refused_by_the_worker_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = _b64_layers(np.random.default_rng(6), 500)
+    body["network"]["layers"][1]["weight"][0][7] = "NaN"
+    response = await _post(_large(body), monkeypatch)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["pointer"] == "/network/layers/1/weight/0/7"
+
+
+async def test_a_large_body_over_the_work_limit_is_refused_413_by_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {**_b64_layers(np.random.default_rng(7), 500), "inputs": {"count": 4096}}
+    response = await _post(_large(body), monkeypatch, max_flops=10**10)
+    assert response.status_code == 413, response.text
+    assert "/inputs/count" in response.json()["detail"], response.text
+
+
+async def test_a_large_body_gets_its_own_deadline_from_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server sets JACSPEC_MAX_SECONDS; the worker, once it has read options.max_seconds, tells it the tighter
+    deadline, which the 413 names."""
+    body = {**_b64_layers(np.random.default_rng(8), 1200), "options": {"rtol": 1e-13, "max_seconds": 0.01}}
+    response = await _post(_large(body), monkeypatch)
+    assert response.status_code == 413, response.text
+    assert response.json()["type"] == DEADLINE
+    assert "within 0.01 s (options.max_seconds)" in response.json()["detail"]
+
+
+def test_a_problem_raised_in_a_worker_reaches_the_server_whole() -> None:
+    """ProblemError pickles as its problem and headers (a worker's 422 keeps its field errors)."""
+    import pickle
+
+    raised = ProblemError(
+        413, "Content Too Large", "too much", type_=DEADLINE, errors=None, headers={"Retry-After": "1"}
+    )
+    again = pickle.loads(pickle.dumps(raised))
+    assert isinstance(again, ProblemError)
+    assert again.problem == raised.problem
+    assert again.headers == {"Retry-After": "1"}
+
+
 def blas_threads() -> list[int]:
     """In a worker: the thread counts of the BLAS libraries loaded (numpy's and scipy's)."""
     from threadpoolctl import threadpool_info
