@@ -28,12 +28,12 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    app: str, env: dict[str, str] | None = None, factory: bool = False, server: str = "uvicorn"
+    app: str, env: dict[str, str] | None = None, factory: bool = False, server: str = "uvicorn", root: Path = ROOT
 ) -> Iterator[tuple[str, int]]:
     """``uvicorn APP`` (``uvicorn --factory APP`` with ``factory``), or with ``server="granian"`` granian over
-    HTTP/1.1 as ``python -m api`` runs it, on a free loopback port, one worker, no access log, in the environment
-    ``python -m api`` gives its server (BLAS on one thread) plus ``env``; yields (base URL, pid of the process
-    that runs the app: granian's worker, not its supervisor)."""
+    HTTP/1.1 as ``python -m api`` runs it, from the tree ``root``, on a free loopback port, one worker, no access
+    log, in the environment ``python -m api`` gives its server (BLAS on one thread) plus ``env``; yields (base URL,
+    pid of the process that runs the app: granian's worker, not its supervisor)."""
     port = free_port()
     address = ["--host", "127.0.0.1", "--port", str(port)]
     if server == "granian":
@@ -43,7 +43,7 @@ def serve(
     if factory:
         command.insert(-1 if server == "granian" else len(command), "--factory")
     environment = {**ONE_BLAS_THREAD, **os.environ, **(env or {})}
-    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
