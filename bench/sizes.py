@@ -17,6 +17,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from pydantic import ValidationError
+
 from api.limits import fits
 from api.settings import Settings
 from api.sizes import analysis_size
@@ -35,7 +37,12 @@ TOP = 1 << 20
 
 
 def _fits(body: dict[str, Any], settings: Settings) -> bool:
-    work, _, _ = analysis_size(AnalysisRequest.model_validate(body))
+    """Whether the request is valid (within the contract's own bounds) and within the settings' limits."""
+    try:
+        request = AnalysisRequest.model_validate(body)
+    except ValidationError:
+        return False
+    work, _, _ = analysis_size(request)
     return work.parameters <= settings.max_parameters and fits(work, settings)
 
 
