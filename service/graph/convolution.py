@@ -18,7 +18,13 @@ that reads input position n·s + t·δ − p into output n (at most one 1 in eac
     ‖T_g‖ ≤ √κ_in · ‖[W_1 … W_κ]‖₂                 (T = [I ⊗ W_t]_t · [S_t ⊗ I]_t; ‖Σ_t S_tᵀ S_t‖ ≤ κ_in),
 
 κ_in = ∏_axes max_r #{t < k : t·δ ≡ r (mod s)}, the most taps through which any input entry is read (1 for a
-stride-k convolution). The bound is the min of the three, max over groups, none depending on the input's size.
+stride-k convolution). The min of the three, max over groups (``tap_bound``), holds for inputs of any size.
+
+Given the input's spatial size (``input_size``), the taps that only ever read padding are dropped (the same operator,
+κ counting the taps left) and, where it costs at most FOURIER_FLOPS, the polyphase Fourier bound is taken too
+(``Convolution.fourier_bound``: the stride-s convolution as a stride-1 one on the s phases of the input, bounded by
+the circular convolution on a grid no output wraps around on), which is within a few per cent of ‖J‖₂ on inputs a
+few kernels wide.
 """
 
 from __future__ import annotations
@@ -30,12 +36,20 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from service import spectral
+from service import lanczos, spectral
 from service.errors import InvalidInputError
 from service.graph.op import Array, Linearised, Op, finite_array
 
+FOURIER_FLOPS = 1e9
+"""fourier_bound is computed only when its Gram products and eigenvalues take at most this many multiply-adds."""
+FOURIER_ENTRIES = 2**22
+"""… and its stack of transformed kernels holds at most this many complex numbers (64 MiB)."""
+BATCHED_MIN = 64
+"""_norms takes stacked products for more matrices than this (or small ones), 2-D products one by one otherwise."""
+POWER_STEPS = 6
+"""Power iterations for the lower estimate that decides whether Σ_t‖W_t‖₂ is worth computing exactly."""
 BOUND_INFLATION = 1 + 1e-9
 """σ_max from a Gram matrix's largest eigenvalue is exact to a few ulps times its size; the bound is inflated by
 this factor so that it holds after rounding."""
@@ -86,7 +100,8 @@ class Convolution(Op):
     dims: ClassVar[int]
     lipschitz_note = (
         "min(Σ_t‖W_t‖₂, √κ·‖[W_1;…;W_κ]‖₂, √κ_in·‖[W_1 … W_κ]‖₂) over the κ kernel taps W_t (c_out × c_in/g), "
-        "κ_in the most taps any input entry is read through (stride, dilation), max over groups; for any input size"
+        "κ_in the most taps any input entry is read through (stride, dilation), max over groups; with input_size, "
+        "over the taps that read the input only, and also the polyphase circular-convolution (FFT) bound when cheap"
     )
 
     def __init__(
@@ -98,8 +113,12 @@ class Convolution(Op):
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
         padding_mode: str = "zeros",
+        input_size: Sequence[int] | None = None,
     ) -> None:
-        """torch.nn.Conv{d}d's arguments; in_channels, out_channels, kernel_size come from ``weight``."""
+        """torch.nn.Conv{d}d's arguments; in_channels, out_channels, kernel_size come from ``weight``.
+
+        ``input_size``: the spatial size of the inputs (without channels), when known. The op then takes only
+        inputs of that size, and lipschitz() uses it for a tighter bound (``lipschitz``)."""
         self.weight = finite_array(weight, ("weight",))
         d = self.dims
         if self.weight.ndim != d + 2 or 0 in self.weight.shape:
@@ -119,6 +138,7 @@ class Convolution(Op):
         self.bias = None if bias is None else finite_array(bias, ("bias",))
         if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
             raise InvalidInputError(("bias",), f"has shape {list(self.bias.shape)}, expected [{self.weight.shape[0]}]")
+        self.input_size = None if input_size is None else _ints(tuple(input_size), d, "input_size", 1)
 
     def _padding(self, padding: Padding) -> tuple[tuple[int, int], ...]:
         """(before, after) per spatial axis: torch's ints (both sides), "valid" or "same" (δ(k−1), ⌊½⌋ before)."""
@@ -148,6 +168,10 @@ class Convolution(Op):
         if len(shape) != self.dims + 1 or shape[0] != self.in_channels:
             raise InvalidInputError(
                 ("inputs", 0), f"{self.name} needs inputs ({self.in_channels}, {self.dims} sizes), got {list(shape)}"
+            )
+        if self.input_size is not None and shape[1:] != self.input_size:
+            raise InvalidInputError(
+                ("inputs", 0), f"{self.name} was built for inputs of size {list(self.input_size)}, got {list(shape)}"
             )
         out = []
         for size, (before, after), k, s, dl in zip(
@@ -217,28 +241,149 @@ class Convolution(Op):
         return _Conv(y, self, columns, tuple(x.shape[2:]))
 
     def lipschitz(self) -> float:
+        """Without ``input_size``: tap_bound of the whole kernel, for inputs of any size. With it: the kernel's taps
+        that never read an input entry (only padding) are dropped, which leaves the operator unchanged, and the
+        bound is the smaller of tap_bound on the taps left and, when it is cheap enough, fourier_bound."""
+        if self._bound is None:
+            if self.input_size is None:
+                self._bound = tap_bound(self.weight, self.groups, self.stride, self.dilation)
+            else:
+                self._bound = self._sized_bound(self.input_size)
         return self._bound
 
-    @property
-    def _bound(self) -> float:
-        if self._cached_bound is None:
-            self._cached_bound = self.tap_bound()
-        return self._cached_bound
+    def _sized_bound(self, size: tuple[int, ...]) -> float:
+        """min(tap_bound, fourier_bound) of the kernel cropped to its live taps on inputs of ``size``."""
+        live = self.live_taps(size)
+        if not all(m.any() for m in live):  # every output reads padding alone: J = 0
+            return 0.0
+        box = tuple(slice(int(np.flatnonzero(m)[0]), int(np.flatnonzero(m)[-1]) + 1) for m in live)
+        weight = (self.weight * _outer(live))[(slice(None), slice(None), *box)]
+        masks = [m[cut] for m, cut in zip(live, box, strict=True)]
+        bound = tap_bound(weight, self.groups, self.stride, self.dilation, masks)
+        if weight[0, 0].size == 1:  # one tap: tap_bound is exact
+            return bound
+        fourier = self.fourier_bound(weight, self.output_shape([(self.in_channels, *size)])[1:])
+        return bound if fourier is None else min(bound, fourier)
 
-    _cached_bound: float | None = None
+    _bound: float | None = None
 
-    def tap_bound(self) -> float:
-        """min(Σ_t‖W_t‖₂, √κ·‖[W_t]_t stacked‖₂, √κ_in·‖[W_t]_t side by side‖₂), max over groups (module docstring)."""
-        taps = math.prod(self.kernel)
-        cover = math.prod(
-            residue_cover(k, dl, s) for k, dl, s in zip(self.kernel, self.dilation, self.stride, strict=True)
+    def live_taps(self, size: tuple[int, ...]) -> list[NDArray[np.bool_]]:
+        """Per axis, the taps t < k that some output n reads an input entry through: 0 ≤ n·s + t·δ − p < S."""
+        outs = self.output_shape([(self.in_channels, *size)])[1:]
+        live = []
+        for n, k, s, dl, (before, _), length in zip(
+            outs, self.kernel, self.stride, self.dilation, self.padding, size, strict=True
+        ):
+            read = np.arange(n)[:, None] * s + np.arange(k)[None, :] * dl - before
+            live.append(((read >= 0) & (read < length)).any(axis=0))
+        return live
+
+    def fourier_bound(self, weight: Array, outs: tuple[int, ...]) -> float | None:
+        """max_ω σ_max(K̂(ω)) of the polyphase kernel on a grid that no output wraps around on: a bound of ‖J‖₂,
+        or None when it would take more than FOURIER_FLOPS multiply-adds or FOURIER_ENTRIES numbers. ``weight``
+        is the kernel cropped to its live taps (k' per axis; dead ones inside zeroed), ``outs`` the output size.
+
+        Per axis, write the dilated kernel's offsets
+        j = t·δ < σ = δ(k'−1)+1 as j = q·s + r (r < s, q < Q = ⌈σ/s⌉). Then y[n] = Σ_{r,q} K[r, q]·x_r[n + q] with
+        x_r[m] = x_pad[m·s + r]: a stride-1 correlation of the s phases x_r (as s·c_in/g channels, each input entry
+        in exactly one of them: an isometric embedding) with the kernel K[:, (i, r), q]. Outputs n < N read phase
+        positions n + q < N + Q − 1 = M; on the circular grid of size M none of them wraps, so J = R·C_M·P·E (E the
+        embedding, P dropping the phase entries never read, R keeping the outputs, all of norm ≤ 1), and ‖J‖₂ ≤
+        ‖C_M‖₂ = max_ω σ_max(K̂(ω)) (the DFT diagonalises the circular C_M into c_out/g × s·c_in/g blocks; Sedghi,
+        Gupta & Long 2019), max over groups."""
+        cropped = weight
+        spans = [dl * (c - 1) + 1 for dl, c in zip(self.dilation, cropped.shape[2:], strict=True)]
+        phases = [-(-span // s) for span, s in zip(spans, self.stride, strict=True)]
+        grid = [n + q - 1 for n, q in zip(outs, phases, strict=True)]
+        c_out, c_in = self.weight.shape[0] // self.groups, self.weight.shape[1] * math.prod(self.stride)
+        frequencies = math.prod(grid[:-1]) * (grid[-1] // 2 + 1)
+        small, large = min(c_out, c_in), max(c_out, c_in)
+        if (
+            self.groups * frequencies * (small * small * large + small**3) > FOURIER_FLOPS
+            or self.groups * frequencies * c_out * c_in > FOURIER_ENTRIES
+        ):
+            return None
+        dilated = np.zeros((*cropped.shape[:2], *(q * s for q, s in zip(phases, self.stride, strict=True))))
+        dilated[
+            (slice(None), slice(None), *(slice(0, span, dl) for span, dl in zip(spans, self.dilation, strict=True)))
+        ] = cropped
+        split = dilated.reshape(
+            *dilated.shape[:2], *(v for q, s in zip(phases, self.stride, strict=True) for v in (q, s))
         )
-        per_group = self.weight.reshape(self.groups, self.weight.shape[0] // self.groups, self.weight.shape[1], taps)
-        by_tap = np.ascontiguousarray(per_group.transpose(0, 3, 1, 2))  # (g, κ, c_out/g, c_in/g)
-        triangle = spectral.dense_norms(by_tap.reshape(-1, *by_tap.shape[2:])).reshape(self.groups, taps).sum(axis=1)
-        stacked = spectral.dense_norms(by_tap.reshape(self.groups, -1, by_tap.shape[3])) * math.sqrt(taps)
-        side = spectral.dense_norms(self._matrix()) * math.sqrt(cover)
-        return float(np.minimum(np.minimum(triangle, stacked), side).max()) * BOUND_INFLATION
+        d = self.dims
+        order = (0, 1, *(3 + 2 * a for a in range(d)), *(2 + 2 * a for a in range(d)))
+        polyphase = split.transpose(order).reshape(self.groups, c_out, c_in, *phases)
+        f = float(lanczos.unit_scales(np.array([np.abs(polyphase).max()]))[0])
+        axes = tuple(range(3, 3 + d))
+        symbol = np.fft.rfftn(polyphase * f, s=grid, axes=axes).reshape(self.groups, c_out, c_in, -1)
+        stack = symbol.transpose(0, 3, 1, 2)
+        adjoint = stack.conj().swapaxes(-1, -2)
+        gram = stack @ adjoint if c_out <= c_in else adjoint @ stack
+        top = float(np.linalg.eigvalsh(gram)[..., -1].max())
+        return math.sqrt(max(top, 0.0)) / f * BOUND_INFLATION
+
+
+def _outer(masks: list[NDArray[np.bool_]]) -> Array:
+    """The product of per-axis 0/1 masks as a kernel-shaped array (broadcast over the two channel axes)."""
+    grid = np.ones(())
+    for mask in masks:
+        grid = np.multiply.outer(grid, mask.astype(np.float64))
+    return np.asarray(grid)
+
+
+def tap_bound(
+    weight: Array,
+    groups: int,
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    live: list[NDArray[np.bool_]] | None = None,
+) -> float:
+    """min(Σ_t‖W_t‖₂, √κ·‖[W_t]_t stacked‖₂, √κ_in·‖[W_t]_t side by side‖₂), max over groups (module docstring),
+    κ and κ_in counting only the ``live`` taps (all when None)."""
+    kernel = weight.shape[2:]
+    masks = live if live is not None else [np.ones(k, dtype=bool) for k in kernel]
+    taps = math.prod(int(m.sum()) for m in masks)
+    cover = math.prod(
+        int(np.bincount((np.flatnonzero(m) * dl) % s).max()) for m, dl, s in zip(masks, dilation, stride, strict=True)
+    )
+    c_out, c_in = weight.shape[0] // groups, weight.shape[1]
+    per_group = weight.reshape(groups, c_out, c_in, -1)
+    by_tap = np.ascontiguousarray(per_group.transpose(0, 3, 1, 2))  # (g, ∏k, c_out/g, c_in/g)
+    if by_tap.shape[1] == 1:  # one tap: J = ⊕_groups I ⊗ W_g exactly, ‖J‖₂ = max_g ‖W_g‖₂
+        return float(_norms(by_tap[:, 0]).max()) * BOUND_INFLATION
+    stacked = _norms(by_tap.reshape(groups, -1, c_in)) * math.sqrt(taps)
+    side = _norms(per_group.reshape(groups, c_out, -1)) * math.sqrt(cover)
+    best = np.minimum(stacked, side)
+    if (_triangle_below(by_tap) < best).any():  # else Σ_t‖W_t‖₂ cannot win and its SVDs are skipped
+        triangle = _norms(by_tap.reshape(-1, c_out, c_in)).reshape(groups, -1).sum(axis=1)
+        best = np.minimum(best, triangle)
+    return float(best.max()) * BOUND_INFLATION
+
+
+def _norms(stack: Array) -> Array:
+    """σ_max of each ``stack[k]`` as spectral.dense_norms finds it (√λ_max of the smaller Gram matrix, scaled by a
+    power of two), but with each Gram formed by a 2-D product when there are few matrices: numpy's stacked matmul
+    with a transposed operand does not reach BLAS and is many times slower for large ones."""
+    if len(stack) > BATCHED_MIN or stack.shape[1] * stack.shape[2] < 4096:
+        return spectral.dense_norms(stack)
+    values = []
+    for matrix in stack:
+        f = float(lanczos.unit_scales(np.array([np.abs(matrix).max()]))[0])
+        scaled = matrix * f
+        gram = scaled @ scaled.T if scaled.shape[0] <= scaled.shape[1] else scaled.T @ scaled
+        values.append(float(spectral.gram_norms(gram[None])[0]) / f)
+    return np.array(values)
+
+
+def _triangle_below(by_tap: Array) -> Array:
+    """Per group, a lower estimate of Σ_t‖W_t‖₂ (a few power iterations, each ‖W_t v‖ ≤ ‖W_t‖₂ for unit v; shrunk
+    by 1e-6 for rounding), to skip the exact Σ_t‖W_t‖₂ where it cannot be the smallest bound."""
+    v = np.random.default_rng(0).standard_normal((*by_tap.shape[:2], by_tap.shape[3], 1))
+    for _ in range(POWER_STEPS):
+        v = np.swapaxes(by_tap, -1, -2) @ (by_tap @ v)
+        v /= np.maximum(np.linalg.norm(v, axis=(-2, -1), keepdims=True), np.finfo(np.float64).tiny)
+    below: Array = np.linalg.norm(by_tap @ v, axis=(-2, -1)).sum(axis=1) * (1 - 1e-6)
+    return below
 
 
 class Conv1d(Convolution):
