@@ -162,17 +162,19 @@ def test_conv1d_bound_holds(
 
 def test_conv_bound_for_the_input_size_is_tight() -> None:
     """On a 1×1 input with padding 1 only the centre tap reads the input: the bound is ‖W[:, :, 1, 1]‖₂ exactly;
-    on 16×16 (stride 1 and 2) the Fourier bound is within 5% of the truth for these kernels (regression check)."""
+    on 8×8 (stride 1 and 2) the Fourier bound is within 6% of the truth (σ_max of the matrix torch's conv2d
+    makes of the input basis) for this kernel (a regression check)."""
     rng = np.random.default_rng(51)
     weight = rng.standard_normal((6, 4, 3, 3))
     centre = float(np.linalg.norm(weight[:, :, 1, 1], 2))
     assert Conv2d(weight, padding=1, input_size=(1, 1)).lipschitz() == pytest.approx(centre, rel=1e-8)
     tw = torch.tensor(weight)
-    x = np.zeros((1, 4, 16, 16))
+    basis = torch.eye(4 * 8 * 8, dtype=torch.float64).reshape(-1, 4, 8, 8)
     for stride in (1, 2):
-        truth = _jacobian_norm(lambda z, s=stride: F.conv2d(z, tw, None, s, 1), [x])
-        bound = Conv2d(weight, None, stride, 1, input_size=(16, 16)).lipschitz()
-        assert truth <= bound <= 1.05 * truth
+        columns = F.conv2d(basis, tw, None, stride, 1).reshape(len(basis), -1)  # the matrix, one column per input
+        truth = float(torch.linalg.matrix_norm(columns, 2))
+        bound = Conv2d(weight, None, stride, 1, input_size=(8, 8)).lipschitz()
+        assert truth <= bound <= 1.06 * truth
 
 
 @pytest.mark.parametrize("affine", [True, False])
