@@ -119,7 +119,30 @@ class MaxPool2d(_Windowed):
     """max_pool2d: y = max over each window (padding −∞); J a selection; ‖J‖₂ ≤ √(the most windows per entry)."""
 
     name = "max_pool2d"
-    lipschitz_note = "√(∏_axes max_r #{t < k : t·δ ≡ r mod s}): the most windows one entry falls in, any input size"
+    lipschitz_note = (
+        "√(the most windows one entry falls in): ∏_axes max_r #{t < k : t·δ ≡ r mod s} for any input size, "
+        "counted on the grid with input_size (the sup over inputs, attained)"
+    )
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        ceil_mode: bool = False,
+        input_size: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.input_size = None if input_size is None else _pair(input_size, "input_size", 1)
+
+    def output_shape(self, input_shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+        shape = _image(input_shapes, self.name)
+        if self.input_size is not None and shape[1:] != self.input_size:
+            raise InvalidInputError(
+                ("inputs", 0), f"{self.name} was built for inputs of size {list(self.input_size)}, got {list(shape)}"
+            )
+        return super().output_shape(input_shapes)
 
     def linearise(self, inputs: Sequence[Array]) -> Linearised:
         x = inputs[0]
@@ -143,7 +166,19 @@ class MaxPool2d(_Windowed):
         return _Selection(np.ascontiguousarray(output), index, x.shape)
 
     def lipschitz(self) -> float:
-        return math.sqrt(self._cover())
+        """√(∏_axes c), c the most windows one entry falls in along an axis: any input size (the residue count of
+        _cover), or counted on the input_size grid. Both are attained on inputs where that entry is the largest."""
+        if self.input_size is None:
+            return math.sqrt(self._cover())
+        counts = 1
+        for size, (k, s, p, dl) in zip(self.input_size, self._axes(), strict=True):
+            n = pooled_size(size, k, s, p, dl, self.ceil_mode)
+            read = np.arange(n)[:, None] * s + np.arange(k)[None, :] * dl - p
+            inside = (read >= 0) & (read < size)
+            windows = np.zeros((n, size), dtype=bool)
+            windows[np.nonzero(inside)[0], read[inside]] = True
+            counts *= int(windows.sum(axis=0).max())
+        return math.sqrt(counts)
 
 
 @dataclass

@@ -252,6 +252,12 @@ def test_max_pool2d_bound_is_attained() -> None:
         x[0, 0, at, at] = 1.0
         truth = _jacobian_norm(lambda z, k=k, s=s: F.max_pool2d(z, k, s), [x])
         assert MaxPool2d(k, s).lipschitz() == pytest.approx(truth, rel=EXACT)
+        assert MaxPool2d(k, s, input_size=(9, 9)).lipschitz() == pytest.approx(truth, rel=EXACT)
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0, 0, 0] = 1.0  # on a 2×2 input, a 3×3 window with padding 1, stride 1: four windows, all hold (0, 0)
+    truth = _jacobian_norm(lambda z: F.max_pool2d(z, 3, 1, 1), [x])
+    assert MaxPool2d(3, 1, 1, input_size=(2, 2)).lipschitz() == pytest.approx(truth, rel=EXACT)
+    assert MaxPool2d(3, 1, 1).lipschitz() == 3.0
 
 
 AVG_POOL_CASES: list[dict[str, Any]] = [
@@ -327,8 +333,9 @@ def test_pool_bounds_hold(
     size = (int(rng.integers(kernel[0] * dilation[0], 8)), int(rng.integers(kernel[1] * dilation[1], 8)))
     x = rng.standard_normal((1, 2, *size))
     pool = MaxPool2d(kernel, stride, padding, dilation, ceil_mode)
+    sized = MaxPool2d(kernel, stride, padding, dilation, ceil_mode, input_size=size)
     truth = _jacobian_norm(lambda z: F.max_pool2d(z, kernel, stride, padding, dilation, ceil_mode), [x])
-    assert pool.lipschitz() >= truth * (1 - EXACT)
+    assert pool.lipschitz() >= sized.lipschitz() >= truth * (1 - EXACT)
     args = (kernel, stride, padding, ceil_mode, count_include_pad)
     truth = _jacobian_norm(lambda z: F.avg_pool2d(z, *args), [x])
     assert AvgPool2d(*args).lipschitz() >= truth
