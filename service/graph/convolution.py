@@ -14,7 +14,7 @@ The Lipschitz bound is ‖J‖₂ itself bounded: J = ⊕_groups T_g with T_g = 
 that reads input position n·s + t·δ − p into output n (at most one 1 in each row and each column, so ‖S_t‖ ≤ 1). Then
 
     ‖T_g‖ ≤ Σ_t ‖W_t‖₂                            (the triangle inequality),
-    ‖T_g‖ ≤ √κ_out · ‖[W_1; …; W_κ]‖₂              (T = [S_t ⊗ I]_t · [I ⊗ W_t]_t; ‖Σ_t S_t S_tᵀ‖ ≤ κ = ∏k taps),
+    ‖T_g‖ ≤ √κ · ‖[W_1; …; W_κ]‖₂                  (T = [S_t ⊗ I]_t · [I ⊗ W_t]_t; ‖Σ_t S_t S_tᵀ‖ ≤ κ = ∏k taps),
     ‖T_g‖ ≤ √κ_in · ‖[W_1 … W_κ]‖₂                 (T = [I ⊗ W_t]_t · [S_t ⊗ I]_t; ‖Σ_t S_tᵀ S_t‖ ≤ κ_in),
 
 κ_in = ∏_axes max_r #{t < k : t·δ ≡ r (mod s)}, the most taps through which any input entry is read (1 for a
@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -206,6 +207,11 @@ class Convolution(Op):
         """W as (g, c_out/g, c_in/g·∏k)."""
         return self.weight.reshape(self.groups, self.weight.shape[0] // self.groups, -1)
 
+    @cached_property
+    def _transposed_matrix(self) -> Array:
+        """Wᵀ per group, (g, c_in/g·∏k, c_out/g), contiguous (a stacked matmul with a transposed view is slow)."""
+        return np.ascontiguousarray(np.swapaxes(self._matrix(), 1, 2))
+
     def correlate(self, columns: Array, outs: tuple[int, ...]) -> Array:
         """W ⋆ x from x's columns, (B, c_out, *n), no bias."""
         product = self._matrix() @ columns
@@ -218,7 +224,7 @@ class Convolution(Op):
     def transposed(self, cotangent: Array, spatial: tuple[int, ...]) -> Array:
         """The transposed convolution: Wᵀ·u on the columns, scattered tap by tap onto the padded input, cropped."""
         batch, outs = len(cotangent), cotangent.shape[2:]
-        columns = np.swapaxes(self._matrix(), 1, 2) @ self.grouped(cotangent)
+        columns = self._transposed_matrix @ self.grouped(cotangent)
         columns = columns.reshape(batch, self.in_channels, *self.kernel, *outs)
         padded_size = tuple(n + b + a for n, (b, a) in zip(spatial, self.padding, strict=True))
         grad = np.zeros((batch, self.in_channels, *padded_size))
