@@ -18,6 +18,7 @@ avg_pool2d, adaptive_avg_pool2d: linear and separable, y[c] = A_H·x[c]·A_Wᵀ 
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -47,6 +48,13 @@ def _image(input_shapes: Sequence[tuple[int, ...]], name: str) -> tuple[int, int
     if len(shape) != 3 or min(shape) < 1:
         raise InvalidInputError(("inputs", 0), f"{name} needs inputs (C, H, W), got {list(shape)}")
     return shape[0], shape[1], shape[2]
+
+
+def _sized(shape: tuple[int, int, int], size: tuple[int, int] | None, name: str) -> tuple[int, int, int]:
+    """``shape``, InvalidInputError unless its (H, W) is ``size`` (any when None)."""
+    if size is not None and shape[1:] != size:
+        raise InvalidInputError(("inputs", 0), f"{name} was built for inputs of size {list(size)}, got {list(shape)}")
+    return shape
 
 
 def pooled_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
@@ -137,11 +145,7 @@ class MaxPool2d(_Windowed):
         self.input_size = None if input_size is None else _pair(input_size, "input_size", 1)
 
     def output_shape(self, input_shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
-        shape = _image(input_shapes, self.name)
-        if self.input_size is not None and shape[1:] != self.input_size:
-            raise InvalidInputError(
-                ("inputs", 0), f"{self.name} was built for inputs of size {list(self.input_size)}, got {list(shape)}"
-            )
+        _sized(_image(input_shapes, self.name), self.input_size, self.name)
         return super().output_shape(input_shapes)
 
     def linearise(self, inputs: Sequence[Array]) -> Linearised:
@@ -213,25 +217,18 @@ class _Averaging(Op):
 
     input_size: tuple[int, int] | None
 
+    @abstractmethod
     def _matrices(self, height: int, width: int) -> tuple[Array, Array]:
-        raise NotImplementedError
+        """(A_H, A_W) for inputs of size (H, W)."""
 
     def _checked(self, input_shapes: Sequence[tuple[int, ...]]) -> tuple[int, int, int]:
-        shape = _image(input_shapes, self.name)
-        if self.input_size is not None and shape[1:] != self.input_size:
-            raise InvalidInputError(
-                ("inputs", 0), f"{self.name} was built for inputs of size {list(self.input_size)}, got {list(shape)}"
-            )
-        return shape
+        return _sized(_image(input_shapes, self.name), self.input_size, self.name)
 
     def linearise(self, inputs: Sequence[Array]) -> Linearised:
         x = inputs[0]
         self.output_shape([x.shape[1:]])
         rows, cols = self._matrices(x.shape[2], x.shape[3])
         return _Separable(_apply(rows, cols, x), rows, cols)
-
-    def forward(self, inputs: Sequence[Array]) -> Array:
-        return self.linearise(inputs).output
 
     def _exact(self) -> float | None:
         """‖A_H‖₂·‖A_W‖₂ (inflated for rounding) when the input size is known."""
@@ -285,7 +282,12 @@ class AvgPool2d(_Averaging, _Windowed):
         return weights
 
     def _matrices(self, height: int, width: int) -> tuple[Array, Array]:
-        return _averaging(self, height, width)
+        """(A_H, A_W); divisor_override D makes them the 0/1 windows, A_H scaled by 1/D."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        rows, cols = self._axis(height, kh, sh, ph), self._axis(width, kw, sw, pw)
+        if self.divisor_override is None:
+            return rows, cols
+        return (rows > 0) / self.divisor_override, (cols > 0).astype(np.float64)
 
     def lipschitz(self) -> float:
         """Exact with ``input_size``. Else rows of A sum to ≤ 1 and an entry lies in ≤ c = max_r #{t < k : t ≡ r
@@ -303,15 +305,6 @@ class AvgPool2d(_Averaging, _Windowed):
         for k, s in zip(self.kernel, self.stride, strict=True):
             bound *= math.sqrt(residue_cover(k, 1, s) / (k if full else 1))
         return bound * BOUND_INFLATION
-
-
-def _averaging(op: AvgPool2d, height: int, width: int) -> tuple[Array, Array]:
-    """avg_pool2d's (A_H, A_W); divisor_override D makes them the 0/1 windows, A_H scaled by 1/D."""
-    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
-    rows, cols = op._axis(height, kh, sh, ph), op._axis(width, kw, sw, pw)
-    if op.divisor_override is None:
-        return rows, cols
-    return (rows > 0) / op.divisor_override, (cols > 0).astype(np.float64)
 
 
 @cache
