@@ -10,6 +10,7 @@ from dataclasses import replace
 from itertools import groupby
 
 from api.echo import echo
+from api.ingest.graph import build, shapes_only
 from api.ingest.safetensors import SafetensorsFile
 from api.limits import Fields, check, check_depth
 from api.settings import Settings
@@ -27,23 +28,22 @@ from jacspec.models import (
     activation_parts,
 )
 from jacspec.models import Layer as LayerModel
-from api.ingest.graph import build, shapes_only
 from service.cost import (
     DECODE_BYTES,
+    DECODE_LIST,
     LAYER_BYTES,
     RESPONSE_BASE,
-    NodeCost,
-    graph_flops,
-    node_apply_flops,
-    DECODE_LIST,
     Declared,
     LayerCost,
+    NodeCost,
     WorkEstimate,
     conv2d_layer,
     dense_layer,
     estimate,
+    graph_flops,
     init_layers,
     meanfield_solves,
+    node_apply_flops,
     recurrent_layers,
 )
 from service.errors import InvalidInputError, Location

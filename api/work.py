@@ -20,8 +20,8 @@ from api.compute import SHARED_BYTES, ComputePool, Deadline, sharing
 from api.echo import echo
 from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
-from api.ingest.graph import build, inline
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
+from api.ingest.graph import build, inline
 from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings

@@ -839,7 +839,9 @@ def node_apply_flops(op: str, parameters: int, input_sizes: Sequence[int], outpu
     return entries
 
 
-def graph_flops(nodes: Sequence[NodeCost], blocks: Sequence[tuple[int, int, int, int]], probes: int, rtol: float) -> float:
+def graph_flops(
+    nodes: Sequence[NodeCost], blocks: Sequence[tuple[int, int, int, int]], probes: int, rtol: float
+) -> float:
     """The work of a graph's analysis on B probes. ``blocks``: (first node, end node, input size, output size).
 
     The linearisation (every node once, B probes), the loss gradient's reverse sweep (2×), and Lanczos on each

@@ -30,6 +30,7 @@ from jacspec.models.graph import (
     FlattenNode,
     LayerNormNode,
     MulNode,
+    Node,
     PermuteNode,
     ReshapeNode,
     RMSNormNode,
@@ -157,9 +158,9 @@ def build(graph: GraphNetwork, resolve: Resolve, where: Location = ("network", "
     return build_graph(tuple(graph.input_shape), specs, graph.output, where)
 
 
-def _spec(node: _Node, k: int, resolve: Resolve, where: Location) -> NodeSpec:
+def _spec(node: Node, k: int, resolve: Resolve, where: Location) -> NodeSpec:
     location: Location = (*where, "nodes", k)
-    op: str = getattr(node, "op")
+    op: str = node.op
     entry = OPS[op]
     params = _params(node, entry, op, resolve, location)
     inputs = None if node.inputs is None else tuple(node.inputs)
@@ -187,7 +188,9 @@ def _params(node: _Node, entry: OpEntry, op: str, resolve: Resolve, location: Lo
                 )
         for name in entry.required:
             if name not in node.params:
-                raise InvalidInputError((*location, "params", name), f"is missing ({op} needs {', '.join(entry.required)})")
+                raise InvalidInputError(
+                    (*location, "params", name), f"is missing ({op} needs {', '.join(entry.required)})"
+                )
     return {name: resolve(value, (*location, "params", name)) for name, value in node.params.items()}
 
 
