@@ -111,3 +111,17 @@ async def test_a_graph_too_large_is_413_before_any_work(client: httpx.AsyncClien
     response = await client.post("/v1/analyses", json=body)
     assert response.status_code == 413, response.text
     assert any(error["pointer"] == "/network/graph" for error in response.json()["errors"])
+
+
+async def test_a_forward_pass_that_overflows_is_reported_not_refused(client: httpx.AsyncClient) -> None:
+    body = _body()
+    nodes = body["network"]["graph"]["nodes"]
+    nodes[3]["params"]["weight"]["data"] = [1e200] * 8
+    nodes.append({"id": "fc3", "op": "linear", "params": {"weight": {"shape": [2, 2], "data": [1e200] * 4}}})
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["summary"]["verdict"] == "exploding"
+    assert "overflow" in report["summary"]["flags"]
+    assert report["layers"][-1]["flags"][-1] == "overflow"
+    assert report["layers"][0]["jacobian_norm"] is None
