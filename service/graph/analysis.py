@@ -235,7 +235,7 @@ def _unmeasured(
     ]
 
 
-class _Overflow(ArithmeticError):
+class _OverflowError(ArithmeticError):
     """A Jacobian product left float64's range."""
 
 
@@ -244,13 +244,13 @@ def _norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, count
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             return _lanczos_norm(graph, lins, block, rtol, counter)
-    except _Overflow:
+    except _OverflowError:
         return None
 
 
 def _finite(values: Array) -> Array:
     if not np.all(np.isfinite(values)):
-        raise _Overflow
+        raise _OverflowError
     return values
 
 
