@@ -6,6 +6,7 @@ work too large is refused (``api.limits``) before any memory is spent on it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from itertools import groupby
 
@@ -82,8 +83,8 @@ def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()
     for k, node in enumerate(graph.nodes):
         sizes = [graph.size(i) for i in node.inputs]
         parameters = sum(int(array.size) for array in node.op.parameters.values())
-        steps = graph.shapes[node.inputs[0]][0] if len(graph.shapes[node.inputs[0]]) > 1 else 1
-        costs.append(NodeCost(node_apply_flops(node.op.name, parameters, sizes, graph.size(k + 1), steps), parameters))
+        rows = _rows(node.op.name, graph.shapes[node.inputs[0]], graph.shapes[k + 1])
+        costs.append(NodeCost(node_apply_flops(node.op.name, parameters, sizes, graph.size(k + 1), rows), parameters))
     blocks = [(b.start, b.stop, graph.size(b.start), graph.size(b.stop)) for b in graph.blocks()]
     probes = probe_count(inputs)
     flops = graph_flops(costs, blocks, probes, options.rtol) + DECODE_BYTES * sum(c.parameters for c in costs)
@@ -92,6 +93,16 @@ def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()
     answer = RESPONSE_BASE + len(blocks) * LAYER_BYTES + names
     parameters = sum(c.parameters for c in costs)
     return WorkEstimate(widths, parameters, probes, "none", flops, flops, answer, len(blocks))
+
+
+def _rows(op: str, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+    """The rows a node's weights act on (service.cost.node_apply_flops): a convolution's output positions, a
+    linear's input rows, a sequence op's steps."""
+    if op in ("conv1d", "conv2d"):
+        return math.prod(output_shape[1:])
+    if op == "linear":
+        return math.prod(input_shape[:-1])
+    return input_shape[0] if len(input_shape) > 1 else 1
 
 
 def _graph_fields(inputs: Inputs, where: str = "") -> Fields:

@@ -258,3 +258,78 @@ def _pair_norm(graph: object, x: np.ndarray, start: int, stop: int) -> float:
     columns = [jvp(graph, lins, Block(start, stop), np.repeat(np.eye(n)[i][None], len(x), axis=0)) for i in range(n)]
     stack = np.stack(columns, axis=-1)
     return max(float(np.linalg.svd(m, compute_uv=False)[0]) for m in stack)
+
+
+class _Batched(nn.Module):
+    """A module that wants a batch axis applied to one probe (its parameters and buffers as its own)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.inner = module
+        for name, value in list(module.named_parameters(recurse=False)):
+            setattr(self, name, value)
+        for name in ("running_mean", "running_var"):
+            if getattr(module, name, None) is not None:
+                self.register_buffer(name, getattr(module, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.inner(x[None])[0]
+        return out
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(channels).double().eval()
+    assert bn.running_mean is not None
+    assert bn.running_var is not None
+    with torch.no_grad():
+        bn.running_mean.normal_(0.0, 0.3)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_(1.0, 0.2)
+        bn.bias.normal_(0.0, 0.2)
+    return bn
+
+
+def test_a_small_cnn_with_a_strided_residual_block() -> None:
+    """conv (stride 2) → BN → ReLU → max-pool, a ResNet basic block with a strided 1×1 projection skip, group
+    norm, adaptive average pool, flatten, linear."""
+    torch.manual_seed(5)
+    stem = nn.Conv2d(2, 4, 3, stride=2, padding=1).double()
+    conv1, conv2 = (
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False).double(),
+        nn.Conv2d(6, 6, 3, padding="same").double(),
+    )
+    down = nn.Conv2d(4, 6, 1, stride=2, bias=False).double()
+    gn = nn.GroupNorm(2, 6).double()
+    head = nn.Linear(6, 3).double()
+    bn0, bn1, bn2 = _bn(4), _bn(6), _bn(6)
+    model = Exported((2, 12, 12))
+    model.module("stem", "conv2d", _Batched(stem), stride=2, padding=1)
+    model.module("bn0", "batch_norm", _Batched(bn0), eps=bn0.eps)
+    model.add("relu0", "activation", torch.relu, activation="relu")
+    model.add("pool", "max_pool2d", lambda x: functional.max_pool2d(x[None], 2)[0], kernel_size=2)
+    model.module("conv1", "conv2d", _Batched(conv1), stride=2, padding=1)
+    model.module("bn1", "batch_norm", _Batched(bn1), eps=bn1.eps)
+    model.add("relu1", "activation", torch.relu, activation="relu")
+    model.module("conv2", "conv2d", _Batched(conv2), padding="same")
+    model.module("bn2", "batch_norm", _Batched(bn2), eps=bn2.eps)
+    model.module("down", "conv2d", _Batched(down), ["pool"], stride=2)
+    model.add("res", "add", lambda a, b: a + b, ["bn2", "down"])
+    model.add("relu2", "activation", torch.relu, activation="relu")
+    model.module("gn", "group_norm", _Batched(gn), num_groups=2, eps=gn.eps)
+    model.add("avg", "adaptive_avg_pool2d", lambda x: functional.adaptive_avg_pool2d(x[None], 1)[0], output_size=1)
+    model.add("flat", "flatten", lambda x: x.flatten())
+    _linear(model, "fc", head)
+    xs = torch.randn(PROBES, 2, 12, 12, dtype=torch.float64)
+    blocks = [
+        ["stem"],
+        ["bn0"],
+        ["relu0"],
+        ["pool"],
+        ["conv1", "bn1", "relu1", "conv2", "bn2", "down", "res"],
+        ["relu2"],
+        ["gn"],
+        ["avg"],
+        ["flat"],
+        ["fc"],
+    ]
+    _check(model, xs, blocks)
