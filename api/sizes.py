@@ -55,9 +55,8 @@ def checked_size(request: AnalysisRequest, settings: Settings) -> WorkEstimate:
     """The work of a JSON request, refused (413) when it cannot fit: first by its depth alone, in constant time,
     then by its estimate, naming the changes that would fit. A graph's shapes are checked through it first (422)."""
     if request.network.graph is not None:
-        work = graph_work(build(request.network.graph, shapes_only()), request.inputs, request.options)
-        check(work, settings, _graph_fields(request.inputs))
-        return work
+        graph = build(request.network.graph, shapes_only())
+        return checked_graph_size(graph, request.inputs, request.options, settings)
     fields = analysis_fields(request)
     check_depth(declared_depth(request), settings, fields)
     work, _, declared = analysis_size(request)
@@ -71,6 +70,17 @@ def checked_safetensors_size(
     """The work of an uploaded state_dict's request, refused (413) when it cannot fit."""
     work, fields, declared = safetensors_size(file, prefixes, spec)
     check(work, settings, fields, declared)
+    return work
+
+
+def checked_graph_size(
+    graph: Graph, inputs: Inputs, options: Options, settings: Settings, where: str = ""
+) -> WorkEstimate:
+    """A graph's work, refused (413) when it cannot fit; ``where``: the pointer of the JSON request ("/request" in an
+    upload)."""
+    at: Location = tuple(step for step in where.split("/") if step)
+    work = graph_work(graph, inputs, options, at)
+    check(work, settings, _graph_fields(inputs, where))
     return work
 
 

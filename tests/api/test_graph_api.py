@@ -4,11 +4,13 @@ naming the field for bad references, shapes, parameters and ops, and a 413 for a
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from safetensors.numpy import save as save_numpy
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +127,50 @@ async def test_a_forward_pass_that_overflows_is_reported_not_refused(client: htt
     assert "overflow" in report["summary"]["flags"]
     assert report["layers"][-1]["flags"][-1] == "overflow"
     assert report["layers"][0]["jacobian_norm"] is None
+
+
+def _upload(blob: bytes, request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "files": {
+            "weights": ("model.safetensors", blob, "application/octet-stream"),
+            "request": (None, json.dumps(request), "application/json"),
+        }
+    }
+
+
+def _named_graph() -> dict[str, Any]:
+    """The residual graph of _body with its weights named as a state dict names them."""
+    graph = copy.deepcopy(_body()["network"]["graph"])
+    graph["nodes"][0]["params"] = {"weight": "block.fc1.weight"}
+    graph["nodes"][3]["params"] = {"weight": "head.weight"}
+    return graph
+
+
+async def test_an_upload_with_a_graph_naming_its_tensors_gives_the_json_numbers(client: httpx.AsyncClient) -> None:
+    blob = save_numpy({"block.fc1.weight": W1, "head.weight": W2, "unused.scale": np.ones(3)})
+    request = {"network": {"graph": _named_graph()}, "inputs": {"data": X.tolist()}, "options": {"rtol": 1e-10}}
+    uploaded = await client.post("/v1/analyses", **_upload(blob, request))
+    assert uploaded.status_code == 200, uploaded.text
+    inline = (await client.post("/v1/analyses", json=_body())).json()
+    for got, expected in zip(uploaded.json()["layers"], inline["layers"], strict=True):
+        assert got["jacobian_norm"] == pytest.approx(expected["jacobian_norm"], rel=1e-12)
+        assert got["backward_norm"] == pytest.approx(expected["backward_norm"], rel=1e-12)
+        assert list(got["parameter_gradient_norms"].values()) == pytest.approx(
+            list(expected["parameter_gradient_norms"].values()), rel=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    ("tensors", "pointer"),
+    [
+        ({"block.fc1.weight": W1}, "/request/network/graph/nodes/3/params/weight"),
+        ({"block.fc1.weight": W1, "head.weight": np.ones((2, 3))}, "/request/network/graph/nodes/3/inputs/0"),
+    ],
+)
+async def test_an_upload_graph_naming_a_missing_or_misshapen_tensor_is_422(
+    client: httpx.AsyncClient, tensors: dict[str, Any], pointer: str
+) -> None:
+    request = {"network": {"graph": _named_graph()}}
+    response = await client.post("/v1/analyses", **_upload(save_numpy(tensors), request))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == pointer
