@@ -140,7 +140,7 @@ def _upload(blob: bytes, request: dict[str, Any]) -> dict[str, Any]:
 
 def _named_graph() -> dict[str, Any]:
     """The residual graph of _body with its weights named as a state dict names them."""
-    graph = copy.deepcopy(_body()["network"]["graph"])
+    graph: dict[str, Any] = copy.deepcopy(_body()["network"]["graph"])
     graph["nodes"][0]["params"] = {"weight": "block.fc1.weight"}
     graph["nodes"][3]["params"] = {"weight": "head.weight"}
     return graph
