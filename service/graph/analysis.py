@@ -23,6 +23,7 @@ from service import lanczos
 from service.errors import InvalidInputError
 from service.graph.network import Block, Graph, jvp, linearise, parameter_gradients, vjp
 from service.graph.op import Array, Linearised
+from service.spectral import DENSE_MAX_DIM, spectral_max
 from service.verdict import Thresholds, VerdictName, classify
 from service.verdict import advise as advise_text
 
@@ -147,15 +148,56 @@ def _measured(
     cotangent = 2.0 * (output - y.reshape(output.shape)) / output.size
     gradients = parameter_gradients(graph, lins, cotangent)
     suffix = _suffix_log10(bounds)
+    backward = _backward_norms(graph, lins, [block.start for block in blocks], rtol, counter)
     reports = []
     for j, block in enumerate(blocks):
         norm = _norm(graph, lins, block, rtol, counter)
-        downstream = Block(block.stop, graph.output)
-        backward = 1.0 if block.stop == graph.output else _norm(graph, lins, downstream, rtol, counter)
+        after = 1.0 if block.stop == graph.output else backward[block.stop]
         grads = _parameter_norms(graph, block, gradients)
-        reports.append(_report(graph, j, block, bounds[j], suffix[j], norm, backward, grads))
-    whole = _norm(graph, lins, Block(0, graph.output), rtol, counter)
+        reports.append(_report(graph, j, block, bounds[j], suffix[j], norm, after, grads))
+    whole = backward[0]
     return reports, (math.log10(whole) if whole is not None and whole > 0 else None)
+
+
+def _backward_norms(
+    graph: Graph, lins: list[Linearised], cuts: list[int], rtol: float, counter: _Norms
+) -> dict[int, float | None]:
+    """max_b ‖∂y/∂t_c‖₂ for each cut c: for a narrow output (n_y ≤ DENSE_MAX_DIM) from the n_y rows of ∂y/∂t_c,
+    pulled back together node by node (one VJP per output entry) and solved densely at each cut; otherwise by
+    Lanczos on the stretch c → output."""
+    if graph.size(graph.output) > DENSE_MAX_DIM:
+        return {c: _norm(graph, lins, Block(c, graph.output), rtol, counter) for c in cuts}
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _pulled_rows(graph, lins, set(cuts), rtol, counter)
+    except _OverflowError:
+        return dict.fromkeys(cuts)
+
+
+def _pulled_rows(
+    graph: Graph, lins: list[Linearised], cuts: set[int], rtol: float, counter: _Norms
+) -> dict[int, float | None]:
+    """The reverse sweep of the n_y unit cotangents e_i (every probe at once), node by node; at each cut c (once
+    every node after it has been passed, its cotangents are complete) max_b ‖P_b‖₂ of the rows P_b = ∂y_b/∂t_c."""
+    probes, width = len(lins[0].output), graph.size(graph.output)
+    unit = np.eye(width)
+    rows = [
+        {graph.output: np.broadcast_to(unit[i], (probes, width)).reshape(probes, *graph.shapes[-1])}
+        for i in range(width)
+    ]
+    found: dict[int, float | None] = {}
+    for k in range(graph.output - 1, -1, -1):
+        for row in rows:
+            cotangent = row.pop(k + 1, None)
+            if cotangent is None:
+                continue
+            for i, g in zip(graph.nodes[k].inputs, lins[k].vjp(np.ascontiguousarray(cotangent)), strict=True):
+                row[i] = row[i] + g if i in row else g
+        counter.matvecs += width * probes
+        if k in cuts:
+            stack = np.stack([row[k].reshape(probes, -1) for row in rows], axis=1)
+            found[k] = float(spectral_max(_finite(stack), rtol)[0])
+    return found
 
 
 def _parameter_norms(graph: Graph, block: Block, gradients: dict[int, dict[str, Array]]) -> dict[str, float | None]:

@@ -17,6 +17,7 @@ from api.ingest.decode import explicit_network
 from api.ingest.graph import build, inline
 from jacspec.models import GraphNetwork, Network
 from service.analysis import Options, analyse
+from service.graph import analysis
 from service.graph.analysis import GraphAnalysis, analyse_graph
 from service.verdict import Thresholds
 from tests.service.graph.export import Exported, relative, tensor
@@ -333,3 +334,11 @@ def test_a_small_cnn_with_a_strided_residual_block() -> None:
         ["fc"],
     ]
     _check(model, xs, blocks)
+
+
+def test_wide_output_backward_norms_by_lanczos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward norms of an output too wide for the dense rows (here: every output) by Lanczos on the stretch
+    block end → output: the residual MLP's numbers again."""
+    monkeypatch.setattr(analysis, "DENSE_MAX_DIM", 0)
+    test_mlp_with_residual_adds()
+    test_transformer_block(True)
