@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service import lanczos
+from service.advice import Suggestion
 from service.errors import InvalidInputError
 from service.graph.network import Block, Graph, jvp, linearise, parameter_gradients, vjp
 from service.graph.op import Array, Linearised
@@ -66,6 +67,15 @@ class GraphAnalysis:
     output_width: int
 
 
+@dataclass(frozen=True)
+class _Bound:
+    """A block's bound (None where a node has none), its nodes' notes on what their bounds rest on, its flags."""
+
+    value: float | None
+    notes: tuple[str, ...]
+    flags: tuple[str, ...]
+
+
 @dataclass
 class _Norms:
     """Lanczos products counted over the analysis."""
@@ -90,7 +100,7 @@ def analyse_graph(graph: Graph, x: Array, y: Array, rtol: float, thresholds: Thr
     return GraphAnalysis(tuple(reports), summary, rtol, probes, counter.matvecs, graph.size(graph.output))
 
 
-def _block_bound(graph: Graph, block: Block) -> tuple[float | None, tuple[str, ...], tuple[str, ...]]:
+def _block_bound(graph: Graph, block: Block) -> _Bound:
     """A bound on ‖∂t_stop/∂t_start‖₂ from the nodes' Lipschitz bounds L_k, propagated through the block's DAG:
     B(t_start) = 1 and, for node k reading tensors i₁ … i_m,
 
@@ -120,15 +130,15 @@ def _block_bound(graph: Graph, block: Block) -> tuple[float | None, tuple[str, .
     elif not math.isfinite(bound):
         bound = None
         flags.append("bound_overflow")
-    return bound, tuple(notes), tuple(flags)
+    return _Bound(bound, tuple(notes), tuple(flags))
 
 
-def _suffix_log10(bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]]) -> list[float | None]:
+def _suffix_log10(bounds: list[_Bound]) -> list[float | None]:
     """log10 ∏_{i>j} bound_i for each block j (0 for the last): None where a later bound is unknown or zero."""
     logs: list[float | None] = [0.0] * len(bounds)
     total: float | None = 0.0
     for j in range(len(bounds) - 1, 0, -1):
-        value = bounds[j][0]
+        value = bounds[j].value
         total = None if total is None or value is None or value == 0.0 else total + math.log10(value)
         logs[j - 1] = total
     return logs
@@ -138,7 +148,7 @@ def _measured(
     graph: Graph,
     lins: list[Linearised],
     blocks: list[Block],
-    bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]],
+    bounds: list[_Bound],
     y: Array,
     rtol: float,
     counter: _Norms,
@@ -215,13 +225,13 @@ def _report(
     graph: Graph,
     j: int,
     block: Block,
-    bound: tuple[float | None, tuple[str, ...], tuple[str, ...]],
+    bound: _Bound,
     suffix: float | None,
     norm: float | None,
     backward: float | None,
     grads: dict[str, float | None],
 ) -> BlockReport:
-    flags = list(bound[2])
+    flags = list(bound.flags)
     values = list(grads.values())
     gradient: float | None = None
     if not values:
@@ -243,20 +253,18 @@ def _report(
         index=j + 1,
         nodes=tuple(node.id for node in graph.nodes[block.start : block.stop]),
         shape=(graph.size(block.stop), graph.size(block.start)),
-        jacobian_norm_bound=bound[0],
+        jacobian_norm_bound=bound.value,
         jacobian_norm=norm,
         backward_bound_log10=suffix,
         backward_norm_log10=math.log10(backward) if backward is not None and backward > 0 else None,
         gradient_norm_log10=gradient,
         parameter_gradient_norms=grads,
-        bound_notes=bound[1],
+        bound_notes=bound.notes,
         flags=tuple(flags),
     )
 
 
-def _unmeasured(
-    graph: Graph, blocks: list[Block], bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]], stop: int
-) -> list[BlockReport]:
+def _unmeasured(graph: Graph, blocks: list[Block], bounds: list[_Bound], stop: int) -> list[BlockReport]:
     """The blocks' bounds alone: the forward pass left float64's range in block ``stop``."""
     suffix = _suffix_log10(bounds)
     return [
@@ -264,14 +272,14 @@ def _unmeasured(
             index=j + 1,
             nodes=tuple(node.id for node in graph.nodes[block.start : block.stop]),
             shape=(graph.size(block.stop), graph.size(block.start)),
-            jacobian_norm_bound=bounds[j][0],
+            jacobian_norm_bound=bounds[j].value,
             jacobian_norm=None,
             backward_bound_log10=suffix[j],
             backward_norm_log10=None,
             gradient_norm_log10=None,
             parameter_gradient_norms={},
-            bound_notes=bounds[j][1],
-            flags=(*bounds[j][2], "overflow" if j >= stop else "downstream_overflow"),
+            bound_notes=bounds[j].notes,
+            flags=(*bounds[j].flags, "overflow" if j >= stop else "downstream_overflow"),
         )
         for j, block in enumerate(blocks)
     ]
@@ -349,7 +357,7 @@ def _alone(gram: lanczos.Gram, size: int, scales: Array, run: int, rtol: float, 
 
 
 def _summary(
-    bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]],
+    bounds: list[_Bound],
     input_norm: float | None,
     stopped: int | None,
     thresholds: Thresholds,
@@ -357,7 +365,7 @@ def _summary(
     """The verdict from the true growth ‖∂y/∂x‖ (exploding where the forward pass overflowed), the bound's verdict
     from ∏ of the blocks' bounds (exploding where one is unknown: no finite bound holds)."""
     flags: list[str] = [] if stopped is None else ["overflow"]
-    values = [bound[0] for bound in bounds]
+    values = [bound.value for bound in bounds]
     bound_log10: float | None = None
     if any(value is None for value in values):
         flags.append("input_bound_unknown")
@@ -385,8 +393,6 @@ def _summary(
 
 def _advice(verdict: VerdictName, depth: int, input_norm: float | None, stopped: int | None) -> str:
     """service.verdict's two sentences, with the graph's remedy (no gain is searched for a graph)."""
-    from service.advice import Suggestion
-
     if verdict == "stable":
         suggestion = Suggestion(1.0, "unchanged", input_norm)
         return advise_text(verdict, depth, input_norm, None, stopped, None, suggestion, 1.0)
