@@ -30,10 +30,11 @@ from api.ingest.body import (
     validated,
 )
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
+from api.ingest.graph import build, from_file, inline, shapes_only
 from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings
-from api.sizes import checked_safetensors_size, checked_size
+from api.sizes import checked_graph_size, checked_safetensors_size, checked_size
 from api.worker import Shared, attached, tell
 from jacspec import __version__
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
@@ -43,13 +44,15 @@ from service.advice import TRIALS
 from service.analysis import Analysis, Options, analyse
 from service.cost import WorkEstimate
 from service.errors import InvalidInputError, Location
+from service.graph.analysis import GraphAnalysis, analyse_graph
+from service.graph.network import Graph
 from service.network import Network, build_network
 from service.probes import make_probes
 from service.verdict import Thresholds
 
 ACCEPTED = "application/json, or multipart/form-data with a .safetensors file"
 
-Computed = tuple[Analysis, float]
+Computed = tuple[Analysis | GraphAnalysis, float]
 """The analysis, and the milliseconds that decoding or drawing the weights took."""
 
 Timings = dict[str, float]
@@ -158,7 +161,7 @@ def analyse_model(body: AnalysisRequest, trials: int, server_ms: Timings) -> Enc
     return _encoded(result, server_ms, decode_ms, started)
 
 
-def _encoded(result: Analysis, server_ms: Timings, decode_ms: float, started: float) -> EncodedReport:
+def _encoded(result: Analysis | GraphAnalysis, server_ms: Timings, decode_ms: float, started: float) -> EncodedReport:
     """The report's JSON, timed: the server's parse (and a file header's decode), then this worker's decode and
     compute (the rest of the time since ``started``)."""
     compute_ms = (time.perf_counter() - started) * 1e3 - decode_ms
@@ -170,6 +173,9 @@ def analyse_request(body: AnalysisRequest, trials: int = TRIALS) -> Computed:
     """Decode, build and analyse a JSON request: everything that allocates or computes."""
     network = body.network
     started = time.perf_counter()
+    if network.graph is not None:
+        graph = build(network.graph, inline)
+        return _graph_analysed(graph, body.inputs, body.options), (time.perf_counter() - started) * 1e3
     if network.layers is not None:
         built = explicit_network(network)
     elif network.recurrent is not None:
@@ -198,6 +204,16 @@ def _analysed(
     return analyse(network, x, y, service_options)
 
 
+def _graph_analysed(graph: Graph, inputs: Inputs, options: OptionsModel, inputs_at: Location = ()) -> GraphAnalysis:
+    """The analysis of a graph network; errors about the probes are located under ``inputs_at``."""
+    try:
+        x, y = make_probes(probe_spec(inputs), graph.size(0), graph.size(graph.output))
+    except InvalidInputError as exc:
+        raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
+    t = options.thresholds
+    return analyse_graph(graph, x, y, options.rtol, Thresholds(t.vanishing_log10, t.exploding_log10))
+
+
 async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWork:
     """Read the multipart body and check the file's header and sizes; the arrays are made later, by the worker."""
     parts = await read_parts(request, settings.max_body_bytes)
@@ -215,9 +231,33 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
     else:
         file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
+    graph = spec.network.graph
+    if graph is not None:
+        shapes = build(graph, shapes_only(file), UPLOAD_GRAPH)
+        checked_graph_size(shapes, spec.inputs, spec.options, settings, "/request")
+        return AnalysisWork(analyse_graph_upload, upload.data, (spec,), deadline(settings, spec.options))
     prefixes = safetensors.layer_names(file, spec.network.layers)
     trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
     return AnalysisWork(analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options))
+
+
+UPLOAD_GRAPH: Location = ("request", "network", "graph")
+
+
+def analyse_graph_upload(
+    source: bytes | memoryview | Shared, spec: SafetensorsRequest, server_ms: Timings
+) -> EncodedReport:
+    """In a worker: the report of the upload analysed as ``spec.network.graph``, its params read from the file."""
+    started = time.perf_counter()
+    assert spec.network.graph is not None
+    if isinstance(source, Shared):
+        with attached(source) as view:
+            graph = build(spec.network.graph, from_file(safetensors.parse(view)), UPLOAD_GRAPH)
+    else:
+        graph = build(spec.network.graph, from_file(safetensors.parse(source)), UPLOAD_GRAPH)
+    decode_ms = (time.perf_counter() - started) * 1e3
+    result = _graph_analysed(graph, spec.inputs, spec.options, inputs_at=("request",))
+    return _encoded(result, server_ms, decode_ms, started)
 
 
 def analyse_upload(

@@ -810,3 +810,84 @@ def _first_layers(declared: Declared, depth: int) -> Declared:
         kept.append(replace(layer, count=min(layer.count, left)))
         left -= layer.count
     return replace(declared, layers=tuple(kept))
+
+
+NODE_CALLS = 12
+"""numpy calls of one graph node's linearisation, JVP or VJP (each CALL flops): a graph of many small nodes costs
+its Python and numpy overhead."""
+
+
+GRAM_PASSES = 4.0
+"""A Gram product of a graph stretch, a JVP then a VJP, costs this many forward passes of it (a VJP costs about
+two: an op's backward forms its parameters' cotangents too, attention's and the recurrent ops')."""
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """One graph node's work for one probe: ``apply`` flops of its forward pass (its JVP costs as much, its VJP
+    with the parameters' cotangents twice as much), and its parameter entries."""
+
+    apply: float
+    parameters: int
+
+
+def node_apply_flops(op: str, parameters: int, input_sizes: Sequence[int], output_size: int, rows: int) -> float:
+    """A graph node's forward flops for one probe: 2·rows·(parameter entries) for an op whose weights act on
+    ``rows`` rows (linear: the rows of its input; conv1d/conv2d: the output positions, each reading c_in/g·k
+    entries per output channel; a recurrent op: its steps), attention besides 4·T²·d for the scores and their mix;
+    a pool POOL_TAPS entries read per output entry; every op besides ELEMENT flops per entry it reads and writes."""
+    entries = ELEMENT * (sum(flops_of(n) for n in input_sizes) + flops_of(output_size))
+    if op in ("linear", "rnn", "lstm", "gru", "conv1d", "conv2d"):
+        return entries + 2.0 * flops_of(rows) * flops_of(parameters)
+    if op == "attention":
+        width = flops_of(output_size) / max(1, rows)
+        return entries + 2.0 * flops_of(rows) * flops_of(parameters) + 4.0 * flops_of(rows) ** 2 * width
+    if op in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"):
+        return entries + ELEMENT * POOL_TAPS * flops_of(output_size)
+    return entries
+
+
+POOL_TAPS = 9
+"""The entries a pool reads per output entry, counted as for a 3 × 3 window."""
+
+
+def graph_flops(
+    nodes: Sequence[NodeCost], blocks: Sequence[tuple[int, int, int, int]], probes: int, rtol: float
+) -> float:
+    """The work of a graph's analysis on B probes. ``blocks``: (first node, end node, input size, output size).
+
+    The linearisation (every node once, B probes), the loss gradient's reverse sweep (2×), Lanczos on each block's
+    Gram operator (:func:`_stretch_lanczos`), and the backward norms: for an output of n_y ≤ DENSE_MAX_DIM entries
+    n_y reverse sweeps and, at each cut of size n_c, the B Gram matrices P_b·P_bᵀ (2·n_y²·n_c flops each) and
+    their top eigenvalues; for a wider one Lanczos on each stretch block end → output and on the whole graph."""
+    b = flops_of(probes)
+
+    def sweep(first: int, end: int) -> float:
+        return sum(node.apply * b + NODE_CALLS * CALL for node in nodes[first:end])
+
+    total = 3.0 * sweep(0, len(nodes))
+    if not blocks:
+        return total
+    n_y = blocks[-1][3]
+    total += sum(
+        _stretch_lanczos(GRAM_PASSES * sweep(first, end), min(n_in, n_out), b, rtol)
+        for first, end, n_in, n_out in blocks
+    )
+    if n_y <= DENSE_MAX_DIM:
+        cuts = [n_in for _, _, n_in, _ in blocks]
+        rows = flops_of(n_y)
+        total += rows * 2.0 * sweep(0, len(nodes))
+        total += sum(b * (2.0 * rows * rows * flops_of(n) + EIGH * rows**3) for n in cuts)
+        return total
+    stretches = [(end, len(nodes), n) for _, end, _, n in blocks[:-1]] + [(0, len(nodes), blocks[0][2])]
+    return total + sum(
+        _stretch_lanczos(GRAM_PASSES * sweep(first, end), min(n, n_y), b, rtol) for first, end, n in stretches
+    )
+
+
+def _stretch_lanczos(gram: float, k: int, b: float, rtol: float) -> float:
+    """Plain Lanczos in lockstep on B Gram operators of size k, each product costing ``gram`` for all B:
+    min(k, lanczos_products(k, rtol)) steps, with the reorthogonalisation and convergence checks of
+    :func:`_lockstep`."""
+    steps = min(flops_of(k), lanczos_products(k, rtol, restarts=False))
+    return steps * gram + READ * b * flops_of(k) * steps * steps + b * (CALL + RITZ / CHECK_EVERY) * steps
