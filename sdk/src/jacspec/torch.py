@@ -561,6 +561,8 @@ GraphSpec = dict[str, Any]
 """A ``network.graph`` in the contract's JSON shape."""
 
 _MAX_ID = 64
+_ROOT = "jacspec_traced_module"
+"""The name a torch.nn module traced alone is held under (its nodes' ids and parameters do not carry it)."""
 _NOT_ID = re.compile(r"[^A-Za-z0-9_.:\-]")
 _TODO = (
     "rewrite that part with modules and functions jacspec maps (see jacspec.torch.network_from_module), "
@@ -604,6 +606,8 @@ class _Tuple:
 class _Tracer(fx.Tracer):
     """torch.fx's tracer with every torch.nn module a leaf except the containers (its default), so that modules
     arrive whole: nn.TransformerEncoderLayer's fast path is never traced into."""
+
+    proxy_buffer_attributes = True
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return m.__module__.startswith("torch.nn") and not isinstance(m, nn.Sequential | nn.ModuleList | nn.ModuleDict)
@@ -682,6 +686,13 @@ class _GraphMapper:
                 )
             concrete[parameter.name] = parameter.default
         tracer = _Tracer()
+        if tracer.is_leaf_module(self.module, ""):  # a torch.nn module alone: one call_module node of it
+            holder = nn.Module()
+            holder.add_module(_ROOT, self.module)
+            graph = fx.Graph()
+            graph.output(graph.call_module(_ROOT, (graph.placeholder("x"),)))
+            self.gm = fx.GraphModule(holder, graph)
+            return self.gm
         try:
             graph = tracer.trace(self.module, concrete_args=concrete or None)
         except Exception as exc:
@@ -729,7 +740,8 @@ class _GraphMapper:
         if node.op == "call_module":
             assert isinstance(node.target, str)
             assert self.gm is not None
-            return self._module(node, self.gm.get_submodule(node.target), node.target, args, kwargs)
+            path = "" if node.target == _ROOT else node.target
+            return self._module(node, self.gm.get_submodule(node.target), path, args, kwargs)
         if node.op == "call_method":
             assert isinstance(node.target, str)
             handler = _METHODS.get(node.target)
@@ -747,6 +759,7 @@ class _GraphMapper:
         """The node, its op and target and the module it sits in, for messages."""
         stack = node.meta.get("nn_module_stack") or {}
         path = node.target if node.op == "call_module" else next(reversed(stack.values()), ("",))[0] if stack else ""
+        path = "" if path == _ROOT else path
         module = f"module {path!r}" if path else f"the top-level {type(self.module).__name__}"
         return f"node {node.name!r} ({node.op} {_target_name(node)}, in {module})"
 
@@ -811,7 +824,7 @@ class _GraphMapper:
     def _id(self, name: str) -> str:
         """A fresh node id from ``name``: the contract's characters, at most 64 of them, ``:1``, ``:2`` … on
         repeats (a module called twice)."""
-        base = _NOT_ID.sub("_", name)[-_MAX_ID:] or "node"
+        base = _NOT_ID.sub("_", name or type(self.module).__name__)[-_MAX_ID:]
         candidate, count = base, 0
         while candidate in self.ids:
             count += 1
@@ -844,7 +857,7 @@ class _GraphMapper:
             tensor = _attribute(module, name)
             if tensor is None:
                 continue
-            _check_finite(tensor, f"{path}.{name}" if path else name, where)
+            _check_finite(tensor, _join(path, name), where)
             params[name] = tensor.detach()
         return params
 
@@ -1062,21 +1075,21 @@ class _GraphMapper:
         activation = _layer_activation(layer.activation, f"{where}.activation")
 
         def attend(h: _Value) -> _Value:
-            return self._attention(f"{path}.self_attn", layer.self_attn, h, causal, where)
+            return self._attention(_join(path, "self_attn"), layer.self_attn, h, causal, where)
 
         def feed_forward(h: _Value) -> _Value:
-            h = self._linear(f"{path}.linear1", layer.linear1, h, where)
-            h = self._act(f"{path}.activation", activation, h, where)
-            return self._linear(f"{path}.linear2", layer.linear2, h, where)
+            h = self._linear(_join(path, "linear1"), layer.linear1, h, where)
+            h = self._act(_join(path, "activation"), activation, h, where)
+            return self._linear(_join(path, "linear2"), layer.linear2, h, where)
 
         def add(name: str, a: _Value, b: _Value) -> _Value:
-            return self._emit(f"{path}.{name}", "add", [a, b], a.shape, a.batch)
+            return self._emit(_join(path, name), "add", [a, b], a.shape, a.batch)
 
         if layer.norm_first:
-            x = add("add1", x, attend(self._norm(f"{path}.norm1", layer.norm1, x, where)))
-            return add("add2", x, feed_forward(self._norm(f"{path}.norm2", layer.norm2, x, where)))
-        x = self._norm(f"{path}.norm1", layer.norm1, add("add1", x, attend(x)), where)
-        return self._norm(f"{path}.norm2", layer.norm2, add("add2", x, feed_forward(x)), where)
+            x = add("add1", x, attend(self._norm(_join(path, "norm1"), layer.norm1, x, where)))
+            return add("add2", x, feed_forward(self._norm(_join(path, "norm2"), layer.norm2, x, where)))
+        x = self._norm(_join(path, "norm1"), layer.norm1, add("add1", x, attend(x)), where)
+        return self._norm(_join(path, "norm2"), layer.norm2, add("add2", x, feed_forward(x)), where)
 
     def _encoder(
         self, path: str, encoder: nn.TransformerEncoder, x: _Value, bound: dict[str, Any], where: str
@@ -1089,10 +1102,10 @@ class _GraphMapper:
         }
         for index, layer in enumerate(encoder.layers):
             assert isinstance(layer, nn.TransformerEncoderLayer)
-            x = self._encoder_layer(f"{path}.layers.{index}", layer, x, layer_args, f"{where}.layers[{index}]")
+            x = self._encoder_layer(_join(path, f"layers.{index}"), layer, x, layer_args, f"{where}.layers[{index}]")
         if encoder.norm is not None:
             assert isinstance(encoder.norm, nn.LayerNorm | nn.RMSNorm)
-            x = self._norm(f"{path}.norm", encoder.norm, x, where)
+            x = self._norm(_join(path, "norm"), encoder.norm, x, where)
         return x
 
     def _act(self, name: str, activation: Any, x: _Value, where: str) -> _Value:
@@ -1298,6 +1311,11 @@ class _GraphMapper:
 
 _MULTI_ARGUMENT = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder)
 """Modules whose forward takes more than the input (masks, states); the rest take one tensor."""
+
+
+def _join(path: str, name: str) -> str:
+    """A submodule's qualified name (``path`` empty for the traced module itself)."""
+    return f"{path}.{name}" if path else name
 
 
 def _function_activation(node: fx.Node, args: Any, kwargs: Any, where: str) -> dict[str, Any]:

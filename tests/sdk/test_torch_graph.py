@@ -1,0 +1,327 @@
+"""``jacspec.torch.graph_from_module`` (``network_from_module(model, example_input)``): torch.fx traces mapped onto
+``network.graph``.
+
+Each model is mapped, and the graph is evaluated by ``tests.sdk.graph_eval`` — written from the contract's text, op
+by op with torch.nn.functional in float64 — on the probes; its output must equal the torch model's own forward
+pass in float64 to 1e-10 (relative to the output's largest entry): a wrong axis, parameter, default or ordering
+shows as an O(1) difference. Refusals must name the node, its target and the module path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'jacspec[torch]'); skipping jacspec.torch")
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - torch's own spelling
+from torch import nn
+
+from jacspec.torch import graph_from_module, network_from_module
+from tests.sdk.graph_eval import evaluate
+
+REL = 1e-10
+"""float64 on both sides, the same operations in a different order: differences are rounding, ~1e-15 relative."""
+
+
+def _close(graph: dict[str, Any], model: nn.Module, x: torch.Tensor, batch_dim: int = 0) -> None:
+    """The graph on the probes (the input's batch axis moved first) equals the model's output per probe."""
+    with torch.no_grad():
+        expected = model(x)
+    with torch.no_grad():
+        got = evaluate(graph, x.movedim(batch_dim, 0))
+    want = expected.movedim(batch_dim, 0).double()
+    assert got.shape == want.shape
+    scale = float(want.abs().max())
+    assert scale > 0
+    assert float((got - want).abs().max()) <= REL * scale
+
+
+def _ops(graph: dict[str, Any]) -> list[str]:
+    return [node["op"] for node in graph["nodes"]]
+
+
+def _seeded(model: nn.Module, seed: int = 0) -> nn.Module:
+    """The model in float64, eval mode, with nontrivial running statistics for every batch norm."""
+    torch.manual_seed(seed)
+    model = model.double()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------- models
+
+
+class SkipMLP(nn.Module):
+    """y = fc3(tanh(x + fc2(relu(fc1(x))))) − 0.5·x·... : a residual MLP with a scaled skip."""
+
+    def __init__(self, width: int = 12) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, 24)
+        self.fc2 = nn.Linear(24, width)
+        self.fc3 = nn.Linear(width, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x + self.fc2(F.relu(self.fc1(x)))
+        return self.fc3(torch.tanh(h) - 0.5 * x)
+
+
+class StridedCNN(nn.Module):
+    """Stride-2 convolutions with BatchNorm and max-pool, global pooling and a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(16, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.stem(x))
+        x = F.silu(self.bn(self.conv(x)))
+        return self.head(x)
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock, written out: two 3×3 conv-BN stages, a 1×1 strided projection when the
+    shape changes, out += identity, relu."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)  # type: ignore[no-any-return]
+
+
+class ResNet(nn.Module):
+    """torchvision's resnet18 layout ([2, 2, 2, 2] BasicBlocks, 7×7 stride-2 stem, max-pool), widths scaled by
+    ``width``/64."""
+
+    def __init__(self, width: int = 8, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        inplanes = width
+        for index, planes in enumerate(widths):
+            stride = 1 if index == 0 else 2
+            layers.append(nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes)))
+            inplanes = planes
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8 * width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))  # type: ignore[no-any-return]
+
+
+class GPT2Block(nn.Module):
+    """A GPT-2 block with nn modules: x + attn(ln_1(x)) under a causal mask, then x + mlp(ln_2(x))."""
+
+    def __init__(self, d: int = 32, heads: int = 4, context: int = 16) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(0.1))
+        self.register_buffer("mask", torch.ones(context, context, dtype=torch.bool).triu(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.size(1)
+        h = self.ln_1(x)
+        a, _ = self.attn(h, h, h, attn_mask=self.mask[:steps, :steps], need_weights=False)
+        x = x + a
+        return x + self.mlp(self.ln_2(x))
+
+
+class SequenceModel(nn.Module):
+    """A recurrent layer (its output sequence, item [0]) and a linear read-out at every step."""
+
+    def __init__(self, rnn: nn.RNNBase, hidden: int) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.out = nn.Linear(hidden, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.out(out)  # type: ignore[no-any-return]
+
+
+# ----------------------------------------------------------------------------------------------------------- tests
+
+
+def test_mlp_with_skip() -> None:
+    model = _seeded(SkipMLP())
+    x = torch.randn(4, 12, dtype=torch.float64)
+    network = network_from_module(model, x)
+    graph = network["graph"]
+    assert graph["input_shape"] == [12]
+    assert _ops(graph) == ["linear", "activation", "linear", "add", "activation", "mul", "mul", "add", "linear"]
+    _close(graph, model, x)
+
+
+def test_strided_cnn_with_batch_norm_and_max_pool() -> None:
+    model = _seeded(StridedCNN())
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    graph = graph_from_module(model, x)["graph"]
+    assert graph["input_shape"] == [3, 32, 32]
+    assert _ops(graph) == [
+        "conv2d", "batch_norm", "activation", "max_pool2d", "conv2d", "batch_norm", "activation",
+        "adaptive_avg_pool2d", "flatten", "linear",
+    ]  # fmt: skip
+    conv = graph["nodes"][0]
+    assert (conv["stride"], conv["padding"], conv["id"]) == ([2, 2], [1, 1], "stem.0")
+    assert set(conv["params"]) == {"weight"}
+    pool = graph["nodes"][3]
+    assert (pool["kernel_size"], pool["stride"], pool["padding"], pool["dilation"]) == ([3, 3], [2, 2], [1, 1], [1, 1])
+    _close(graph, model, x)
+
+
+def test_strided_cnn_batch_norm_folded() -> None:
+    model = _seeded(StridedCNN())
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    graph = graph_from_module(model, x, fold_batch_norm=True)["graph"]
+    assert "batch_norm" not in _ops(graph)
+    assert set(graph["nodes"][0]["params"]) == {"weight", "bias"}
+    _close(graph, model, x)
+
+
+def test_resnet_basic_block() -> None:
+    model = _seeded(BasicBlock(8, 16, stride=2))
+    x = torch.randn(2, 8, 16, 16, dtype=torch.float64)
+    graph = graph_from_module(model, x)["graph"]
+    ids = [node["id"] for node in graph["nodes"]]
+    assert ids == [
+        "conv1", "bn1", "relu", "conv2", "bn2", "downsample.0", "downsample.1", "add", "relu:1",
+    ]  # fmt: skip
+    assert graph["nodes"][5]["inputs"] == ["input"]
+    assert graph["nodes"][7]["inputs"] == ["bn2", "downsample.1"]
+    _close(graph, model, x)
+
+
+def test_small_resnet18() -> None:
+    model = _seeded(ResNet(width=8))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    graph = graph_from_module(model, x)["graph"]
+    assert _ops(graph).count("add") == 8
+    assert _ops(graph).count("conv2d") == 20
+    _close(graph, model, x)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder(norm_first: bool) -> None:
+    torch.manual_seed(1)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.1, batch_first=True, norm_first=norm_first)
+    model = _seeded(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
+    x = torch.randn(3, 16, 32, dtype=torch.float64)
+    graph = graph_from_module(model, x)["graph"]
+    assert graph["input_shape"] == [16, 32]
+    per_layer = (
+        ["layer_norm", "attention", "add", "layer_norm", "linear", "activation", "linear", "add"]
+        if norm_first
+        else ["attention", "add", "layer_norm", "linear", "activation", "linear", "add", "layer_norm"]
+    )
+    assert _ops(graph) == per_layer * 2
+    attention = graph["nodes"][per_layer.index("attention")]
+    assert attention["num_heads"] == 4
+    assert attention["causal"] is False
+    assert set(attention["params"]) == {"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}
+    _close(graph, model, x)
+
+
+def test_transformer_sequence_first_with_batch_dim() -> None:
+    """batch_first=False: the probes are axis 1 of (T, N, d); the graph's input is still one probe's (T, d)."""
+    torch.manual_seed(2)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, activation="gelu")
+    model = _seeded(nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=False))
+    x = torch.randn(16, 3, 16, dtype=torch.float64)
+    graph = graph_from_module(model, x, batch_dim=1)["graph"]
+    assert graph["input_shape"] == [16, 16]
+    assert graph["nodes"][-1]["op"] == "layer_norm"
+    assert graph["nodes"][4]["activation"] == {"name": "gelu"}
+    _close(graph, model, x, batch_dim=1)
+
+
+def test_gpt2_block_is_causal() -> None:
+    model = _seeded(GPT2Block())
+    x = torch.randn(2, 16, 32, dtype=torch.float64)
+    graph = graph_from_module(model, x)["graph"]
+    assert _ops(graph) == ["layer_norm", "attention", "add", "layer_norm", "linear", "activation", "linear", "add"]
+    assert graph["nodes"][1]["causal"] is True
+    assert graph["nodes"][2]["inputs"] == ["input", "attn"]
+    _close(graph, model, x)
+
+
+@pytest.mark.parametrize(
+    "rnn",
+    [
+        lambda: nn.LSTM(6, 10, num_layers=2, batch_first=True),
+        lambda: nn.GRU(6, 5, bidirectional=True, batch_first=True),
+        lambda: nn.RNN(6, 10, nonlinearity="relu", batch_first=True),
+    ],
+    ids=["lstm-2-layers", "gru-bidirectional", "rnn-relu"],
+)
+def test_recurrent_over_20_steps(rnn: Any) -> None:
+    torch.manual_seed(3)
+    module = rnn()
+    hidden = module.hidden_size * (2 if module.bidirectional else 1)
+    model = _seeded(SequenceModel(module, hidden))
+    x = torch.randn(3, 20, 6, dtype=torch.float64)
+    graph = graph_from_module(model, x)["graph"]
+    assert graph["input_shape"] == [20, 6]
+    node = graph["nodes"][0]
+    assert node["hidden_size"] == module.hidden_size
+    assert set(node["params"]) == {name for name, _ in module.named_parameters()}
+    _close(graph, model, x)
+
+
+def test_sequence_first_lstm() -> None:
+    """batch_first=False with the probes on axis 1, then transposed to batch-first: no node for the transpose."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(4, 8)
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out, _ = self.lstm(x.transpose(0, 1))
+            return self.fc(out.transpose(0, 1))  # type: ignore[no-any-return]
+
+    model = _seeded(Model())
+    x = torch.randn(3, 20, 4, dtype=torch.float64)
+    graph = graph_from_module(model, x)["graph"]
+    assert _ops(graph) == ["lstm", "linear"]
+    _close(graph, model, x)
