@@ -25,6 +25,7 @@ from service.analysis import Analysis, ConvDetails
 from service.analysis import LayerReport as ServiceLayerReport
 from service.analysis import Methods as ServiceMethods
 from service.bounds import Bound
+from service.graph.analysis import BlockReport, GraphAnalysis
 from service.logscale import plain
 from service.meanfield import LayerMeanField as ServiceLayerMeanField
 from service.meanfield import NetworkMeanField
@@ -51,7 +52,9 @@ def thresholds_model(t: ServiceThresholds) -> Thresholds:
     return Thresholds(vanishing_log10=t.vanishing_log10, exploding_log10=t.exploding_log10)
 
 
-def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]) -> AnalysisReport:
+def analysis_report(result: Analysis | GraphAnalysis, version: str, timings_ms: dict[str, float]) -> AnalysisReport:
+    if isinstance(result, GraphAnalysis):
+        return graph_report(result, version, timings_ms)
     spectra = result.spectra
     layers = [
         LayerReport(
@@ -90,6 +93,85 @@ def analysis_report(result: Analysis, version: str, timings_ms: dict[str, float]
         meta=Meta(version=version, timings_ms=timings_ms, methods=methods),
         spectrum=None if spectra is None else jacobian_spectrum(spectra),
         recurrent=None if result.recurrent is None else recurrent_report(result.recurrent),
+    )
+
+
+GRAPH_BACKWARD_METHOD = (
+    "Lanczos to rtol on the Gram operator of ∂(output)/∂(block output) at each probe (its smaller side), each "
+    "product a VJP after a JVP through the nodes downstream; no Jacobian formed"
+)
+GRAPH_SPECTRAL_METHOD = (
+    "plain Lanczos with full reorthogonalisation in lockstep over the probes (service.lanczos) on each block's Gram "
+    "operator JᵀJ or JJᵀ (the smaller side), each product a JVP and a VJP through the block's nodes, to rtol"
+)
+
+
+def graph_report(result: GraphAnalysis, version: str, timings_ms: dict[str, float]) -> AnalysisReport:
+    """A graph's report: one layer per block (type "block"); no mean field, spectrum nor gain search."""
+    layers = [_block_layer(block) for block in result.blocks]
+    s = result.summary
+    depth = s.depth
+    summary = Summary(
+        depth=depth,
+        input_bound_log10=s.input_bound_log10,
+        input_bound=0.0 if "input_bound_zero" in s.flags else plain(s.input_bound_log10),
+        input_norm_log10=s.input_norm_log10,
+        input_norm=0.0 if "input_norm_zero" in s.flags else plain(s.input_norm_log10),
+        rate_log10=None if s.input_bound_log10 is None else s.input_bound_log10 / depth,
+        observed_rate_log10=None if s.input_norm_log10 is None else s.input_norm_log10 / depth,
+        verdict=s.verdict,
+        bound_verdict=s.bound_verdict,
+        thresholds=thresholds_model(s.thresholds),
+        gain=None,
+        suggested_gain=1.0 if s.verdict == "stable" else None,
+        suggestion="unchanged" if s.verdict == "stable" else None,
+        suggested_growth_log10=s.input_norm_log10 if s.verdict == "stable" else None,
+        bound_gain=None,
+        advice=s.advice,
+        flags=list(s.flags),
+        meanfield=MeanFieldSummary(
+            predicted_growth_log10=None, predicted_growth=None, predicted_rate_log10=None, critical_gain=None
+        ),
+    )
+    methods = Methods(
+        rtol=result.rtol,
+        probes=result.probes,
+        loss="mse: mean over probes and outputs of (y − y*)², y the graph's output flattened",
+        spectral_norm=GRAPH_SPECTRAL_METHOD,
+        backward_norm=GRAPH_BACKWARD_METHOD,
+        dense_max_dim=DENSE_MAX_DIM,
+        weight_norms_dense=0,
+        weight_norms_lanczos=0,
+        matvecs=result.matvecs,
+    )
+    return AnalysisReport(layers=layers, summary=summary, meta=Meta(version=version, timings_ms=timings_ms, methods=methods))
+
+
+def _block_layer(b: BlockReport) -> LayerReport:
+    backward_zero = "backward_norm_zero" in b.flags
+    gradient_zero = "gradient_zero" in b.flags
+    return LayerReport(
+        index=b.index,
+        type="block",
+        shape=list(b.shape),
+        activation=None,
+        weight_norm=None,
+        derivative_bound=None,
+        derivative_max=None,
+        skip_norm=None,
+        jacobian_norm_bound=b.jacobian_norm_bound,
+        jacobian_norm=b.jacobian_norm,
+        backward_bound_log10=b.backward_bound_log10,
+        backward_bound=plain(b.backward_bound_log10),
+        backward_norm_log10=b.backward_norm_log10,
+        backward_norm=0.0 if backward_zero else plain(b.backward_norm_log10),
+        gradient_norm=0.0 if gradient_zero else plain(b.gradient_norm_log10),
+        gradient_norm_log10=b.gradient_norm_log10,
+        flags=list(b.flags),
+        nodes=list(b.nodes),
+        parameter_gradient_norms=dict(b.parameter_gradient_norms),
+        bound_notes=list(b.bound_notes),
+        meanfield=None,
     )
 
 

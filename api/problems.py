@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import request_id
 from api.echo import clean, echo
 from jacspec.models import ActivationName, FieldError, Problem
+from jacspec.models.graph import NODE_TAGS
 from service.errors import InvalidInputError
 
 logger = logging.getLogger("jacspec")
@@ -74,6 +75,8 @@ UNION_TAGS = frozenset(
         "object",
         "dense",
         "conv2d",
+        "reference",
+        *NODE_TAGS,
         *get_args(ActivationName),
     }
 )

@@ -19,6 +19,7 @@ from jacspec.models import (
     Conv2dLayer,
     Inputs,
     Network,
+    Options,
     Recurrent,
     SafetensorsNetwork,
     SafetensorsRequest,
@@ -26,8 +27,14 @@ from jacspec.models import (
     activation_parts,
 )
 from jacspec.models import Layer as LayerModel
+from api.ingest.graph import build, shapes_only
 from service.cost import (
     DECODE_BYTES,
+    LAYER_BYTES,
+    RESPONSE_BASE,
+    NodeCost,
+    graph_flops,
+    node_apply_flops,
     DECODE_LIST,
     Declared,
     LayerCost,
@@ -39,12 +46,17 @@ from service.cost import (
     meanfield_solves,
     recurrent_layers,
 )
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, Location
+from service.graph.network import Graph
 
 
 def checked_size(request: AnalysisRequest, settings: Settings) -> WorkEstimate:
     """The work of a JSON request, refused (413) when it cannot fit: first by its depth alone, in constant time,
-    then by its estimate, naming the changes that would fit."""
+    then by its estimate, naming the changes that would fit. A graph's shapes are checked through it first (422)."""
+    if request.network.graph is not None:
+        work = graph_work(build(request.network.graph, shapes_only()), request.inputs, request.options)
+        check(work, settings, _graph_fields(request.inputs))
+        return work
     fields = analysis_fields(request)
     check_depth(declared_depth(request), settings, fields)
     work, _, declared = analysis_size(request)
@@ -59,6 +71,36 @@ def checked_safetensors_size(
     work, fields, declared = safetensors_size(file, prefixes, spec)
     check(work, settings, fields, declared)
     return work
+
+
+def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()) -> WorkEstimate:
+    """The work of a graph's analysis from its shapes (service.cost.graph_flops) and the size of its answer;
+    options.spectrum is refused (422): a graph has no spectrum."""
+    if options.spectrum != "none":
+        raise InvalidInputError((*at, "options", "spectrum"), "is not available for a graph network")
+    costs = []
+    for k, node in enumerate(graph.nodes):
+        sizes = [graph.size(i) for i in node.inputs]
+        parameters = sum(int(array.size) for array in node.op.parameters.values())
+        steps = graph.shapes[node.inputs[0]][0] if len(graph.shapes[node.inputs[0]]) > 1 else 1
+        costs.append(NodeCost(node_apply_flops(node.op.name, parameters, sizes, graph.size(k + 1), steps), parameters))
+    blocks = [(b.start, b.stop, graph.size(b.start), graph.size(b.stop)) for b in graph.blocks()]
+    probes = probe_count(inputs)
+    flops = graph_flops(costs, blocks, probes, options.rtol) + DECODE_BYTES * sum(c.parameters for c in costs)
+    widths = (blocks[0][2], *(block[3] for block in blocks))
+    names = sum(len(node.id) + 40 for node in graph.nodes)
+    answer = RESPONSE_BASE + len(blocks) * LAYER_BYTES + names
+    parameters = sum(c.parameters for c in costs)
+    return WorkEstimate(widths, parameters, probes, "none", flops, flops, answer, len(blocks))
+
+
+def _graph_fields(inputs: Inputs, where: str = "") -> Fields:
+    return Fields(
+        network=f"{where}/network/graph",
+        probes=probes_pointer(inputs, where),
+        spectrum=f"{where}/options/spectrum",
+        rtol=f"{where}/options/rtol",
+    )
 
 
 def analysis_size(request: AnalysisRequest) -> tuple[WorkEstimate, Fields, Declared]:

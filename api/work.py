@@ -20,6 +20,7 @@ from api.compute import SHARED_BYTES, ComputePool, Deadline, sharing
 from api.echo import echo
 from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
+from api.ingest.graph import build, inline
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
 from api.ingest.multipart import read_parts
 from api.problems import invalid
@@ -33,13 +34,15 @@ from service.advice import TRIALS
 from service.analysis import Analysis, Options, analyse
 from service.cost import WorkEstimate
 from service.errors import InvalidInputError, Location
+from service.graph.analysis import GraphAnalysis, analyse_graph
+from service.graph.network import Graph
 from service.network import Network, build_network
 from service.probes import make_probes
 from service.verdict import Thresholds
 
 ACCEPTED = "application/json, or multipart/form-data with a .safetensors file"
 
-Computed = tuple[Analysis, float]
+Computed = tuple[Analysis | GraphAnalysis, float]
 """The analysis, and the milliseconds that decoding or drawing the weights took."""
 
 
@@ -90,7 +93,9 @@ def deadline(settings: Settings, options: OptionsModel) -> Deadline:
     return Deadline(settings.max_seconds, "JACSPEC_MAX_SECONDS", advice)
 
 
-async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> tuple[Analysis, dict[str, float]]:
+async def run(
+    pending: AnalysisWork, compute: ComputePool, request: Request
+) -> tuple[Analysis | GraphAnalysis, dict[str, float]]:
     """The analysis, and its timings in milliseconds: parse, decode, compute and their total. A client that
     disconnects meanwhile has its worker stopped (``request.receive`` is watched)."""
     started = time.perf_counter()
@@ -132,6 +137,9 @@ def analyse_request(body: AnalysisRequest, trials: int = TRIALS) -> Computed:
     """Decode, build and analyse a JSON request: everything that allocates or computes."""
     network = body.network
     started = time.perf_counter()
+    if network.graph is not None:
+        graph = build(network.graph, inline)
+        return _graph_analysed(graph, body.inputs, body.options), (time.perf_counter() - started) * 1e3
     if network.layers is not None:
         built = explicit_network(network)
     elif network.recurrent is not None:
@@ -158,6 +166,16 @@ def _analysed(
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
     service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum, trials=trials)
     return analyse(network, x, y, service_options)
+
+
+def _graph_analysed(graph: Graph, inputs: Inputs, options: OptionsModel, inputs_at: Location = ()) -> GraphAnalysis:
+    """The analysis of a graph network; errors about the probes are located under ``inputs_at``."""
+    try:
+        x, y = make_probes(probe_spec(inputs), graph.size(0), graph.size(graph.output))
+    except InvalidInputError as exc:
+        raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
+    t = options.thresholds
+    return analyse_graph(graph, x, y, options.rtol, Thresholds(t.vanishing_log10, t.exploding_log10))
 
 
 async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWork:

@@ -810,3 +810,57 @@ def _first_layers(declared: Declared, depth: int) -> Declared:
         kept.append(replace(layer, count=min(layer.count, left)))
         left -= layer.count
     return replace(declared, layers=tuple(kept))
+
+
+NODE_CALLS = 12
+"""numpy calls of one graph node's linearisation, JVP or VJP (each CALL flops): a graph of many small nodes costs
+its Python and numpy overhead."""
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """One graph node's work for one probe: ``apply`` flops of its forward pass (its JVP costs as much, its VJP
+    with the parameters' cotangents twice as much), and its parameter entries."""
+
+    apply: float
+    parameters: int
+
+
+def node_apply_flops(op: str, parameters: int, input_sizes: Sequence[int], output_size: int, steps: int) -> float:
+    """A graph node's forward flops for one probe: 2·rows·(weight entries) for a matrix op (linear on ``steps``
+    rows; a recurrent op's weights once a step); attention 2·T·(its 4d² weights) + 4·T²·d for the scores and
+    their mix; every op besides ELEMENT flops per entry it reads and writes."""
+    entries = ELEMENT * (sum(flops_of(n) for n in input_sizes) + flops_of(output_size))
+    if op in ("linear", "rnn", "lstm", "gru"):
+        return entries + 2.0 * flops_of(steps) * flops_of(parameters)
+    if op == "attention":
+        width = flops_of(output_size) / max(1, steps)
+        return entries + 2.0 * flops_of(steps) * flops_of(parameters) + 4.0 * flops_of(steps) ** 2 * width
+    return entries
+
+
+def graph_flops(nodes: Sequence[NodeCost], blocks: Sequence[tuple[int, int, int, int]], probes: int, rtol: float) -> float:
+    """The work of a graph's analysis on B probes. ``blocks``: (first node, end node, input size, output size).
+
+    The linearisation (every node once, B probes), the loss gradient's reverse sweep (2×), and Lanczos on each
+    block's Gram operator and on each downstream stretch's (block end → output, for the backward norms) and on the
+    whole graph's: plain Lanczos in lockstep (:func:`_lockstep`) for min(k, lanczos_products(k, rtol)) steps on a
+    Gram of size k = min(n_in, n_out), each step a JVP and a VJP of the stretch (3× its forward) for all B probes."""
+    b = flops_of(probes)
+    calls = NODE_CALLS * CALL
+
+    def sweep(first: int, end: int) -> float:
+        return sum(node.apply * b + calls for node in nodes[first:end])
+
+    total = 3.0 * sweep(0, len(nodes))
+    n_out = blocks[-1][3] if blocks else 1
+    stretches = list(blocks)
+    stretches += [(end, len(nodes), n, n_out) for _, end, _, n in blocks[:-1]]
+    if blocks:
+        stretches.append((0, len(nodes), blocks[0][2], n_out))
+    for first, end, n_in, n_o in stretches:
+        k = min(n_in, n_o)
+        gram = 3.0 * sweep(first, end)
+        steps = min(flops_of(k), lanczos_products(k, rtol, restarts=False))
+        total += steps * gram + READ * b * flops_of(k) * steps * steps + b * (CALL + RITZ / CHECK_EVERY) * steps
+    return total

@@ -184,6 +184,7 @@ async def test_report_float64_module(sdk: jacspec.AsyncClient) -> None:
         assert layer.weight_norm == pytest.approx(sigma, rel=REL64), j
         activation = ACTIVATIONS[j][0]() if j < len(ACTIVATIONS) else nn.Identity()
         assert layer.derivative_bound == pytest.approx(_sup_derivative(activation), rel=GRID_REL), NAMES[j]
+        assert layer.derivative_bound is not None
         assert layer.jacobian_norm_bound == pytest.approx(sigma * layer.derivative_bound, rel=REL64)
         assert layer.flags == []
     # the exact closed forms where the parameters decide the bound: leaky 0.2 → 1, elu 0.7 → 1, sigmoid 1/4

@@ -11,6 +11,7 @@ from jacspec.models.analysis import (
 )
 from jacspec.models.bounds import BoundsRequest, BoundsResponse
 from jacspec.models.catalog import ActivationInfo, InitSchemeInfo, Parameter
+from jacspec.models.graph import GraphNetwork, ParamTensor
 from jacspec.models.health import Health
 from jacspec.models.network import (
     Conv2dLayer,
@@ -52,6 +53,7 @@ __all__ = [
     "Conv2dLayer",
     "ConvReport",
     "FieldError",
+    "GraphNetwork",
     "Health",
     "InitRecipe",
     "InitSchemeInfo",
@@ -69,6 +71,7 @@ __all__ = [
     "Methods",
     "Network",
     "Options",
+    "ParamTensor",
     "Parameter",
     "ProbeSpectrum",
     "Problem",

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 from jacspec.models._base import ContractModel
 from jacspec.models._bounds import MAX_DEPTH, MAX_GAIN, MAX_SEED, MAX_WIDTH, Scale
 from jacspec.models.activations import Activation
+from jacspec.models.graph import GraphNetwork
 from jacspec.models.tensor import KernelTensor, Matrix, Tensor, Vector
 
 InitSchemeName = Literal[
@@ -180,7 +181,7 @@ class Recurrent(ContractModel):
 
 
 class Network(ContractModel):
-    """Exactly one of `layers`, `init` and `recurrent`."""
+    """Exactly one of `layers`, `init`, `recurrent` and `graph`."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -201,6 +202,12 @@ class Network(ContractModel):
     layers: list[LayerSpec] | None = Field(None, min_length=1, max_length=MAX_DEPTH, description="At most 100000.")
     init: InitRecipe | None = None
     recurrent: Recurrent | None = None
+    graph: GraphNetwork | None = Field(
+        None,
+        description="A DAG of ops (linear, activation, add, …, attention, lstm). Its report has one layer per block: "
+        "the stretch between two tensors that every input-to-output path passes through. `activation` and "
+        "`output_activation` do not apply to it.",
+    )
 
     @classmethod
     def from_arrays(
@@ -236,8 +243,9 @@ class Network(ContractModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Network:
-        if sum(source is not None for source in (self.layers, self.init, self.recurrent)) != 1:
+        if sum(source is not None for source in (self.layers, self.init, self.recurrent, self.graph)) != 1:
             raise ValueError(
-                "give exactly one of `layers` (explicit weights), `init` (a random-init recipe) and `recurrent`"
+                "give exactly one of `layers` (explicit weights), `init` (a random-init recipe), `recurrent` and "
+                "`graph`"
             )
         return self

@@ -119,22 +119,34 @@ class LayerReport(_Report):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [ANALYSIS_REPORT["layers"][0]]})
 
     index: int = Field(description="j, 1-based (for a recurrent network, the step t).")
-    type: Literal["dense", "conv2d", "recurrent"] = Field(
-        "dense", description="dense (W_j a matrix), conv2d (a convolution), or recurrent (step t of W)."
+    type: Literal["dense", "conv2d", "recurrent", "block"] = Field(
+        "dense",
+        description="dense (W_j a matrix), conv2d (a convolution), recurrent (step t of W), or block (a graph's "
+        "stretch of nodes between two tensors that every input-to-output path passes through).",
     )
-    shape: list[int] = Field(description="[n_j, n_{j−1}] (a convolution's [c_out·H·W, c_in·H·W]).")
-    activation: str = Field(description="The name of the layer's activation h_j (its parameters as in the request).")
-    weight_norm: float = Field(description="σ_j = ‖W_j‖₂ (a convolution's operator norm).")
-    derivative_bound: float = Field(description="sup_z |h_j'(z)|.")
+    shape: list[int] = Field(
+        description="[n_j, n_{j−1}] (a convolution's [c_out·H·W, c_in·H·W]; a block's output and input sizes, "
+        "each tensor flattened)."
+    )
+    activation: str | None = Field(
+        description="The name of the layer's activation h_j (its parameters as in the request); null for a block."
+    )
+    weight_norm: float | None = Field(description="σ_j = ‖W_j‖₂ (a convolution's operator norm); null for a block.")
+    derivative_bound: float | None = Field(description="sup_z |h_j'(z)|; null for a block.")
     derivative_max: float | None = Field(
         description="max over probes and units of |h_j'(z_j)| (null where the forward pass overflowed or underflowed)."
     )
     skip_norm: float | None = Field(
         None, description="A residual layer's ‖S_j‖₂: 1 for the identity skip, ‖P‖₂ for a projection; null if plain."
     )
-    jacobian_norm_bound: float = Field(description="σ_j·sup|h_j'| (residual: skip_norm + σ_j·sup|h_j'|).")
+    jacobian_norm_bound: float | None = Field(
+        description="σ_j·sup|h_j'| (residual: skip_norm + σ_j·sup|h_j'|); a block's: the product of its nodes' "
+        "Lipschitz bounds (bound_notes says what a bound rests on), null with flag no_global_bound where a node has "
+        "none (attention, lstm, gru)."
+    )
     jacobian_norm: float | None = Field(
-        description="max over probes of ‖diag(h_j'(z_j)) W_j‖₂ (residual: ‖S_j + diag(h_j'(z_j)) W_j‖₂)."
+        description="max over probes of ‖diag(h_j'(z_j)) W_j‖₂ (residual: ‖S_j + diag(h_j'(z_j)) W_j‖₂); a block's "
+        "max over probes of ‖∂(block output)/∂(block input)‖₂, by Lanczos on its JVP and VJP."
     )
     backward_bound_log10: float | None = Field(
         description="log10 ∏_{i=j+1}^{L} jacobian_norm_bound_i (σ_i·sup|h_i'| for plain layers), the bound on "
@@ -143,7 +155,9 @@ class LayerReport(_Report):
     backward_bound: float | None = Field(description="10^backward_bound_log10 where it fits a float64.")
     backward_norm_log10: float | None = Field(description="log10 max over probes of ‖∂a_L/∂a_j‖₂.")
     backward_norm: float | None = Field(description="10^backward_norm_log10 where it fits a float64.")
-    gradient_norm: float | None = Field(description="‖∂ℓ/∂W_j‖_F for the probe batch and the MSE loss.")
+    gradient_norm: float | None = Field(
+        description="‖∂ℓ/∂W_j‖_F for the probe batch and the MSE loss (a block's: over all its parameter tensors)."
+    )
     gradient_norm_log10: float | None = Field(
         description="log10 of gradient_norm (given even where the plain value does not fit)."
     )
@@ -154,10 +168,21 @@ class LayerReport(_Report):
         "underflow (z_j is below float64's range and h_j cannot carry a scale — every activation but linear, relu "
         "and leaky_relu: its values are not zero, but unknown), downstream_underflow (a later layer underflowed: true "
         "norms unknown). Linear, relu and leaky_relu layers are carried scaled by a power of two per probe and "
-        "never over- or underflow."
+        "never over- or underflow. Blocks: no_global_bound (a node has no Lipschitz bound: jacobian_norm_bound is "
+        "null), backward_bound_unknown (a later block has none), overflow (the forward pass left float64's range in "
+        "this block: true norms null), downstream_overflow."
     )
     conv: ConvReport | None = Field(None, description="A convolution layer's kernel and DFT norms; null otherwise.")
-    meanfield: LayerMeanField
+    nodes: list[str] | None = Field(None, description="A block's node ids, in order; null for the other layers.")
+    parameter_gradient_norms: dict[str, float | None] | None = Field(
+        None,
+        description="A block's ‖∂ℓ/∂θ‖_F for each parameter tensor θ, by `<node id>.<param name>` (null where it "
+        "exceeds float64); null for the other layers.",
+    )
+    bound_notes: list[str] | None = Field(
+        None, description="A block's nodes whose bound rests on more than the obvious (`<node id>: <what>`)."
+    )
+    meanfield: LayerMeanField | None = Field(description="The layer's mean field; null for a block.")
     weight_spectrum: WeightSpectrum | None = Field(
         None, description="W_j's singular values; only with options.spectrum (absent otherwise)."
     )
