@@ -186,7 +186,8 @@ def test_mlp_with_skip() -> None:
     model = _seeded(SkipMLP())
     x = torch.randn(4, 12, dtype=torch.float64)
     network = network_from_module(model, x)
-    graph = network["graph"]
+    assert network.graph is not None
+    graph = network.graph.model_dump(mode="json", exclude_none=True, exclude_unset=True)
     assert graph["input_shape"] == [12]
     assert _ops(graph) == ["linear", "activation", "linear", "add", "activation", "mul", "mul", "add", "linear"]
     _close(graph, model, x)
@@ -195,7 +196,7 @@ def test_mlp_with_skip() -> None:
 def test_strided_cnn_with_batch_norm_and_max_pool() -> None:
     model = _seeded(StridedCNN())
     x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
-    graph = graph_from_module(model, x)["graph"]
+    graph = graph_from_module(model, x)
     assert graph["input_shape"] == [3, 32, 32]
     assert _ops(graph) == [
         "conv2d", "batch_norm", "activation", "max_pool2d", "conv2d", "batch_norm", "activation",
@@ -212,7 +213,7 @@ def test_strided_cnn_with_batch_norm_and_max_pool() -> None:
 def test_strided_cnn_batch_norm_folded() -> None:
     model = _seeded(StridedCNN())
     x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
-    graph = graph_from_module(model, x, fold_batch_norm=True)["graph"]
+    graph = graph_from_module(model, x, fold_batch_norm=True)
     assert "batch_norm" not in _ops(graph)
     assert set(graph["nodes"][0]["params"]) == {"weight", "bias"}
     _close(graph, model, x)
@@ -221,7 +222,7 @@ def test_strided_cnn_batch_norm_folded() -> None:
 def test_resnet_basic_block() -> None:
     model = _seeded(BasicBlock(8, 16, stride=2))
     x = torch.randn(2, 8, 16, 16, dtype=torch.float64)
-    graph = graph_from_module(model, x)["graph"]
+    graph = graph_from_module(model, x)
     ids = [node["id"] for node in graph["nodes"]]
     assert ids == [
         "conv1", "bn1", "relu", "conv2", "bn2", "downsample.0", "downsample.1", "add", "relu:1",
@@ -234,7 +235,7 @@ def test_resnet_basic_block() -> None:
 def test_small_resnet18() -> None:
     model = _seeded(ResNet(width=8))
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    graph = graph_from_module(model, x)["graph"]
+    graph = graph_from_module(model, x)
     assert _ops(graph).count("add") == 8
     assert _ops(graph).count("conv2d") == 20
     _close(graph, model, x)
@@ -246,7 +247,7 @@ def test_transformer_encoder(norm_first: bool) -> None:
     layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.1, batch_first=True, norm_first=norm_first)
     model = _seeded(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
     x = torch.randn(3, 16, 32, dtype=torch.float64)
-    graph = graph_from_module(model, x)["graph"]
+    graph = graph_from_module(model, x)
     assert graph["input_shape"] == [16, 32]
     per_layer = (
         ["layer_norm", "attention", "add", "layer_norm", "linear", "activation", "linear", "add"]
@@ -267,7 +268,7 @@ def test_transformer_sequence_first_with_batch_dim() -> None:
     layer = nn.TransformerEncoderLayer(16, 4, 32, activation="gelu")
     model = _seeded(nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=False))
     x = torch.randn(16, 3, 16, dtype=torch.float64)
-    graph = graph_from_module(model, x, batch_dim=1)["graph"]
+    graph = graph_from_module(model, x, batch_dim=1)
     assert graph["input_shape"] == [16, 16]
     assert graph["nodes"][-1]["op"] == "layer_norm"
     assert graph["nodes"][4]["activation"] == {"name": "gelu"}
@@ -277,7 +278,7 @@ def test_transformer_sequence_first_with_batch_dim() -> None:
 def test_gpt2_block_is_causal() -> None:
     model = _seeded(GPT2Block())
     x = torch.randn(2, 16, 32, dtype=torch.float64)
-    graph = graph_from_module(model, x)["graph"]
+    graph = graph_from_module(model, x)
     assert _ops(graph) == ["layer_norm", "attention", "add", "layer_norm", "linear", "activation", "linear", "add"]
     assert graph["nodes"][1]["causal"] is True
     assert graph["nodes"][2]["inputs"] == ["input", "attn"]
@@ -299,7 +300,7 @@ def test_recurrent_over_20_steps(rnn: Any) -> None:
     hidden = module.hidden_size * (2 if module.bidirectional else 1)
     model = _seeded(SequenceModel(module, hidden))
     x = torch.randn(3, 20, 6, dtype=torch.float64)
-    graph = graph_from_module(model, x)["graph"]
+    graph = graph_from_module(model, x)
     assert graph["input_shape"] == [20, 6]
     node = graph["nodes"][0]
     assert node["hidden_size"] == module.hidden_size
@@ -322,6 +323,6 @@ def test_sequence_first_lstm() -> None:
 
     model = _seeded(Model())
     x = torch.randn(3, 20, 4, dtype=torch.float64)
-    graph = graph_from_module(model, x)["graph"]
+    graph = graph_from_module(model, x)
     assert _ops(graph) == ["lstm", "linear"]
     _close(graph, model, x)

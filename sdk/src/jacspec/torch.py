@@ -110,10 +110,15 @@ def network_from_module(
     b64: bool | None = None,
     batch_dim: int = 0,
     fold_batch_norm: bool = False,
-) -> Any:
+) -> Network:
     """A network spec from a PyTorch module: with ``example_input``, any module torch.fx traces, as a
-    ``network.graph`` (see :func:`graph_from_module`); without it, the chain form below (``layers`` or
-    ``recurrent``).
+    ``network.graph`` (:func:`graph_from_module` says how each node maps; ``b64``, ``batch_dim`` and
+    ``fold_batch_norm`` are its); without it, the chain form below (``layers`` or ``recurrent``).
+
+    >>> model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 4)).eval()
+    >>> network = network_from_module(model, torch.zeros(2, 8))
+    >>> network.graph.input_shape, [node.op for node in network.graph.nodes]
+    ([8], ['linear', 'layer_norm', 'activation', 'linear'])
 
     Parameters
     ----------
@@ -161,7 +166,8 @@ def network_from_module(
             raise ValueError(
                 "input_size= and steps= are for the chain form; the example input gives the graph's shapes"
             )
-        return graph_from_module(module, example_input, b64=b64, batch_dim=batch_dim, fold_batch_norm=fold_batch_norm)
+        graph = graph_from_module(module, example_input, b64=b64, batch_dim=batch_dim, fold_batch_norm=fold_batch_norm)
+        return _graph_network(graph)
     _check_parameters(module)
     rnn, where = _lone_rnn(module)
     if rnn is not None:
@@ -190,12 +196,12 @@ def graph_from_module(
     b64: bool | None = None,
     batch_dim: int = 0,
     fold_batch_norm: bool = False,
-) -> Any:
+) -> GraphSpec:
     """The ``network.graph`` of any module that torch.fx traces, mapped op by op (the server never runs user
     code: the module is traced and run here, once, on ``example_input``).
 
     >>> block = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval()
-    >>> graph = graph_from_module(block, torch.zeros(2, 3, 32, 32))["graph"]
+    >>> graph = graph_from_module(block, torch.zeros(2, 3, 32, 32))
     >>> graph["input_shape"], [node["op"] for node in graph["nodes"]]
     ([3, 32, 32], ['conv2d', 'batch_norm', 'activation'])
 
@@ -236,7 +242,8 @@ def graph_from_module(
     output only it reads: W' = s·W, b' = s·(b − μ) + β with s = γ/√(σ² + ε), in float64 — the same function, one
     op fewer, but the report's gradient norms are then those of the folded weights. Off by default.
 
-    Returns ``{"graph": …}``, the network in the contract's JSON shape (Client.analyze takes it as the network).
+    Returns the graph in the contract's JSON shape (``input_shape``, ``nodes``, ``output``);
+    ``network_from_module(module, example_input)`` is it as a validated :class:`~jacspec.models.Network`.
 
     Raises
     ------
@@ -257,8 +264,7 @@ def graph_from_module(
             f"module {training[0]!r} is in training mode; call model.eval() first: jacspec maps the eval-mode "
             "function (dropout the identity, batch norm by its running statistics)"
         )
-    mapper = _GraphMapper(module, example_input.detach(), batch_dim, b64, fold_batch_norm)
-    return _graph_network(mapper.graph())
+    return _GraphMapper(module, example_input.detach(), batch_dim, b64, fold_batch_norm).graph()
 
 
 def _check_parameters(module: nn.Module) -> None:
@@ -570,9 +576,19 @@ _TODO = (
 )
 
 
-def _graph_network(graph: GraphSpec) -> Any:
-    """The network of a graph: the one place where the JSON shape becomes the contract's model."""
-    return {"graph": graph}
+def _graph_network(graph: GraphSpec) -> Network:
+    """The network of a graph: the one place where the JSON shape becomes the contract's model; a node the
+    contract refuses is named (ValueError)."""
+    try:
+        return Network.model_validate({"graph": graph})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = list(error["loc"])
+        where = "network.graph." + ".".join(str(part) for part in location[1:] if not str(part).endswith("_node"))
+        if len(location) >= 3 and location[1] == "nodes" and isinstance(location[2], int):
+            node = graph["nodes"][location[2]]
+            where = f"node {node['id']!r} (op {node['op']}) at {where}"
+        raise ValueError(f"{where}: {error['msg']} (this jacspec's contract cannot hold it)") from None
 
 
 @dataclass(frozen=True)
