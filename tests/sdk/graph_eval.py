@@ -180,14 +180,29 @@ def _op(node: Mapping[str, Any], params: Mapping[str, torch.Tensor], xs: list[to
     raise NotImplementedError(op)
 
 
+def wired(graph: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], list[str]]]:
+    """Each node with the ids it reads (its ``inputs``, by default the previous node's, ``input`` for the first)."""
+    previous, found = "input", []
+    for node in graph["nodes"]:
+        found.append((node, list(node.get("inputs", [previous]))))
+        previous = node["id"]
+    return found
+
+
+def run(graph: Mapping[str, Any], values: dict[str, torch.Tensor], ids: list[str] | None = None) -> torch.Tensor:
+    """Evaluate the nodes ``ids`` (all by default) in order from ``values`` (tensors by id, probes on axis 0, added
+    to as they are made); the last one's output."""
+    out = values["input"]
+    for node, inputs in wired(graph):
+        if ids is None or node["id"] in ids:
+            params = {name: tensor(spec) for name, spec in node.get("params", {}).items()}
+            out = values[node["id"]] = _op(node, params, [values[name] for name in inputs])
+    return out
+
+
 def evaluate(graph: Mapping[str, Any], probes: torch.Tensor) -> torch.Tensor:
     """The graph's output on ``probes`` ([N, *input_shape]), in float64."""
     assert list(probes.shape[1:]) == list(graph["input_shape"])
     values = {"input": probes.double()}
-    previous = "input"
-    for node in graph["nodes"]:
-        params = {name: tensor(spec) for name, spec in node.get("params", {}).items()}
-        xs = [values[name] for name in node.get("inputs", [previous])]
-        values[node["id"]] = _op(node, params, xs)
-        previous = node["id"]
-    return values[graph.get("output", previous)]
+    run(graph, values)
+    return values[graph.get("output", graph["nodes"][-1]["id"])]

@@ -10,8 +10,10 @@ shows as an O(1) difference. Refusals must name the node, its target and the mod
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -21,8 +23,16 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - torch's own spelling
 from torch import nn
 
+import jacspec
 from jacspec.torch import graph_from_module, network_from_module
-from tests.sdk.graph_eval import evaluate
+from tests.sdk.graph_eval import evaluate, run
+
+
+@pytest.fixture
+async def sdk(client: httpx.AsyncClient) -> AsyncIterator[jacspec.AsyncClient]:
+    async with jacspec.AsyncClient(base_url="http://jacspec.test", http_client=client) as c:
+        yield c
+
 
 REL = 1e-10
 """float64 on both sides, the same operations in a different order: differences are rounding, ~1e-15 relative."""
@@ -326,3 +336,126 @@ def test_sequence_first_lstm() -> None:
     graph = graph_from_module(model, x)
     assert _ops(graph) == ["lstm", "linear"]
     _close(graph, model, x)
+
+
+# ------------------------------------------------------------------- the server: its forward pass and its report
+
+
+class NormMLP(nn.Module):
+    """Linear → BatchNorm1d → GELU → Linear, with a skip around the middle and an RMSNorm at the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(10, 16)
+        self.bn = nn.BatchNorm1d(16)
+        self.fc2 = nn.Linear(16, 16)
+        self.norm = nn.RMSNorm(16, eps=1e-6)
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.bn(self.fc1(x)))
+        return self.out(self.norm(h + torch.tanh(self.fc2(h))))  # type: ignore[no-any-return]
+
+
+def _encoder(norm_first: bool) -> nn.Module:
+    torch.manual_seed(4)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True, norm_first=norm_first)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+
+SERVED: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "mlp-skip": (lambda: SkipMLP(), (3, 12)),
+    "mlp-batch-norm": (lambda: NormMLP(), (3, 10)),
+    "encoder-post-ln": (lambda: _encoder(False), (2, 16, 16)),
+    "encoder-pre-ln": (lambda: _encoder(True), (2, 16, 16)),
+    "gpt2-block": (lambda: GPT2Block(16, 4, 16), (2, 16, 16)),
+    "lstm": (lambda: SequenceModel(nn.LSTM(4, 6, batch_first=True), 6), (2, 20, 4)),
+    "gru": (lambda: SequenceModel(nn.GRU(4, 6, num_layers=2, batch_first=True), 6), (2, 20, 4)),
+}
+"""Models of the ops the server has today (no convolution or pooling yet), with their example input's shape."""
+
+JAC_REL = 1e-6
+"""The report's Jacobian, backward and gradient norms vs torch autograd: Lanczos to rtol 1e-10, float64."""
+
+
+def _served(name: str) -> tuple[nn.Module, torch.Tensor]:
+    factory, shape = SERVED[name]
+    torch.manual_seed(5)
+    model = _seeded(factory())
+    return model, torch.randn(*shape, dtype=torch.float64)
+
+
+def _block_norm(graph: dict[str, Any], ids: list[str], start: torch.Tensor, start_id: str) -> float:
+    """max over probes of ‖∂(the nodes ``ids``)/∂(tensor ``start_id``)‖₂ by torch.func.jacrev and a dense SVD."""
+
+    def block(t: torch.Tensor) -> torch.Tensor:
+        return run(graph, {start_id: t[None], "input": t[None]}, ids)[0]
+
+    norms = []
+    for probe in start:
+        jacobian = torch.func.jacrev(block)(probe)
+        rows = jacobian.reshape(-1, probe.numel())
+        norms.append(float(torch.linalg.matrix_norm(rows, 2)))
+    return max(norms)
+
+
+@pytest.mark.parametrize("name", list(SERVED))
+def test_server_forward_pass_equals_torch(name: str) -> None:
+    """The server's own graph builder (api.ingest.graph) and forward pass (service.graph.network) on the mapped
+    network give the model's output, float64, to 1e-10."""
+    from api.ingest.graph import build, inline
+    from service.graph.network import linearise
+
+    model, x = _served(name)
+    network = network_from_module(model, x)
+    assert network.graph is not None
+    built = build(network.graph, inline)
+    lins, stopped = linearise(built, x.numpy())
+    assert stopped is None
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = lins[built.output - 1].output
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) <= REL * np.max(np.abs(want))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", list(SERVED))
+async def test_report_matches_autograd(sdk: Any, name: str) -> None:
+    """Each block of the report: its Jacobian norm and backward norm equal torch.func.jacrev's (max over the
+    probes of the dense Jacobian's spectral norm), its parameters' gradient norms equal autograd's of the MSE
+    loss mean((model(x) − y)²), all to 1e-6 relative; the probes and targets are sent as torch tensors."""
+    model, x = _served(name)
+    network = network_from_module(model, x)
+    with torch.no_grad():
+        out = model(x)
+    y = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    report = await sdk.analyze(network, inputs={"data": x, "targets": y}, options={"rtol": 1e-10})
+    assert network.graph is not None
+    graph = network.graph.model_dump(mode="json", exclude_none=True, exclude_unset=True)
+    values: dict[str, torch.Tensor] = {"input": x}
+    with torch.no_grad():
+        run(graph, values)
+    order = [node["id"] for node in graph["nodes"]]
+    model.zero_grad()
+    loss = ((model(x) - y) ** 2).mean()
+    loss.backward()
+    grads = {key: float(p.grad.norm()) for key, p in model.named_parameters() if p.grad is not None}
+    assert len(report.layers) >= 2
+    checked = 0
+    for layer in report.layers:
+        assert layer.type == "block"
+        assert layer.nodes is not None
+        ids = list(layer.nodes)
+        first, last = order.index(ids[0]), order.index(ids[-1])
+        start_id = "input" if first == 0 else order[first - 1]
+        truth = _block_norm(graph, ids, values[start_id], start_id)
+        assert layer.jacobian_norm == pytest.approx(truth, rel=JAC_REL)
+        downstream = order[last + 1 :]
+        backward = 1.0 if not downstream else _block_norm(graph, downstream, values[ids[-1]], ids[-1])
+        assert layer.backward_norm_log10 == pytest.approx(math.log10(backward), abs=JAC_REL)
+        for key, norm in (layer.parameter_gradient_norms or {}).items():
+            if key in grads:
+                assert norm == pytest.approx(grads[key], rel=JAC_REL)
+                checked += 1
+    assert checked == len(grads)  # every model parameter's gradient norm is reported, in its block
