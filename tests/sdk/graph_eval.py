@@ -77,7 +77,7 @@ def _attention(node: Mapping[str, Any], params: Mapping[str, torch.Tensor], x: t
 
 def _recurrent(node: Mapping[str, Any], params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """torch.nn.RNN/LSTM/GRU (batch_first) with the node's parameters, from h_0 = 0."""
-    kinds: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+    kinds: dict[str, Any] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
     extra = {"nonlinearity": node.get("nonlinearity", "tanh")} if node["op"] == "rnn" else {}
     module = kinds[node["op"]](
         x.shape[-1],

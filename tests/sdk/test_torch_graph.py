@@ -61,6 +61,8 @@ def _seeded(model: nn.Module, seed: int = 0) -> nn.Module:
     model = model.double()
     for module in model.modules():
         if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            assert module.running_mean is not None
+            assert module.running_var is not None
             with torch.no_grad():
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
@@ -83,7 +85,7 @@ class SkipMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x + self.fc2(F.relu(self.fc1(x)))
-        return self.fc3(torch.tanh(h) - 0.5 * x)
+        return self.fc3(torch.tanh(h) - 0.5 * x)  # type: ignore[no-any-return]
 
 
 class StridedCNN(nn.Module):
@@ -100,7 +102,7 @@ class StridedCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.stem(x))
         x = F.silu(self.bn(self.conv(x)))
-        return self.head(x)
+        return self.head(x)  # type: ignore[no-any-return]
 
 
 class BasicBlock(nn.Module):
@@ -160,6 +162,8 @@ class ResNet(nn.Module):
 class GPT2Block(nn.Module):
     """A GPT-2 block with nn modules: x + attn(ln_1(x)) under a causal mask, then x + mlp(ln_2(x))."""
 
+    mask: torch.Tensor
+
     def __init__(self, d: int = 32, heads: int = 4, context: int = 16) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(d)
@@ -173,7 +177,7 @@ class GPT2Block(nn.Module):
         h = self.ln_1(x)
         a, _ = self.attn(h, h, h, attn_mask=self.mask[:steps, :steps], need_weights=False)
         x = x + a
-        return x + self.mlp(self.ln_2(x))
+        return x + self.mlp(self.ln_2(x))  # type: ignore[no-any-return]
 
 
 class SequenceModel(nn.Module):

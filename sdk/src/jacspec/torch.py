@@ -676,14 +676,10 @@ class _GraphMapper:
                 output = self._output(node)
             elif node in data and node in live:
                 self.env[node.name] = self._checked(node, self._map(node))
+        source = self.env[placeholders[0].name]
         assert output is not None
-        return {
-            "input_shape": list(self.env[placeholders[0].name].probe)
-            if isinstance(self.env[placeholders[0].name], _Value)
-            else [],
-            "nodes": self._serialised(),
-            "output": output.id,
-        }
+        assert isinstance(source, _Value)
+        return {"input_shape": list(source.probe), "nodes": self._serialised(), "output": output.id}
 
     def _trace(self) -> fx.GraphModule:
         """The module traced, every forward argument after the first fixed to its default."""
@@ -762,7 +758,7 @@ class _GraphMapper:
             assert isinstance(node.target, str)
             handler = _METHODS.get(node.target)
         else:
-            handler = _FUNCTIONS.get(node.target)  # type: ignore[arg-type]
+            handler = _FUNCTIONS.get(node.target)
         if handler is None:
             raise ValueError(f"{self._where(node)}: {_target_name(node)} is not an op of the contract; {_TODO}")
         return handler(self, node, args, kwargs)
@@ -854,17 +850,18 @@ class _GraphMapper:
         name: str,
         op: str,
         inputs: Sequence[_Value],
-        shape: tuple[int, ...],
+        full: tuple[int, ...],
         batch: int,
         params: dict[str, torch.Tensor] | None = None,
         **fields: Any,
     ) -> _Value:
-        """Append a contract node ``op`` named after ``name`` on ``inputs``; the tensor it makes."""
+        """Append a contract node ``op`` named after ``name`` on ``inputs``; the tensor it makes, of shape ``full``
+        (the probes on axis ``batch``)."""
         spec: dict[str, Any] = {"id": self._id(name), "op": op, "inputs": [value.id for value in inputs], **fields}
         if params:
             spec["params"] = params
         self.nodes.append(spec)
-        return _Value(spec["id"], shape, batch)
+        return _Value(spec["id"], full, batch)
 
     def _params(self, path: str, module: nn.Module, names: Sequence[str], where: str) -> dict[str, torch.Tensor]:
         """The module's tensors ``names`` (those it has), each checked finite (ValueError naming it)."""
@@ -989,7 +986,7 @@ class _GraphMapper:
         self._batch_first(x, 4, "(N, C, H, W)", where)
         shape = _node_shape(node)
         if isinstance(module, nn.AdaptiveAvgPool2d):
-            size = module.output_size
+            size: Any = module.output_size
             pair = [size, size] if isinstance(size, int) else list(size)
             output = [x.shape[2 + i] if s is None else s for i, s in enumerate(pair)]
             return self._emit(path, "adaptive_avg_pool2d", [x], shape, 0, output_size=output)
@@ -1469,7 +1466,8 @@ def _conv_shape(shape: tuple[int, ...], conv: nn.Conv1d | nn.Conv2d) -> tuple[in
     if conv.padding == "same":
         out = spatial
     else:
-        padding = (0,) * len(spatial) if conv.padding == "valid" else tuple(conv.padding)
+        given: Any = conv.padding
+        padding: tuple[int, ...] = (0,) * len(spatial) if given == "valid" else tuple(given)
         out = tuple(
             (n + 2 * p - d * (k - 1) - 1) // s + 1
             for n, p, d, k, s in zip(spatial, padding, conv.dilation, conv.kernel_size, conv.stride, strict=True)
