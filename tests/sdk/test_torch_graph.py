@@ -463,3 +463,283 @@ async def test_report_matches_autograd(sdk: Any, name: str) -> None:
                 assert norm == pytest.approx(grads[key], rel=JAC_REL)
                 checked += 1
     assert checked == len(grads)  # every model parameter's gradient norm is reported, in its block
+
+
+# ------------------------------------------------------------------------------ shape ops, functions, more modules
+
+
+class ShapeOps(nn.Module):
+    """permute, cat, reshape, transpose, contiguous, unsqueeze, flatten, torch.add's alpha, /, neg, −, view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.fc(x)  # (N, 4, 6)
+        b = a.permute(0, 2, 1)  # (N, 6, 4)
+        c = torch.cat([b, b * 0.5], dim=-1)  # (N, 6, 8)
+        d = c.reshape(c.size(0), 8, 6)
+        e = d.transpose(1, 2).contiguous()  # (N, 6, 8)
+        f = e.unsqueeze(1).flatten(2)  # (N, 1, 48)
+        g = torch.add(f, -f / 4, alpha=2.0) - torch.sigmoid(f).neg()
+        return g.view(x.size(0), -1)
+
+
+class MoreModules(nn.Module):
+    """Dilated grouped 'same' conv2d, GroupNorm, AvgPool2d, strided Conv1d, LayerNorm without bias, ReLU6 and
+    functional activations with their parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding="same", dilation=2, groups=3)
+        self.gn = nn.GroupNorm(3, 6)
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.conv1 = nn.Conv1d(6, 4, 3, stride=2)
+        self.ln = nn.LayerNorm(31, bias=False)
+        self.relu6 = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.elu(self.gn(self.conv(x)), 0.5)
+        h = self.pool(h).flatten(2)  # (N, 6, 64)
+        h = F.hardtanh(self.conv1(h), -0.5, 2.0)  # (N, 4, 31)
+        return self.relu6(F.leaky_relu(self.ln(h), 0.2) * 3.0)  # type: ignore[no-any-return]
+
+
+def test_shape_ops_and_functions() -> None:
+    model = _seeded(ShapeOps())
+    x = torch.randn(3, 4, 6, dtype=torch.float64)
+    graph = graph_from_module(model, x)
+    assert _ops(graph) == [
+        "linear", "transpose", "mul", "concat", "reshape", "transpose", "reshape", "flatten", "mul", "mul", "mul",
+        "add", "activation", "mul", "mul", "add", "reshape",
+    ]  # fmt: skip
+    concat = graph["nodes"][3]
+    assert (concat["dim"], concat["inputs"]) == (1, ["permute", "mul"])
+    _close(graph, model, x)
+
+
+def test_more_modules() -> None:
+    model = _seeded(MoreModules())
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    graph = graph_from_module(model, x)
+    conv = graph["nodes"][0]
+    assert (conv["padding"], conv["dilation"], conv["groups"]) == ("same", [2, 2], 3)
+    norm = next(node for node in graph["nodes"] if node["op"] == "layer_norm")
+    assert set(norm["params"]) == {"weight", "bias"}  # bias=False: a zero bias, the same function
+    assert graph["nodes"][-1]["activation"] == {"name": "hard_tanh", "min_val": 0.0, "max_val": 6.0}
+    _close(graph, model, x)
+
+
+def test_float32_weights_and_b64() -> None:
+    """float32 weights go as FP32 (base64 above 1024 elements, data below, or as asked)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 30), nn.Tanh(), nn.Linear(30, 2)).eval()
+    graph = graph_from_module(model, torch.randn(2, 40))
+    big, small = graph["nodes"][0]["params"]["weight"], graph["nodes"][2]["params"]["weight"]
+    assert (big["datatype"], "b64" in big, "data" in small) == ("FP32", True, True)
+    listed = graph_from_module(model, torch.randn(2, 40), b64=False)
+    assert "data" in listed["nodes"][0]["params"]["weight"]
+    with torch.no_grad():
+        want = model(torch.ones(1, 40)).double()
+    got = evaluate(listed, torch.ones(1, 40, dtype=torch.float64))
+    assert float((got - want).abs().max()) <= 1e-6 * float(want.abs().max())
+
+
+def test_numpy_example_input() -> None:
+    model = _seeded(SkipMLP())
+    x = np.random.default_rng(0).standard_normal((3, 12))
+    _close(graph_from_module(model, x), model, torch.from_numpy(x))
+
+
+def test_network_holds_what_the_contract_holds() -> None:
+    """A network of ops the contract has validates; one of an op it lacks yet (convolution, pooling) is refused
+    naming the node — until the contract has it."""
+    from jacspec.models.graph import NODE_MODELS
+
+    model = _seeded(StridedCNN())
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    if "conv2d" in NODE_MODELS and "max_pool2d" in NODE_MODELS:
+        network = network_from_module(model, x)
+        assert network.graph is not None
+        assert network.graph.nodes[0].op == "conv2d"
+    else:
+        with pytest.raises(ValueError, match=r"node 'stem\.0' \(op conv2d\) at network\.graph\.nodes\.0"):
+            network_from_module(model, x)
+
+
+# ---------------------------------------------------------------------------------------------------- refusals
+
+
+class Head(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.fc(x), dim=-1)
+
+
+class Classifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(8, 8)
+        self.head = Head()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.body(x)))  # type: ignore[no-any-return]
+
+
+class LastStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return out[:, -1]  # type: ignore[no-any-return]
+
+
+class FinalState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h = self.gru(x)
+        return h  # type: ignore[no-any-return]
+
+
+class CrossAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory = nn.Linear(8, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.memory(x)
+        return self.attn(x, m, m, need_weights=False)[0]  # type: ignore[no-any-return]
+
+
+class Gate(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * torch.sigmoid(x)  # type: ignore[no-any-return]
+
+
+class Offset(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + 1.0  # type: ignore[no-any-return]
+
+
+class Branching(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.fc(x)  # type: ignore[no-any-return]
+        return x
+
+
+class Embedded(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(nn.Linear(8, 8), nn.Softmax(dim=-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)  # type: ignore[no-any-return]
+
+
+REFUSED: list[tuple[str, Any, tuple[int, ...], str]] = [
+    (
+        "softmax",
+        Classifier,
+        (2, 8),
+        r"node 'softmax' \(call_function torch\.nn\.functional\.softmax, in module 'head'\): "
+        r"torch\.nn\.functional\.softmax is not an op of the contract; rewrite that part",
+    ),
+    (
+        "softmax-module",
+        Embedded,
+        (2, 8),
+        r"node 'blocks_1' \(call_module blocks\.1, in module 'blocks\.1'\): Softmax is not an op of the contract",
+    ),
+    (
+        "last-step",
+        LastStep,
+        (2, 5, 4),
+        r"node 'getitem_2' \(call_function operator\.getitem.*indexes or slices a tensor",
+    ),
+    ("final-state", FinalState, (2, 5, 4), r"item \[1\] of what nn\.GRU 'gru' returns is not mapped"),
+    ("cross-attention", CrossAttention, (2, 5, 8), r"in module 'attn'\): query, key and value are different tensors"),
+    ("gate", Gate, (2, 8), r"node 'mul' .*multiplies two tensors that depend on the input"),
+    ("offset", Offset, (2, 8), r"node 'add' .*adds a constant \(1\.0\)"),
+    ("control-flow", Branching, (2, 8), r"torch\.fx cannot trace Branching: TraceError"),
+    (
+        "gelu-tanh",
+        lambda: nn.Sequential(nn.Linear(8, 8), nn.GELU(approximate="tanh")),
+        (2, 8),
+        r"node '_1' \(call_module 1, in module '1'\): GELU\(approximate='tanh'\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("factory", "shape", "message"), [case[1:] for case in REFUSED], ids=[c[0] for c in REFUSED])
+def test_refusals_name_the_node(factory: Any, shape: tuple[int, ...], message: str) -> None:
+    model = factory().double().eval()
+    with pytest.raises(ValueError, match=message):
+        graph_from_module(model, torch.randn(*shape, dtype=torch.float64))
+
+
+def test_training_mode_is_refused() -> None:
+    model = StridedCNN().train()
+    with pytest.raises(ValueError, match=r"module 'StridedCNN' is in training mode; call model\.eval\(\) first"):
+        graph_from_module(model, torch.randn(2, 3, 16, 16))
+
+
+def test_non_finite_weight_is_named() -> None:
+    model = _seeded(ResNet(width=4))
+    with torch.no_grad():
+        model.layer2[1].conv2.weight[0, 0, 1, 1] = float("nan")
+        model.layer3[0].bn1.running_var[2] = float("inf")
+    with pytest.raises(ValueError, match=r"parameter 'layer2\.1\.conv2\.weight' \(node 'layer2_1_conv2'.*holds 1 NaN"):
+        graph_from_module(model, torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    with torch.no_grad():
+        model.layer2[1].conv2.weight[0, 0, 1, 1] = 0.0
+    with pytest.raises(ValueError, match=r"parameter 'layer3\.0\.bn1\.running_var'"):
+        graph_from_module(model, torch.randn(2, 3, 32, 32, dtype=torch.float64))
+
+
+def test_non_finite_weight_is_named_in_the_chain_form() -> None:
+    """The chain form (no example input) names the parameter too, not a bare pydantic error."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[2].bias[1] = float("-inf")
+    with pytest.raises(ValueError, match=r"parameter '2\.bias' \(in Sequential\) holds 1 NaN or infinite value of 2"):
+        network_from_module(model)
+
+
+def test_inputs_take_numpy_and_torch() -> None:
+    """Inputs.data and targets: an array or tensor of probes, each flattened row-major, as its rows."""
+    from jacspec.models import Inputs
+
+    images = torch.randn(3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    inputs = Inputs(data=images, targets=np.ones((3, 5), dtype=np.float32))  # type: ignore[arg-type]
+    assert inputs.data is not None
+    assert inputs.targets is not None
+    data, targets = inputs.data, inputs.targets
+    assert not isinstance(data, list)
+    assert not isinstance(targets, list)
+    np.testing.assert_array_equal(data.to_numpy(), images.detach().numpy().reshape(3, 32))
+    assert (targets.shape, targets.datatype) == ([3, 5], "FP32")
+    with pytest.raises(ValueError, match=r"needs the probes on axis 0.*got shape \[5\]"):
+        Inputs(data=np.zeros(5))  # type: ignore[arg-type]
