@@ -1056,23 +1056,8 @@ class _GraphMapper:
                 f"{where}: takes {list(x.shape)} with the probes on axis {x.batch}; with batch_first="
                 f"{module.batch_first} it needs them on axis {batch}"
             )
-        if module._qkv_same_embed_dim:
-            params = self._params(
-                path, module, ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"), where
-            )
-        else:
-            separate = self._params(
-                path,
-                module,
-                ("q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"),
-                where,
-            )
-            params = {f"{p}.weight": separate.pop(f"{p}_weight") for p in ("q_proj", "k_proj", "v_proj")}
-            bias = separate.pop("in_proj_bias", None)
-            if bias is not None:
-                for p, part in zip(("q_proj", "k_proj", "v_proj"), bias.chunk(3), strict=True):
-                    params[f"{p}.bias"] = part
-            params.update(separate)
+        names = ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+        params = self._params(path, module, names, where)  # kdim = vdim = embed_dim: self-attention ran
         return self._emit(path, "attention", [x], x.shape, x.batch, params, num_heads=module.num_heads, causal=causal)
 
     def _encoder_layer(
