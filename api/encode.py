@@ -144,7 +144,9 @@ def graph_report(result: GraphAnalysis, version: str, timings_ms: dict[str, floa
         weight_norms_lanczos=0,
         matvecs=result.matvecs,
     )
-    return AnalysisReport(layers=layers, summary=summary, meta=Meta(version=version, timings_ms=timings_ms, methods=methods))
+    return AnalysisReport(
+        layers=layers, summary=summary, meta=Meta(version=version, timings_ms=timings_ms, methods=methods)
+    )
 
 
 def _block_layer(b: BlockReport) -> LayerReport:

@@ -6,10 +6,12 @@ work too large is refused (``api.limits``) before any memory is spent on it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from itertools import groupby
 
 from api.echo import echo
+from api.ingest.graph import build, shapes_only
 from api.ingest.safetensors import SafetensorsFile
 from api.limits import Fields, check, check_depth
 from api.settings import Settings
@@ -27,23 +29,22 @@ from jacspec.models import (
     activation_parts,
 )
 from jacspec.models import Layer as LayerModel
-from api.ingest.graph import build, shapes_only
 from service.cost import (
     DECODE_BYTES,
+    DECODE_LIST,
     LAYER_BYTES,
     RESPONSE_BASE,
-    NodeCost,
-    graph_flops,
-    node_apply_flops,
-    DECODE_LIST,
     Declared,
     LayerCost,
+    NodeCost,
     WorkEstimate,
     conv2d_layer,
     dense_layer,
     estimate,
+    graph_flops,
     init_layers,
     meanfield_solves,
+    node_apply_flops,
     recurrent_layers,
 )
 from service.errors import InvalidInputError, Location
@@ -54,9 +55,8 @@ def checked_size(request: AnalysisRequest, settings: Settings) -> WorkEstimate:
     """The work of a JSON request, refused (413) when it cannot fit: first by its depth alone, in constant time,
     then by its estimate, naming the changes that would fit. A graph's shapes are checked through it first (422)."""
     if request.network.graph is not None:
-        work = graph_work(build(request.network.graph, shapes_only()), request.inputs, request.options)
-        check(work, settings, _graph_fields(request.inputs))
-        return work
+        graph = build(request.network.graph, shapes_only())
+        return checked_graph_size(graph, request.inputs, request.options, settings)
     fields = analysis_fields(request)
     check_depth(declared_depth(request), settings, fields)
     work, _, declared = analysis_size(request)
@@ -73,6 +73,17 @@ def checked_safetensors_size(
     return work
 
 
+def checked_graph_size(
+    graph: Graph, inputs: Inputs, options: Options, settings: Settings, where: str = ""
+) -> WorkEstimate:
+    """A graph's work, refused (413) when it cannot fit; ``where``: the pointer of the JSON request ("/request" in an
+    upload)."""
+    at: Location = tuple(step for step in where.split("/") if step)
+    work = graph_work(graph, inputs, options, at)
+    check(work, settings, _graph_fields(inputs, where))
+    return work
+
+
 def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()) -> WorkEstimate:
     """The work of a graph's analysis from its shapes (service.cost.graph_flops) and the size of its answer;
     options.spectrum is refused (422): a graph has no spectrum."""
@@ -82,8 +93,8 @@ def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()
     for k, node in enumerate(graph.nodes):
         sizes = [graph.size(i) for i in node.inputs]
         parameters = sum(int(array.size) for array in node.op.parameters.values())
-        steps = graph.shapes[node.inputs[0]][0] if len(graph.shapes[node.inputs[0]]) > 1 else 1
-        costs.append(NodeCost(node_apply_flops(node.op.name, parameters, sizes, graph.size(k + 1), steps), parameters))
+        rows = _rows(node.op.name, graph.shapes[node.inputs[0]], graph.shapes[k + 1])
+        costs.append(NodeCost(node_apply_flops(node.op.name, parameters, sizes, graph.size(k + 1), rows), parameters))
     blocks = [(b.start, b.stop, graph.size(b.start), graph.size(b.stop)) for b in graph.blocks()]
     probes = probe_count(inputs)
     flops = graph_flops(costs, blocks, probes, options.rtol) + DECODE_BYTES * sum(c.parameters for c in costs)
@@ -92,6 +103,16 @@ def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()
     answer = RESPONSE_BASE + len(blocks) * LAYER_BYTES + names
     parameters = sum(c.parameters for c in costs)
     return WorkEstimate(widths, parameters, probes, "none", flops, flops, answer, len(blocks))
+
+
+def _rows(op: str, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+    """The rows a node's weights act on (service.cost.node_apply_flops): a convolution's output positions, a
+    linear's input rows, a sequence op's steps."""
+    if op in ("conv1d", "conv2d"):
+        return math.prod(output_shape[1:])
+    if op == "linear":
+        return math.prod(input_shape[:-1])
+    return input_shape[0] if len(input_shape) > 1 else 1
 
 
 def _graph_fields(inputs: Inputs, where: str = "") -> Fields:

@@ -20,12 +20,12 @@ from api.compute import SHARED_BYTES, ComputePool, Deadline, sharing
 from api.echo import echo
 from api.ingest import safetensors
 from api.ingest.body import INLINE_PARSE_BYTES, declared_length, media_type, read_body, require_json, validate_json
-from api.ingest.graph import build, inline
 from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurrent, safetensors_network
+from api.ingest.graph import build, from_file, inline, shapes_only
 from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings
-from api.sizes import checked_safetensors_size, checked_size
+from api.sizes import checked_graph_size, checked_safetensors_size, checked_size
 from api.worker import Shared, attached
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
@@ -195,9 +195,30 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
     else:
         file = await to_thread.run_sync(safetensors.parse, upload.data)
     request.state.header_ms = (time.perf_counter() - started) * 1e3
+    graph = spec.network.graph
+    if graph is not None:
+        shapes = build(graph, shapes_only(file), UPLOAD_GRAPH)
+        checked_graph_size(shapes, spec.inputs, spec.options, settings, "/request")
+        return AnalysisWork(analyse_graph_upload, upload.data, (spec,), deadline(settings, spec.options))
     prefixes = safetensors.layer_names(file, spec.network.layers)
     trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
     return AnalysisWork(analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options))
+
+
+UPLOAD_GRAPH: Location = ("request", "network", "graph")
+
+
+def analyse_graph_upload(source: bytes | memoryview | Shared, spec: SafetensorsRequest) -> Computed:
+    """In a worker: the upload analysed as ``spec.network.graph``, its params read from the file."""
+    started = time.perf_counter()
+    assert spec.network.graph is not None
+    if isinstance(source, Shared):
+        with attached(source) as view:
+            graph = build(spec.network.graph, from_file(safetensors.parse(view)), UPLOAD_GRAPH)
+    else:
+        graph = build(spec.network.graph, from_file(safetensors.parse(source)), UPLOAD_GRAPH)
+    decode_ms = (time.perf_counter() - started) * 1e3
+    return _graph_analysed(graph, spec.inputs, spec.options, inputs_at=("request",)), decode_ms
 
 
 def analyse_upload(

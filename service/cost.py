@@ -826,20 +826,29 @@ class NodeCost:
     parameters: int
 
 
-def node_apply_flops(op: str, parameters: int, input_sizes: Sequence[int], output_size: int, steps: int) -> float:
-    """A graph node's forward flops for one probe: 2·rows·(weight entries) for a matrix op (linear on ``steps``
-    rows; a recurrent op's weights once a step); attention 2·T·(its 4d² weights) + 4·T²·d for the scores and
-    their mix; every op besides ELEMENT flops per entry it reads and writes."""
+def node_apply_flops(op: str, parameters: int, input_sizes: Sequence[int], output_size: int, rows: int) -> float:
+    """A graph node's forward flops for one probe: 2·rows·(parameter entries) for an op whose weights act on
+    ``rows`` rows (linear: the rows of its input; conv1d/conv2d: the output positions, each reading c_in/g·k
+    entries per output channel; a recurrent op: its steps), attention besides 4·T²·d for the scores and their mix;
+    a pool POOL_TAPS entries read per output entry; every op besides ELEMENT flops per entry it reads and writes."""
     entries = ELEMENT * (sum(flops_of(n) for n in input_sizes) + flops_of(output_size))
-    if op in ("linear", "rnn", "lstm", "gru"):
-        return entries + 2.0 * flops_of(steps) * flops_of(parameters)
+    if op in ("linear", "rnn", "lstm", "gru", "conv1d", "conv2d"):
+        return entries + 2.0 * flops_of(rows) * flops_of(parameters)
     if op == "attention":
-        width = flops_of(output_size) / max(1, steps)
-        return entries + 2.0 * flops_of(steps) * flops_of(parameters) + 4.0 * flops_of(steps) ** 2 * width
+        width = flops_of(output_size) / max(1, rows)
+        return entries + 2.0 * flops_of(rows) * flops_of(parameters) + 4.0 * flops_of(rows) ** 2 * width
+    if op in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"):
+        return entries + ELEMENT * POOL_TAPS * flops_of(output_size)
     return entries
 
 
-def graph_flops(nodes: Sequence[NodeCost], blocks: Sequence[tuple[int, int, int, int]], probes: int, rtol: float) -> float:
+POOL_TAPS = 9
+"""The entries a pool reads per output entry, counted as for a 3 × 3 window."""
+
+
+def graph_flops(
+    nodes: Sequence[NodeCost], blocks: Sequence[tuple[int, int, int, int]], probes: int, rtol: float
+) -> float:
     """The work of a graph's analysis on B probes. ``blocks``: (first node, end node, input size, output size).
 
     The linearisation (every node once, B probes), the loss gradient's reverse sweep (2×), and Lanczos on each

@@ -24,12 +24,19 @@ from api.ingest.safetensors import SafetensorsFile
 from jacspec.models import GraphNetwork, ParamTensor
 from jacspec.models.graph import (
     ActivationNode,
+    AdaptiveAvgPool2dNode,
     AttentionNode,
+    AvgPool2dNode,
     BatchNormNode,
     ConcatNode,
+    Conv1dNode,
+    Conv2dNode,
     FlattenNode,
+    GroupNormNode,
     LayerNormNode,
+    MaxPool2dNode,
     MulNode,
+    Node,
     PermuteNode,
     ReshapeNode,
     RMSNormNode,
@@ -40,11 +47,13 @@ from jacspec.models.graph import (
 )
 from service.errors import InvalidInputError, Location
 from service.graph.attention import Attention
+from service.graph.convolution import Conv1d, Conv2d
 from service.graph.dense import Linear
 from service.graph.elementwise import ActivationOp, Add, Mul
 from service.graph.network import Graph, NodeSpec, Shape, build_graph
-from service.graph.normalisation import BatchNorm, LayerNorm, RMSNorm
+from service.graph.normalisation import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from service.graph.op import Array, Op
+from service.graph.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from service.graph.recurrent import GRU, LSTM, RNN
 from service.graph.shape import Concat, Flatten, Permute, Reshape, Transpose
 
@@ -130,6 +139,42 @@ def _permute(node: PermuteNode, p: Arrays, shapes: Sequence[Shape]) -> Op:
     return Permute(node.dims)
 
 
+def _image_size(shapes: Sequence[Shape]) -> tuple[int, int] | None:
+    """(H, W) of a single (C, H, W) input, for a pool's exact bound (else None: the op refuses the shape)."""
+    return (shapes[0][1], shapes[0][2]) if len(shapes) == 1 and len(shapes[0]) == 3 else None
+
+
+def _conv(cls: type[Conv1d] | type[Conv2d]) -> Builder:
+    def build(node: Conv1dNode | Conv2dNode, p: Arrays, shapes: Sequence[Shape]) -> Op:
+        return cls(p["weight"], p.get("bias"), node.stride, node.padding, node.dilation, node.groups, node.padding_mode)
+
+    return build
+
+
+def _group_norm(node: GroupNormNode, p: Arrays, shapes: Sequence[Shape]) -> Op:
+    return GroupNorm(node.num_groups, node.num_channels, p.get("weight"), p.get("bias"), node.eps)
+
+
+def _max_pool(node: MaxPool2dNode, p: Arrays, shapes: Sequence[Shape]) -> Op:
+    return MaxPool2d(node.kernel_size, node.stride, node.padding, node.dilation, node.ceil_mode)
+
+
+def _avg_pool(node: AvgPool2dNode, p: Arrays, shapes: Sequence[Shape]) -> Op:
+    return AvgPool2d(
+        node.kernel_size,
+        node.stride,
+        node.padding,
+        node.ceil_mode,
+        node.count_include_pad,
+        node.divisor_override,
+        input_size=_image_size(shapes),
+    )
+
+
+def _adaptive_pool(node: AdaptiveAvgPool2dNode, p: Arrays, shapes: Sequence[Shape]) -> Op:
+    return AdaptiveAvgPool2d(node.output_size, input_size=_image_size(shapes))
+
+
 OPS: dict[str, OpEntry] = {
     "linear": OpEntry(lambda node, p, shapes: Linear(p["weight"], p.get("bias")), ("weight",), ("bias",)),
     "activation": OpEntry(_activation),
@@ -144,6 +189,12 @@ OPS: dict[str, OpEntry] = {
     "layer_norm": OpEntry(_layer_norm, (), ("weight", "bias")),
     "rms_norm": OpEntry(_rms_norm, (), ("weight",)),
     "attention": OpEntry(_attention, checks_own=True),
+    "conv1d": OpEntry(_conv(Conv1d), ("weight",), ("bias",)),
+    "conv2d": OpEntry(_conv(Conv2d), ("weight",), ("bias",)),
+    "group_norm": OpEntry(_group_norm, (), ("weight", "bias")),
+    "max_pool2d": OpEntry(_max_pool),
+    "avg_pool2d": OpEntry(_avg_pool),
+    "adaptive_avg_pool2d": OpEntry(_adaptive_pool),
     "rnn": OpEntry(_recurrent(RNN), checks_own=True),
     "lstm": OpEntry(_recurrent(LSTM), checks_own=True),
     "gru": OpEntry(_recurrent(GRU), checks_own=True),
@@ -157,9 +208,9 @@ def build(graph: GraphNetwork, resolve: Resolve, where: Location = ("network", "
     return build_graph(tuple(graph.input_shape), specs, graph.output, where)
 
 
-def _spec(node: _Node, k: int, resolve: Resolve, where: Location) -> NodeSpec:
+def _spec(node: Node, k: int, resolve: Resolve, where: Location) -> NodeSpec:
     location: Location = (*where, "nodes", k)
-    op: str = getattr(node, "op")
+    op: str = node.op
     entry = OPS[op]
     params = _params(node, entry, op, resolve, location)
     inputs = None if node.inputs is None else tuple(node.inputs)
@@ -187,7 +238,9 @@ def _params(node: _Node, entry: OpEntry, op: str, resolve: Resolve, location: Lo
                 )
         for name in entry.required:
             if name not in node.params:
-                raise InvalidInputError((*location, "params", name), f"is missing ({op} needs {', '.join(entry.required)})")
+                raise InvalidInputError(
+                    (*location, "params", name), f"is missing ({op} needs {', '.join(entry.required)})"
+                )
     return {name: resolve(value, (*location, "params", name)) for name, value in node.params.items()}
 
 

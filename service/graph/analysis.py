@@ -155,7 +155,7 @@ def _measured(
         grads = _parameter_norms(graph, block, gradients)
         reports.append(_report(graph, j, block, bounds[j], suffix[j], norm, backward, grads))
     whole = _norm(graph, lins, Block(0, graph.output), rtol, counter)
-    return reports, (math.log10(whole) if whole > 0 else None)
+    return reports, (math.log10(whole) if whole is not None and whole > 0 else None)
 
 
 def _parameter_norms(graph: Graph, block: Block, gradients: dict[int, dict[str, Array]]) -> dict[str, float | None]:
@@ -175,8 +175,8 @@ def _report(
     block: Block,
     bound: tuple[float | None, tuple[str, ...], tuple[str, ...]],
     suffix: float | None,
-    norm: float,
-    backward: float,
+    norm: float | None,
+    backward: float | None,
     grads: dict[str, float | None],
 ) -> BlockReport:
     flags = list(bound[2])
@@ -195,6 +195,8 @@ def _report(
         flags.append("backward_bound_unknown")
     if backward == 0.0:
         flags.append("backward_norm_zero")
+    if norm is None or backward is None:
+        flags.append("norm_overflow")
     return BlockReport(
         index=j + 1,
         nodes=tuple(node.id for node in graph.nodes[block.start : block.stop]),
@@ -202,7 +204,7 @@ def _report(
         jacobian_norm_bound=bound[0],
         jacobian_norm=norm,
         backward_bound_log10=suffix,
-        backward_norm_log10=math.log10(backward) if backward > 0 else None,
+        backward_norm_log10=math.log10(backward) if backward is not None and backward > 0 else None,
         gradient_norm_log10=gradient,
         parameter_gradient_norms=grads,
         bound_notes=bound[1],
@@ -233,7 +235,26 @@ def _unmeasured(
     ]
 
 
-def _norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, counter: _Norms) -> float:
+class _OverflowError(ArithmeticError):
+    """A Jacobian product left float64's range."""
+
+
+def _norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, counter: _Norms) -> float | None:
+    """max_b ‖J_b‖₂ (see _lanczos_norm); None where a product leaves float64's range."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _lanczos_norm(graph, lins, block, rtol, counter)
+    except _OverflowError:
+        return None
+
+
+def _finite(values: Array) -> Array:
+    if not np.all(np.isfinite(values)):
+        raise _OverflowError
+    return values
+
+
+def _lanczos_norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, counter: _Norms) -> float:
     """max_b ‖J_b‖₂, J_b = ∂t_stop/∂t_start at probe b, to ``rtol``: Lanczos on f_b²·J_bᵀJ_b (or J_bJ_bᵀ, the
     smaller side), f_b the power of two that brings ‖J_b·x₀‖ near 1 for a random unit x₀ (J_b = 0 where that is 0,
     with probability 1)."""
@@ -250,7 +271,7 @@ def _norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, count
     first, second, size = (forward, backward, n_in) if n_in <= n_out else (backward, forward, n_out)
     start = np.random.default_rng(0).standard_normal((probes, size))
     start /= np.linalg.norm(start, axis=1, keepdims=True)
-    peaks = np.linalg.norm(first(start), axis=1)
+    peaks = _finite(np.linalg.norm(first(start), axis=1))
     counter.matvecs += probes
     alive = np.flatnonzero(peaks > 0)
     if alive.size == 0:
@@ -261,7 +282,7 @@ def _norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, count
         full = np.zeros((probes, size))
         f = scales[which][:, None]
         full[alive[which]] = rows * f
-        return second(first(full))[alive[which]] * f
+        return _finite(second(first(full))[alive[which]] * f)
 
     values, products = lanczos.top_singular_values(gram, size, scales, rtol)
     counter.matvecs += products

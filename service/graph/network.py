@@ -14,6 +14,7 @@ that their Jacobian ∂t_b/∂t_a is composed from those nodes alone:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ class Graph:
 
     def blocks(self) -> list[Block]:
         cuts = self.cuts()
-        return [Block(a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+        return [Block(a, b) for a, b in itertools.pairwise(cuts)]
 
 
 def build_graph(input_shape: Shape, specs: Sequence[NodeSpec], output: str | None, where: Location) -> Graph:
@@ -135,13 +136,16 @@ def _check_output(graph: Graph, output: str | None, index: dict[str, int], where
     """The output is the last node, and every node's output is read on the way to it."""
     if output is not None and index.get(output) != graph.output:
         raise InvalidInputError(
-            (*where, "output"), f"output {output!r} must be the last node ({graph.nodes[-1].id!r}): nodes after it "
-            "would lie on no path to it"
+            (*where, "output"),
+            f"output {output!r} must be the last node ({graph.nodes[-1].id!r}): nodes after it "
+            "would lie on no path to it",
         )
     read = {i for node in graph.nodes for i in node.inputs}
     for k, node in enumerate(graph.nodes[:-1]):
         if k + 1 not in read:
-            raise InvalidInputError(node.location, f"node {node.id!r} is read by no node: it lies on no path to the output")
+            raise InvalidInputError(
+                node.location, f"node {node.id!r} is read by no node: it lies on no path to the output"
+            )
 
 
 def linearise(graph: Graph, x: Array) -> tuple[list[Linearised], int | None]:

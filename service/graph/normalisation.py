@@ -1,4 +1,4 @@
-"""Normalisation graph ops: inference batch_norm, layer_norm and rms_norm (group_norm is still to do).
+"""Normalisation graph ops: inference batch_norm, layer_norm, rms_norm and group_norm.
 
 batch_norm: per channel c (axis 0 of the per-probe tensor),
     y = (x − μ_c)·s_c + β_c,   s_c = γ_c / √(σ²_c + ε),
@@ -8,6 +8,7 @@ with the running statistics μ, σ²: a diagonal linear map, J = diag(s_c), ‖J
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -240,3 +241,79 @@ class _RMS(_Normalised):
         found = super().vjp_parameters(cotangent)
         found.pop("bias", None)
         return found
+
+
+class GroupNorm(Op):
+    """group_norm (torch.nn.GroupNorm) on per-probe inputs (C, *S): the C channels split into ``num_groups`` groups
+    of C/G, each group (its channels and positions, n entries) normalised as layer_norm does, then γ_c·x̂ + β_c per
+    channel. J = diag(γ)/s·(I − 11ᵀ/n − x̂x̂ᵀ/n) per group, so ‖J‖₂ ≤ max|γ|/√ε as for layer_norm (approached as a
+    group's variance → 0). ``num_channels`` defaults to the weight's length, else any C divisible by G."""
+
+    name = "group_norm"
+    lipschitz_note = "max|γ|/√ε: the sup over inputs of ‖J‖₂, approached as a group's variance → 0"
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int | None = None,
+        weight: Array | None = None,
+        bias: Array | None = None,
+        eps: float = 1e-5,
+    ) -> None:
+        if not isinstance(num_groups, int | np.integer) or num_groups < 1:
+            raise InvalidInputError(("num_groups",), f"must be a positive int, got {num_groups!r}")
+        if not eps > 0 or not np.isfinite(eps):
+            raise InvalidInputError(("eps",), f"eps must be positive and finite, got {eps}")
+        if (weight is None) != (bias is None):
+            raise InvalidInputError(("weight" if weight is None else "bias",), "give both weight and bias, or neither")
+        if num_channels is None and weight is not None:
+            num_channels = len(np.asarray(weight))
+        if num_channels is not None and (num_channels < 1 or num_channels % num_groups):
+            raise InvalidInputError(("num_channels",), f"{num_channels} channels do not split into {num_groups} groups")
+        self.num_groups, self.num_channels, self.eps = int(num_groups), num_channels, float(eps)
+        self.weight = None if weight is None else _vector(weight, "weight", num_channels)
+        self.bias = None if bias is None else _vector(bias, "bias", num_channels)
+
+    @property
+    def parameters(self) -> Mapping[str, Array]:
+        return {} if self.weight is None or self.bias is None else {"weight": self.weight, "bias": self.bias}
+
+    def output_shape(self, input_shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+        if len(input_shapes) != 1:
+            raise InvalidInputError(("inputs",), f"group_norm takes one input, got {len(input_shapes)}")
+        shape = tuple(input_shapes[0])
+        channels = self.num_channels
+        if not shape or (channels is not None and shape[0] != channels) or shape[0] % self.num_groups:
+            expected = f"({channels}, …)" if channels is not None else f"(C, …) with C divisible by {self.num_groups}"
+            raise InvalidInputError(("inputs", 0), f"group_norm needs inputs {expected}, got {list(shape)}")
+        return shape
+
+    def linearise(self, inputs: Sequence[Array]) -> Linearised:
+        x = inputs[0]
+        self.output_shape([x.shape[1:]])
+        flat = x.reshape(len(x), self.num_groups, -1)
+        centred = flat - flat.mean(axis=-1, keepdims=True)
+        inverse = 1.0 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + self.eps)
+        hat = centred * inverse
+        if self.weight is None or self.bias is None:
+            return _Grouped(hat.reshape(x.shape), hat, inverse, None, True, x.shape[1:])
+        spread = math.prod(x.shape[2:])
+        gamma = np.repeat(self.weight, spread).reshape(self.num_groups, -1)
+        beta = np.repeat(self.bias, spread).reshape(self.num_groups, -1)
+        return _Grouped((hat * gamma + beta).reshape(x.shape), hat, inverse, gamma, True, x.shape[1:])
+
+    def lipschitz(self) -> float:
+        peak = 1.0 if self.weight is None else float(np.abs(self.weight).max())
+        return peak / float(np.sqrt(self.eps))
+
+
+class _Grouped(_Normalised):
+    """_Normalised over (B, G, n) with γ per entry; the parameters' cotangents summed per channel (``shape`` is one
+    probe's (C, *S))."""
+
+    def vjp_parameters(self, cotangent: Array) -> dict[str, Array]:
+        if self.gamma is None:
+            return {}
+        g = cotangent.reshape(len(cotangent), self.shape[0], -1)
+        hat = self.hat.reshape(g.shape)
+        return {"weight": (g * hat).sum(axis=(0, 2)), "bias": g.sum(axis=(0, 2))}

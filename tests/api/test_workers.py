@@ -30,6 +30,7 @@ from api.settings import Settings
 from api.worker import NICENESS
 from bench.load import dense_solver, orthogonal_init, widest_admitted
 from jacspec.models import AnalysisRequest
+from service.analysis import Analysis
 from tests.helpers import running_server, served
 
 pytestmark = pytest.mark.anyio
@@ -288,6 +289,7 @@ async def test_a_large_json_body_reaches_the_worker_and_gives_the_same_numbers(
             response = await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     expected, _ = work.analyse_request(AnalysisRequest.model_validate_json(content, strict=True))
+    assert isinstance(expected, Analysis)
     assert [layer["weight_norm"] for layer in response.json()["layers"]] == pytest.approx(
         [layer.weight_norm for layer in expected.layers], rel=1e-12
     )

@@ -54,7 +54,9 @@ class Exported:
         self.ids[node_id] = len(self.nodes)
         return node_id
 
-    def module(self, node_id: str, op: str, module: torch.nn.Module, inputs: Sequence[str] | None = None, **fields: Any) -> str:
+    def module(
+        self, node_id: str, op: str, module: torch.nn.Module, inputs: Sequence[str] | None = None, **fields: Any
+    ) -> str:
         """A node whose callable is ``module`` (its parameters by torch's names)."""
         params = dict(module.named_parameters()) | {
             name: value for name, value in module.named_buffers() if name in ("running_mean", "running_var")

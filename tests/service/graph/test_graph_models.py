@@ -61,7 +61,8 @@ def _check(model: Exported, xs: torch.Tensor, blocks: list[list[str]]) -> GraphA
     assert set(found) == set(expected)
     for name, value in expected.items():
         got = found[name]
-        assert got is not None and relative(got, value) < REL, name
+        assert got is not None, name
+        assert relative(got, value) < REL, name
     return result
 
 
@@ -87,7 +88,8 @@ def test_mlp_with_residual_adds() -> None:
 
 def _attention(model: Exported, node_id: str, mha: nn.MultiheadAttention, inputs: list[str] | None = None) -> str:
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return mha(x[None], x[None], x[None], need_weights=False)[0][0]
+        out: torch.Tensor = mha(x[None], x[None], x[None], need_weights=False)[0][0]
+        return out
 
     return model.add(node_id, "attention", fn, inputs, dict(mha.named_parameters()), num_heads=mha.num_heads)
 
@@ -146,7 +148,15 @@ def test_lstm_then_linear() -> None:
     lstm = nn.LSTM(d, hidden, num_layers=2, batch_first=True).double()
     head = nn.Linear(hidden, 2).double()
     model = Exported((steps, d))
-    model.add("lstm", "lstm", lambda x: lstm(x[None])[0][0], None, dict(lstm.named_parameters()), hidden_size=hidden, num_layers=2)
+    model.add(
+        "lstm",
+        "lstm",
+        lambda x: lstm(x[None])[0][0],
+        None,
+        dict(lstm.named_parameters()),
+        hidden_size=hidden,
+        num_layers=2,
+    )
     _linear(model, "head", head)
     model.add("flat", "flatten", lambda x: x.flatten())
     xs = torch.randn(PROBES, steps, d, dtype=torch.float64)
@@ -158,6 +168,8 @@ def test_concat_permute_reshape_and_batch_norm() -> None:
     """Two branches concatenated (a block over both), then shape ops and an inference batch norm."""
     torch.manual_seed(3)
     bn = nn.BatchNorm1d(4).double().eval()
+    assert bn.running_mean is not None
+    assert bn.running_var is not None
     with torch.no_grad():
         bn.running_mean.normal_()
         bn.running_var.uniform_(0.5, 2.0)
@@ -189,7 +201,8 @@ class _BatchNorm(nn.Module):
         self.register_buffer("running_var", bn.running_var)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(x[None])[0]
+        out: torch.Tensor = self.bn(x[None])[0]
+        return out
 
 
 def test_a_chain_as_a_graph_gives_the_chain_numbers() -> None:
@@ -206,23 +219,32 @@ def test_a_chain_as_a_graph_gives_the_chain_numbers() -> None:
     nodes = []
     for j, (w, b) in enumerate(zip(weights, biases, strict=True)):
         params = {"weight": tensor(torch.tensor(w)), "bias": tensor(torch.tensor(b))}
-        nodes += [{"id": f"fc{j}", "op": "linear", "params": params}, {"id": f"h{j}", "op": "activation", "activation": "tanh"}]
+        nodes += [
+            {"id": f"fc{j}", "op": "linear", "params": params},
+            {"id": f"h{j}", "op": "activation", "activation": "tanh"},
+        ]
     graph = build(GraphNetwork.model_validate({"input_shape": [4], "nodes": nodes}), inline)
     result = analyse_graph(graph, x, y, RTOL, Thresholds())
     assert len(result.blocks) == 2 * len(chain.layers)
-    assert chain.summary.input_norm_log10 is not None and result.summary.input_norm_log10 is not None
+    assert chain.summary.input_norm_log10 is not None
+    assert result.summary.input_norm_log10 is not None
     assert relative(10**result.summary.input_norm_log10, 10**chain.summary.input_norm_log10) < REL
     whole = graph.blocks()
     for j, layer in enumerate(chain.layers):
         linear, activation = result.blocks[2 * j], result.blocks[2 * j + 1]
-        assert layer.backward_norm_log10 is not None and activation.backward_norm_log10 is not None
+        assert layer.backward_norm_log10 is not None
+        assert activation.backward_norm_log10 is not None
         assert relative(10**activation.backward_norm_log10, 10**layer.backward_norm_log10) < REL
-        assert layer.gradient_norm_log10 is not None and linear.gradient_norm_log10 is not None
+        assert layer.gradient_norm_log10 is not None
+        assert linear.gradient_norm_log10 is not None
         gradient = linear.parameter_gradient_norms[f"fc{j}.weight"]
-        assert gradient is not None and relative(gradient, 10**layer.gradient_norm_log10) < REL
-        assert linear.jacobian_norm is not None and relative(linear.jacobian_norm, layer.weight_norm) < REL
+        assert gradient is not None
+        assert relative(gradient, 10**layer.gradient_norm_log10) < REL
+        assert linear.jacobian_norm is not None
+        assert relative(linear.jacobian_norm, layer.weight_norm) < REL
         pair = _pair_norm(graph, x, whole[2 * j].start, whole[2 * j + 1].stop)
-        assert layer.jacobian_norm is not None and relative(pair, layer.jacobian_norm) < REL
+        assert layer.jacobian_norm is not None
+        assert relative(pair, layer.jacobian_norm) < REL
     assert math.isclose(result.blocks[-1].backward_norm_log10 or 0.0, 0.0, abs_tol=1e-15)
 
 
@@ -236,3 +258,78 @@ def _pair_norm(graph: object, x: np.ndarray, start: int, stop: int) -> float:
     columns = [jvp(graph, lins, Block(start, stop), np.repeat(np.eye(n)[i][None], len(x), axis=0)) for i in range(n)]
     stack = np.stack(columns, axis=-1)
     return max(float(np.linalg.svd(m, compute_uv=False)[0]) for m in stack)
+
+
+class _Batched(nn.Module):
+    """A module that wants a batch axis applied to one probe (its parameters and buffers as its own)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.inner = module
+        for name, value in list(module.named_parameters(recurse=False)):
+            setattr(self, name, value)
+        for name in ("running_mean", "running_var"):
+            if getattr(module, name, None) is not None:
+                self.register_buffer(name, getattr(module, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.inner(x[None])[0]
+        return out
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(channels).double().eval()
+    assert bn.running_mean is not None
+    assert bn.running_var is not None
+    with torch.no_grad():
+        bn.running_mean.normal_(0.0, 0.3)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_(1.0, 0.2)
+        bn.bias.normal_(0.0, 0.2)
+    return bn
+
+
+def test_a_small_cnn_with_a_strided_residual_block() -> None:
+    """conv (stride 2) → BN → ReLU → max-pool, a ResNet basic block with a strided 1×1 projection skip, group
+    norm, adaptive average pool, flatten, linear."""
+    torch.manual_seed(5)
+    stem = nn.Conv2d(2, 4, 3, stride=2, padding=1).double()
+    conv1, conv2 = (
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False).double(),
+        nn.Conv2d(6, 6, 3, padding="same").double(),
+    )
+    down = nn.Conv2d(4, 6, 1, stride=2, bias=False).double()
+    gn = nn.GroupNorm(2, 6).double()
+    head = nn.Linear(6, 3).double()
+    bn0, bn1, bn2 = _bn(4), _bn(6), _bn(6)
+    model = Exported((2, 12, 12))
+    model.module("stem", "conv2d", _Batched(stem), stride=2, padding=1)
+    model.module("bn0", "batch_norm", _Batched(bn0), eps=bn0.eps)
+    model.add("relu0", "activation", torch.relu, activation="relu")
+    model.add("pool", "max_pool2d", lambda x: functional.max_pool2d(x[None], 2)[0], kernel_size=2)
+    model.module("conv1", "conv2d", _Batched(conv1), stride=2, padding=1)
+    model.module("bn1", "batch_norm", _Batched(bn1), eps=bn1.eps)
+    model.add("relu1", "activation", torch.relu, activation="relu")
+    model.module("conv2", "conv2d", _Batched(conv2), padding="same")
+    model.module("bn2", "batch_norm", _Batched(bn2), eps=bn2.eps)
+    model.module("down", "conv2d", _Batched(down), ["pool"], stride=2)
+    model.add("res", "add", lambda a, b: a + b, ["bn2", "down"])
+    model.add("relu2", "activation", torch.relu, activation="relu")
+    model.module("gn", "group_norm", _Batched(gn), num_groups=2, eps=gn.eps)
+    model.add("avg", "adaptive_avg_pool2d", lambda x: functional.adaptive_avg_pool2d(x[None], 1)[0], output_size=1)
+    model.add("flat", "flatten", lambda x: x.flatten())
+    _linear(model, "fc", head)
+    xs = torch.randn(PROBES, 2, 12, 12, dtype=torch.float64)
+    blocks = [
+        ["stem"],
+        ["bn0"],
+        ["relu0"],
+        ["pool"],
+        ["conv1", "bn1", "relu1", "conv2", "bn2", "down", "res"],
+        ["relu2"],
+        ["gn"],
+        ["avg"],
+        ["flat"],
+        ["fc"],
+    ]
+    _check(model, xs, blocks)

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from jacspec.models._base import ContractModel
 from jacspec.models._bounds import MAX_DEPTH, MAX_LOG10, MAX_NAME, MAX_SEED, MIN_RTOL, Scale
 from jacspec.models.activations import Activation
+from jacspec.models.graph import GraphNetwork
 from jacspec.models.network import Network
 from jacspec.models.tensor import Matrix, rows_of_array
 
@@ -137,6 +138,17 @@ class SafetensorsNetwork(ContractModel):
         description="Name prefixes P of the layers' `P.weight` (and `P.bias`) tensors, in order (each at most 256 "
         "characters); by default every `P.weight` in natural order (0, 2, 10, as nn.Sequential names them).",
     )
+    graph: GraphNetwork | None = Field(
+        None,
+        description="A graph network whose params name the file's tensors (or give tensors inline): the file is "
+        "analysed as that graph, block by block; `activation`, `activations` and `layers` do not apply.",
+    )
+
+    @model_validator(mode="after")
+    def _graph_alone(self) -> SafetensorsNetwork:
+        if self.graph is not None and (self.layers is not None or self.activations is not None):
+            raise ValueError("give either `graph` or `layers`/`activations`, not both")
+        return self
 
 
 class SafetensorsRequest(ContractModel):

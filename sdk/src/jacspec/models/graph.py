@@ -170,6 +170,70 @@ class AttentionNode(_Node):
     causal: bool = Field(False, description="Query t attends to keys s ≤ t only.")
 
 
+SpatialInt = Annotated[int, Field(ge=0, le=MAX_WIDTH)]
+Spatial = SpatialInt | Annotated[list[SpatialInt], Field(min_length=1, max_length=2)]
+"""An int for every spatial axis, or one per axis (torch's int-or-tuple)."""
+
+
+class _ConvNode(_Node):
+    stride: Spatial = Field(1, description="An int, or one per spatial axis (≥ 1).")
+    padding: Spatial | Literal["same", "valid"] = Field(0, description="Zeros on both sides, per axis, or same/valid.")
+    dilation: Spatial = 1
+    groups: Size = 1
+    padding_mode: Literal["zeros"] = "zeros"
+
+
+class Conv1dNode(_ConvNode):
+    """torch.nn.Conv1d on (C, L); params ``weight`` [c_out, c_in/groups, k], ``bias`` [c_out] (optional)."""
+
+    op: Literal["conv1d"]
+
+
+class Conv2dNode(_ConvNode):
+    """torch.nn.Conv2d on (C, H, W); params ``weight`` [c_out, c_in/groups, kh, kw], ``bias`` [c_out] (optional)."""
+
+    op: Literal["conv2d"]
+
+
+class GroupNormNode(_Node):
+    """torch.nn.GroupNorm on (C, …): params ``weight``, ``bias`` [C] (both or neither)."""
+
+    op: Literal["group_norm"]
+    num_groups: Size
+    num_channels: Size | None = Field(None, description="C; by default the weight's length, else any C.")
+    eps: float = Field(1e-5, gt=0, le=MAX_EPS)
+
+
+class MaxPool2dNode(_Node):
+    """torch.nn.MaxPool2d on (C, H, W)."""
+
+    op: Literal["max_pool2d"]
+    kernel_size: Spatial
+    stride: Spatial | None = Field(None, description="By default kernel_size.")
+    padding: Spatial = 0
+    dilation: Spatial = 1
+    ceil_mode: bool = False
+
+
+class AvgPool2dNode(_Node):
+    """torch.nn.AvgPool2d on (C, H, W)."""
+
+    op: Literal["avg_pool2d"]
+    kernel_size: Spatial
+    stride: Spatial | None = Field(None, description="By default kernel_size.")
+    padding: Spatial = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: Size | None = None
+
+
+class AdaptiveAvgPool2dNode(_Node):
+    """torch.nn.AdaptiveAvgPool2d on (C, H, W): an int, or [h, w] with null keeping that input size."""
+
+    op: Literal["adaptive_avg_pool2d"]
+    output_size: Size | Annotated[list[Size | None], Field(min_length=2, max_length=2)]
+
+
 class _RecurrentNode(_Node):
     hidden_size: Size
     num_layers: int = Field(1, ge=1, le=1024)
@@ -211,6 +275,12 @@ NODE_MODELS: dict[str, type[_Node]] = {
     "layer_norm": LayerNormNode,
     "rms_norm": RMSNormNode,
     "attention": AttentionNode,
+    "conv1d": Conv1dNode,
+    "conv2d": Conv2dNode,
+    "group_norm": GroupNormNode,
+    "max_pool2d": MaxPool2dNode,
+    "avg_pool2d": AvgPool2dNode,
+    "adaptive_avg_pool2d": AdaptiveAvgPool2dNode,
     "rnn": RNNNode,
     "lstm": LSTMNode,
     "gru": GRUNode,
@@ -239,6 +309,12 @@ Node = Annotated[
     | Annotated[LayerNormNode, Tag("layer_norm_node")]
     | Annotated[RMSNormNode, Tag("rms_norm_node")]
     | Annotated[AttentionNode, Tag("attention_node")]
+    | Annotated[Conv1dNode, Tag("conv1d_node")]
+    | Annotated[Conv2dNode, Tag("conv2d_node")]
+    | Annotated[GroupNormNode, Tag("group_norm_node")]
+    | Annotated[MaxPool2dNode, Tag("max_pool2d_node")]
+    | Annotated[AvgPool2dNode, Tag("avg_pool2d_node")]
+    | Annotated[AdaptiveAvgPool2dNode, Tag("adaptive_avg_pool2d_node")]
     | Annotated[RNNNode, Tag("rnn_node")]
     | Annotated[LSTMNode, Tag("lstm_node")]
     | Annotated[GRUNode, Tag("gru_node")],

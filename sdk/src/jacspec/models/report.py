@@ -169,8 +169,10 @@ class LayerReport(_Report):
         "and leaky_relu: its values are not zero, but unknown), downstream_underflow (a later layer underflowed: true "
         "norms unknown). Linear, relu and leaky_relu layers are carried scaled by a power of two per probe and "
         "never over- or underflow. Blocks: no_global_bound (a node has no Lipschitz bound: jacobian_norm_bound is "
-        "null), backward_bound_unknown (a later block has none), overflow (the forward pass left float64's range in "
-        "this block: true norms null), downstream_overflow."
+        "null), bound_overflow (the bound exceeds float64), backward_bound_unknown (a later block has no bound), "
+        "overflow (the forward pass left float64's range in this block: true norms null), downstream_overflow, "
+        "norm_overflow (a Jacobian product left float64's range: that norm is null), no_parameters (gradient_norm "
+        "null), gradient_overflow (a parameter's gradient norm exceeds float64)."
     )
     conv: ConvReport | None = Field(None, description="A convolution layer's kernel and DFT norms; null otherwise.")
     nodes: list[str] | None = Field(None, description="A block's node ids, in order; null for the other layers.")
@@ -268,7 +270,8 @@ class Summary(_Report):
     )
     flags: list[str] = Field(
         description="overflow, underflow (the forward pass left float64's range at a layer that cannot carry a "
-        "scale: the true norms are null and unknown, never zero), input_bound_zero, input_norm_zero."
+        "scale: the true norms are null and unknown, never zero), input_bound_zero, input_norm_zero, "
+        "input_bound_unknown (a graph block has no bound: bound_verdict is exploding)."
     )
     meanfield: MeanFieldSummary
 
