@@ -170,6 +170,7 @@ def _op(node: Mapping[str, Any], params: Mapping[str, torch.Tensor], xs: list[to
             node.get("padding", 0),
             ceil_mode=node.get("ceil_mode", False),
             count_include_pad=node.get("count_include_pad", True),
+            divisor_override=node.get("divisor_override"),
         )
     if op == "adaptive_avg_pool2d":
         return F.adaptive_avg_pool2d(x, node["output_size"])

@@ -1001,7 +1001,7 @@ class _GraphMapper:
                 raise ValueError(f"{where}: return_indices=True; jacspec maps the pooled values only")
             return self._emit(path, "max_pool2d", [x], shape, 0, dilation=_pair(module.dilation), **fields)
         if module.divisor_override is not None:
-            raise ValueError(f"{where}: divisor_override={module.divisor_override}; jacspec maps torch's own divisor")
+            fields["divisor_override"] = module.divisor_override
         return self._emit(path, "avg_pool2d", [x], shape, 0, count_include_pad=module.count_include_pad, **fields)
 
     def _recurrent(self, node: fx.Node, path: str, module: nn.RNNBase, args: Any, kwargs: Any, where: str) -> _Tuple:
