@@ -18,6 +18,14 @@ Convolutions need the spatial size of the input, recurrent networks the steps un
 
 Then ``jacspec.Client().analyze(network)`` reports on it.
 
+Any module that torch.fx traces maps to a ``network.graph`` given an example input (see :func:`graph_from_module`
+for the op table): a ResNet, a transformer encoder, an LSTM, a GPT-2 block written with ``nn`` modules.
+
+>>> encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, 32, batch_first=True), 2).eval()
+>>> network = network_from_module(encoder, torch.zeros(2, 10, 16))
+>>> network.graph.input_shape, len(network.graph.nodes)
+([10, 16], 16)
+
 Unlike the rest of the SDK this module needs torch to be imported: it defines :class:`Residual`, an ``nn.Module``.
 ``import jacspec`` never imports it.
 """
