@@ -211,11 +211,16 @@ def recurrent_report(r: ServiceRecurrentReport) -> RecurrentReport:
 
 
 def report_json(report: AnalysisReport) -> str:
-    """The report as JSON, without the spectrum fields where options.spectrum was "none" (so that a default
-    response holds no keys it did not hold before them)."""
+    """The report as JSON, without the spectrum fields where options.spectrum was "none", and the block fields
+    where the network is not a graph (so that a default response holds no keys it did not hold before them)."""
+    layer_fields = set() if any(layer.type == "block" for layer in report.layers) else set(BLOCK_FIELDS)
     if report.spectrum is not None:
-        return report.model_dump_json()
-    return report.model_dump_json(exclude={"spectrum": True, "layers": {"__all__": {"weight_spectrum"}}})
+        return report.model_dump_json(exclude={"layers": {"__all__": layer_fields}})
+    return report.model_dump_json(exclude={"spectrum": True, "layers": {"__all__": {"weight_spectrum", *layer_fields}}})
+
+
+BLOCK_FIELDS = ("nodes", "parameter_gradient_norms", "bound_notes")
+"""A graph block's own fields, absent from the other layers' JSON (as they were before graphs)."""
 
 
 def _zero_or_plain(log10: float | None) -> float | None:

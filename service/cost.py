@@ -817,6 +817,11 @@ NODE_CALLS = 12
 its Python and numpy overhead."""
 
 
+GRAM_PASSES = 4.0
+"""A Gram product of a graph stretch, a JVP then a VJP, costs this many forward passes of it (a VJP costs about
+two: an op's backward forms its parameters' cotangents too, attention's and the recurrent ops')."""
+
+
 @dataclass(frozen=True)
 class NodeCost:
     """One graph node's work for one probe: ``apply`` flops of its forward pass (its JVP costs as much, its VJP
@@ -851,25 +856,38 @@ def graph_flops(
 ) -> float:
     """The work of a graph's analysis on B probes. ``blocks``: (first node, end node, input size, output size).
 
-    The linearisation (every node once, B probes), the loss gradient's reverse sweep (2×), and Lanczos on each
-    block's Gram operator and on each downstream stretch's (block end → output, for the backward norms) and on the
-    whole graph's: plain Lanczos in lockstep (:func:`_lockstep`) for min(k, lanczos_products(k, rtol)) steps on a
-    Gram of size k = min(n_in, n_out), each step a JVP and a VJP of the stretch (3× its forward) for all B probes."""
+    The linearisation (every node once, B probes), the loss gradient's reverse sweep (2×), Lanczos on each block's
+    Gram operator (:func:`_stretch_lanczos`), and the backward norms: for an output of n_y ≤ DENSE_MAX_DIM entries
+    n_y reverse sweeps and, at each cut of size n_c, the B Gram matrices P_b·P_bᵀ (2·n_y²·n_c flops each) and
+    their top eigenvalues; for a wider one Lanczos on each stretch block end → output and on the whole graph."""
     b = flops_of(probes)
-    calls = NODE_CALLS * CALL
 
     def sweep(first: int, end: int) -> float:
-        return sum(node.apply * b + calls for node in nodes[first:end])
+        return sum(node.apply * b + NODE_CALLS * CALL for node in nodes[first:end])
 
     total = 3.0 * sweep(0, len(nodes))
-    n_out = blocks[-1][3] if blocks else 1
-    stretches = list(blocks)
-    stretches += [(end, len(nodes), n, n_out) for _, end, _, n in blocks[:-1]]
-    if blocks:
-        stretches.append((0, len(nodes), blocks[0][2], n_out))
-    for first, end, n_in, n_o in stretches:
-        k = min(n_in, n_o)
-        gram = 3.0 * sweep(first, end)
-        steps = min(flops_of(k), lanczos_products(k, rtol, restarts=False))
-        total += steps * gram + READ * b * flops_of(k) * steps * steps + b * (CALL + RITZ / CHECK_EVERY) * steps
-    return total
+    if not blocks:
+        return total
+    n_y = blocks[-1][3]
+    total += sum(
+        _stretch_lanczos(GRAM_PASSES * sweep(first, end), min(n_in, n_out), b, rtol)
+        for first, end, n_in, n_out in blocks
+    )
+    if n_y <= DENSE_MAX_DIM:
+        cuts = [n_in for _, _, n_in, _ in blocks]
+        rows = flops_of(n_y)
+        total += rows * 2.0 * sweep(0, len(nodes))
+        total += sum(b * (2.0 * rows * rows * flops_of(n) + EIGH * rows**3) for n in cuts)
+        return total
+    stretches = [(end, len(nodes), n) for _, end, _, n in blocks[:-1]] + [(0, len(nodes), blocks[0][2])]
+    return total + sum(
+        _stretch_lanczos(GRAM_PASSES * sweep(first, end), min(n, n_y), b, rtol) for first, end, n in stretches
+    )
+
+
+def _stretch_lanczos(gram: float, k: int, b: float, rtol: float) -> float:
+    """Plain Lanczos in lockstep on B Gram operators of size k, each product costing ``gram`` for all B:
+    min(k, lanczos_products(k, rtol)) steps, with the reorthogonalisation and convergence checks of
+    :func:`_lockstep`."""
+    steps = min(flops_of(k), lanczos_products(k, rtol, restarts=False))
+    return steps * gram + READ * b * flops_of(k) * steps * steps + b * (CALL + RITZ / CHECK_EVERY) * steps

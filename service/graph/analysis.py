@@ -20,9 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from service import lanczos
+from service.advice import Suggestion
 from service.errors import InvalidInputError
 from service.graph.network import Block, Graph, jvp, linearise, parameter_gradients, vjp
 from service.graph.op import Array, Linearised
+from service.spectral import DENSE_MAX_DIM, spectral_max
 from service.verdict import Thresholds, VerdictName, classify
 from service.verdict import advise as advise_text
 
@@ -65,6 +67,15 @@ class GraphAnalysis:
     output_width: int
 
 
+@dataclass(frozen=True)
+class _Bound:
+    """A block's bound (None where a node has none), its nodes' notes on what their bounds rest on, its flags."""
+
+    value: float | None
+    notes: tuple[str, ...]
+    flags: tuple[str, ...]
+
+
 @dataclass
 class _Norms:
     """Lanczos products counted over the analysis."""
@@ -89,7 +100,7 @@ def analyse_graph(graph: Graph, x: Array, y: Array, rtol: float, thresholds: Thr
     return GraphAnalysis(tuple(reports), summary, rtol, probes, counter.matvecs, graph.size(graph.output))
 
 
-def _block_bound(graph: Graph, block: Block) -> tuple[float | None, tuple[str, ...], tuple[str, ...]]:
+def _block_bound(graph: Graph, block: Block) -> _Bound:
     """A bound on ‖∂t_stop/∂t_start‖₂ from the nodes' Lipschitz bounds L_k, propagated through the block's DAG:
     B(t_start) = 1 and, for node k reading tensors i₁ … i_m,
 
@@ -119,15 +130,15 @@ def _block_bound(graph: Graph, block: Block) -> tuple[float | None, tuple[str, .
     elif not math.isfinite(bound):
         bound = None
         flags.append("bound_overflow")
-    return bound, tuple(notes), tuple(flags)
+    return _Bound(bound, tuple(notes), tuple(flags))
 
 
-def _suffix_log10(bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]]) -> list[float | None]:
+def _suffix_log10(bounds: list[_Bound]) -> list[float | None]:
     """log10 ∏_{i>j} bound_i for each block j (0 for the last): None where a later bound is unknown or zero."""
     logs: list[float | None] = [0.0] * len(bounds)
     total: float | None = 0.0
     for j in range(len(bounds) - 1, 0, -1):
-        value = bounds[j][0]
+        value = bounds[j].value
         total = None if total is None or value is None or value == 0.0 else total + math.log10(value)
         logs[j - 1] = total
     return logs
@@ -137,7 +148,7 @@ def _measured(
     graph: Graph,
     lins: list[Linearised],
     blocks: list[Block],
-    bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]],
+    bounds: list[_Bound],
     y: Array,
     rtol: float,
     counter: _Norms,
@@ -147,15 +158,56 @@ def _measured(
     cotangent = 2.0 * (output - y.reshape(output.shape)) / output.size
     gradients = parameter_gradients(graph, lins, cotangent)
     suffix = _suffix_log10(bounds)
+    backward = _backward_norms(graph, lins, [block.start for block in blocks], rtol, counter)
     reports = []
     for j, block in enumerate(blocks):
         norm = _norm(graph, lins, block, rtol, counter)
-        downstream = Block(block.stop, graph.output)
-        backward = 1.0 if block.stop == graph.output else _norm(graph, lins, downstream, rtol, counter)
+        after = 1.0 if block.stop == graph.output else backward[block.stop]
         grads = _parameter_norms(graph, block, gradients)
-        reports.append(_report(graph, j, block, bounds[j], suffix[j], norm, backward, grads))
-    whole = _norm(graph, lins, Block(0, graph.output), rtol, counter)
+        reports.append(_report(graph, j, block, bounds[j], suffix[j], norm, after, grads))
+    whole = backward[0]
     return reports, (math.log10(whole) if whole is not None and whole > 0 else None)
+
+
+def _backward_norms(
+    graph: Graph, lins: list[Linearised], cuts: list[int], rtol: float, counter: _Norms
+) -> dict[int, float | None]:
+    """max_b ‖∂y/∂t_c‖₂ for each cut c: for a narrow output (n_y ≤ DENSE_MAX_DIM) from the n_y rows of ∂y/∂t_c,
+    pulled back together node by node (one VJP per output entry) and solved densely at each cut; otherwise by
+    Lanczos on the stretch c → output."""
+    if graph.size(graph.output) > DENSE_MAX_DIM:
+        return {c: _norm(graph, lins, Block(c, graph.output), rtol, counter) for c in cuts}
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _pulled_rows(graph, lins, set(cuts), rtol, counter)
+    except _OverflowError:
+        return dict.fromkeys(cuts)
+
+
+def _pulled_rows(
+    graph: Graph, lins: list[Linearised], cuts: set[int], rtol: float, counter: _Norms
+) -> dict[int, float | None]:
+    """The reverse sweep of the n_y unit cotangents e_i (every probe at once), node by node; at each cut c (once
+    every node after it has been passed, its cotangents are complete) max_b ‖P_b‖₂ of the rows P_b = ∂y_b/∂t_c."""
+    probes, width = len(lins[0].output), graph.size(graph.output)
+    unit = np.eye(width)
+    rows = [
+        {graph.output: np.broadcast_to(unit[i], (probes, width)).reshape(probes, *graph.shapes[-1])}
+        for i in range(width)
+    ]
+    found: dict[int, float | None] = {}
+    for k in range(graph.output - 1, -1, -1):
+        for row in rows:
+            cotangent = row.pop(k + 1, None)
+            if cotangent is None:
+                continue
+            for i, g in zip(graph.nodes[k].inputs, lins[k].vjp(np.ascontiguousarray(cotangent)), strict=True):
+                row[i] = row[i] + g if i in row else g
+        counter.matvecs += width * probes
+        if k in cuts:
+            stack = np.stack([row[k].reshape(probes, -1) for row in rows], axis=1)
+            found[k] = float(spectral_max(_finite(stack), rtol)[0])
+    return found
 
 
 def _parameter_norms(graph: Graph, block: Block, gradients: dict[int, dict[str, Array]]) -> dict[str, float | None]:
@@ -173,13 +225,13 @@ def _report(
     graph: Graph,
     j: int,
     block: Block,
-    bound: tuple[float | None, tuple[str, ...], tuple[str, ...]],
+    bound: _Bound,
     suffix: float | None,
     norm: float | None,
     backward: float | None,
     grads: dict[str, float | None],
 ) -> BlockReport:
-    flags = list(bound[2])
+    flags = list(bound.flags)
     values = list(grads.values())
     gradient: float | None = None
     if not values:
@@ -201,20 +253,18 @@ def _report(
         index=j + 1,
         nodes=tuple(node.id for node in graph.nodes[block.start : block.stop]),
         shape=(graph.size(block.stop), graph.size(block.start)),
-        jacobian_norm_bound=bound[0],
+        jacobian_norm_bound=bound.value,
         jacobian_norm=norm,
         backward_bound_log10=suffix,
         backward_norm_log10=math.log10(backward) if backward is not None and backward > 0 else None,
         gradient_norm_log10=gradient,
         parameter_gradient_norms=grads,
-        bound_notes=bound[1],
+        bound_notes=bound.notes,
         flags=tuple(flags),
     )
 
 
-def _unmeasured(
-    graph: Graph, blocks: list[Block], bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]], stop: int
-) -> list[BlockReport]:
+def _unmeasured(graph: Graph, blocks: list[Block], bounds: list[_Bound], stop: int) -> list[BlockReport]:
     """The blocks' bounds alone: the forward pass left float64's range in block ``stop``."""
     suffix = _suffix_log10(bounds)
     return [
@@ -222,14 +272,14 @@ def _unmeasured(
             index=j + 1,
             nodes=tuple(node.id for node in graph.nodes[block.start : block.stop]),
             shape=(graph.size(block.stop), graph.size(block.start)),
-            jacobian_norm_bound=bounds[j][0],
+            jacobian_norm_bound=bounds[j].value,
             jacobian_norm=None,
             backward_bound_log10=suffix[j],
             backward_norm_log10=None,
             gradient_norm_log10=None,
             parameter_gradient_norms={},
-            bound_notes=bounds[j][1],
-            flags=(*bounds[j][2], "overflow" if j >= stop else "downstream_overflow"),
+            bound_notes=bounds[j].notes,
+            flags=(*bounds[j].flags, "overflow" if j >= stop else "downstream_overflow"),
         )
         for j, block in enumerate(blocks)
     ]
@@ -307,7 +357,7 @@ def _alone(gram: lanczos.Gram, size: int, scales: Array, run: int, rtol: float, 
 
 
 def _summary(
-    bounds: list[tuple[float | None, tuple[str, ...], tuple[str, ...]]],
+    bounds: list[_Bound],
     input_norm: float | None,
     stopped: int | None,
     thresholds: Thresholds,
@@ -315,7 +365,7 @@ def _summary(
     """The verdict from the true growth ‖∂y/∂x‖ (exploding where the forward pass overflowed), the bound's verdict
     from ∏ of the blocks' bounds (exploding where one is unknown: no finite bound holds)."""
     flags: list[str] = [] if stopped is None else ["overflow"]
-    values = [bound[0] for bound in bounds]
+    values = [bound.value for bound in bounds]
     bound_log10: float | None = None
     if any(value is None for value in values):
         flags.append("input_bound_unknown")
@@ -343,8 +393,6 @@ def _summary(
 
 def _advice(verdict: VerdictName, depth: int, input_norm: float | None, stopped: int | None) -> str:
     """service.verdict's two sentences, with the graph's remedy (no gain is searched for a graph)."""
-    from service.advice import Suggestion
-
     if verdict == "stable":
         suggestion = Suggestion(1.0, "unchanged", input_norm)
         return advise_text(verdict, depth, input_norm, None, stopped, None, suggestion, 1.0)

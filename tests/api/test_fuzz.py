@@ -19,6 +19,7 @@ to well under a minute.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +42,18 @@ WORK_LIMIT = 2e7
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 W2 = [[0.5, -0.25], [0.125, 1.0]]
+
+
+def _t(shape: list[int], value: float = 0.1) -> dict[str, Any]:
+    """A contract tensor of ``shape`` holding ``value`` (a small alternating pattern)."""
+    size = math.prod(shape)
+    return {"shape": shape, "data": [value * (-1) ** k for k in range(size)] if value != 1.0 else [1.0] * size}
+
+
+def _attention() -> dict[str, Any]:
+    return {f"{p}.weight": _t([4, 4]) for p in ("q_proj", "k_proj", "v_proj", "out_proj")}
+
+
 BASES: list[tuple[str, dict[str, Any]]] = [
     (
         "/v1/analyses",
@@ -135,6 +148,76 @@ BASES: list[tuple[str, dict[str, Any]]] = [
     (
         "/v1/analyses",
         {"network": {"recurrent": {"steps": 2, "weight": W2, "input_weight": [[1.0], [0.5]], "bias": [0.0, 0.0]}}},
+    ),
+    (
+        "/v1/analyses",
+        {
+            "network": {
+                "graph": {
+                    "input_shape": [2, 4, 4],
+                    "nodes": [
+                        {
+                            "id": "conv",
+                            "op": "conv2d",
+                            "params": {"weight": _t([2, 2, 3, 3]), "bias": _t([2])},
+                            "stride": 1,
+                            "padding": "same",
+                            "dilation": [1, 1],
+                            "groups": 1,
+                            "padding_mode": "zeros",
+                        },
+                        {"id": "gn", "op": "group_norm", "num_groups": 1, "num_channels": 2, "eps": 1e-5},
+                        {
+                            "id": "bn",
+                            "op": "batch_norm",
+                            "eps": 1e-5,
+                            "params": {"running_mean": _t([2]), "running_var": _t([2], 1.0)},
+                        },
+                        {"id": "max", "op": "max_pool2d", "kernel_size": 2, "stride": 1, "padding": 0, "dilation": 1},
+                        {"id": "avg", "op": "avg_pool2d", "kernel_size": [1, 1], "divisor_override": 1},
+                        {"id": "ada", "op": "adaptive_avg_pool2d", "output_size": [1, None]},
+                        {"id": "flat", "op": "flatten", "start_dim": 0, "end_dim": -1},
+                        {"id": "fc", "op": "linear", "params": {"weight": _t([2, 6])}},
+                        {"id": "half", "op": "mul", "constant": 0.5},
+                        {"id": "act", "op": "activation", "activation": {"name": "leaky_relu", "negative_slope": 0.1}},
+                        {"id": "cat", "op": "concat", "inputs": ["act", "fc"], "dim": 0},
+                        {"id": "square", "op": "reshape", "shape": [2, -1]},
+                        {"id": "swap", "op": "transpose", "dim0": 0, "dim1": 1},
+                        {"id": "back", "op": "permute", "dims": [1, 0]},
+                        {"id": "sum", "op": "add", "inputs": ["back", "square"]},
+                    ],
+                    "output": "sum",
+                }
+            },
+            "inputs": {"count": 2},
+        },
+    ),
+    (
+        "/v1/analyses",
+        {
+            "network": {
+                "graph": {
+                    "input_shape": [3, 4],
+                    "nodes": [
+                        {"id": "ln", "op": "layer_norm", "normalized_shape": [4], "eps": 1e-5},
+                        {"id": "attn", "op": "attention", "num_heads": 2, "causal": True, "params": _attention()},
+                        {"id": "rms", "op": "rms_norm", "normalized_shape": [4], "eps": None},
+                        {"id": "c1", "op": "conv1d", "params": {"weight": _t([3, 3, 1])}},
+                        {
+                            "id": "rnn",
+                            "op": "rnn",
+                            "hidden_size": 2,
+                            "num_layers": 1,
+                            "nonlinearity": "relu",
+                            "bias": False,
+                            "bidirectional": False,
+                            "params": {"weight_ih_l0": _t([2, 4]), "weight_hh_l0": _t([2, 2])},
+                        },
+                    ],
+                }
+            },
+            "inputs": {"count": 1},
+        },
     ),
     ("/v1/bounds", {"factors": [1.2, 0.9], "thresholds": {"vanishing_log10": -2.0, "exploding_log10": 2.0}}),
     ("/v1/bounds", {"factor": 0.5, "depth": 10}),

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as save_numpy
 
+from tests.api.test_fuzz import BASES
+
 pytestmark = pytest.mark.anyio
 
 RNG = np.random.default_rng(7)
@@ -174,3 +176,13 @@ async def test_an_upload_graph_naming_a_missing_or_misshapen_tensor_is_422(
     response = await client.post("/v1/analyses", **_upload(save_numpy(tensors), request))
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["pointer"] == pointer
+
+
+@pytest.mark.parametrize("body", [body for _, body in BASES if "graph" in body.get("network", {})])
+async def test_the_fuzz_bases_of_every_op_are_answered(client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    """The fuzz's graph bases (every op and field) are valid requests, answered with one block report each."""
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 200, response.text
+    layers = response.json()["layers"]
+    nodes = [node for layer in layers for node in layer["nodes"]]
+    assert nodes == [node["id"] for node in body["network"]["graph"]["nodes"]]

@@ -17,6 +17,7 @@ from api.ingest.decode import explicit_network
 from api.ingest.graph import build, inline
 from jacspec.models import GraphNetwork, Network
 from service.analysis import Options, analyse
+from service.graph import analysis
 from service.graph.analysis import GraphAnalysis, analyse_graph
 from service.verdict import Thresholds
 from tests.service.graph.export import Exported, relative, tensor
@@ -142,26 +143,26 @@ def test_transformer_block(pre_ln: bool) -> None:
     assert any(note.startswith("attn:") for note in attention_block.bound_notes)
 
 
-def test_lstm_then_linear() -> None:
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_recurrent_then_linear(kind: str) -> None:
+    """A 2-layer recurrent op (the rnn bidirectional, relu) over 6 steps, a linear head, a flatten."""
     torch.manual_seed(2)
     steps, d, hidden = 6, 3, 4
-    lstm = nn.LSTM(d, hidden, num_layers=2, batch_first=True).double()
-    head = nn.Linear(hidden, 2).double()
+    fields: dict[str, object] = {"hidden_size": hidden, "num_layers": 2}
+    if kind == "rnn":
+        cell: nn.Module = nn.RNN(d, hidden, 2, nonlinearity="relu", batch_first=True, bidirectional=True).double()
+        fields |= {"nonlinearity": "relu", "bidirectional": True}
+    else:
+        cell = (nn.LSTM if kind == "lstm" else nn.GRU)(d, hidden, num_layers=2, batch_first=True).double()
+    width = hidden * (2 if kind == "rnn" else 1)
+    head = nn.Linear(width, 2).double()
     model = Exported((steps, d))
-    model.add(
-        "lstm",
-        "lstm",
-        lambda x: lstm(x[None])[0][0],
-        None,
-        dict(lstm.named_parameters()),
-        hidden_size=hidden,
-        num_layers=2,
-    )
+    model.add(kind, kind, lambda x: cell(x[None])[0][0], None, dict(cell.named_parameters()), **fields)
     _linear(model, "head", head)
     model.add("flat", "flatten", lambda x: x.flatten())
     xs = torch.randn(PROBES, steps, d, dtype=torch.float64)
-    result = _check(model, xs, [["lstm"], ["head"], ["flat"]])
-    assert result.blocks[0].jacobian_norm_bound is None
+    result = _check(model, xs, [[kind], ["head"], ["flat"]])
+    assert (result.blocks[0].jacobian_norm_bound is None) == (kind != "rnn")
 
 
 def test_concat_permute_reshape_and_batch_norm() -> None:
@@ -333,3 +334,11 @@ def test_a_small_cnn_with_a_strided_residual_block() -> None:
         ["fc"],
     ]
     _check(model, xs, blocks)
+
+
+def test_wide_output_backward_norms_by_lanczos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward norms of an output too wide for the dense rows (here: every output) by Lanczos on the stretch
+    block end → output: the residual MLP's numbers again."""
+    monkeypatch.setattr(analysis, "DENSE_MAX_DIM", 0)
+    test_mlp_with_residual_adds()
+    test_transformer_block(True)

@@ -349,7 +349,10 @@ class GraphNetwork(ContractModel):
     )
 
     input_shape: list[Size] = Field(
-        min_length=1, max_length=MAX_NDIM, description="One probe's input shape, no probe axis; 1–4 axes."
+        min_length=1,
+        max_length=MAX_NDIM,
+        description="One probe's input shape, no probe axis; 1–4 axes. `inputs.data` rows are the input flattened "
+        "row-major, `inputs.targets` rows the output flattened.",
     )
     nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES, description="In topological order; ≤ 10000.")
     output: NodeId | None = Field(None, description="The output node's id; by default the last node.")
