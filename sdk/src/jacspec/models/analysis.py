@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jacspec.models._base import ContractModel
 from jacspec.models._bounds import MAX_DEPTH, MAX_LOG10, MAX_NAME, MAX_SEED, MIN_RTOL, Scale
 from jacspec.models.activations import Activation
 from jacspec.models.graph import GraphNetwork
 from jacspec.models.network import Network
-from jacspec.models.tensor import Matrix
+from jacspec.models.tensor import Matrix, rows_of_array
 
 
 class Inputs(ContractModel):
@@ -25,6 +25,13 @@ class Inputs(ContractModel):
     count: int = Field(16, ge=1, le=4096, description="Probes drawn when `data` is not given.")
     scale: Scale = Field(1.0, description="Std of the drawn probes; 1e-100 … 1e6.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of numpy's PCG64 generator, 0 … 2^64 − 1.")
+
+    @field_validator("data", "targets", mode="before")
+    @classmethod
+    def _arrays(cls, value: object) -> object:
+        """A numpy array or torch tensor of probes [count, …] is taken as rows of each probe flattened row-major
+        (the SDK's convenience; JSON bodies never hold one)."""
+        return rows_of_array(value)
 
 
 class Thresholds(ContractModel):

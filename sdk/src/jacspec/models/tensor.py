@@ -137,6 +137,31 @@ def _check_data_shape(data: list[float] | list[list[float]], shape: list[int]) -
         raise ValueError(f"data holds {counted(len(data), 'value')} but shape {shape} needs {math.prod(shape)}")
 
 
+def rows_of_array(value: object) -> object:
+    """A numpy array or torch tensor of probes (anything with ``__array__``) as a 2-D :class:`Tensor`: axis 0 the
+    probes, each row one probe's values flattened row-major (an image batch [N, C, H, W] gives [N, C·H·W]);
+    anything else unchanged, for the model to validate. torch tensors are detached and moved to the CPU (float16
+    and bfloat16 widened to float32, exactly); numpy is imported only for such values."""
+    if isinstance(value, list | dict | str | Tensor) or value is None:
+        return value
+    if all(hasattr(value, name) for name in ("detach", "cpu", "numpy")):  # a torch.Tensor, without importing torch
+        tensor: Any = value.detach().cpu()  # type: ignore[attr-defined]
+        if str(tensor.dtype) in ("torch.float16", "torch.bfloat16"):
+            tensor = tensor.float()
+        value = tensor.numpy()
+    if not hasattr(value, "__array__"):
+        return value
+    import numpy as np
+
+    array = np.asarray(value)
+    if array.ndim < 2 or array.shape[0] == 0:
+        raise ValueError(
+            f"an array of probes needs the probes on axis 0 and each probe's values after it, [count, ...]; got shape "
+            f"{list(array.shape)} (one probe x is x[None])"
+        )
+    return Tensor.from_numpy(array.reshape(array.shape[0], -1))
+
+
 def _tensor_or_list(value: object) -> str:
     return "list" if isinstance(value, list) else "tensor"
 
