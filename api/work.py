@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from anyio import to_thread
@@ -24,7 +25,7 @@ from api.ingest.decode import explicit_network, init_recipe, probe_spec, recurre
 from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings
-from api.sizes import checked_safetensors_size, checked_size
+from api.sizes import checked_safetensors_size, checked_size, checked_survey_size
 from api.worker import Shared, attached
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
@@ -35,12 +36,25 @@ from service.cost import WorkEstimate
 from service.errors import InvalidInputError, Location
 from service.network import Network, build_network
 from service.probes import make_probes
+from service.spectra import SpectrumMode
+from service.survey import Skipped, Survey, survey
 from service.verdict import Thresholds
 
 ACCEPTED = "application/json, or multipart/form-data with a .safetensors file"
 
+
+@dataclass(frozen=True)
+class UploadSurvey:
+    """The weight survey of an uploaded file, and the dtype of each of its tensors by name."""
+
+    survey: Survey
+    dtypes: dict[str, str]
+
+
 Computed = tuple[Analysis, float]
 """The analysis, and the milliseconds that decoding or drawing the weights took."""
+Surveyed = tuple[UploadSurvey, float]
+"""An upload's survey, and the milliseconds that widening its tensors took."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,7 @@ class AnalysisWork:
     """A request read and checked: the worker computes ``function(source, *args)`` within ``deadline``, where
     ``source`` is ``payload`` (or, for large bytes, the shared-memory block holding them)."""
 
-    function: Callable[..., Computed]
+    function: Callable[..., Computed | Surveyed]
     payload: object
     args: tuple[Any, ...]
     deadline: Deadline
@@ -90,7 +104,9 @@ def deadline(settings: Settings, options: OptionsModel) -> Deadline:
     return Deadline(settings.max_seconds, "JACSPEC_MAX_SECONDS", advice)
 
 
-async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> tuple[Analysis, dict[str, float]]:
+async def run(
+    pending: AnalysisWork, compute: ComputePool, request: Request
+) -> tuple[Analysis | UploadSurvey, dict[str, float]]:
     """The analysis, and its timings in milliseconds: parse, decode, compute and their total. A client that
     disconnects meanwhile has its worker stopped (``request.receive`` is watched)."""
     started = time.perf_counter()
@@ -173,10 +189,17 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
     spec = await validate_json(request, SafetensorsRequest, raw, where="/request")
     started = time.perf_counter()
     if safetensors.header_length(upload.data) <= INLINE_PARSE_BYTES:
-        file = safetensors.parse(upload.data)
+        file = safetensors.parse(upload.data, any_dtype=True)
     else:
-        file = await to_thread.run_sync(safetensors.parse, upload.data)
+        file = await to_thread.run_sync(partial(safetensors.parse, upload.data, any_dtype=True))
     request.state.header_ms = (time.perf_counter() - started) * 1e3
+    if safetensors.wants_survey(file, spec.survey, spec.network.layers):
+        planned, skipped = safetensors.survey_plan(file)
+        checked_survey_size(planned, skipped, spec.options.spectrum, settings)
+        dtypes = {name: entry.dtype for name, entry in file.entries.items()}
+        args = (tuple(p.name for p in planned), tuple(skipped), dtypes, spec.options.spectrum)
+        return AnalysisWork(survey_upload, upload.data, args, deadline(settings, spec.options))
+    safetensors.refuse_unread(file)
     prefixes = safetensors.layer_names(file, spec.network.layers)
     trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
     return AnalysisWork(analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options))
@@ -208,3 +231,38 @@ def analyse_upload(
 def _uploaded(blob: bytes | memoryview, prefixes: list[str], spec: SafetensorsRequest) -> Network:
     """The network of the file's tensors (copies: no view of ``blob`` outlives the call)."""
     return safetensors_network(safetensors.parse(blob), prefixes, spec.network)
+
+
+def survey_upload(
+    source: bytes | memoryview | Shared,
+    names: tuple[str, ...],
+    skipped: tuple[Skipped, ...],
+    dtypes: dict[str, str],
+    mode: SpectrumMode,
+) -> Surveyed:
+    """In a worker: the weight survey of the tensors ``names`` of the uploaded file (from shared memory when large),
+    each widened in turn; an error about a tensor names it."""
+    if isinstance(source, Shared):
+        with attached(source) as view:
+            return _surveyed(view, names, skipped, dtypes, mode)
+    return _surveyed(source, names, skipped, dtypes, mode)
+
+
+def _surveyed(
+    blob: bytes | memoryview,
+    names: tuple[str, ...],
+    skipped: tuple[Skipped, ...],
+    dtypes: dict[str, str],
+    mode: SpectrumMode,
+) -> Surveyed:
+    """The survey of the file's tensors (copies: no view of ``blob`` outlives the call)."""
+    seconds = [0.0]
+    tensors = safetensors.LazyTensors(safetensors.parse(blob, any_dtype=True), names, seconds)
+    try:
+        found = survey(tensors, mode, skipped, where=("weights",))
+    except InvalidInputError as exc:
+        if len(exc.location) < 2:
+            raise
+        name = str(exc.location[1])
+        raise InvalidInputError(("weights",), f"tensor {echo(name)}: {exc.message}") from None
+    return UploadSurvey(found, dtypes), seconds[0] * 1e3
