@@ -199,7 +199,7 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
         dtypes = {name: entry.dtype for name, entry in file.entries.items()}
         args = (tuple(p.name for p in planned), tuple(skipped), dtypes, spec.options.spectrum)
         return AnalysisWork(survey_upload, upload.data, args, deadline(settings, spec.options))
-    safetensors.refuse_unread(file)
+    safetensors.refuse_unread(file, spec.network.layers)
     prefixes = safetensors.layer_names(file, spec.network.layers)
     trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
     return AnalysisWork(analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options))
@@ -230,7 +230,7 @@ def analyse_upload(
 
 def _uploaded(blob: bytes | memoryview, prefixes: list[str], spec: SafetensorsRequest) -> Network:
     """The network of the file's tensors (copies: no view of ``blob`` outlives the call)."""
-    return safetensors_network(safetensors.parse(blob), prefixes, spec.network)
+    return safetensors_network(safetensors.parse(blob, any_dtype=True), prefixes, spec.network)
 
 
 def survey_upload(

@@ -12,7 +12,7 @@ Each tensor is read by its shape alone (:func:`plan`, so that the survey's cost 
 For each matrix W (m × n, k = min(m, n)) all k singular values s_1 ≥ … ≥ s_k come from LAPACK gesdd (values only,
 O(m·n·k) flops: service.cost.survey_flops), of W scaled exactly by a power of two to a largest entry near 1
 (service.lanczos.unit_scales) so that no intermediate overflows or underflows; then σ_max = s_1, σ_min = s_k,
-‖W‖_F = s_1·√(Σ (s_i/s_1)²), the stable rank ‖W‖_F²/‖W‖₂² = Σ (s_i/s_1)², the numerical rank and the condition
+‖W‖_F = √(Σ (f·s_i)²)/f, the stable rank ‖W‖_F²/‖W‖₂² = Σ (s_i/s_1)², the numerical rank and the condition
 number s_1/s_k (service.spectra.singular_value_spectrum, as the report's weight spectra).
 """
 
@@ -162,14 +162,16 @@ def matrix_survey(planned: Planned, tensor: Array, mode: SpectrumMode, where: Lo
         raise InvalidInputError(where, "its entries must be finite (no NaN or infinity)")
     f = float(lanczos.unit_scales(np.array([peak]))[0])
     try:
-        s = np.asarray(np.linalg.svd(matrix * f, compute_uv=False), dtype=np.float64) / f
+        scaled = np.asarray(np.linalg.svd(matrix * f, compute_uv=False), dtype=np.float64)
     except np.linalg.LinAlgError:
         raise InvalidInputError(where, "LAPACK's SVD (gesdd) did not converge on it") from None
+    with np.errstate(over="ignore"):
+        s = scaled / f
+        frobenius = float(np.linalg.norm(scaled)) / f
     top = float(s[0])
-    spectrum = singular_value_spectrum(s, planned.matrix_shape, mode == "full")
-    frobenius = top * math.sqrt(spectrum.stable_rank) if spectrum.stable_rank is not None else 0.0
     if not (math.isfinite(top) and math.isfinite(frobenius)):
         raise InvalidInputError(where, "its spectral or Frobenius norm exceeds float64's range")
+    spectrum = singular_value_spectrum(s, planned.matrix_shape, mode == "full")
     flags = ("zero",) if top == 0.0 else ("rank_deficient",) if spectrum.rank < len(s) else ()
     return MatrixSurvey(
         name=planned.name,

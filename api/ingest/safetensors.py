@@ -119,11 +119,13 @@ def parse(blob: bytes | memoryview, *, any_dtype: bool = False) -> SafetensorsFi
     return SafetensorsFile(entries, buffer)
 
 
-def refuse_unread(file: SafetensorsFile) -> None:
+def refuse_unread(file: SafetensorsFile, layers: list[str] | None = None) -> None:
     """422 for the first tensor (in the header's order) of a dtype jacspec does not read, as :func:`parse` refuses
-    it without ``any_dtype``."""
+    it without ``any_dtype``: of any tensor, or of the layers' ``P.weight`` and ``P.bias`` when ``layers`` names
+    them (the file's other tensors are not read)."""
+    used = None if layers is None else {p + suffix for p in layers for suffix in (".weight", ".bias")}
     for entry in file.entries.values():
-        if entry.dtype not in ITEMSIZE:
+        if entry.dtype not in ITEMSIZE and (used is None or entry.name in used):
             raise _unread(entry.name, entry.dtype)
 
 

@@ -217,7 +217,7 @@ SURVEY_REPORT: dict[str, Any] = {
             "singular_values": (
                 "LAPACK gesdd (numpy.linalg.svd, values only) of each matrix scaled exactly by a power of two to a "
                 "largest entry near 1: all min(m, n) singular values, O(m·n·min(m, n)) flops; σ_max and σ_min the "
-                "first and last, ‖W‖_F = σ_max·√(Σ (s_i/σ_max)²)"
+                "first and last, ‖W‖_F = √(Σ s_i²) of the scaled values, scaled back"
             ),
             "kernels": (
                 "a 3-D or 4-D tensor [c_out, c_in, k…] is the matrix [c_out, c_in·k…] (torch.flatten(K, 1)); "
