@@ -163,7 +163,9 @@ def safetensors_size(
         weight = file.entries[prefix + ".weight"]
         if len(weight.shape) != 2 or 0 in weight.shape:
             raise InvalidInputError(
-                ("weights",), f"tensor {echo(prefix + '.weight')} has shape {list(weight.shape)}, not a matrix"
+                ("weights",),
+                f"tensor {echo(prefix + '.weight')} has shape {list(weight.shape)}, not a matrix; "
+                'for the weight survey of every matrix in the file, send "survey": true',
             )
         bias = file.entries.get(prefix + ".bias")
         parameters = weight.size + (0 if bias is None else bias.size)
