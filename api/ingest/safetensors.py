@@ -26,7 +26,7 @@ from api.echo import echo
 from jacspec.models._bounds import MAX_WIDTH
 from service.errors import InvalidInputError
 from service.network import finite_float64
-from service.survey import Planned, Skipped, classify, plan
+from service.survey import Planned, Skipped, plan
 from service.text import counted
 
 Array = NDArray[np.float64]
@@ -227,13 +227,13 @@ def chain_shaped(file: SafetensorsFile) -> bool:
 
 def wants_survey(file: SafetensorsFile, survey: bool | None, layers: list[str] | None) -> bool:
     """The request's ``survey`` when given; else the analysis of a chain when ``layers`` are named, when the file is
-    chain-shaped (:func:`chain_shaped`), or when it holds nothing to survey (its errors then say why it is no
-    chain); else the survey."""
+    chain-shaped (:func:`chain_shaped`), or when it holds no (non-empty) 2-D matrix (its errors then say why it is
+    no chain, and how to ask for the survey); else the survey."""
     if survey is not None:
         return survey
     if layers is not None or chain_shaped(file):
         return False
-    return any(isinstance(classify(name, entry.shape), Planned) for name, entry in file.entries.items())
+    return any(len(entry.shape) == 2 and 0 not in entry.shape for entry in file.entries.values())
 
 
 def survey_plan(file: SafetensorsFile) -> tuple[list[Planned], list[Skipped]]:

@@ -339,3 +339,15 @@ def test_random_state_dicts_never_5xx(
         assert report.summary.matrices + report.summary.skipped == len(tensors)
     else:
         AnalysisReport.model_validate_json(response.content)
+
+
+async def test_kernels_alone_need_survey_true(client: httpx.AsyncClient) -> None:
+    """A file without a 2-D matrix keeps today's refusal (a kernel is no chain's layer), which says how to ask for the
+    survey; asked for, it is given."""
+    kernels = {"0.weight": np.ones((2, 3, 3, 3)), "0.bias": np.zeros(2)}
+    refused = await client.post("/v1/analyses", **_upload(save_numpy(kernels)))
+    assert refused.status_code == 422
+    assert '"survey": true' in refused.json()["detail"]
+    surveyed = await client.post("/v1/analyses", **_upload(save_numpy(kernels), {"survey": True}))
+    assert surveyed.status_code == 200
+    assert SurveyReport.model_validate_json(surveyed.content).weights[0].matrix_shape == [2, 27]
