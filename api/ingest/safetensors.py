@@ -192,7 +192,11 @@ def layer_names(file: SafetensorsFile, names: list[str] | None) -> list[str]:
     weights = {name.removesuffix(".weight") for name in file.entries if name.endswith(".weight")}
     if names is None:
         if not weights:
-            raise InvalidInputError(WHERE, "the file holds no tensor named like '<layer>.weight'")
+            raise InvalidInputError(
+                WHERE,
+                "the file holds no tensor named like '<layer>.weight'; for the weight survey of every matrix in it, "
+                'send "survey": true',
+            )
         return sorted(weights, key=_natural)
     for i, name in enumerate(names):
         if name not in weights:
@@ -227,13 +231,16 @@ def chain_shaped(file: SafetensorsFile) -> bool:
 
 def wants_survey(file: SafetensorsFile, survey: bool | None, layers: list[str] | None) -> bool:
     """The request's ``survey`` when given; else the analysis of a chain when ``layers`` are named, when the file is
-    chain-shaped (:func:`chain_shaped`), or when it holds no (non-empty) 2-D matrix (its errors then say why it is
-    no chain, and how to ask for the survey); else the survey."""
+    chain-shaped (:func:`chain_shaped`), or when no ``P.weight`` of it is a (non-empty) matrix (its errors then say
+    why it is no chain, and how to ask for the survey); else the survey."""
     if survey is not None:
         return survey
     if layers is not None or chain_shaped(file):
         return False
-    return any(len(entry.shape) == 2 and 0 not in entry.shape for entry in file.entries.values())
+    return any(
+        name.endswith(".weight") and len(entry.shape) == 2 and 0 not in entry.shape
+        for name, entry in file.entries.items()
+    )
 
 
 def survey_plan(file: SafetensorsFile) -> tuple[list[Planned], list[Skipped]]:

@@ -51,8 +51,8 @@ def _request_body() -> dict[str, Any]:
         "3-D or 4-D convolution kernel (as the matrix [c_out, c_in·k…]) with its σ_max, σ_min, Frobenius norm, "
         "stable rank ‖W‖_F²/‖W‖₂², rank and condition number, every other tensor listed as skipped with why — when "
         'the request part says `"survey": true`, or when it names no `network.layers` and the file is not a chain '
-        "(some tensor is not named `P.weight` or `P.bias`, or some `P.weight` is not a matrix) yet holds a 2-D "
-        'matrix. `"survey": false` always asks for the analysis of the chain.'
+        "(some tensor is not named `P.weight` or `P.bias`, or some `P.weight` is not a matrix) yet some "
+        '`P.weight` is a matrix. `"survey": false` always asks for the analysis of the chain.'
     ),
     openapi_extra=_request_body(),
     responses=problem_responses(400, 408, 413, 415, 422, 503),

@@ -149,7 +149,7 @@ class SafetensorsRequest(ContractModel):
         description="true: the weight survey (a SurveyReport) of every matrix and convolution kernel in the file, the "
         "other tensors listed as skipped; false: the analysis of the chain of layers `P.weight` (an AnalysisReport). "
         "Absent: the analysis when `network.layers` is given, or when every tensor is named `P.weight` or `P.bias` "
-        "and every `P.weight` is a matrix, or when the file holds no (non-empty) 2-D matrix; the survey otherwise "
+        "and every `P.weight` is a matrix, or when no `P.weight` is a (non-empty) matrix; the survey otherwise "
         "(a HuggingFace or CNN state dict, with its norms' vectors and kernels). `network` and `inputs` do not "
         "apply to a survey; `options.spectrum` adds each matrix's singular values, `options.max_seconds` its "
         "deadline.",

@@ -2,7 +2,7 @@
 
 POST /v1/analyses answers a .safetensors upload with a SurveyReport (rather than an AnalysisReport) when the
 request part asks for one (`"survey": true`), or when it names no `network.layers` and the file is not a chain of
-`P.weight` matrices (and `P.bias` vectors) yet holds a 2-D matrix — a HuggingFace checkpoint with its LayerNorm
+`P.weight` matrices (and `P.bias` vectors) yet some `P.weight` is a matrix — a HuggingFace checkpoint with its LayerNorm
 vectors, a CNN's kernels and BatchNorm statistics. Its `kind` is `"survey"`.
 """
 
