@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -17,9 +18,15 @@ from jacspec.models import (
     Methods,
     ProbeSpectrum,
     RecurrentReport,
+    SkippedTensor,
     Summary,
+    SurveyMeta,
+    SurveyMethods,
+    SurveyReport,
+    SurveySummary,
     Thresholds,
     WeightSpectrum,
+    WeightSurvey,
 )
 from service.analysis import Analysis, ConvDetails
 from service.analysis import LayerReport as ServiceLayerReport
@@ -34,6 +41,7 @@ from service.spectra import QUANTILE_LEVELS, Spectra
 from service.spectra import ProbeSpectrum as ServiceProbeSpectrum
 from service.spectra import WeightSpectrum as ServiceWeightSpectrum
 from service.spectral import DENSE_MAX_DIM, FLOAT32_FLOOR, FLOAT32_MIN_DIM, LANCZOS_MIN_RTOL
+from service.survey import Survey
 from service.verdict import Thresholds as ServiceThresholds
 
 SPECTRAL_METHOD = (
@@ -344,3 +352,69 @@ def bounds_response(bound: Bound, thresholds: ServiceThresholds) -> BoundsRespon
         backward_bound_log10=None if bound.suffix_log10 is None else list(bound.suffix_log10),
         flags=["zero_factor"] if bound.log10 is None else [],
     )
+
+
+SURVEY_SINGULAR_VALUES = (
+    "LAPACK gesdd (numpy.linalg.svd, values only) of each matrix scaled exactly by a power of two to a largest "
+    "entry near 1: all min(m, n) singular values, O(m·n·min(m, n)) flops; σ_max and σ_min the first and last, "
+    "‖W‖_F = √(Σ s_i²) of the scaled values, scaled back"
+)
+SURVEY_KERNELS = (
+    "a 3-D or 4-D tensor [c_out, c_in, k…] is the matrix [c_out, c_in·k…] (torch.flatten(K, 1)); WeightWatcher "
+    "slices a conv2d kernel into kh·kw matrices [c_out, c_in] instead"
+)
+
+
+def survey_report(found: Survey, dtypes: Mapping[str, str], version: str, timings_ms: dict[str, float]) -> SurveyReport:
+    """The survey of an upload as the contract's SurveyReport; ``dtypes``: each tensor's dtype in the file."""
+    weights = [
+        WeightSurvey(
+            name=w.name,
+            shape=list(w.shape),
+            type="matrix" if w.kind == "matrix" else "kernel",
+            matrix_shape=list(w.matrix_shape),
+            sigma_max=w.sigma_max,
+            sigma_min=w.sigma_min,
+            frobenius_norm=w.frobenius_norm,
+            stable_rank=w.stable_rank,
+            rank=w.rank,
+            condition_number=w.condition_number,
+            singular_values=None if found.mode == "none" else list(w.singular_values),
+            flags=list(w.flags),
+        )
+        for w in found.weights
+    ]
+    skipped = [
+        SkippedTensor(name=s.name, shape=list(s.shape), dtype=dtypes.get(s.name, ""), reason=s.reason)
+        for s in found.skipped
+    ]
+    largest, least = found.largest(), found.least_stable_rank()
+    summary = SurveySummary(
+        matrices=len(weights),
+        skipped=len(skipped),
+        parameters=found.parameters,
+        largest_sigma_max=None if largest is None else largest.sigma_max,
+        largest_sigma_max_name=None if largest is None else largest.name,
+        smallest_stable_rank=None if least is None else least.stable_rank,
+        smallest_stable_rank_name=None if least is None else least.name,
+        spectrum=found.mode,
+        quantile_levels=list(QUANTILE_LEVELS) if found.mode == "summary" else None,
+    )
+    methods = SurveyMethods(singular_values=SURVEY_SINGULAR_VALUES, kernels=SURVEY_KERNELS)
+    meta = SurveyMeta(version=version, timings_ms=timings_ms, methods=methods)
+    return SurveyReport(weights=weights, skipped=skipped, summary=summary, meta=meta)
+
+
+def encoded_survey(
+    found: Survey, dtypes: Mapping[str, str], version: str, timings_ms: dict[str, float]
+) -> EncodedReport:
+    """``survey_json(survey_report(…))`` as bytes, with its work's counts (a survey has no verdict: "survey")."""
+    json = survey_json(survey_report(found, dtypes, version, timings_ms)).encode()
+    return EncodedReport(json, "survey", 0, found.parameters, len(found.weights), 0, 0)
+
+
+def survey_json(report: SurveyReport) -> str:
+    """The survey as JSON, without the rows' singular values where options.spectrum was "none"."""
+    if report.summary.spectrum != "none":
+        return report.model_dump_json()
+    return report.model_dump_json(exclude={"weights": {"__all__": {"singular_values"}}})

@@ -20,6 +20,7 @@ from service.cost import (
     RESPONSE_BASE,
     Change,
     Declared,
+    SurveyEstimate,
     WorkEstimate,
     changes_that_fit,
     minimum,
@@ -135,3 +136,35 @@ def _short(widths: Sequence[int]) -> str:
     if len(widths) <= 8:
         return str(list(widths))
     return f"[{', '.join(map(str, widths[:4]))}, …, {', '.join(map(str, widths[-2:]))}] ({len(widths) - 1} layers)"
+
+
+def check_survey(
+    work: SurveyEstimate, settings: Settings, costliest: Sequence[tuple[str, float]], spectrum: str
+) -> None:
+    """413 when a survey's matrices exceed JACSPEC_MAX_PARAMETERS, or its estimated work or answer JACSPEC_MAX_FLOPS
+    or JACSPEC_MAX_RESPONSE_BYTES; the detail names the costliest tensors (``costliest``: name and flops)."""
+    over = []
+    if work.parameters > settings.max_parameters:
+        over.append(
+            f"matrices of {counted(work.parameters, 'entry', 'entries')} in all; this server accepts at most "
+            f"{settings.max_parameters} (JACSPEC_MAX_PARAMETERS)"
+        )
+    if work.flops > settings.max_flops:
+        names = ", ".join(f"{name} ({flops:.3g})" for name, flops in costliest)
+        over.append(
+            f"about {work.flops:.3g} floating-point operations (about {work.seconds:.3g} s of one core; an SVD of an "
+            f"m × n matrix takes O(m·n·min(m, n)): the costliest are {names}); this server accepts at most "
+            f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)"
+        )
+    if work.response_bytes > settings.max_response_bytes:
+        over.append(
+            f"an answer of about {counted(work.response_bytes, 'byte')}; this server sends at most "
+            f"{settings.max_response_bytes} (JACSPEC_MAX_RESPONSE_BYTES)"
+        )
+    if not over:
+        return
+    detail = "the weight survey would take " + " and ".join(over)
+    errors = [FieldError(pointer="/weights", detail=detail)]
+    if spectrum != "none" and work.response_bytes > settings.max_response_bytes:
+        errors.append(FieldError(pointer="/request/options/spectrum", detail=f'"{spectrum}": every singular value'))
+    raise ProblemError(413, TITLE, detail, errors=errors)

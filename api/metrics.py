@@ -39,7 +39,8 @@ from jacspec import __version__
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"
-VERDICTS = ("vanishing", "stable", "exploding")
+VERDICTS = ("vanishing", "stable", "exploding", "survey")
+"""The `verdict` label of jacspec_analyses: an analysis's verdict, or "survey" for a weight survey."""
 PLACES = ("worker",)
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 """Histogram buckets from a health check (milliseconds) to the largest analyses (minutes)."""

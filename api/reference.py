@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.settings import Settings
-from jacspec.models import AnalysisReport
+from jacspec.models import AnalysisReport, SurveyReport
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 REPORT = DOCS / "report.md"
@@ -29,6 +29,10 @@ INTRO = """# Report fields
 What `POST /v1/analyses` answers, field by field. This page is generated from the contract models
 (`sdk/src/jacspec/models/report.py`) by `make docs`; `/redoc` on a running server shows the same descriptions
 beside the schema. The mathematics behind the fields is in [mathematics.md](mathematics.md).
+
+A `.safetensors` upload that is no chain of layers (or whose request part says `"survey": true`) is answered with
+the weight survey instead, a `SurveyReport` (`sdk/src/jacspec/models/survey.py`), whose fields follow the
+analysis report's.
 """
 
 
@@ -90,7 +94,8 @@ def _cell(text: str) -> str:
 def report_page() -> str:
     """docs/report.md: the introduction, then per model its docstring and a table of its fields."""
     sections = [INTRO]
-    for model in models():
+    survey = [model for model in models(SurveyReport) if model not in models()]
+    for model in [*models(), *survey]:
         lines = [f"## `{model.__name__}`", ""]
         if model.__doc__:
             lines += [" ".join(model.__doc__.split()), ""]

@@ -7,13 +7,14 @@ work too large is refused (``api.limits``) before any memory is spent on it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from itertools import groupby
 
 from api.echo import echo
 from api.ingest.graph import build, shapes_only
 from api.ingest.safetensors import SafetensorsFile
-from api.limits import Fields, check, check_depth
+from api.limits import Fields, check, check_depth, check_survey
 from api.settings import Settings
 from jacspec.models import (
     Activation,
@@ -37,6 +38,7 @@ from service.cost import (
     Declared,
     LayerCost,
     NodeCost,
+    SurveyEstimate,
     WorkEstimate,
     conv2d_layer,
     dense_layer,
@@ -46,9 +48,12 @@ from service.cost import (
     meanfield_solves,
     node_apply_flops,
     recurrent_layers,
+    survey_estimate,
+    survey_matrix_flops,
 )
 from service.errors import InvalidInputError, Location
 from service.graph.network import Graph
+from service.survey import Planned, Skipped
 
 
 def checked_size(request: AnalysisRequest, settings: Settings) -> WorkEstimate:
@@ -221,7 +226,9 @@ def safetensors_size(
         weight = file.entries[prefix + ".weight"]
         if len(weight.shape) != 2 or 0 in weight.shape:
             raise InvalidInputError(
-                ("weights",), f"tensor {echo(prefix + '.weight')} has shape {list(weight.shape)}, not a matrix"
+                ("weights",),
+                f"tensor {echo(prefix + '.weight')} has shape {list(weight.shape)}, not a matrix; "
+                'for the weight survey of every matrix in the file, send "survey": true',
             )
         bias = file.entries.get(prefix + ".bias")
         parameters = weight.size + (0 if bias is None else bias.size)
@@ -337,3 +344,20 @@ def network_pointer(network: Network) -> str:
 def probes_pointer(inputs: Inputs, where: str = "") -> str:
     """The pointer of the field that sets the number of probes: ``inputs/data`` when given, else ``inputs/count``."""
     return where + ("/inputs/count" if inputs.data is None else "/inputs/data")
+
+
+COSTLIEST = 3
+"""A survey refused as too much work names this many of its costliest tensors."""
+
+
+def checked_survey_size(
+    planned: Sequence[Planned], skipped: Sequence[Skipped], spectrum: str, settings: Settings
+) -> SurveyEstimate:
+    """The work of the weight survey of ``planned`` (from the file's header: no array is made), refused (413) when
+    it cannot fit."""
+    shapes = [p.matrix_shape for p in planned]
+    names = sum(len(p.name.encode()) for p in planned) + sum(len(s.name.encode()) for s in skipped)
+    work = survey_estimate(shapes, len(skipped), names, spectrum)
+    flops = sorted(((survey_matrix_flops(*p.matrix_shape), p.name) for p in planned), reverse=True)[:COSTLIEST]
+    check_survey(work, settings, [(echo(name), cost) for cost, name in flops], spectrum)
+    return work

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from anyio import to_thread
@@ -18,7 +19,7 @@ from fastapi import Request
 
 from api.compute import SHARED_BYTES, ComputePool, Deadline, sharing
 from api.echo import echo
-from api.encode import EncodedReport, encoded_report
+from api.encode import EncodedReport, encoded_report, encoded_survey
 from api.ingest import safetensors
 from api.ingest.body import (
     INLINE_PARSE_BYTES,
@@ -34,7 +35,7 @@ from api.ingest.graph import build, from_file, inline, shapes_only
 from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings
-from api.sizes import checked_graph_size, checked_safetensors_size, checked_size
+from api.sizes import checked_graph_size, checked_safetensors_size, checked_size, checked_survey_size
 from api.worker import Shared, attached, tell
 from jacspec import __version__
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
@@ -48,6 +49,8 @@ from service.graph.analysis import GraphAnalysis, analyse_graph
 from service.graph.network import Graph
 from service.network import Network, build_network
 from service.probes import make_probes
+from service.spectra import SpectrumMode
+from service.survey import Skipped, Survey, survey
 from service.verdict import Thresholds
 
 ACCEPTED = "application/json, or multipart/form-data with a .safetensors file"
@@ -227,15 +230,22 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
     spec = await validate_json(request, SafetensorsRequest, raw, where="/request")
     started = time.perf_counter()
     if safetensors.header_length(upload.data) <= INLINE_PARSE_BYTES:
-        file = safetensors.parse(upload.data)
+        file = safetensors.parse(upload.data, any_dtype=True)
     else:
-        file = await to_thread.run_sync(safetensors.parse, upload.data)
+        file = await to_thread.run_sync(partial(safetensors.parse, upload.data, any_dtype=True))
     request.state.header_ms = (time.perf_counter() - started) * 1e3
     graph = spec.network.graph
     if graph is not None:
         shapes = build(graph, shapes_only(file), UPLOAD_GRAPH)
         checked_graph_size(shapes, spec.inputs, spec.options, settings, "/request")
         return AnalysisWork(analyse_graph_upload, upload.data, (spec,), deadline(settings, spec.options))
+    if safetensors.wants_survey(file, spec.survey, spec.network.layers):
+        planned, skipped = safetensors.survey_plan(file)
+        checked_survey_size(planned, skipped, spec.options.spectrum, settings)
+        dtypes = {name: entry.dtype for name, entry in file.entries.items()}
+        args = (tuple(p.name for p in planned), tuple(skipped), dtypes, spec.options.spectrum)
+        return AnalysisWork(survey_upload, upload.data, args, deadline(settings, spec.options))
+    safetensors.refuse_unread(file, spec.network.layers)
     prefixes = safetensors.layer_names(file, spec.network.layers)
     trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
     return AnalysisWork(analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options))
@@ -287,4 +297,42 @@ def analyse_upload(
 
 def _uploaded(blob: bytes | memoryview, prefixes: list[str], spec: SafetensorsRequest) -> Network:
     """The network of the file's tensors (copies: no view of ``blob`` outlives the call)."""
-    return safetensors_network(safetensors.parse(blob), prefixes, spec.network)
+    return safetensors_network(safetensors.parse(blob, any_dtype=True), prefixes, spec.network)
+
+
+def survey_upload(
+    source: bytes | memoryview | Shared,
+    names: tuple[str, ...],
+    skipped: tuple[Skipped, ...],
+    dtypes: dict[str, str],
+    mode: SpectrumMode,
+    server_ms: Timings,
+) -> EncodedReport:
+    """In a worker: the weight survey's JSON of the tensors ``names`` of the uploaded file (from shared memory when
+    large), each widened in turn; an error about a tensor names it."""
+    started = time.perf_counter()
+    if isinstance(source, Shared):
+        with attached(source) as view:
+            found, decode_ms = _surveyed(view, names, skipped, mode)
+    else:
+        found, decode_ms = _surveyed(source, names, skipped, mode)
+    compute_ms = (time.perf_counter() - started) * 1e3 - decode_ms
+    timings = {"parse": server_ms["parse"], "decode": server_ms["decode"] + decode_ms, "compute": compute_ms}
+    return encoded_survey(found, dtypes, __version__, {**timings, "total": sum(timings.values())})
+
+
+def _surveyed(
+    blob: bytes | memoryview, names: tuple[str, ...], skipped: tuple[Skipped, ...], mode: SpectrumMode
+) -> tuple[Survey, float]:
+    """The survey of the file's tensors (copies: no view of ``blob`` outlives the call), and the milliseconds that
+    widening them took."""
+    seconds = [0.0]
+    tensors = safetensors.LazyTensors(safetensors.parse(blob, any_dtype=True), names, seconds)
+    try:
+        found = survey(tensors, mode, skipped, where=("weights",))
+    except InvalidInputError as exc:
+        if len(exc.location) < 2:
+            raise
+        name = str(exc.location[1])
+        raise InvalidInputError(("weights",), f"tensor {echo(name)}: {exc.message}") from None
+    return found, seconds[0] * 1e3

@@ -891,3 +891,47 @@ def _stretch_lanczos(gram: float, k: int, b: float, rtol: float) -> float:
     :func:`_lockstep`."""
     steps = min(flops_of(k), lanczos_products(k, rtol, restarts=False))
     return steps * gram + READ * b * flops_of(k) * steps * steps + b * (CALL + RITZ / CHECK_EVERY) * steps
+
+
+SURVEY_CALLS = 12
+"""The numpy and LAPACK calls of one matrix's survey (service.survey.matrix_survey), CALL each."""
+SURVEY_ROW_BYTES = 450
+"""Bytes of one surveyed matrix's row in the answer, besides its name and singular values."""
+SKIPPED_ROW_BYTES = 200
+"""Bytes of one skipped tensor's row, besides its name."""
+
+
+@dataclass(frozen=True)
+class SurveyEstimate:
+    """A weight survey's size before it is run: the matrices' entries, the flops and the answer's bytes."""
+
+    parameters: int
+    flops: float
+    response_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        return self.flops * SECONDS_PER_FLOP
+
+
+def survey_matrix_flops(m: int, n: int, decode: float = DECODE_BYTES) -> float:
+    """One m × n matrix surveyed (service.survey.matrix_survey): its entries decoded (``decode`` each), its largest
+    |entry| and its exact scaling (2·ELEMENT an entry), all its singular values (gesdd, :func:`svd_flops`, the
+    O(m·n·min(m, n)) that dominates), and SURVEY_CALLS calls."""
+    entries = flops_of(m) * flops_of(n)
+    return (decode + 2.0 * ELEMENT) * entries + svd_flops(m, n) + SURVEY_CALLS * CALL
+
+
+def survey_estimate(
+    matrices: Sequence[tuple[int, int]], skipped: int, name_bytes: int, spectrum: str = "none"
+) -> SurveyEstimate:
+    """The survey of ``matrices`` [m, n] with ``skipped`` tensors listed and ``name_bytes`` bytes of names in all:
+    the flops of each matrix (:func:`survey_matrix_flops`) and the answer, RESPONSE_BASE, SURVEY_ROW_BYTES a matrix,
+    SKIPPED_ROW_BYTES a skipped tensor, the names, and VALUE_BYTES a singular value reported (SUMMARY_VALUES a
+    matrix in "summary", min(m, n) in "full")."""
+    flops = sum((survey_matrix_flops(m, n) for m, n in matrices), 0.0)
+    values = 0
+    if spectrum != "none":
+        values = sum(min(m, n) if spectrum == "full" else SUMMARY_VALUES for m, n in matrices)
+    size = RESPONSE_BASE + SURVEY_ROW_BYTES * len(matrices) + SKIPPED_ROW_BYTES * skipped + name_bytes
+    return SurveyEstimate(sum(m * n for m, n in matrices), flops, size + VALUE_BYTES * values)

@@ -11,7 +11,7 @@ from api import work
 from api.deps import ComputeDep, SettingsDep
 from api.openapi import request_body
 from api.problems import problem_responses
-from jacspec.models import AnalysisReport, AnalysisRequest
+from jacspec.models import AnalysisReport, AnalysisRequest, SurveyReport
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
 
@@ -35,7 +35,7 @@ def _request_body() -> dict[str, Any]:
 
 @router.post(
     "/analyses",
-    response_model=AnalysisReport,
+    response_model=AnalysisReport | SurveyReport,
     summary="Analyse a network",
     description=(
         "Per layer j: σ_j = ‖W_j‖₂, sup|h_j'|, the bound ∏_{i>j} σ_i·sup|h_i'| on ‖∂a_L/∂a_j‖ and the true norm "
@@ -43,7 +43,13 @@ def _request_body() -> dict[str, Any]:
         "(q*, χ₁, depth scale, critical σ_w); then a verdict and advice. With options.spectrum, the singular values "
         "of every weight and of each probe's input–output Jacobian, next to the free-probability prediction. "
         "Send the network as JSON, or its weights as a .safetensors file (a PyTorch state_dict) in the multipart "
-        "part `weights` with the rest of the request in the JSON part `request`."
+        "part `weights` with the rest of the request in the JSON part `request`. "
+        'An upload gets the weight survey instead (a SurveyReport, `kind` "survey"): every 2-D tensor and every '
+        "3-D or 4-D convolution kernel (as the matrix [c_out, c_in·k…]) with its σ_max, σ_min, Frobenius norm, "
+        "stable rank ‖W‖_F²/‖W‖₂², rank and condition number, every other tensor listed as skipped with why — when "
+        'the request part says `"survey": true`, or when it names no `network.layers` and the file is not a chain '
+        "(some tensor is not named `P.weight` or `P.bias`, or some `P.weight` is not a matrix) yet some "
+        '`P.weight` is a matrix. `"survey": false` always asks for the analysis of the chain.'
     ),
     openapi_extra=_request_body(),
     responses=problem_responses(400, 408, 413, 415, 422, 503),

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as save_numpy
 
-from jacspec.models import AnalysisReport, AnalysisRequest, BoundsRequest, SafetensorsRequest
+from jacspec.models import AnalysisReport, AnalysisRequest, BoundsRequest, SafetensorsRequest, SurveyReport
 from tests.helpers import app_client
 
 PROBLEM_JSON = "application/problem+json"
@@ -362,11 +362,12 @@ def portal_client() -> Iterator[tuple[BlockingPortal, httpx.AsyncClient]]:
 
 
 def check(response: httpx.Response) -> None:
-    """A 200 with a valid AnalysisReport (or bounds answer), or a 4xx problem+json naming a field."""
+    """A 200 with a valid AnalysisReport or SurveyReport (or bounds answer), or a 4xx problem+json naming a field."""
     assert response.status_code < 500, response.text[:300]
     if response.status_code == 200:
         if response.request.url.path == "/v1/analyses":
-            AnalysisReport.model_validate_json(response.content)
+            survey = response.json().get("kind") == "survey"
+            (SurveyReport if survey else AnalysisReport).model_validate_json(response.content)
         return
     assert response.headers["content-type"] == PROBLEM_JSON, response.text[:300]
     problem = response.json()

@@ -27,7 +27,7 @@ from jacspec._exceptions import (
 )
 from jacspec._response import APIResponse
 from jacspec._version import __version__
-from jacspec.models import AnalysisReport, AnalysisRequest, Network, Tensor
+from jacspec.models import AnalysisReport, AnalysisRequest, Network, SurveyReport, Tensor
 
 __all__ = [
     "NOT_GIVEN",
@@ -49,6 +49,7 @@ __all__ = [
     "NotGiven",
     "PermissionDeniedError",
     "RateLimitError",
+    "SurveyReport",
     "Tensor",
     "UnprocessableEntityError",
     "__version__",

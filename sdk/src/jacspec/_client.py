@@ -46,6 +46,7 @@ from jacspec.models import (
     Options,
     SafetensorsNetwork,
     SafetensorsRequest,
+    SurveyReport,
     Thresholds,
 )
 
@@ -154,11 +155,15 @@ class _BaseClient:
         network: SafetensorsNetwork | Mapping[str, Any] | None,
         inputs: Inputs | Mapping[str, Any] | None,
         options: Options | Mapping[str, Any] | None,
+        survey: bool,
     ) -> Multipart:
+        """The multipart parts; ``survey`` says which report the server answers with (a SurveyReport or an
+        AnalysisReport), so that each method parses the one it returns."""
         blob = weights if isinstance(weights, bytes) else Path(weights).read_bytes()
-        fields = {
+        fields: dict[str, Any] = {
             key: value for key, value in (("network", network), ("inputs", inputs), ("options", options)) if value
         }
+        fields["survey"] = survey
         request = SafetensorsRequest.model_validate(fields).model_dump_json(exclude_none=True)
         return {
             "weights": ("model.safetensors", blob, "application/octet-stream"),
@@ -278,9 +283,20 @@ class Client(_BaseClient):
         options: Options | Mapping[str, Any] | None = None,
     ) -> AnalysisReport:
         """POST /v1/analyses with a .safetensors file (a path or its bytes): a PyTorch ``state_dict`` saved with
-        ``safetensors.torch.save_file``. ``network`` names the activations and, optionally, the layers in order."""
-        parts = self._safetensors_parts(weights, network, inputs, options)
+        ``safetensors.torch.save_file``, analysed as a chain of layers ``P.weight`` (``"survey": false``).
+        ``network`` names the activations and, optionally, the layers in order. For a state dict that is no chain
+        (a transformer's, a CNN's), ``survey_safetensors``."""
+        parts = self._safetensors_parts(weights, network, inputs, options, survey=False)
         return self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, files=parts)
+
+    def survey_safetensors(
+        self, weights: str | os.PathLike[str] | bytes, *, options: Options | Mapping[str, Any] | None = None
+    ) -> SurveyReport:
+        """POST /v1/analyses with a .safetensors file and ``"survey": true``: σ_max, σ_min, the Frobenius norm and
+        the stable rank of every matrix and convolution kernel in it, the other tensors listed as skipped
+        (``options.spectrum`` adds their singular values)."""
+        parts = self._safetensors_parts(weights, None, None, options, survey=True)
+        return self._call("POST", "/v1/analyses", SurveyReport.model_validate_json, files=parts)
 
     def bounds(
         self,
@@ -359,6 +375,7 @@ class ClientWithRawResponse:
         raw._raw_response = True
         self.analyze = _to_raw(raw.analyze)
         self.analyze_safetensors = _to_raw(raw.analyze_safetensors)
+        self.survey_safetensors = _to_raw(raw.survey_safetensors)
         self.bounds = _to_raw(raw.bounds)
         self.activations = _to_raw(raw.activations)
         self.init_schemes = _to_raw(raw.init_schemes)
@@ -430,9 +447,16 @@ class AsyncClient(_BaseClient):
         inputs: Inputs | Mapping[str, Any] | None = None,
         options: Options | Mapping[str, Any] | None = None,
     ) -> AnalysisReport:
-        """POST /v1/analyses with a .safetensors file (a path or its bytes)."""
-        parts = self._safetensors_parts(weights, network, inputs, options)
+        """POST /v1/analyses with a .safetensors file (a path or its bytes), as a chain of layers."""
+        parts = self._safetensors_parts(weights, network, inputs, options, survey=False)
         return await self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, files=parts)
+
+    async def survey_safetensors(
+        self, weights: str | os.PathLike[str] | bytes, *, options: Options | Mapping[str, Any] | None = None
+    ) -> SurveyReport:
+        """POST /v1/analyses with a .safetensors file and ``"survey": true``: the weight survey."""
+        parts = self._safetensors_parts(weights, None, None, options, survey=True)
+        return await self._call("POST", "/v1/analyses", SurveyReport.model_validate_json, files=parts)
 
     async def bounds(
         self,
@@ -513,6 +537,7 @@ class AsyncClientWithRawResponse:
         raw._raw_response = True
         self.analyze = _to_raw_async(raw.analyze)
         self.analyze_safetensors = _to_raw_async(raw.analyze_safetensors)
+        self.survey_safetensors = _to_raw_async(raw.survey_safetensors)
         self.bounds = _to_raw_async(raw.bounds)
         self.activations = _to_raw_async(raw.activations)
         self.init_schemes = _to_raw_async(raw.init_schemes)

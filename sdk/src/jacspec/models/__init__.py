@@ -39,6 +39,14 @@ from jacspec.models.report import (
     Verdict,
     WeightSpectrum,
 )
+from jacspec.models.survey import (
+    SkippedTensor,
+    SurveyMeta,
+    SurveyMethods,
+    SurveyReport,
+    SurveySummary,
+    WeightSurvey,
+)
 from jacspec.models.tensor import KernelTensor, Matrix, Tensor, Vector
 
 __all__ = [
@@ -80,11 +88,17 @@ __all__ = [
     "RecurrentReport",
     "SafetensorsNetwork",
     "SafetensorsRequest",
+    "SkippedTensor",
     "Summary",
+    "SurveyMeta",
+    "SurveyMethods",
+    "SurveyReport",
+    "SurveySummary",
     "Tensor",
     "Thresholds",
     "Vector",
     "Verdict",
     "WeightSpectrum",
+    "WeightSurvey",
     "activation_parts",
 ]

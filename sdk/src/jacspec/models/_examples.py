@@ -1,4 +1,5 @@
-"""A real report, the answer to the second example of AnalysisRequest (timings rounded).
+"""Real reports: the answer to the second example of AnalysisRequest, and the survey of SURVEY_TENSORS (timings
+rounded).
 
 tests/api/test_examples.py checks that the service still gives these numbers.
 """
@@ -140,4 +141,88 @@ ANALYSIS_REPORT: dict[str, Any] = {
         },
     },
     "recurrent": None,
+}
+
+SURVEY_TENSORS: dict[str, Any] = {
+    "conv.weight": [[[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 2.0], [0.0, 0.0]]]],
+    "fc.weight": [[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]],
+    "fc.bias": [0.5, -0.5, 0.0],
+    "norm.weight": [1.0, 1.0],
+}
+"""A small state dict (float64): a [2, 1, 2, 2] kernel, a 3 × 2 matrix, its bias and a norm's scale. Its survey,
+with options.spectrum "full", is SURVEY_REPORT."""
+
+SURVEY_REPORT: dict[str, Any] = {
+    "kind": "survey",
+    "weights": [
+        {
+            "name": "conv.weight",
+            "shape": [2, 1, 2, 2],
+            "type": "kernel",
+            "matrix_shape": [2, 4],
+            "sigma_max": 2.0,
+            "sigma_min": 1.4142135623730951,
+            "frobenius_norm": 2.449489742783178,
+            "stable_rank": 1.5,
+            "rank": 2,
+            "condition_number": 1.414213562373095,
+            "singular_values": [2.0, 1.4142135623730951],
+            "flags": [],
+        },
+        {
+            "name": "fc.weight",
+            "shape": [3, 2],
+            "type": "matrix",
+            "matrix_shape": [3, 2],
+            "sigma_max": 4.0,
+            "sigma_min": 3.0,
+            "frobenius_norm": 5.0,
+            "stable_rank": 1.5625,
+            "rank": 2,
+            "condition_number": 1.3333333333333333,
+            "singular_values": [4.0, 3.0],
+            "flags": [],
+        },
+    ],
+    "skipped": [
+        {
+            "name": "fc.bias",
+            "shape": [3],
+            "dtype": "F64",
+            "reason": "a vector (a bias, a norm's scale or shift, running statistics), not a matrix",
+        },
+        {
+            "name": "norm.weight",
+            "shape": [2],
+            "dtype": "F64",
+            "reason": "a vector (a bias, a norm's scale or shift, running statistics), not a matrix",
+        },
+    ],
+    "summary": {
+        "matrices": 2,
+        "skipped": 2,
+        "parameters": 14,
+        "largest_sigma_max": 4.0,
+        "largest_sigma_max_name": "fc.weight",
+        "smallest_stable_rank": 1.5,
+        "smallest_stable_rank_name": "conv.weight",
+        "spectrum": "full",
+        "quantile_levels": None,
+    },
+    "meta": {
+        "version": "0.1.0",
+        "timings_ms": {"parse": 0.13, "decode": 0.05, "compute": 1.2, "total": 1.38},
+        "methods": {
+            "dtype": "float64",
+            "singular_values": (
+                "LAPACK gesdd (numpy.linalg.svd, values only) of each matrix scaled exactly by a power of two to a "
+                "largest entry near 1: all min(m, n) singular values, O(m·n·min(m, n)) flops; σ_max and σ_min the "
+                "first and last, ‖W‖_F = √(Σ s_i²) of the scaled values, scaled back"
+            ),
+            "kernels": (
+                "a 3-D or 4-D tensor [c_out, c_in, k…] is the matrix [c_out, c_in·k…] (torch.flatten(K, 1)); "
+                "WeightWatcher slices a conv2d kernel into kh·kw matrices [c_out, c_in] instead"
+            ),
+        },
+    },
 }

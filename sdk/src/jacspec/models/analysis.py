@@ -163,3 +163,19 @@ class SafetensorsRequest(ContractModel):
     network: SafetensorsNetwork = Field(default_factory=SafetensorsNetwork)
     inputs: Inputs = Field(default_factory=Inputs)
     options: Options = Field(default_factory=Options)
+    survey: bool | None = Field(
+        None,
+        description="true: the weight survey (a SurveyReport) of every matrix and convolution kernel in the file, the "
+        "other tensors listed as skipped; false: the analysis of the chain of layers `P.weight` (an AnalysisReport). "
+        "Absent: the analysis when `network.layers` is given, or when every tensor is named `P.weight` or `P.bias` "
+        "and every `P.weight` is a matrix, or when no `P.weight` is a (non-empty) matrix; the survey otherwise "
+        "(a HuggingFace or CNN state dict, with its norms' vectors and kernels). `network` and `inputs` do not "
+        "apply to a survey; `options.spectrum` adds each matrix's singular values, `options.max_seconds` its "
+        "deadline.",
+    )
+
+    @model_validator(mode="after")
+    def _survey_or_layers(self) -> SafetensorsRequest:
+        if self.survey and self.network.layers is not None:
+            raise ValueError("survey: true surveys every matrix; it cannot be given with network.layers")
+        return self
