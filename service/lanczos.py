@@ -49,6 +49,20 @@ BASIS_MAX_BYTES = 128 * 2**20
 """The Lanczos vectors kept for reorthogonalisation, B·(steps + 1)·n float64s, stay within this."""
 
 
+START_SEED = 0x6A6163
+"""The seed of the Lanczos start vectors. Not 0, the probes' default seed (``service.probes``): ``default_rng(0)``
+would draw the start vectors equal to the default probes themselves, and where an op maps its input to a smaller
+eigenvalue's subspace (layer_norm: x lies in the span of 1 and of x − mean, orthogonal to the top eigenvector of
+JᵀJ) Lanczos from there never sees the top eigenvalue."""
+
+
+def start_vectors(count: int, n: int) -> Array:
+    """``count`` random unit vectors of ``n`` entries from ``default_rng(START_SEED)``, one per row."""
+    v = np.random.default_rng(START_SEED).standard_normal((count, n))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
 def unit_scales(peaks: Array) -> Array:
     """Powers of two f with f·peak in [0.5, 1) (1 for a peak of 0): scaling by them is exact, and a matrix whose
     largest entry is about 1 forms Gram products that neither overflow nor lose digits to underflow, and meets
@@ -106,8 +120,7 @@ def top_eigenvalues(gram: Gram, count: int, n: int, tol: float, steps: int | Non
     room = min(limit, capacity(n, count))
     basis = np.zeros((count, room, n))
     alpha, beta = np.zeros((count, room)), np.zeros((count, room))
-    v = np.random.default_rng(0).standard_normal((count, n))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = start_vectors(count, n)
     products, k = 0, 0
     while active.size and k < room:
         basis[:, k] = v

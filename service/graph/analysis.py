@@ -128,7 +128,7 @@ def _block_bound(graph: Graph, block: Block) -> _Bound:
         if node.op.name == "add":
             bounds[k + 1] = math.fsum(known)
         else:
-            bounds[k + 1] = value * math.sqrt(math.fsum(read * read for read in known))
+            bounds[k + 1] = value * math.hypot(*known)  # no square to under- or overflow
     bound = bounds[block.stop]
     if bound is None:
         flags.append("no_global_bound")
@@ -324,8 +324,7 @@ def _lanczos_norm(graph: Graph, lins: list[Linearised], block: Block, rtol: floa
         return vjp(graph, lins, block, u.reshape(probes, *out_shape)).reshape(probes, n_in)
 
     first, second, size = (forward, backward, n_in) if n_in <= n_out else (backward, forward, n_out)
-    start = np.random.default_rng(0).standard_normal((probes, size))
-    start /= np.linalg.norm(start, axis=1, keepdims=True)
+    start = lanczos.start_vectors(probes, size)
     peaks = _finite(np.linalg.norm(first(start), axis=1))
     counter.matvecs += probes
     alive = np.flatnonzero(peaks > 0)
