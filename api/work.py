@@ -262,9 +262,9 @@ def analyse_graph_upload(
     assert spec.network.graph is not None
     if isinstance(source, Shared):
         with attached(source) as view:
-            graph = build(spec.network.graph, from_file(safetensors.parse(view)), UPLOAD_GRAPH)
+            graph = build(spec.network.graph, from_file(safetensors.parse(view, any_dtype=True)), UPLOAD_GRAPH)
     else:
-        graph = build(spec.network.graph, from_file(safetensors.parse(source)), UPLOAD_GRAPH)
+        graph = build(spec.network.graph, from_file(safetensors.parse(source, any_dtype=True)), UPLOAD_GRAPH)
     decode_ms = (time.perf_counter() - started) * 1e3
     result = _graph_analysed(graph, spec.inputs, spec.options, inputs_at=("request",))
     return _encoded(result, server_ms, decode_ms, started)

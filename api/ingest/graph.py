@@ -20,7 +20,7 @@ import numpy as np
 
 from api.echo import echo
 from api.ingest.decode import to_activation, to_array
-from api.ingest.safetensors import SafetensorsFile
+from api.ingest.safetensors import ITEMSIZE, SafetensorsFile
 from jacspec.models import GraphNetwork, ParamTensor
 from jacspec.models.graph import (
     ActivationNode,
@@ -280,4 +280,8 @@ def _entry(file: SafetensorsFile | None, name: str, location: Location) -> tuple
     entry = file.entries.get(name)
     if entry is None:
         raise InvalidInputError(location, f"names {echo(name)}, which is not a tensor of the uploaded file")
+    if entry.dtype not in ITEMSIZE:
+        raise InvalidInputError(
+            location, f"names {echo(name)}, of dtype {echo(entry.dtype)}; jacspec reads {sorted(ITEMSIZE)}"
+        )
     return tuple(entry.shape)

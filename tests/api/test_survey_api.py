@@ -2,7 +2,8 @@
 
 Files are written by the `safetensors` package (its numpy writer), laid out like the state dicts people have: a
 small BERT encoder (HuggingFace's names, LayerNorm vectors, embeddings, pooler) and a CNN (kernels, BatchNorm's
-statistics and its I64 counter). Every number is checked against numpy's dense SVD of the same matrix.
+statistics and its I64 counter). Every number is checked against numpy's dense SVD of the same matrix. The same
+BERT file with a graph naming its tensors gets the full analysis, checked against torch.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import torch
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as save_numpy
+from torch.nn import functional
 
 import jacspec
 from jacspec.models import AnalysisReport, SurveyReport
@@ -125,6 +128,99 @@ async def test_a_bert_encoder_gets_the_survey_by_default(client: httpx.AsyncClie
     least = min(report.weights, key=lambda row: row.stable_rank or np.inf)
     assert (s.smallest_stable_rank, s.smallest_stable_rank_name) == (least.stable_rank, least.name)
     assert set(report.meta.timings_ms) == {"parse", "decode", "compute", "total"}
+
+
+SEQUENCE, HEADS = 8, 4
+
+
+def bert_encoder_graph() -> dict[str, Any]:
+    """BERT's encoder layers (post-LN) on the embeddings' output, [SEQUENCE, HIDDEN], as a graph naming the tensors
+    of bert_state_dict; the embeddings (a lookup) and the pooler are left out."""
+    nodes: list[dict[str, Any]] = []
+    stream = "input"
+    for n in range(LAYERS):
+        layer = f"encoder.layer.{n}."
+        projections = {"q_proj": "attention.self.query", "k_proj": "attention.self.key"}
+        projections |= {"v_proj": "attention.self.value", "out_proj": "attention.output.dense"}
+        params = {
+            f"{p}.{kind}": f"{layer}{name}.{kind}" for p, name in projections.items() for kind in ("weight", "bias")
+        }
+        norm = {"op": "layer_norm", "normalized_shape": [HIDDEN], "eps": 1e-12}
+        nodes += [
+            {"id": f"l{n}.attention", "op": "attention", "inputs": [stream], "num_heads": HEADS, "params": params},
+            {"id": f"l{n}.residual1", "op": "add", "inputs": [stream, f"l{n}.attention"]},
+            {"id": f"l{n}.norm1", **norm, "params": _affine(layer + "attention.output.LayerNorm")},
+            {"id": f"l{n}.intermediate", "op": "linear", "params": _affine(layer + "intermediate.dense")},
+            {"id": f"l{n}.gelu", "op": "activation", "activation": "gelu"},
+            {"id": f"l{n}.output", "op": "linear", "params": _affine(layer + "output.dense")},
+            {"id": f"l{n}.residual2", "op": "add", "inputs": [f"l{n}.norm1", f"l{n}.output"]},
+            {"id": f"l{n}.norm2", **norm, "params": _affine(layer + "output.LayerNorm")},
+        ]
+        stream = f"l{n}.norm2"
+    return {"input_shape": [SEQUENCE, HIDDEN], "nodes": nodes}
+
+
+def _affine(prefix: str) -> dict[str, str]:
+    return {"weight": prefix + ".weight", "bias": prefix + ".bias"}
+
+
+def bert_encoder_torch(t: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The same encoder written with torch (HuggingFace's BertLayer in eval mode, float64) on one [T, d] input."""
+    d = HIDDEN // HEADS
+    for n in range(LAYERS):
+        p = f"encoder.layer.{n}."
+
+        def dense(x: torch.Tensor, name: str, p: str = p) -> torch.Tensor:
+            return x @ t[p + name + ".weight"].T + t[p + name + ".bias"]
+
+        q, k, v = (
+            dense(x, f"attention.self.{w}").reshape(SEQUENCE, HEADS, d).transpose(0, 1)
+            for w in ("query", "key", "value")
+        )
+        mixed = torch.softmax(q @ k.transpose(1, 2) / d**0.5, dim=-1) @ v
+        attended = dense(mixed.transpose(0, 1).reshape(SEQUENCE, HIDDEN), "attention.output.dense")
+        norm1 = p + "attention.output.LayerNorm"
+        x = functional.layer_norm(x + attended, (HIDDEN,), t[norm1 + ".weight"], t[norm1 + ".bias"], eps=1e-12)
+        out = dense(functional.gelu(dense(x, "intermediate.dense")), "output.dense")
+        norm2 = p + "output.LayerNorm"
+        x = functional.layer_norm(x + out, (HIDDEN,), t[norm2 + ".weight"], t[norm2 + ".bias"], eps=1e-12)
+    return x
+
+
+async def test_a_bert_encoder_with_a_graph_gets_the_full_analysis(client: httpx.AsyncClient) -> None:
+    """The same BERT file with a graph naming its tensors: a report block by block (not the survey), whose
+    input–output Jacobian norm is torch's (jacrev, dense SVD) to 1e-6 and whose gradient norms are autograd's."""
+    tensors = bert_state_dict()
+    x = np.random.default_rng(3).standard_normal((2, SEQUENCE * HIDDEN))
+    request = {"network": {"graph": bert_encoder_graph()}, "inputs": {"data": x.tolist()}, "options": {"rtol": 1e-10}}
+    response = await client.post("/v1/analyses", **_upload(save_numpy(tensors), request))
+    assert response.status_code == 200, response.text
+    report = AnalysisReport.model_validate(response.json())
+    assert {layer.type for layer in report.layers} == {"block"}
+    t = {name: torch.tensor(value, requires_grad=True) for name, value in tensors.items() if value.dtype == np.float64}
+    truth = 0.0
+    for row in x:
+        jacobian = torch.func.jacrev(lambda v: bert_encoder_torch(t, v.reshape(SEQUENCE, HIDDEN)).reshape(-1))
+        truth = max(truth, float(np.linalg.norm(jacobian(torch.tensor(row)).detach().numpy(), 2)))
+    assert report.summary.input_norm is not None
+    assert report.summary.input_norm == pytest.approx(truth, rel=1e-6)
+    # the MSE loss on the targets the server drew: none given, so y ~ N(0, 1) from default_rng(0) (service.probes)
+    y = torch.tensor(np.random.default_rng(0).standard_normal((2, SEQUENCE * HIDDEN)))
+    out = torch.stack([bert_encoder_torch(t, torch.tensor(row).reshape(SEQUENCE, HIDDEN)).reshape(-1) for row in x])
+    pairs = {
+        "l1.attention.q_proj.weight": "encoder.layer.1.attention.self.query.weight",
+        "l0.attention.out_proj.bias": "encoder.layer.0.attention.output.dense.bias",
+        "l0.norm1.weight": "encoder.layer.0.attention.output.LayerNorm.weight",
+        "l1.intermediate.weight": "encoder.layer.1.intermediate.dense.weight",
+        "l1.norm2.bias": "encoder.layer.1.output.LayerNorm.bias",
+    }
+    names = list(pairs.values())
+    grads = dict(zip(names, torch.autograd.grad((out - y).square().mean(), [t[name] for name in names]), strict=True))
+    gradients = {
+        name: value for layer in report.layers for name, value in (layer.parameter_gradient_norms or {}).items()
+    }
+    for node_param, tensor in pairs.items():
+        assert gradients[node_param] == pytest.approx(float(torch.linalg.norm(grads[tensor])), rel=1e-6)
 
 
 async def test_convolution_kernels_are_surveyed_as_their_reshaped_matrix(client: httpx.AsyncClient) -> None:
