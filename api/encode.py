@@ -183,9 +183,8 @@ def graph_report(result: GraphAnalysis, version: str, timings_ms: dict[str, floa
         weight_norms_lanczos=0,
         matvecs=result.matvecs,
     )
-    return AnalysisReport(
-        layers=layers, summary=summary, meta=Meta(version=version, timings_ms=timings_ms, methods=methods)
-    )
+    meta = Meta(version=version, timings_ms=timings_ms, methods=methods)
+    return AnalysisReport(layers=layers, summary=summary, meta=meta, weights=weight_rows(result.survey))
 
 
 def _block_layer(b: BlockReport) -> LayerReport:
@@ -250,12 +249,16 @@ def recurrent_report(r: ServiceRecurrentReport) -> RecurrentReport:
 
 
 def report_json(report: AnalysisReport) -> str:
-    """The report as JSON, without the spectrum fields where options.spectrum was "none", and the block fields
-    where the network is not a graph (so that a default response holds no keys it did not hold before them)."""
-    layer_fields = set() if any(layer.type == "block" for layer in report.layers) else set(BLOCK_FIELDS)
-    if report.spectrum is not None:
-        return report.model_dump_json(exclude={"layers": {"__all__": layer_fields}})
-    return report.model_dump_json(exclude={"spectrum": True, "layers": {"__all__": {"weight_spectrum", *layer_fields}}})
+    """The report as JSON, without the spectrum fields where options.spectrum was "none", and the block fields and
+    the weights' survey where the network is not a graph (so that a default response holds no keys it did not hold
+    before them)."""
+    graph = any(layer.type == "block" for layer in report.layers)
+    exclude: dict[str, Any] = {"layers": {"__all__": set() if graph else set(BLOCK_FIELDS)}}
+    exclude["weights"] = {"__all__": {"singular_values"}} if graph else True
+    if report.spectrum is None:
+        exclude["spectrum"] = True
+        exclude["layers"]["__all__"].add("weight_spectrum")
+    return report.model_dump_json(exclude=exclude)
 
 
 BLOCK_FIELDS = ("nodes", "parameter_gradient_norms", "bound_notes")
@@ -365,9 +368,9 @@ SURVEY_KERNELS = (
 )
 
 
-def survey_report(found: Survey, dtypes: Mapping[str, str], version: str, timings_ms: dict[str, float]) -> SurveyReport:
-    """The survey of an upload as the contract's SurveyReport; ``dtypes``: each tensor's dtype in the file."""
-    weights = [
+def weight_rows(found: Survey) -> list[WeightSurvey]:
+    """Each surveyed matrix's row, its singular values only where the survey kept them."""
+    return [
         WeightSurvey(
             name=w.name,
             shape=list(w.shape),
@@ -384,6 +387,11 @@ def survey_report(found: Survey, dtypes: Mapping[str, str], version: str, timing
         )
         for w in found.weights
     ]
+
+
+def survey_report(found: Survey, dtypes: Mapping[str, str], version: str, timings_ms: dict[str, float]) -> SurveyReport:
+    """The survey of an upload as the contract's SurveyReport; ``dtypes``: each tensor's dtype in the file."""
+    weights = weight_rows(found)
     skipped = [
         SkippedTensor(name=s.name, shape=list(s.shape), dtype=dtypes.get(s.name, ""), reason=s.reason)
         for s in found.skipped

@@ -35,6 +35,7 @@ from service.cost import (
     DECODE_LIST,
     LAYER_BYTES,
     RESPONSE_BASE,
+    SURVEY_ROW_BYTES,
     Declared,
     LayerCost,
     NodeCost,
@@ -53,7 +54,7 @@ from service.cost import (
 )
 from service.errors import InvalidInputError, Location
 from service.graph.network import Graph
-from service.survey import Planned, Skipped
+from service.survey import Planned, Skipped, classify
 
 
 def checked_size(request: AnalysisRequest, settings: Settings) -> WorkEstimate:
@@ -103,11 +104,19 @@ def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()
     blocks = [(b.start, b.stop, graph.size(b.start), graph.size(b.stop)) for b in graph.blocks()]
     probes = probe_count(inputs)
     flops = graph_flops(costs, blocks, probes, options.rtol) + DECODE_BYTES * sum(c.parameters for c in costs)
+    matrices = _matrices(graph)
+    flops += sum(survey_matrix_flops(m, n, decode=0.0) for m, n in matrices)
     widths = (blocks[0][2], *(block[3] for block in blocks))
     names = sum(len(node.id) + 40 for node in graph.nodes)
-    answer = RESPONSE_BASE + len(blocks) * LAYER_BYTES + names
+    answer = RESPONSE_BASE + len(blocks) * LAYER_BYTES + names + len(matrices) * (SURVEY_ROW_BYTES + 40)
     parameters = sum(c.parameters for c in costs)
     return WorkEstimate(widths, parameters, probes, "none", flops, flops, answer, len(blocks))
+
+
+def _matrices(graph: Graph) -> list[tuple[int, int]]:
+    """The [m, n] of each matrix and kernel of the graph, as its report surveys them (service.survey.classify)."""
+    found = (classify(name, array.shape) for node in graph.nodes for name, array in node.op.parameters.items())
+    return [planned.matrix_shape for planned in found if isinstance(planned, Planned)]
 
 
 def _rows(op: str, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:

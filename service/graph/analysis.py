@@ -25,6 +25,7 @@ from service.errors import InvalidInputError
 from service.graph.network import Block, Graph, jvp, linearise, parameter_gradients, vjp
 from service.graph.op import Array, Linearised
 from service.spectral import DENSE_MAX_DIM, spectral_max
+from service.survey import Survey, survey
 from service.verdict import Thresholds, VerdictName, classify
 from service.verdict import advise as advise_text
 
@@ -59,8 +60,8 @@ class GraphSummary:
 
 @dataclass(frozen=True)
 class GraphAnalysis:
-    """A graph's report: its blocks, its summary, and the work behind them (``weights``: the entries of its
-    parameter tensors of two or more axes, the matrices and kernels)."""
+    """A graph's report: its blocks, its summary, the survey of its every matrix and kernel (``service.survey``),
+    and the work behind them (``weights``: the entries of those matrices and kernels)."""
 
     blocks: tuple[BlockReport, ...]
     summary: GraphSummary
@@ -69,6 +70,7 @@ class GraphAnalysis:
     matvecs: int
     output_width: int
     weights: int
+    survey: Survey
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,12 @@ def analyse_graph(graph: Graph, x: Array, y: Array, rtol: float, thresholds: Thr
     else:
         reports, input_norm = _unmeasured(graph, blocks, bounds, stopped), None
     summary = _summary(bounds, input_norm, stopped, thresholds)
-    weights = sum(p.size for node in graph.nodes for p in node.op.parameters.values() if p.ndim >= 2)
-    return GraphAnalysis(tuple(reports), summary, rtol, probes, counter.matvecs, graph.size(graph.output), weights)
+    matrices = {f"{node.id}.{name}": p for node in graph.nodes for name, p in node.op.parameters.items() if p.ndim >= 2}
+    found = survey(matrices, where=("network", "graph"))
+    weights = sum(p.size for p in matrices.values())
+    return GraphAnalysis(
+        tuple(reports), summary, rtol, probes, counter.matvecs, graph.size(graph.output), weights, found
+    )
 
 
 def _block_bound(graph: Graph, block: Block) -> _Bound:

@@ -70,6 +70,25 @@ async def test_a_residual_graph_is_analysed_block_by_block(client: httpx.AsyncCl
     assert first["jacobian_norm_bound"] >= first["jacobian_norm"]
 
 
+async def test_every_matrix_of_a_graph_gets_its_row_of_the_weight_survey(client: httpx.AsyncClient) -> None:
+    """σ_max, σ_min, ‖W‖_F and the stable rank ‖W‖_F²/σ_max² of each weight, against numpy's dense SVD; a report of
+    another network has no such key."""
+    report = (await client.post("/v1/analyses", json=_body())).json()
+    rows = {row["name"]: row for row in report["weights"]}
+    assert list(rows) == ["fc1.weight", "fc2.weight"]
+    for name, weight in (("fc1.weight", W1), ("fc2.weight", W2)):
+        s = np.linalg.svd(weight, compute_uv=False)
+        row = rows[name]
+        assert row["shape"] == list(weight.shape)
+        assert row["sigma_max"] == pytest.approx(s[0], rel=1e-12)
+        assert row["sigma_min"] == pytest.approx(s[-1], rel=1e-12)
+        assert row["frobenius_norm"] == pytest.approx(np.linalg.norm(weight), rel=1e-12)
+        assert row["stable_rank"] == pytest.approx(np.sum(s**2) / s[0] ** 2, rel=1e-12)
+        assert "singular_values" not in row
+    chain = {"network": {"activation": "tanh", "layers": [{"weight": W1.tolist()}]}, "inputs": {"count": 2}}
+    assert "weights" not in (await client.post("/v1/analyses", json=chain)).json()
+
+
 def _edited(path: list[Any], value: Any) -> dict[str, Any]:
     body = copy.deepcopy(_body())
     target = body["network"]["graph"]

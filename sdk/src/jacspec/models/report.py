@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jacspec.models._examples import ANALYSIS_REPORT
 from jacspec.models.analysis import Thresholds
+from jacspec.models.survey import WeightSurvey
 
 Verdict = Literal["vanishing", "exploding", "stable"]
 SuggestionMethod = Literal["unchanged", "homogeneous", "search", "mean_field"]
@@ -385,6 +386,12 @@ class AnalysisReport(_Report):
     )
     recurrent: RecurrentReport | None = Field(
         None, description="A recurrent network's Pascanu conditions; null for the others."
+    )
+    weights: list[WeightSurvey] | None = Field(
+        None,
+        description="A graph network's every matrix and kernel (a parameter of two or more axes, named "
+        "`<node id>.<parameter>`), surveyed as a .safetensors file is (σ_max, σ_min, stable rank, …); absent for the "
+        "other networks.",
     )
 
     def to_dataframe(self) -> Any:
