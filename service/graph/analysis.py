@@ -15,6 +15,7 @@ product a VJP after a JVP through the block's nodes: no Jacobian is formed. The 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +103,7 @@ def analyse_graph(graph: Graph, x: Array, y: Array, rtol: float, thresholds: Thr
         reports, input_norm = _measured(graph, lins, blocks, bounds, y, rtol, counter)
     else:
         reports, input_norm = _unmeasured(graph, blocks, bounds, stopped), None
-    summary = _summary(bounds, input_norm, stopped, thresholds)
+    summary = _summary(bounds, input_norm, stopped, thresholds, reports)
     matrices = {f"{node.id}.{name}": p for node in graph.nodes for name, p in node.op.parameters.items() if p.ndim >= 2}
     found = survey(matrices, where=("network", "graph"))
     weights = sum(p.size for p in matrices.values())
@@ -371,6 +372,7 @@ def _summary(
     input_norm: float | None,
     stopped: int | None,
     thresholds: Thresholds,
+    reports: Sequence[BlockReport] = (),
 ) -> GraphSummary:
     """The verdict from the true growth ‖∂y/∂x‖ (exploding where the forward pass overflowed), the bound's verdict
     from ∏ of the blocks' bounds (exploding where one is unknown: no finite bound holds)."""
@@ -396,18 +398,33 @@ def _summary(
         verdict=verdict,
         bound_verdict=bound_verdict,
         thresholds=thresholds,
-        advice=_advice(verdict, len(bounds), input_norm, stopped),
+        advice=_advice(verdict, len(bounds), input_norm, stopped, _culprit(verdict, reports)),
         flags=tuple(flags),
     )
 
 
-def _advice(verdict: VerdictName, depth: int, input_norm: float | None, stopped: int | None) -> str:
-    """service.verdict's two sentences, with the graph's remedy (no gain is searched for a graph)."""
+def _advice(
+    verdict: VerdictName, depth: int, input_norm: float | None, stopped: int | None, culprit: BlockReport | None
+) -> str:
+    """service.verdict's two sentences, with the graph's remedy (no gain is searched for a graph): the block whose
+    Jacobian norm is farthest from 1 in the verdict's direction, named with its nodes."""
     if verdict == "stable":
         suggestion = Suggestion(1.0, "unchanged", input_norm)
         return advise_text(verdict, depth, input_norm, None, stopped, None, suggestion, 1.0)
-    remedy = (
-        "look at the blocks whose jacobian_norm is far from 1, and at their normalisation, skip connections and "
-        "weight scales"
-    )
+    where = "the blocks whose jacobian_norm is far from 1"
+    if culprit is not None and culprit.jacobian_norm is not None:
+        nodes = culprit.nodes[0] if len(culprit.nodes) == 1 else f"{culprit.nodes[0]} … {culprit.nodes[-1]}"
+        norm = culprit.jacobian_norm
+        where = f"block {culprit.index} ({nodes}), whose Jacobian norm {norm:.3g} is the farthest from 1"
+    remedy = f"look first at {where}: at its normalisation, skip connections and weight scales"
     return advise_text(verdict, depth, input_norm, None, stopped, None, Suggestion(None, None, None, remedy), None)
+
+
+def _culprit(verdict: VerdictName, reports: Sequence[BlockReport]) -> BlockReport | None:
+    """The block of least Jacobian norm for a vanishing verdict, of greatest for an exploding one (None if none is
+    known)."""
+    known = [r for r in reports if r.jacobian_norm is not None]
+    if verdict == "stable" or not known:
+        return None
+    pick = min if verdict == "vanishing" else max
+    return pick(known, key=lambda r: r.jacobian_norm or 0.0)

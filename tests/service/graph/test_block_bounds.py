@@ -5,7 +5,10 @@ backward bound at least the true backward norm; the true norms agree with the re
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -89,3 +92,37 @@ def test_a_layer_norm_block_on_the_default_probes_gets_its_true_norm() -> None:
         truth = max(float(np.linalg.norm(jacobian(torch.tensor(row)).numpy(), 2)) for row in x)
         assert result.blocks[0].jacobian_norm is not None
         assert relative(result.blocks[0].jacobian_norm, truth) < 1e-8
+
+
+def _chain(scales: list[float]) -> dict[str, object]:
+    """Linear layers of orthogonal 8 × 8 weights times ``scales``, each followed by tanh."""
+    rng = np.random.default_rng(11)
+    nodes: list[dict[str, object]] = []
+    for k, scale in enumerate(scales):
+        q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+        nodes.append(
+            {
+                "id": f"fc{k}",
+                "op": "linear",
+                "params": {"weight": {"shape": [8, 8], "data": (scale * q).ravel().tolist()}},
+            }
+        )
+        nodes.append({"id": f"act{k}", "op": "activation", "activation": "tanh"})
+    return {"input_shape": [8], "nodes": nodes}
+
+
+@pytest.mark.parametrize(("scale", "verdict"), [(1e-4, "vanishing"), (1e4, "exploding")])
+def test_the_advice_names_the_block_to_fix_and_fixing_it_makes_the_graph_stable(scale: float, verdict: str) -> None:
+    """Closed loop: one layer scaled by 1e-4 (or 1e4) among orthogonal ones; the advice names its block, and
+    dividing that block's weight by the Jacobian norm the advice quotes makes the verdict stable."""
+    scales = [1.0, scale, 1.0]
+    x, y = make_probes(ProbeSpec(count=4, scale=0.1), 8, 8)
+    result = analyse_graph(build(GraphNetwork.model_validate(_chain(scales)), inline), x, y, 1e-8, Thresholds())
+    assert result.summary.verdict == verdict
+    named = re.search(r"block (\d+) \((\S+)\), whose Jacobian norm (\S+) is", result.summary.advice)
+    assert named is not None, result.summary.advice
+    block = result.blocks[int(named.group(1)) - 1]
+    assert block.nodes == (named.group(2),) == ("fc1",)
+    scales[1] /= float(named.group(3))
+    fixed = analyse_graph(build(GraphNetwork.model_validate(_chain(scales)), inline), x, y, 1e-8, Thresholds())
+    assert fixed.summary.verdict == "stable"
