@@ -87,6 +87,8 @@ UNION_TAGS = frozenset(
         "dense",
         "conv2d",
         "reference",
+        "int",
+        "word",
         *NODE_TAGS,
         *get_args(ActivationName),
     }

@@ -121,6 +121,29 @@ async def test_bad_graphs_are_422_at_the_field(
     assert response.json()["errors"][0]["pointer"] == pointer
 
 
+KERNEL = {"shape": [1, 1, 1, 1], "data": [1.0]}
+
+
+@pytest.mark.parametrize(
+    ("node", "pointer"),
+    [
+        ({"op": "conv2d", "padding": -1, "params": {"weight": KERNEL}}, "/network/graph/nodes/0/padding"),
+        ({"op": "conv2d", "padding": [1, -1], "params": {"weight": KERNEL}}, "/network/graph/nodes/0/padding/1"),
+        ({"op": "conv2d", "padding": "full", "params": {"weight": KERNEL}}, "/network/graph/nodes/0/padding"),
+        ({"op": "max_pool2d", "kernel_size": [2, 2, 2]}, "/network/graph/nodes/0/kernel_size"),
+        ({"op": "adaptive_avg_pool2d", "output_size": [0, 2]}, "/network/graph/nodes/0/output_size/0"),
+    ],
+)
+async def test_an_int_or_list_field_is_422_at_the_field_itself(
+    client: httpx.AsyncClient, node: dict[str, Any], pointer: str
+) -> None:
+    """The unions of an int, a list and a word are located at the field (or its entry), no union tag in between."""
+    body = {"network": {"graph": {"input_shape": [1, 4, 4], "nodes": [{"id": "n", **node}]}}}
+    response = await client.post("/v1/analyses", json=body)
+    assert response.status_code == 422, response.text
+    assert [error["pointer"] for error in response.json()["errors"]] == [pointer]
+
+
 async def test_a_graph_too_large_is_413_before_any_work(client: httpx.AsyncClient) -> None:
     body = {
         "network": {

@@ -170,14 +170,30 @@ class AttentionNode(_Node):
     causal: bool = Field(False, description="Query t attends to keys s ≤ t only.")
 
 
+def _spatial_kind(value: object) -> str:
+    """The tag of an int-or-list (or padding's word) union: what a value's errors are located under, dropped from
+    a problem's pointer (api.problems.UNION_TAGS) as pydantic's own tags (``constrained-int``) were not."""
+    return "list" if isinstance(value, list) else "word" if isinstance(value, str) else "int"
+
+
 SpatialInt = Annotated[int, Field(ge=0, le=MAX_WIDTH)]
-Spatial = SpatialInt | Annotated[list[SpatialInt], Field(min_length=1, max_length=2)]
+Spatial = Annotated[
+    Annotated[SpatialInt, Tag("int")] | Annotated[list[SpatialInt], Field(min_length=1, max_length=2), Tag("list")],
+    Discriminator(_spatial_kind),
+]
 """An int for every spatial axis, or one per axis (torch's int-or-tuple)."""
+Padding = Annotated[
+    Annotated[SpatialInt, Tag("int")]
+    | Annotated[list[SpatialInt], Field(min_length=1, max_length=2), Tag("list")]
+    | Annotated[Literal["same", "valid"], Tag("word")],
+    Discriminator(_spatial_kind),
+]
+"""A convolution's padding: Spatial, or "same" or "valid"."""
 
 
 class _ConvNode(_Node):
     stride: Spatial = Field(1, description="An int, or one per spatial axis (≥ 1).")
-    padding: Spatial | Literal["same", "valid"] = Field(0, description="Zeros on both sides, per axis, or same/valid.")
+    padding: Padding = Field(0, description="Zeros on both sides, per axis, or same/valid.")
     dilation: Spatial = 1
     groups: Size = 1
     padding_mode: Literal["zeros"] = "zeros"
@@ -231,7 +247,10 @@ class AdaptiveAvgPool2dNode(_Node):
     """torch.nn.AdaptiveAvgPool2d on (C, H, W): an int, or [h, w] with null keeping that input size."""
 
     op: Literal["adaptive_avg_pool2d"]
-    output_size: Size | Annotated[list[Size | None], Field(min_length=2, max_length=2)]
+    output_size: Annotated[
+        Annotated[Size, Tag("int")] | Annotated[list[Size | None], Field(min_length=2, max_length=2), Tag("list")],
+        Discriminator(_spatial_kind),
+    ]
 
 
 class _RecurrentNode(_Node):
