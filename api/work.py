@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from anyio import to_thread
 from fastapi import Request
@@ -52,6 +52,8 @@ from service.probes import make_probes
 from service.spectra import SpectrumMode
 from service.survey import Skipped, Survey, survey
 from service.verdict import Thresholds
+
+T = TypeVar("T")
 
 ACCEPTED = "application/json, or multipart/form-data with a .safetensors file"
 
@@ -144,11 +146,7 @@ def analyse_json(source: Shared | bytes, settings: Settings, server_ms: Timings)
     the server checks a smaller one (a 422 or 413 is raised as the server would raise it), and the server is told
     the request's own deadline (options.max_seconds), which may be tighter than the one it set."""
     started = time.perf_counter()
-    if isinstance(source, Shared):
-        with attached(source) as view:
-            raw = bytes(view)
-    else:
-        raw = source
+    raw = _read(source, bytes)
     body = validated(AnalysisRequest, raw)
     del raw
     trials = trials_left(checked_size(body, settings), settings)
@@ -165,11 +163,25 @@ def analyse_model(body: AnalysisRequest, trials: int, server_ms: Timings) -> Enc
 
 
 def _encoded(result: Analysis | GraphAnalysis, server_ms: Timings, decode_ms: float, started: float) -> EncodedReport:
-    """The report's JSON, timed: the server's parse (and a file header's decode), then this worker's decode and
-    compute (the rest of the time since ``started``)."""
+    """The report's JSON, timed (:func:`_timings`)."""
+    return encoded_report(result, __version__, _timings(server_ms, decode_ms, started))
+
+
+def _timings(server_ms: Timings, decode_ms: float, started: float) -> Timings:
+    """The server's parse (and a file header's decode), then this worker's decode and compute (the rest of the time
+    since ``started``), and their total."""
     compute_ms = (time.perf_counter() - started) * 1e3 - decode_ms
     timings = {"parse": server_ms["parse"], "decode": server_ms["decode"] + decode_ms, "compute": compute_ms}
-    return encoded_report(result, __version__, {**timings, "total": sum(timings.values())})
+    return {**timings, "total": sum(timings.values())}
+
+
+def _read(source: bytes | memoryview | Shared, read: Callable[[bytes | memoryview], T]) -> T:
+    """``read(the payload's bytes)``: mapped from shared memory for the call when they are there (``read`` must keep
+    no view of them), else as they came through the pipe."""
+    if isinstance(source, Shared):
+        with attached(source) as view:
+            return read(view)
+    return read(source)
 
 
 def analyse_request(body: AnalysisRequest, trials: int = TRIALS) -> Computed:
@@ -259,12 +271,13 @@ def analyse_graph_upload(
 ) -> EncodedReport:
     """In a worker: the report of the upload analysed as ``spec.network.graph``, its params read from the file."""
     started = time.perf_counter()
-    assert spec.network.graph is not None
-    if isinstance(source, Shared):
-        with attached(source) as view:
-            graph = build(spec.network.graph, from_file(safetensors.parse(view, any_dtype=True)), UPLOAD_GRAPH)
-    else:
-        graph = build(spec.network.graph, from_file(safetensors.parse(source, any_dtype=True)), UPLOAD_GRAPH)
+    graph_spec = spec.network.graph
+    assert graph_spec is not None
+
+    def built(blob: bytes | memoryview) -> Graph:
+        return build(graph_spec, from_file(safetensors.parse(blob, any_dtype=True)), UPLOAD_GRAPH)
+
+    graph = _read(source, built)
     decode_ms = (time.perf_counter() - started) * 1e3
     result = _graph_analysed(graph, spec.inputs, spec.options, inputs_at=("request",))
     return _encoded(result, server_ms, decode_ms, started)
@@ -279,11 +292,7 @@ def analyse_upload(
     An error about a layer's weight found while analysing (its norm beyond float64) names the tensor in the file.
     """
     started = time.perf_counter()
-    if isinstance(source, Shared):
-        with attached(source) as view:
-            network = _uploaded(view, prefixes, spec)
-    else:
-        network = _uploaded(source, prefixes, spec)
+    network = _read(source, lambda blob: _uploaded(blob, prefixes, spec))
     decode_ms = (time.perf_counter() - started) * 1e3
     try:
         result = _analysed(network, spec.inputs, spec.options, trials, inputs_at=("request",))
@@ -311,14 +320,8 @@ def survey_upload(
     """In a worker: the weight survey's JSON of the tensors ``names`` of the uploaded file (from shared memory when
     large), each widened in turn; an error about a tensor names it."""
     started = time.perf_counter()
-    if isinstance(source, Shared):
-        with attached(source) as view:
-            found, decode_ms = _surveyed(view, names, skipped, mode)
-    else:
-        found, decode_ms = _surveyed(source, names, skipped, mode)
-    compute_ms = (time.perf_counter() - started) * 1e3 - decode_ms
-    timings = {"parse": server_ms["parse"], "decode": server_ms["decode"] + decode_ms, "compute": compute_ms}
-    return encoded_survey(found, dtypes, __version__, {**timings, "total": sum(timings.values())})
+    found, decode_ms = _read(source, lambda blob: _surveyed(blob, names, skipped, mode))
+    return encoded_survey(found, dtypes, __version__, _timings(server_ms, decode_ms, started))
 
 
 def _surveyed(
