@@ -92,14 +92,19 @@ def check(work: WorkEstimate, settings: Settings, fields: Fields, declared: Decl
             f"accepts at most {settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)"
         )
     if work.response_bytes > settings.max_response_bytes:
-        over.append(
-            f"an answer of about {counted(work.response_bytes, 'byte')}; this server sends at most "
-            f"{settings.max_response_bytes} (JACSPEC_MAX_RESPONSE_BYTES)"
-        )
+        over.append(_answer_over(work.response_bytes, settings))
     detail = "the analysis would take " + " and ".join(over)
     if declared is not None:
         detail += "; " + _suggestion(changes_that_fit(declared, lambda w: fits(w, settings)), fields)
     raise ProblemError(413, TITLE, detail, errors=errors)
+
+
+def _answer_over(size: int, settings: Settings) -> str:
+    """What a 413 says of an answer of ``size`` bytes over JACSPEC_MAX_RESPONSE_BYTES."""
+    return (
+        f"an answer of about {counted(size, 'byte')}; this server sends at most {settings.max_response_bytes} "
+        "(JACSPEC_MAX_RESPONSE_BYTES)"
+    )
 
 
 def _suggestion(changes: Sequence[Change], fields: Fields) -> str:
@@ -157,10 +162,7 @@ def check_survey(
             f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)"
         )
     if work.response_bytes > settings.max_response_bytes:
-        over.append(
-            f"an answer of about {counted(work.response_bytes, 'byte')}; this server sends at most "
-            f"{settings.max_response_bytes} (JACSPEC_MAX_RESPONSE_BYTES)"
-        )
+        over.append(_answer_over(work.response_bytes, settings))
     if not over:
         return
     detail = "the weight survey would take " + " and ".join(over)
