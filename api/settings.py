@@ -87,6 +87,39 @@ class Settings(BaseSettings):
         "text", description="`python -m api`'s log lines: `text`, or `json` (one object per line, for collectors)."
     )
 
+    database_url: str = Field(
+        "sqlite:///jacspec.sqlite3",
+        description="SQLAlchemy URL of the database that keeps jobs and runs: a SQLite file (relative to the working"
+        " directory by default), or `postgresql+psycopg://user@host:port/db` for several replicas. Its schema is"
+        " migrated (Alembic) at startup.",
+    )
+    retention_seconds: float = Field(
+        30 * 86_400.0, gt=0, description="Finished jobs and run points older than this are deleted."
+    )
+    job_runners: int = Field(
+        1,
+        ge=0,
+        description="Jobs this server process computes at once; they share the compute workers with POST"
+        " /v1/analyses (0: this process only accepts jobs, another replica runs them).",
+    )
+    job_max_flops: float | None = Field(
+        None,
+        gt=0,
+        description="Most estimated floating-point work for one job; empty: 50 × JACSPEC_MAX_FLOPS; more → 413.",
+    )
+    job_max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 86_400,
+        description="Most seconds one job may compute (options.max_seconds may ask for less); longer → the job"
+        " fails with a 413 problem.",
+    )
+    cluster: str | None = Field(
+        None,
+        description="Address of a Dask scheduler (`tcp://host:8786`): jobs then run on its workers; empty: on this"
+        " server's compute workers.",
+    )
+
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
@@ -100,6 +133,11 @@ class Settings(BaseSettings):
         if any(not key.get_secret_value().strip() for key in keys):
             raise ValueError("an API key must not be blank")
         return keys
+
+    @property
+    def job_flops(self) -> float:
+        """JACSPEC_JOB_MAX_FLOPS, or 50 × JACSPEC_MAX_FLOPS when it is not set."""
+        return self.job_max_flops if self.job_max_flops is not None else 50 * self.max_flops
 
 
 def split_list(value: str) -> list[Any]:

@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
 from tests.helpers import ClientFactory, app_client, running_server
+from tests.postgres import database_url, postgres_server  # noqa: F401  (fixtures)
+
+if "JACSPEC_DATABASE_URL" not in os.environ:
+    # Apps and servers started by the tests keep their jobs in a file of the session's own, not in the working
+    # directory's jacspec.sqlite3 (which `make serve` uses); a test that needs a fresh database asks for one.
+    _SESSION_DATABASE = tempfile.mkdtemp(prefix="jacspec-tests-")
+    os.environ["JACSPEC_DATABASE_URL"] = f"sqlite:///{_SESSION_DATABASE}/jacspec.sqlite3"
 
 
 @pytest.fixture
