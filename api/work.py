@@ -111,9 +111,9 @@ def deadline(settings: Settings, options: OptionsModel | None = None) -> Deadlin
         return Deadline(
             wanted,
             "options.max_seconds",
-            f"{advice}, or a larger options.max_seconds (at most {settings.max_seconds:g}, JACSPEC_MAX_SECONDS)",
+            f"{advice}, or a larger options.max_seconds (at most {settings.max_seconds:g}, {settings.seconds_limit})",
         )
-    return Deadline(settings.max_seconds, "JACSPEC_MAX_SECONDS", advice)
+    return Deadline(settings.max_seconds, settings.seconds_limit, advice)
 
 
 async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> bytes:
