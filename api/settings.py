@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="Most seconds one job may compute (options.max_seconds may ask for less); longer → the job"
         " fails with a 413 problem.",
     )
+    job_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="A running job's lease, renewed by its runner every third of it; a job whose lease has run out"
+        " (its server died) is marked failed (`job-interrupted`) by any replica.",
+    )
     cluster: str | None = Field(
         None,
         description="Address of a Dask scheduler (`tcp://host:8786`): jobs then run on its workers; empty: on this"

@@ -13,8 +13,23 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Engine, Float, Integer, LargeBinary, String, Text, and_, delete, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    and_,
+    delete,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from api.store.base import Base, UTCDateTime, now
@@ -48,8 +63,8 @@ class JobRow(Base):
     error: Mapped[str | None] = mapped_column(Text())
 
 
-SUMMARY = [c for c in JobRow.__table__.columns if c.name not in ("request", "report")]
-"""The columns a job's status needs: neither its request nor its report, which may be large."""
+SUMMARY = [c for c in JobRow.__table__.columns if c.name not in ("request", "report", "content_type", "lease_until")]
+"""The columns a job's status needs: not its request nor its report, which may be large, nor how it runs."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +175,13 @@ class JobStore:
             if job_id is None:
                 return None
             moment = now()
-            claimed = session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == QUEUED)
-                .values(status=RUNNING, started_at=moment, lease_until=moment + self.lease)
+            claimed = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status == QUEUED)
+                    .values(status=RUNNING, started_at=moment, lease_until=moment + self.lease)
+                ),
             )
             if claimed.rowcount != 1:  # another runner claimed it between the two statements
                 return None
@@ -185,9 +203,12 @@ class JobStore:
         """Renew a running job's lease; False once it is no longer running."""
         return self._running_update(job_id, {"lease_until": now() + self.lease})
 
-    def succeed(self, job_id: str, report: bytes) -> bool:
-        """A running job succeeded with ``report`` (the bytes the worker encoded); False if it was not running."""
-        values = {"status": SUCCEEDED, "report": report, "finished_at": now(), "lease_until": None}
+    def succeed(self, job_id: str, report: bytes, parts: tuple[int, int | None, str] | None = None) -> bool:
+        """A running job succeeded with ``report`` (the bytes the worker encoded) and its last progress ``parts``
+        (done, total, unit); False if it was not running."""
+        values: dict[str, object] = {"status": SUCCEEDED, "report": report, "finished_at": now(), "lease_until": None}
+        if parts is not None:
+            values.update(done=parts[0], total=parts[1], unit=parts[2])
         return self._running_update(job_id, values)
 
     def fail(self, job_id: str, error: str) -> bool:
