@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from api import work
+from api.encode import EncodedReport
 from api.jobs.executor import Executor
 from api.problems import ProblemError, from_invalid_input
 from api.settings import Settings
@@ -222,11 +223,7 @@ class Jobs:
         try:
             pending = await work.receive(request, self.limits, None)
             await to_thread.run_sync(self.store.progress, claimed.id, 0, None, "layers", pending.seconds)
-            async with create_task_group() as group:
-                group.start_soon(self._heartbeat, claimed.id, live, scope)
-                args = (pending.payload, *pending.args, work.server_timings(request))
-                report = await self.executor.run(pending.function, args, pending.deadline, live.told)
-                group.cancel_scope.cancel()
+            report = await self._watched(claimed.id, pending, request, live, scope)
         except (ProblemError, InvalidInputError) as exc:
             problem = exc.problem if isinstance(exc, ProblemError) else from_invalid_input(exc).problem
             await to_thread.run_sync(self.store.fail, claimed.id, problem_json(problem))
@@ -242,6 +239,23 @@ class Jobs:
         parts = None if last is None else (last.done, last.total, last.unit)
         await to_thread.run_sync(self.store.succeed, claimed.id, report.json, parts)
         self.succeeded(claimed, report.json)
+
+    async def _watched(
+        self, job_id: str, pending: work.AnalysisWork, request: Request, live: _Live, scope: CancelScope
+    ) -> EncodedReport:
+        """The executor's report, the heartbeat beside it; its error raised as itself (not in an exception group)."""
+        failure: Exception | None = None
+        async with create_task_group() as group:
+            group.start_soon(self._heartbeat, job_id, live, scope)
+            try:
+                args = (pending.payload, *pending.args, work.server_timings(request))
+                report = await self.executor.run(pending.function, args, pending.deadline, live.told)
+            except Exception as exc:
+                failure = exc
+            group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return report
 
     def succeeded(self, claimed: Claimed, report: bytes) -> None:
         """Called once a job's report is stored (a hook: runs keep the report as their point)."""
