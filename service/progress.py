@@ -25,8 +25,8 @@ class Counter:
         self._lock = threading.Lock()
 
     def step(self, parts: int = 1) -> None:
-        """``parts`` more are done."""
-        if self.progress is None:
+        """``parts`` more are done (none: nothing is told)."""
+        if self.progress is None or parts <= 0:
             return
         with self._lock:
             self.done = min(self.done + parts, self.total)

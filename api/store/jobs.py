@@ -96,6 +96,10 @@ class Claimed:
     request: bytes
 
 
+_LOST = object()
+"""A claim that another runner won."""
+
+
 def new_id() -> str:
     """``job_`` and 32 random hexadecimal digits."""
     return ID_PREFIX + secrets.token_hex(16)
@@ -166,7 +170,14 @@ class JobStore:
         return records, (records[-1].created_at, records[-1].id)
 
     def claim_next(self) -> Claimed | None:
-        """The oldest queued job, now running with a fresh lease, claimed by this caller alone; None if none."""
+        """The oldest queued job, now running with a fresh lease, claimed by this caller alone; None if none.
+        A claim lost to another runner between the select and the update is tried again with the next job."""
+        while True:
+            claimed = self._claim_once()
+            if claimed is None or isinstance(claimed, Claimed):
+                return claimed
+
+    def _claim_once(self) -> Claimed | object | None:
         with Session(self.engine) as session, session.begin():
             query = select(JobRow.id).where(JobRow.status == QUEUED).order_by(JobRow.created_at, JobRow.id).limit(1)
             if self.engine.dialect.name == "postgresql":
@@ -184,7 +195,7 @@ class JobStore:
                 ),
             )
             if claimed.rowcount != 1:  # another runner claimed it between the two statements
-                return None
+                return _LOST
             row = session.execute(
                 select(JobRow.owner, JobRow.content_type, JobRow.request).where(JobRow.id == job_id)
             ).one()
