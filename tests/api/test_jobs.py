@@ -12,8 +12,10 @@ from typing import Any
 
 import anyio
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
+from safetensors.numpy import save
 
 from api.compute import ComputePool
 from tests.helpers import served
@@ -263,3 +265,28 @@ async def test_bad_parameters_are_422_naming_them(queued_only: httpx.AsyncClient
     response = await queued_only.get(path, headers={"X-API-Key": "k1"})
     assert response.status_code == 422, response.text
     assert pointer in [error["pointer"] for error in response.json()["errors"]]
+
+
+async def test_an_upload_job_gives_the_synchronous_survey(jobs_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """A .safetensors upload that is no chain: the job's survey equals POST /v1/analyses's, timings apart, and its
+    progress counts the tensors surveyed."""
+    _, client = jobs_app
+    rng = np.random.default_rng(8)
+    tensors = {
+        "encoder.attn.q.weight": rng.standard_normal((24, 16)).astype(np.float32),
+        "encoder.attn.q.bias": rng.standard_normal(24).astype(np.float32),
+        "encoder.conv.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+    }
+    files = {"weights": ("m.safetensors", save(tensors), "application/octet-stream")}
+    synchronous = await client.post("/v1/analyses", files=files)
+    assert synchronous.status_code == 200, synchronous.text
+    submitted = await client.post("/v1/jobs", files=files)
+    assert submitted.status_code == 202, submitted.text
+    job = await wait_for(client, submitted.json()["id"], FINAL)
+    assert job["status"] == "succeeded", job
+    assert job["progress"]["unit"] == "tensors"
+    # the two matrices (the weight and the kernel): the bias is set aside from the file's header, before the worker
+    assert job["progress"]["done"] == job["progress"]["total"] == 2
+    report = await client.get(f"/v1/jobs/{job['id']}/report")
+    assert json.loads(report.content)["kind"] == "survey"
+    assert without_timings(report.content) == without_timings(synchronous.content)
