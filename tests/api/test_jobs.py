@@ -326,3 +326,18 @@ async def test_odd_parameter_values_are_4xx_never_5xx(queued_only: httpx.AsyncCl
         for method, suffix in [("GET", ""), ("DELETE", ""), ("GET", "/report"), ("GET", "/events")]:
             response = await queued_only.request(method, f"/v1/jobs/{quote(value, safe='')}{suffix}", headers=key)
             assert 400 <= response.status_code < 500, (method, value, response.text)
+
+
+async def test_a_queued_job_is_run_by_the_next_server(database_url: str) -> None:
+    """A job accepted by a server that runs none stays queued with its stored request; a server started later on
+    the same database runs it, and its report equals the synchronous one (timings apart)."""
+    async with served(database_url=database_url, compute_workers=1, job_runners=0) as (_, first):
+        job_id = await submit(first, SMALL)
+        await anyio.sleep(0.6)  # longer than a runner's idle poll: none is there to take it
+        assert (await first.get(f"/v1/jobs/{job_id}")).json()["status"] == "queued"
+    async with served(database_url=database_url, compute_workers=1) as (_, second):
+        job = await wait_for(second, job_id, FINAL)
+        assert job["status"] == "succeeded", job
+        report = (await second.get(f"/v1/jobs/{job_id}/report")).content
+        synchronous = (await second.post("/v1/analyses", json=SMALL)).content
+    assert without_timings(report) == without_timings(synchronous)
