@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -19,8 +20,9 @@ from api.head import HeadMiddleware
 from api.metrics import MeteredComputePool, Metrics, MetricsMiddleware
 from api.problems import problem_responses
 from api.request_id import RequestIdMiddleware
-from api.routes import analyses, bounds, catalog, health, metrics
+from api.routes import analyses, bounds, catalog, health, metrics, runs
 from api.settings import Settings
+from api.store.base import engine_for, migrate
 from jacspec import __version__
 
 DOCS_ASSETS_URL = "/static/docs"
@@ -40,8 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meters, workers, settings.queue_timeout, settings.queue_size, settings.worker_memory_bytes
     )
 
+    engine = engine_for(settings.database_url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await to_thread.run_sync(migrate, settings.database_url, engine)
         await compute.start()
         app.state.ready = True
         try:
@@ -50,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ready = False
             await compute.close()
             meters.close()
+            engine.dispose()
 
     app = FastAPIOffline(
         title="jacspec",
@@ -64,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = meters
     app.state.compute = compute
+    app.state.engine = engine
     app.state.body_budget = ByteBudget(settings.body_budget_bytes)
     app.state.ready = False
     _include_routers(app, settings)
@@ -79,7 +86,7 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     guarded: dict[str, Any] = {}
     if settings.api_keys:
         guarded = {"dependencies": [Depends(require_key(settings.api_keys))], "responses": problem_responses(401)}
-    for module in (analyses, bounds, catalog):
+    for module in (analyses, bounds, catalog, runs):
         app.include_router(module.router, **guarded)
     app.include_router(health.router)
     app.include_router(metrics.router)

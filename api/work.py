@@ -74,6 +74,10 @@ class AnalysisWork:
     payload: object
     args: tuple[Any, ...]
     deadline: Deadline
+    run: str | None = None
+    """The request's ``run`` (its report is kept as a point of it), when the server has read it: a JSON body too
+    large to validate here has it read after the analysis (``api.routes.analyses``)."""
+    step: int | None = None
 
 
 async def receive(request: Request, settings: Settings, compute: ComputePool) -> AnalysisWork:
@@ -95,7 +99,7 @@ async def receive(request: Request, settings: Settings, compute: ComputePool) ->
         return AnalysisWork(analyse_json, raw, (settings,), deadline(settings))
     body = await validate_json(request, AnalysisRequest, raw)
     trials = trials_left(checked_size(body, settings), settings)
-    return AnalysisWork(analyse_model, body, (trials,), deadline(settings, body.options))
+    return AnalysisWork(analyse_model, body, (trials,), deadline(settings, body.options), body.run, body.step)
 
 
 def trials_left(work: WorkEstimate, settings: Settings) -> int:
@@ -250,17 +254,21 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
     if graph is not None:
         shapes = build(graph, shapes_only(file), UPLOAD_GRAPH)
         checked_graph_size(shapes, spec.inputs, spec.options, settings, "/request")
-        return AnalysisWork(analyse_graph_upload, upload.data, (spec,), deadline(settings, spec.options))
+        return AnalysisWork(
+            analyse_graph_upload, upload.data, (spec,), deadline(settings, spec.options), spec.run, spec.step
+        )
     if safetensors.wants_survey(file, spec.survey, spec.network.layers):
         planned, skipped = safetensors.survey_plan(file)
         checked_survey_size(planned, skipped, spec.options.spectrum, settings)
         dtypes = {name: entry.dtype for name, entry in file.entries.items()}
         args = (tuple(p.name for p in planned), tuple(skipped), dtypes, spec.options.spectrum)
-        return AnalysisWork(survey_upload, upload.data, args, deadline(settings, spec.options))
+        return AnalysisWork(survey_upload, upload.data, args, deadline(settings, spec.options), spec.run, spec.step)
     safetensors.refuse_unread(file, spec.network.layers)
     prefixes = safetensors.layer_names(file, spec.network.layers)
     trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
-    return AnalysisWork(analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options))
+    return AnalysisWork(
+        analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options), spec.run, spec.step
+    )
 
 
 UPLOAD_GRAPH: Location = ("request", "network", "graph")
