@@ -246,6 +246,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "The body is not JSON.",
         401: "An API key is required (`Authorization: Bearer <key>` or `X-API-Key: <key>`) and none valid was sent.",
+        404: "Nothing by that name or id for this API key (another key's run or job answers 404 too).",
         408: "The body did not arrive whole within `JACSPEC_BODY_TIMEOUT` seconds; the connection is closed.",
         413: "The body, the network or its estimated work is larger than this server accepts, or the analysis "
         "needed more time (`urn:jacspec:problem:deadline`) or memory (`urn:jacspec:problem:memory`) than it allows.",

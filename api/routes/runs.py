@@ -14,12 +14,14 @@ from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from anyio import to_thread
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api import runs as answers
 from api.deps import EngineDep
+from api.ingest.body import json_body
+from api.openapi import request_body
 from api.owner import OwnerDep
 from api.problems import ProblemError, invalid, problem_responses
 from api.store import runs as store
@@ -180,9 +182,15 @@ async def compare(run: RunPath, a: StepQuery, b: StepQuery, engine: EngineDep, o
     status_code=201,
     response_model=RunEvent,
     summary="Add an event to a run",
-    responses=problem_responses(422),
+    openapi_extra=request_body(RunEventRequest),
+    responses=problem_responses(400, 415, 422),
 )
-async def add_event(run: RunPath, body: RunEventRequest, engine: EngineDep, owner: OwnerDep) -> dict[str, Any]:
+async def add_event(
+    run: RunPath,
+    body: Annotated[RunEventRequest, Depends(json_body(RunEventRequest))],
+    engine: EngineDep,
+    owner: OwnerDep,
+) -> dict[str, Any]:
     """Something that happened at a step (a diverged model, naming the parameter); shown in GET /v1/runs/{run}."""
     record = await in_session(
         engine, lambda s: store.add_event(s, owner, run, body.step, body.kind, body.message, body.parameter)
