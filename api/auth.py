@@ -11,6 +11,7 @@ or repeated in an answer.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
@@ -78,3 +79,12 @@ def _unauthorized(presented: bool) -> ProblemError:
         else "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
     )
     return ProblemError(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def owner_of(request: Request, keys: Sequence[SecretStr]) -> str:
+    """Whose jobs and runs a request sees: the first 32 hexadecimal digits of sha256(its API key), or "" when the
+    server has no keys. The key check (``require_key``) has passed: every key presented is valid."""
+    if not keys:
+        return ""
+    presented = presented_keys(request.headers.getlist("authorization"), request.headers.getlist("x-api-key"))
+    return hashlib.sha256(presented[0]).hexdigest()[:32]

@@ -232,21 +232,33 @@ class ComputePool:
             await to_thread.run_sync(each.kill)
 
     async def run(
-        self, function: Callable[..., Any], args: tuple[Any, ...], deadline: Deadline, receive: Receive | None = None
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        deadline: Deadline,
+        receive: Receive | None = None,
+        *,
+        patient: bool = False,
+        on_progress: Callable[[worker.Progress], None] | None = None,
     ) -> Any:
         """``function(*args)`` in a worker once one is free (503 if none frees up in time), within ``deadline``.
 
         ``function`` and ``args`` are pickled to the worker (module-level functions; large bytes as
         ``api.worker.Shared``). With ``receive`` (the request's, its body read), a client that disconnects has
-        the worker killed and gets a 400 that nobody reads. A worker that did not end its task normally is killed
-        and replaced before its token is given back, so the next request finds a live one.
+        the worker killed and gets a 400 that nobody reads. ``patient`` (a job) waits for a worker as long as it
+        takes, outside the bounded queue; ``on_progress`` is given each ``worker.Progress`` the task tells. A
+        worker that did not end its task normally (cancelled, past its deadline) is killed and replaced before its
+        token is given back, so the next request finds a live one.
         """
-        await self._acquire()
+        if patient:
+            await self.limiter.acquire()
+        else:
+            await self._acquire()
         current = self.idle.pop()
         self.running.add(current)
         outcome: worker.Outcome | None = None
         try:
-            outcome = await self._watched(current, (function, args), deadline, receive)
+            outcome = await self._watched(current, (function, args), deadline, receive, on_progress)
         finally:
             with CancelScope(shield=True):
                 self.running.discard(current)
@@ -263,10 +275,15 @@ class ComputePool:
             raise self._full()
 
     async def _watched(
-        self, current: Worker, task: worker.Task, deadline: Deadline, receive: Receive | None
+        self,
+        current: Worker,
+        task: worker.Task,
+        deadline: Deadline,
+        receive: Receive | None,
+        on_progress: Callable[[worker.Progress], None] | None = None,
     ) -> worker.Outcome:
         """The worker's outcome of ``task``; 413 past the deadline (or a tighter one the task tells), 400 once the
-        client has gone."""
+        client has gone; the progress it tells to ``on_progress``."""
         gone = False
         outcome: worker.Outcome | None = None
         failure: Exception | None = None
@@ -291,6 +308,8 @@ class ComputePool:
                         if isinstance(note, Deadline) and note.seconds < deadline.seconds:
                             deadline = note
                             scope.deadline = started + note.seconds
+                        elif isinstance(note, worker.Progress) and on_progress is not None:
+                            on_progress(note)
 
                     outcome = await self._exchange(current, task, tightened)
             except Exception as exc:  # raised after the group, not wrapped in an exception group

@@ -59,7 +59,7 @@ def check_depth(depth: int, settings: Settings, fields: Fields) -> None:
     fit = f"with at most {counted(most, 'layer')} it could fit" if most > 0 else "no network fits"
     detail = (
         f"{counted(depth, 'layer')} would take about {flops:.3g} floating-point operations at the least and a "
-        f"{size}-byte answer; this server accepts at most {settings.max_flops:.3g} (JACSPEC_MAX_FLOPS) and "
+        f"{size}-byte answer; this server accepts at most {settings.max_flops:.3g} ({settings.flops_limit}) and "
         f"{settings.max_response_bytes} bytes (JACSPEC_MAX_RESPONSE_BYTES): {fit}"
     )
     raise ProblemError(413, TITLE, detail, errors=[FieldError(pointer=fields.depth or fields.network, detail=detail)])
@@ -89,7 +89,7 @@ def check(work: WorkEstimate, settings: Settings, fields: Fields, declared: Decl
     if work.flops > settings.max_flops:
         over.append(
             f"about {work.flops:.3g} floating-point operations (about {work.seconds:.3g} s of one core); this server "
-            f"accepts at most {settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)"
+            f"accepts at most {settings.max_flops:.3g} ({settings.flops_limit})"
         )
     if work.response_bytes > settings.max_response_bytes:
         over.append(_answer_over(work.response_bytes, settings))
@@ -159,7 +159,7 @@ def check_survey(
         over.append(
             f"about {work.flops:.3g} floating-point operations (about {work.seconds:.3g} s of one core; an SVD of an "
             f"m × n matrix takes O(m·n·min(m, n)): the costliest are {names}); this server accepts at most "
-            f"{settings.max_flops:.3g} (JACSPEC_MAX_FLOPS)"
+            f"{settings.max_flops:.3g} ({settings.flops_limit})"
         )
     if work.response_bytes > settings.max_response_bytes:
         over.append(_answer_over(work.response_bytes, settings))

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from anyio import to_thread
+from anyio import create_task_group, to_thread
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -17,12 +17,15 @@ from api.auth import require_key
 from api.budget import BodyBudgetMiddleware, ByteBudget
 from api.compute import available_cores
 from api.head import HeadMiddleware
+from api.jobs.executor import Executor, LocalExecutor
+from api.jobs.service import Jobs
 from api.metrics import MeteredComputePool, Metrics, MetricsMiddleware
 from api.problems import problem_responses
 from api.request_id import RequestIdMiddleware
-from api.routes import analyses, bounds, catalog, health, metrics, runs
+from api.routes import analyses, bounds, catalog, health, jobs, metrics, runs
 from api.settings import Settings
 from api.store.base import engine_for, migrate
+from api.store.jobs import JobStore
 from jacspec import __version__
 
 DOCS_ASSETS_URL = "/static/docs"
@@ -48,14 +51,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(migrate, settings.database_url, engine)
         await compute.start()
-        app.state.ready = True
-        try:
-            yield
-        finally:
-            app.state.ready = False
-            await compute.close()
-            meters.close()
-            engine.dispose()
+        async with create_task_group() as background:
+            background.start_soon(app.state.jobs.serve)
+            app.state.ready = True
+            try:
+                yield
+            finally:
+                app.state.ready = False
+                background.cancel_scope.cancel()
+        await compute.close()
+        meters.close()
+        engine.dispose()
 
     app = FastAPIOffline(
         title="jacspec",
@@ -72,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.compute = compute
     app.state.engine = engine
     app.state.body_budget = ByteBudget(settings.body_budget_bytes)
+    app.state.jobs = Jobs(app, settings, JobStore(engine, settings.job_lease_seconds), _executor(settings, compute))
     app.state.ready = False
     _include_routers(app, settings)
     problems.install(app)
@@ -86,10 +93,15 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     guarded: dict[str, Any] = {}
     if settings.api_keys:
         guarded = {"dependencies": [Depends(require_key(settings.api_keys))], "responses": problem_responses(401)}
-    for module in (analyses, bounds, catalog, runs):
+    for module in (analyses, bounds, catalog, jobs, runs):
         app.include_router(module.router, **guarded)
     app.include_router(health.router)
     app.include_router(metrics.router)
+
+
+def _executor(settings: Settings, compute: MeteredComputePool) -> Executor:
+    """Where jobs compute: this server's compute workers (a cluster's when JACSPEC_CLUSTER is set: api.jobs.dask)."""
+    return LocalExecutor(compute)
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:

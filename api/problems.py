@@ -246,12 +246,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "The body is not JSON.",
         401: "An API key is required (`Authorization: Bearer <key>` or `X-API-Key: <key>`) and none valid was sent.",
-        404: "Nothing by that name or id for this API key (another key's run or job answers 404 too).",
+        404: "No such resource of this API key (another key's id answers the same).",
+        409: "The resource is not in a state that allows this (a job not yet succeeded, or already finished).",
         408: "The body did not arrive whole within `JACSPEC_BODY_TIMEOUT` seconds; the connection is closed.",
         413: "The body, the network or its estimated work is larger than this server accepts, or the analysis "
         "needed more time (`urn:jacspec:problem:deadline`) or memory (`urn:jacspec:problem:memory`) than it allows.",
         415: "The body is not application/json.",
-        422: "The body does not satisfy the contract; `errors` points at each offending field.",
+        422: "The body (or a query or path parameter) does not satisfy the contract; `errors` points at each "
+        "offending field.",
         503: "Every compute worker stayed busy (or the queue for them is full), the bodies in flight fill "
         "`JACSPEC_BODY_BUDGET_BYTES`, or the worker computing the analysis died; retry after `Retry-After` seconds.",
     }

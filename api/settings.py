@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="Most seconds one job may compute (options.max_seconds may ask for less); longer → the job"
         " fails with a 413 problem.",
     )
+    job_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="A running job's lease, renewed by its runner every third of it; a job whose lease has run out"
+        " (its server died) is marked failed (`job-interrupted`) by any replica.",
+    )
     cluster: str | None = Field(
         None,
         description="Address of a Dask scheduler (`tcp://host:8786`): jobs then run on its workers; empty: on this"
@@ -134,10 +140,26 @@ class Settings(BaseSettings):
             raise ValueError("an API key must not be blank")
         return keys
 
+    _limit_names: tuple[str, str] = PrivateAttr(("JACSPEC_MAX_FLOPS", "JACSPEC_MAX_SECONDS"))
+    """The settings that ``max_flops`` and ``max_seconds`` hold, as the 413s name them."""
+
     @property
-    def job_flops(self) -> float:
-        """JACSPEC_JOB_MAX_FLOPS, or 50 × JACSPEC_MAX_FLOPS when it is not set."""
-        return self.job_max_flops if self.job_max_flops is not None else 50 * self.max_flops
+    def flops_limit(self) -> str:
+        """The setting ``max_flops`` holds: JACSPEC_MAX_FLOPS, or JACSPEC_JOB_MAX_FLOPS in ``for_jobs()``."""
+        return self._limit_names[0]
+
+    @property
+    def seconds_limit(self) -> str:
+        """The setting ``max_seconds`` holds: JACSPEC_MAX_SECONDS, or JACSPEC_JOB_MAX_SECONDS in ``for_jobs()``."""
+        return self._limit_names[1]
+
+    def for_jobs(self) -> Settings:
+        """These settings as a job is checked and run with: ``max_flops`` = JACSPEC_JOB_MAX_FLOPS (50 ×
+        JACSPEC_MAX_FLOPS when unset) and ``max_seconds`` = JACSPEC_JOB_MAX_SECONDS, named so in the 413s."""
+        flops = self.job_max_flops if self.job_max_flops is not None else 50 * self.max_flops
+        jobs = self.model_copy(update={"max_flops": flops, "max_seconds": self.job_max_seconds})
+        jobs._limit_names = ("JACSPEC_JOB_MAX_FLOPS", "JACSPEC_JOB_MAX_SECONDS")
+        return jobs
 
 
 def split_list(value: str) -> list[Any]:

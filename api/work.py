@@ -8,6 +8,7 @@ its parsed model pickled through the pipe; a .safetensors file that large reache
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings
 from api.sizes import checked_graph_size, checked_safetensors_size, checked_size, checked_survey_size
-from api.worker import Shared, attached, tell
+from api.worker import Progress, Shared, attached, tell
 from jacspec import __version__
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
@@ -74,21 +75,26 @@ class AnalysisWork:
     payload: object
     args: tuple[Any, ...]
     deadline: Deadline
+    seconds: float | None = None
+    """The estimated seconds of one core the work takes (``service.cost``: flops × SECONDS_PER_FLOP), when known
+    before the worker starts (not for a large JSON body, validated there)."""
     run: str | None = None
     """The request's ``run`` (its report is kept as a point of it), when the server has read it: a JSON body too
-    large to validate here has it read after the analysis (``api.routes.analyses``)."""
+    large to validate here has it read after the analysis (``api.routes.analyses.run_of``)."""
     step: int | None = None
 
 
-async def receive(request: Request, settings: Settings, compute: ComputePool) -> AnalysisWork:
+async def receive(request: Request, settings: Settings, compute: ComputePool | None) -> AnalysisWork:
     """Read the body (JSON, or multipart with a .safetensors file) and check its sizes; no array is made yet.
 
     A JSON body over SHARED_BYTES is not validated here but in the worker (``analyse_json``): its validation,
     whose time grows with the body, would hold the GIL beside the event loop. A full queue refuses a body that
     may be large (``may_be_large``) before it is read, unless its Content-Length alone is over the limit: that
-    one is a 413 (a 503 would only make the client retry it).
+    one is a 413 (a 503 would only make the client retry it). Without ``compute`` (a job's request, which waits
+    for a worker however long it takes) nothing is refused for a full queue. ``settings`` holds the limits the
+    request is checked against (``Settings.for_jobs()`` for a job).
     """
-    if may_be_large(request) and not declared_too_large(request, settings):
+    if compute is not None and may_be_large(request) and not declared_too_large(request, settings):
         compute.refuse_if_full()
     if media_type(request) == "multipart/form-data":
         return await _safetensors_work(request, settings)
@@ -98,8 +104,11 @@ async def receive(request: Request, settings: Settings, compute: ComputePool) ->
         request.state.parse_ms = 0.0
         return AnalysisWork(analyse_json, raw, (settings,), deadline(settings))
     body = await validate_json(request, AnalysisRequest, raw)
-    trials = trials_left(checked_size(body, settings), settings)
-    return AnalysisWork(analyse_model, body, (trials,), deadline(settings, body.options), body.run, body.step)
+    work = checked_size(body, settings)
+    trials = trials_left(work, settings)
+    return AnalysisWork(
+        analyse_model, body, (trials,), deadline(settings, body.options), work.seconds, body.run, body.step
+    )
 
 
 def trials_left(work: WorkEstimate, settings: Settings) -> int:
@@ -115,20 +124,44 @@ def deadline(settings: Settings, options: OptionsModel | None = None) -> Deadlin
         return Deadline(
             wanted,
             "options.max_seconds",
-            f"{advice}, or a larger options.max_seconds (at most {settings.max_seconds:g}, JACSPEC_MAX_SECONDS)",
+            f"{advice}, or a larger options.max_seconds (at most {settings.max_seconds:g}, {settings.seconds_limit})",
         )
-    return Deadline(settings.max_seconds, "JACSPEC_MAX_SECONDS", advice)
+    return Deadline(settings.max_seconds, settings.seconds_limit, advice)
 
 
 async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> bytes:
     """The report's JSON, computed and encoded in a worker. A client that disconnects meanwhile has its worker
     stopped (``request.receive`` is watched)."""
-    server_ms = {"parse": request.state.parse_ms, "decode": getattr(request.state, "header_ms", 0.0)}
+    server_ms = server_timings(request)
     async with sharing(pending.payload) as source:
         answer: EncodedReport = await compute.run(
             pending.function, (source, *pending.args, server_ms), pending.deadline, request.receive
         )
     return answer.json
+
+
+def server_timings(request: Request) -> Timings:
+    """The milliseconds the server spent on the request before its task: parsing, and a file header's decoding."""
+    return {"parse": getattr(request.state, "parse_ms", 0.0), "decode": getattr(request.state, "header_ms", 0.0)}
+
+
+PROGRESS_EVERY_S = 0.2
+"""A task tells its progress at most this often (and always its last part)."""
+
+
+def told_progress(unit: str) -> Callable[[int, int], None]:
+    """In a worker: ``progress(done, total)`` for the service's functions, told to the server as
+    ``api.worker.Progress`` in ``unit``, at most every PROGRESS_EVERY_S seconds and always when done == total."""
+    last = [-math.inf]
+
+    def progress(done: int, total: int) -> None:
+        moment = time.monotonic()
+        if done < total and moment - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = moment
+        tell(Progress(done, total, unit))
+
+    return progress
 
 
 def may_be_large(request: Request) -> bool:
@@ -220,7 +253,7 @@ def _analysed(
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
     service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum, trials=trials)
-    return analyse(network, x, y, service_options)
+    return analyse(network, x, y, service_options, progress=told_progress("stages"))
 
 
 def _graph_analysed(graph: Graph, inputs: Inputs, options: OptionsModel, inputs_at: Location = ()) -> GraphAnalysis:
@@ -230,7 +263,8 @@ def _graph_analysed(graph: Graph, inputs: Inputs, options: OptionsModel, inputs_
     except InvalidInputError as exc:
         raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
     t = options.thresholds
-    return analyse_graph(graph, x, y, options.rtol, Thresholds(t.vanishing_log10, t.exploding_log10))
+    thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
+    return analyse_graph(graph, x, y, options.rtol, thresholds, progress=told_progress("blocks"))
 
 
 async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWork:
@@ -253,21 +287,36 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
     graph = spec.network.graph
     if graph is not None:
         shapes = build(graph, shapes_only(file), UPLOAD_GRAPH)
-        checked_graph_size(shapes, spec.inputs, spec.options, settings, "/request")
+        work = checked_graph_size(shapes, spec.inputs, spec.options, settings, "/request")
         return AnalysisWork(
-            analyse_graph_upload, upload.data, (spec,), deadline(settings, spec.options), spec.run, spec.step
+            analyse_graph_upload,
+            upload.data,
+            (spec,),
+            deadline(settings, spec.options),
+            work.seconds,
+            spec.run,
+            spec.step,
         )
     if safetensors.wants_survey(file, spec.survey, spec.network.layers):
         planned, skipped = safetensors.survey_plan(file)
-        checked_survey_size(planned, skipped, spec.options.spectrum, settings)
+        estimate = checked_survey_size(planned, skipped, spec.options.spectrum, settings)
         dtypes = {name: entry.dtype for name, entry in file.entries.items()}
         args = (tuple(p.name for p in planned), tuple(skipped), dtypes, spec.options.spectrum)
-        return AnalysisWork(survey_upload, upload.data, args, deadline(settings, spec.options), spec.run, spec.step)
+        return AnalysisWork(
+            survey_upload, upload.data, args, deadline(settings, spec.options), estimate.seconds, spec.run, spec.step
+        )
     safetensors.refuse_unread(file, spec.network.layers)
     prefixes = safetensors.layer_names(file, spec.network.layers)
-    trials = trials_left(checked_safetensors_size(file, prefixes, spec, settings), settings)
+    work = checked_safetensors_size(file, prefixes, spec, settings)
+    trials = trials_left(work, settings)
     return AnalysisWork(
-        analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options), spec.run, spec.step
+        analyse_upload,
+        upload.data,
+        (prefixes, spec, trials),
+        deadline(settings, spec.options),
+        work.seconds,
+        spec.run,
+        spec.step,
     )
 
 
@@ -340,7 +389,7 @@ def _surveyed(
     seconds = [0.0]
     tensors = safetensors.LazyTensors(safetensors.parse(blob, any_dtype=True), names, seconds)
     try:
-        found = survey(tensors, mode, skipped, where=("weights",))
+        found = survey(tensors, mode, skipped, where=("weights",), progress=told_progress("tensors"))
     except InvalidInputError as exc:
         if len(exc.location) < 2:
             raise

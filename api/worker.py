@@ -73,6 +73,16 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """What a task tells of its progress: ``done`` of ``total`` parts, counted in ``unit`` ("layers", "blocks",
+    "tensors" or "stages"); ``total`` None while unknown."""
+
+    done: int
+    total: int | None
+    unit: str
+
+
+@dataclass(frozen=True)
 class OutOfMemory:
     """The task needed more memory than the worker's RLIMIT_AS allows."""
 
@@ -93,10 +103,24 @@ class _Pipe:
     connection: Connection | None = None
 
 
+class _Sink:
+    """Where ``tell`` sends messages outside a worker (a Dask task's), when set."""
+
+    function: Callable[[Any], None] | None = None
+
+
+def set_sink(sink: Callable[[Any], None] | None) -> None:
+    """Have ``tell`` hand its messages to ``sink`` in a process that is no worker of the pool (None: drop them)."""
+    _Sink.function = sink
+
+
 def tell(message: Any) -> None:
-    """Send ``message`` to the server at once, as a ``Note``, while the task goes on (nothing outside a worker)."""
+    """Send ``message`` to the server at once, as a ``Note``, while the task goes on: through the pipe in a worker,
+    to the sink elsewhere (``set_sink``), or nowhere."""
     if _Pipe.connection is not None:
         _Pipe.connection.send(Note(message))
+    elif _Sink.function is not None:
+        _Sink.function(message)
 
 
 def serve(connection: Connection, memory_bytes: int | None) -> None:

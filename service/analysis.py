@@ -49,6 +49,7 @@ from service.linear import Linear
 from service.logscale import normal_or_none, plain
 from service.meanfield import NetworkMeanField, network_meanfield
 from service.network import Layer, Network
+from service.progress import Counter, Progress
 from service.recurrent import RecurrentReport, recurrent_report
 from service.spectra import Spectra, SpectrumMode, spectra
 from service.spectral import SpectralNorm, spectral_max, uses_dense
@@ -176,17 +177,28 @@ class Analysis:
     recurrent: RecurrentReport | None = None
 
 
-def analyse(network: Network, x: Array, y: Array, options: Options, executor: Executor | None = None) -> Analysis:
+def analyse(
+    network: Network,
+    x: Array,
+    y: Array,
+    options: Options,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> Analysis:
     """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``.
 
     With an ``executor``, the layers' own norms — each weight's, and each layer's per-probe Jacobian norms — are
     computed as its tasks, spread over its threads (the rest runs in the calling thread), when the layers are
     large enough to pay for it (SPREAD_MIN_FLOPS); the numbers are the same.
+
+    ``progress(done, total)`` (``service.progress``) counts stages: the norm of each distinct weight (D of them),
+    each layer's Jacobian norm (L), then the backward and gradient pass (1): total = D + L + 1.
     """
     layers, rtol = network.layers, options.rtol
     if executor is not None and np.median([layer.weight.flops_per_apply for layer in layers]) < SPREAD_MIN_FLOPS:
         executor = None
-    norms = _weight_norms(network, rtol, executor)
+    counter = Counter(progress, len(network.distinct_maps()) + len(layers) + 1)
+    norms = _weight_norms(network, rtol, executor, counter)
     records = [_LayerRecord(layer, norms[id(layer.weight)], _skip_norm(layer, rtol)) for layer in layers]
     _check_norms_finite(network, records)
     bound = bound_from_factors([record.jacobian_norm_bound for record in records], options.thresholds)
@@ -198,7 +210,8 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
     meanfield = network_meanfield(network, fwd.drive)
     matvecs = sum(norm.matvecs for norm in norms.values())
     valid = records[: len(fwd.derivatives)]  # the layers carried: before an overflow or underflow
-    largest = _map(executor, lambda j: valid[j].jacobian(fwd.derivatives[j], rtol), range(len(valid)))
+    largest = _map(executor, lambda j: valid[j].jacobian(fwd.derivatives[j], rtol), range(len(valid)), counter)
+    counter.step(len(layers) - len(valid))  # the layers not carried have no Jacobian to measure
     for record, d, (norm, used) in zip(valid, fwd.derivatives, largest, strict=True):
         record.derivative_max = float(np.abs(d).max())
         record.jacobian_norm = norm
@@ -220,6 +233,7 @@ def analyse(network: Network, x: Array, y: Array, options: Options, executor: Ex
             record.backward_norm_log10 = backward_log10
             record.gradient_norm_log10 = gradient_log10
 
+    counter.step()
     kind = "recurrent" if network.recurrent is not None else None
     reports = tuple(record.report(j + 1, kind, fwd.stop, fwd.reason) for j, record in enumerate(records))
     suggestion = _suggestion(network, x, input_norm, fwd, records, options, meanfield)
@@ -330,17 +344,30 @@ def _skip_norm(layer: Layer, rtol: float) -> float | None:
     return None if layer.skip is None else layer.skip.norm(rtol).value
 
 
-def _weight_norms(network: Network, rtol: float, executor: Executor | None) -> dict[int, SpectralNorm]:
+def _weight_norms(
+    network: Network, rtol: float, executor: Executor | None, counter: Counter | None = None
+) -> dict[int, SpectralNorm]:
     """σ_j = ‖A_j‖₂ of every distinct map, by its id (a recurrent network's steps share theirs)."""
     distinct = network.distinct_maps()
-    return dict(zip(distinct, _map(executor, lambda weight: weight.norm(rtol), distinct.values()), strict=True))
+    norms = _map(executor, lambda weight: weight.norm(rtol), distinct.values(), counter)
+    return dict(zip(distinct, norms, strict=True))
 
 
-def _map(executor: Executor | None, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """``function`` of every item, in order: as the executor's tasks, or here one after another."""
+def _map(
+    executor: Executor | None, function: Callable[[T], R], items: Iterable[T], counter: Counter | None = None
+) -> list[R]:
+    """``function`` of every item, in order: as the executor's tasks, or here one after another; ``counter`` steps
+    once per item done."""
+
+    def counted(item: T) -> R:
+        value = function(item)
+        if counter is not None:
+            counter.step()
+        return value
+
     if executor is None:
-        return [function(item) for item in items]
-    return list(executor.map(function, items))
+        return [counted(item) for item in items]
+    return list(executor.map(counted, items))
 
 
 def _conv_details(weight: Linear, norm: SpectralNorm) -> ConvDetails | None:

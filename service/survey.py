@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from service import lanczos
 from service.errors import InvalidInputError, Location
+from service.progress import Counter, Progress
 from service.spectra import SpectrumMode, singular_value_spectrum
 
 Array = NDArray[np.float64]
@@ -135,6 +136,7 @@ def survey(
     mode: SpectrumMode = "none",
     skipped: Iterable[Skipped] = (),
     where: Location = (),
+    progress: Progress | None = None,
 ) -> Survey:
     """The survey of the tensors ``named`` (in the mapping's order), each read once and in turn (a mapping that
     makes its arrays on access keeps one in memory at a time); ``skipped``: tensors the caller has already set
@@ -142,15 +144,19 @@ def survey(
 
     Raises InvalidInputError at ``(*where, name)`` for a tensor that is not finite, or whose σ_max or ‖W‖_F does
     not fit a float64.
+
+    ``progress(done, total)`` (``service.progress``) counts the tensors of ``named`` read, surveyed or set aside.
     """
     weights = []
     set_aside = []
+    counter = Counter(progress, len(named))
     for name, array in named.items():
         found = classify(name, tuple(array.shape))
         if isinstance(found, Skipped):
             set_aside.append(found)
         else:
             weights.append(matrix_survey(found, array, mode, (*where, name)))
+        counter.step()
     return Survey(mode, tuple(weights), (*skipped, *set_aside))
 
 

@@ -25,6 +25,7 @@ from service.advice import Suggestion
 from service.errors import InvalidInputError
 from service.graph.network import Block, Graph, jvp, linearise, parameter_gradients, vjp
 from service.graph.op import Array, Linearised
+from service.progress import Counter, Progress
 from service.spectral import DENSE_MAX_DIM, spectral_max
 from service.survey import Survey, survey
 from service.verdict import Thresholds, VerdictName, classify
@@ -90,19 +91,24 @@ class _Norms:
     matvecs: int = 0
 
 
-def analyse_graph(graph: Graph, x: Array, y: Array, rtol: float, thresholds: Thresholds) -> GraphAnalysis:
+def analyse_graph(
+    graph: Graph, x: Array, y: Array, rtol: float, thresholds: Thresholds, progress: Progress | None = None
+) -> GraphAnalysis:
     """The report of ``graph`` on probes ``x`` (rows: each probe's input flattened) with MSE targets ``y`` (rows:
-    the output flattened)."""
+    the output flattened). ``progress(done, total)`` (``service.progress``) counts blocks measured, of all the
+    graph's blocks."""
     probes = len(x)
     lins, stop = linearise(graph, x.reshape(probes, *graph.shapes[0]))
     blocks = graph.blocks()
     bounds = [_block_bound(graph, block) for block in blocks]
     counter = _Norms()
+    done = Counter(progress, len(blocks))
     stopped = None if stop is None else next(j for j, b in enumerate(blocks) if b.start <= stop < b.stop)
     if stopped is None:
-        reports, input_norm = _measured(graph, lins, blocks, bounds, y, rtol, counter)
+        reports, input_norm = _measured(graph, lins, blocks, bounds, y, rtol, counter, done)
     else:
         reports, input_norm = _unmeasured(graph, blocks, bounds, stopped), None
+        done.step(len(blocks))
     summary = _summary(bounds, input_norm, stopped, thresholds, reports)
     matrices = {f"{node.id}.{name}": p for node in graph.nodes for name, p in node.op.parameters.items() if p.ndim >= 2}
     found = survey(matrices, where=("network", "graph"))
@@ -164,8 +170,10 @@ def _measured(
     y: Array,
     rtol: float,
     counter: _Norms,
+    done: Counter,
 ) -> tuple[list[BlockReport], float | None]:
-    """Each block's report from the probes' linearisation, and log10 max_b ‖∂y/∂x‖₂ (None where 0)."""
+    """Each block's report from the probes' linearisation, and log10 max_b ‖∂y/∂x‖₂ (None where 0); ``done``
+    steps after each block."""
     output = lins[-1].output
     cotangent = 2.0 * (output - y.reshape(output.shape)) / output.size
     gradients = parameter_gradients(graph, lins, cotangent)
@@ -177,6 +185,7 @@ def _measured(
         after = 1.0 if block.stop == graph.output else backward[block.stop]
         grads = _parameter_norms(graph, block, gradients)
         reports.append(_report(graph, j, block, bounds[j], suffix[j], norm, after, grads))
+        done.step()
     whole = backward[0]
     return reports, (math.log10(whole) if whole is not None and whole > 0 else None)
 

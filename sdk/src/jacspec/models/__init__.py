@@ -13,6 +13,7 @@ from jacspec.models.bounds import BoundsRequest, BoundsResponse
 from jacspec.models.catalog import ActivationInfo, InitSchemeInfo, Parameter
 from jacspec.models.graph import GraphNetwork, ParamTensor
 from jacspec.models.health import Health
+from jacspec.models.jobs import Job, JobList, JobProgress, JobStatus, ProgressUnit
 from jacspec.models.network import (
     Conv2dLayer,
     InitRecipe,
@@ -81,6 +82,10 @@ __all__ = [
     "InitSchemeName",
     "Inputs",
     "JacobianSpectrum",
+    "Job",
+    "JobList",
+    "JobProgress",
+    "JobStatus",
     "KernelTensor",
     "Layer",
     "LayerMeanField",
@@ -97,6 +102,7 @@ __all__ = [
     "Parameter",
     "ProbeSpectrum",
     "Problem",
+    "ProgressUnit",
     "Recurrent",
     "RecurrentInit",
     "RecurrentReport",

@@ -1,0 +1,292 @@
+"""/v1/jobs in-process, on SQLite and on a real PostgreSQL server: the report equals POST /v1/analyses's (timings
+apart), progress arrives as server-sent events, a failure carries the synchronous route's problem, a cancelled job
+frees its worker, another key's job is a 404, pages cover every job once, and bad parameters are 4xx."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from safetensors.numpy import save
+
+from api.compute import ComputePool
+from tests.helpers import served
+
+pytestmark = pytest.mark.anyio
+
+TIMINGS = re.compile(rb'"timings_ms":\{[^{}]*\}')
+FINAL = {"succeeded", "failed", "cancelled"}
+WAIT_S = 60.0
+
+
+def chain(width: int, depth: int, probes: int = 16) -> dict[str, Any]:
+    """An orthogonal tanh chain of ``depth`` − 1 layers of ``width``."""
+    init = {"widths": [width] * depth, "scheme": "orthogonal", "seed": 1}
+    return {"network": {"activation": "tanh", "init": init}, "inputs": {"count": probes}}
+
+
+SMALL = chain(16, 5)
+MEDIUM = chain(256, 24)
+"""About two seconds of one core: long enough for progress to be seen between its stages."""
+LONG = chain(384, 40)
+"""About forty seconds of one core: a job that is cancelled long before it could end."""
+
+
+def without_timings(raw: bytes) -> bytes:
+    """The report's bytes with its ``timings_ms`` object cut out (the one thing that differs run to run)."""
+    cut, count = TIMINGS.subn(b"", raw)
+    assert count == 1
+    return cut
+
+
+def parsed_without_timings(raw: bytes) -> Any:
+    report = json.loads(raw)
+    del report["meta"]["timings_ms"]
+    return report
+
+
+@pytest.fixture
+async def jobs_app(database_url: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with served(database_url=database_url, compute_workers=1) as pair:
+        yield pair
+
+
+async def submit(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> str:
+    response = await client.post("/v1/jobs", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued"
+    assert job["report"] is None
+    return str(job["id"])
+
+
+async def wait_for(client: httpx.AsyncClient, job_id: str, statuses: set[str], **headers: str) -> dict[str, Any]:
+    """The job once its status is one of ``statuses`` (fails after WAIT_S)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, job
+        await anyio.sleep(0.05)
+
+
+async def events(client: httpx.AsyncClient, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every (event, data) of the job's stream, to its end."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    with anyio.fail_after(WAIT_S):
+        async with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            name = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    name = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    seen.append((name, json.loads(line.removeprefix("data: "))))
+    return seen
+
+
+def worker_pids(pool: ComputePool) -> set[int | None]:
+    return {worker.process.pid for worker in (*pool.idle, *pool.running)}
+
+
+async def test_job_report_equals_the_synchronous_report_and_progress_is_streamed(
+    jobs_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = jobs_app
+    job_id = await submit(client, MEDIUM)
+    stream = await events(client, job_id)
+    synchronous = await client.post("/v1/analyses", json=MEDIUM)
+    assert synchronous.status_code == 200
+
+    names = [name for name, _ in stream]
+    assert names[-2:] == ["progress", "end"]
+    assert set(names[:-1]) == {"progress"}
+    progress = [data["progress"] for _, data in stream]
+    layers = len(MEDIUM["network"]["init"]["widths"]) - 1
+    total = 2 * layers + 1  # each distinct weight's norm, each layer's Jacobian, the backward pass
+    under_way = [p for (_, data), p in zip(stream, progress, strict=True) if data["status"] == "running" and p["total"]]
+    assert any(0 < p["done"] < p["total"] for p in under_way), progress
+    assert all(p["total"] == total and p["unit"] == "stages" for p in under_way)
+    assert all(0 < p["fraction"] < 1 and p["seconds_left"] is not None for p in under_way if p["done"] < total)
+    dones = [p["done"] for p in progress]
+    assert dones == sorted(dones)
+    last = stream[-1][1]
+    assert last["status"] == "succeeded"
+    assert last["progress"]["done"] == total
+    assert last["progress"]["fraction"] == 1.0
+
+    report = await client.get(f"/v1/jobs/{job_id}/report")
+    assert report.status_code == 200
+    assert parsed_without_timings(report.content) == parsed_without_timings(synchronous.content)
+    assert without_timings(report.content) == without_timings(synchronous.content)
+    job = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert job["status"] == "succeeded"
+    assert job["report"] == json.loads(report.content)
+    assert job["started_at"] <= job["finished_at"]
+
+
+async def test_a_failed_job_carries_the_problem_of_the_synchronous_route(
+    jobs_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = jobs_app
+    # A weight whose spectral norm exceeds float64's range: refused by the numerics in the worker, not by the checks.
+    huge = [[1e308, 1e308], [1e308, 1e308]]
+    body = {"network": {"activation": "tanh", "layers": [{"weight": huge}, {"weight": [[1.0, 0.0]]}]}}
+    synchronous = await client.post("/v1/analyses", json=body)
+    assert synchronous.status_code == 422
+    job = await wait_for(client, await submit(client, body), FINAL)
+    assert job["status"] == "failed"
+    expected = synchronous.json()
+    del expected["request_id"]
+    assert job["error"] == expected
+    assert job["error"]["errors"][0]["pointer"].startswith("/network/layers/0")
+    missing = await client.get(f"/v1/jobs/{job['id']}/report")
+    assert missing.status_code == 409
+    assert "failed" in missing.json()["detail"]
+
+
+async def test_a_request_the_checks_refuse_is_refused_at_once(jobs_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = jobs_app
+    refused = await client.post("/v1/jobs", json={"network": {"activation": "tanh"}, "bogus": 1})
+    synchronous = await client.post("/v1/analyses", json={"network": {"activation": "tanh"}, "bogus": 1})
+    assert refused.status_code == synchronous.status_code == 422
+    assert refused.json()["errors"] == synchronous.json()["errors"]
+    assert (await client.get("/v1/jobs")).json()["jobs"] == []
+
+
+async def test_cancel_stops_a_running_job_and_frees_its_worker(jobs_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, client = jobs_app
+    pool: ComputePool = app.state.compute
+    before = worker_pids(pool)
+    job_id = await submit(client, LONG)
+    await wait_for(client, job_id, {"running"})
+    deadline = time.monotonic() + WAIT_S
+    while not pool.running:  # the runner has taken the worker
+        assert time.monotonic() < deadline
+        await anyio.sleep(0.02)
+    cancelled = await client.delete(f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    small = await client.post("/v1/analyses", json=SMALL)  # waits for the one worker: the cancelled job's is gone
+    assert small.status_code == 200
+    after = worker_pids(pool)
+    assert len(after) == 1
+    assert after.isdisjoint(before)
+    await anyio.sleep(0.5)
+    job = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert job["status"] == "cancelled"
+    assert job["report"] is None
+    again = await client.delete(f"/v1/jobs/{job_id}")
+    assert again.status_code == 409
+    assert "cancelled" in again.json()["detail"]
+    follow = await wait_for(client, await submit(client, SMALL), FINAL)
+    assert follow["status"] == "succeeded"
+
+
+@pytest.fixture
+async def queued_only(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An app whose jobs are never run (no runner), with two API keys."""
+    async with served(database_url=database_url, compute_workers=1, job_runners=0, api_keys=["k1", "k2"]) as (_, c):
+        yield c
+
+
+async def test_another_keys_job_answers_404(queued_only: httpx.AsyncClient) -> None:
+    client = queued_only
+    mine, theirs = {"Authorization": "Bearer k1"}, {"X-API-Key": "k2"}
+    job_id = await submit(client, SMALL, **mine)
+    assert (await client.get(f"/v1/jobs/{job_id}", headers=mine)).status_code == 200
+    unknown = "job_" + "0" * 32
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/report"),
+        ("GET", "/events"),
+        ("DELETE", ""),
+    ]:
+        other = await client.request(method, f"/v1/jobs/{job_id}{path}", headers=theirs)
+        absent = await client.request(method, f"/v1/jobs/{unknown}{path}", headers=mine)
+        assert other.status_code == absent.status_code == 404, (method, path)
+        assert other.json()["title"] == absent.json()["title"]
+    assert (await client.get("/v1/jobs", headers=theirs)).json()["jobs"] == []
+    assert [j["id"] for j in (await client.get("/v1/jobs", headers=mine)).json()["jobs"]] == [job_id]
+    still = (await client.get(f"/v1/jobs/{job_id}", headers=mine)).json()
+    assert still["status"] == "queued"  # the other key's DELETE did nothing
+
+
+async def test_pages_give_every_job_once_newest_first(queued_only: httpx.AsyncClient) -> None:
+    client, key = queued_only, {"X-API-Key": "k1"}
+    ids = [await submit(client, SMALL, **key) for _ in range(5)]
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/jobs", params=params, headers=key)).json()
+        pages += 1
+        assert len(page["jobs"]) <= 2
+        assert all(job["report"] is None for job in page["jobs"])
+        seen += [job["id"] for job in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == ids[::-1]
+    queued = (await client.get("/v1/jobs", params={"status": "queued"}, headers=key)).json()["jobs"]
+    assert len(queued) == 5
+    assert (await client.get("/v1/jobs", params={"status": "succeeded"}, headers=key)).json()["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "pointer"),
+    [
+        ("/v1/jobs?limit=0", "/query/limit"),
+        ("/v1/jobs?limit=101", "/query/limit"),
+        ("/v1/jobs?limit=two", "/query/limit"),
+        ("/v1/jobs?status=done", "/query/status"),
+        ("/v1/jobs?cursor=bm90IGEgY3Vyc29y", "/query/cursor"),
+        ("/v1/jobs?cursor=%FF%FE", "/query/cursor"),
+        ("/v1/jobs?cursor=" + "A" * 300, "/query/cursor"),
+        ("/v1/jobs/not-a-job", "/path/id"),
+        ("/v1/jobs/job_XYZ/report", "/path/id"),
+        ("/v1/jobs/job_" + "0" * 33 + "/events", "/path/id"),
+    ],
+)
+async def test_bad_parameters_are_422_naming_them(queued_only: httpx.AsyncClient, path: str, pointer: str) -> None:
+    response = await queued_only.get(path, headers={"X-API-Key": "k1"})
+    assert response.status_code == 422, response.text
+    assert pointer in [error["pointer"] for error in response.json()["errors"]]
+
+
+async def test_an_upload_job_gives_the_synchronous_survey(jobs_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """A .safetensors upload that is no chain: the job's survey equals POST /v1/analyses's, timings apart, and its
+    progress counts the tensors surveyed."""
+    _, client = jobs_app
+    rng = np.random.default_rng(8)
+    tensors = {
+        "encoder.attn.q.weight": rng.standard_normal((24, 16)).astype(np.float32),
+        "encoder.attn.q.bias": rng.standard_normal(24).astype(np.float32),
+        "encoder.conv.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+    }
+    files = {"weights": ("m.safetensors", save(tensors), "application/octet-stream")}
+    synchronous = await client.post("/v1/analyses", files=files)
+    assert synchronous.status_code == 200, synchronous.text
+    submitted = await client.post("/v1/jobs", files=files)
+    assert submitted.status_code == 202, submitted.text
+    job = await wait_for(client, submitted.json()["id"], FINAL)
+    assert job["status"] == "succeeded", job
+    assert job["progress"]["unit"] == "tensors"
+    # the two matrices (the weight and the kernel): the bias is set aside from the file's header, before the worker
+    assert job["progress"]["done"] == job["progress"]["total"] == 2
+    report = await client.get(f"/v1/jobs/{job['id']}/report")
+    assert json.loads(report.content)["kind"] == "survey"
+    assert without_timings(report.content) == without_timings(synchronous.content)
