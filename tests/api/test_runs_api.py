@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api import compute
 from tests.helpers import served
 
 KEY_A, KEY_B = "key-a-0123456789", "key-b-0123456789"
@@ -153,3 +154,19 @@ async def test_a_storage_failure_keeps_the_computed_answer(tmp_path: Any) -> Non
     assert answer.status_code == 200
     assert "Jacspec-Run-Error" in answer.headers
     assert json.loads(answer.content)["layers"] == plain.json()["layers"]
+
+
+@pytest.mark.anyio
+async def test_a_large_body_validated_in_the_worker_keeps_its_point(tmp_path: Any) -> None:
+    """A JSON body over SHARED_BYTES is validated in the worker; its run and step are read after the analysis."""
+    width = 400
+    weight = [[(i * 7 + j * 3) % 11 / 110.0 for j in range(width)] for i in range(width)]
+    large = {"network": {"activation": "tanh", "layers": [{"weight": weight}]}, "inputs": {"count": 2}}
+    content = json.dumps({**large, "run": "big", "step": 7}).encode()
+    assert len(content) > compute.SHARED_BYTES
+    async with served(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}") as (_, client):
+        answer = await client.post("/v1/analyses", content=content, headers={"content-type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Jacspec-Run-Step"] == "7"
+        stored = await client.get("/v1/runs/big/steps/7")
+    assert stored.content == answer.content
