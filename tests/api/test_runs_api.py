@@ -9,7 +9,10 @@ import math
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from safetensors.numpy import load as load_numpy
+from safetensors.numpy import save as save_numpy
 
 from api import compute
 from tests.helpers import served
@@ -170,3 +173,37 @@ async def test_a_large_body_validated_in_the_worker_keeps_its_point(tmp_path: An
         assert answer.headers["Jacspec-Run-Step"] == "7"
         stored = await client.get("/v1/runs/big/steps/7")
     assert stored.content == answer.content
+
+
+@pytest.mark.anyio
+async def test_an_upload_and_a_survey_keep_their_points(database_url: str) -> None:
+    """The multipart request part's run and step: a chain upload, then a survey (verdict `survey`, σ_max as
+    weight_norm) as the next step."""
+    rng = np.random.default_rng(0)
+    chain = save_numpy({"0.weight": rng.standard_normal((4, 3)), "1.weight": rng.standard_normal((2, 4))})
+    async with served(database_url=database_url) as (_, client):
+        first = await client.post(
+            "/v1/analyses",
+            files={
+                "weights": ("m.safetensors", chain),
+                "request": (None, json.dumps({"network": {"activation": "tanh"}, "run": "up", "step": 3})),
+            },
+        )
+        assert first.status_code == 200, first.text
+        second = await client.post(
+            "/v1/analyses",
+            files={"weights": ("m.safetensors", chain), "request": (None, json.dumps({"survey": True, "run": "up"}))},
+        )
+        assert second.status_code == 200, second.text
+        assert second.headers["Jacspec-Run-Step"] == "4"
+        run = (await client.get("/v1/runs/up")).json()
+    survey = second.json()
+    assert run["steps"] == [3, 4]
+    assert run["verdicts"] == [first.json()["summary"]["verdict"], "survey"]
+    assert [layer["metrics"]["weight_norm"] for layer in run["layers"]] == [
+        [first.json()["layers"][i]["weight_norm"], survey["weights"][i]["sigma_max"]] for i in range(2)
+    ]
+    # σ_max of the survey is the spectral norm: numpy's dense SVD, to the survey's float64 accuracy
+    assert survey["weights"][0]["sigma_max"] == pytest.approx(
+        np.linalg.svd(load_numpy(chain)["0.weight"], compute_uv=False)[0], rel=1e-12
+    )
