@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 
 from api.compute import ComputePool
 from api.metrics import Metrics
@@ -29,6 +30,12 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_engine(request: Request) -> Engine:
+    """The database engine the app's lifespan created and migrated (``api.store.base``)."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
 def is_ready(request: Request) -> bool:
     """Whether the app's lifespan has started it and not yet stopped it."""
     return bool(getattr(request.app.state, "ready", False))
@@ -37,4 +44,5 @@ def is_ready(request: Request) -> bool:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ComputeDep = Annotated[ComputePool, Depends(get_compute)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 ReadyDep = Annotated[bool, Depends(is_ready)]

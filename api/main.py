@@ -22,7 +22,7 @@ from api.jobs.service import Jobs
 from api.metrics import MeteredComputePool, Metrics, MetricsMiddleware
 from api.problems import problem_responses
 from api.request_id import RequestIdMiddleware
-from api.routes import analyses, bounds, catalog, health, jobs, metrics
+from api.routes import analyses, bounds, catalog, health, jobs, metrics, runs
 from api.settings import Settings
 from api.store.base import engine_for, migrate
 from api.store.jobs import JobStore
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = meters
     app.state.compute = compute
+    app.state.engine = engine
     app.state.body_budget = ByteBudget(settings.body_budget_bytes)
     app.state.jobs = Jobs(app, settings, JobStore(engine, settings.job_lease_seconds), _executor(settings, compute))
     app.state.ready = False
@@ -93,7 +94,7 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     guarded: dict[str, Any] = {}
     if settings.api_keys:
         guarded = {"dependencies": [Depends(require_key(settings.api_keys))], "responses": problem_responses(401)}
-    for module in (analyses, bounds, catalog, jobs):
+    for module in (analyses, bounds, catalog, jobs, runs):
         app.include_router(module.router, **guarded)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -78,6 +78,10 @@ class AnalysisWork:
     seconds: float | None = None
     """The estimated seconds of one core the work takes (``service.cost``: flops × SECONDS_PER_FLOP), when known
     before the worker starts (not for a large JSON body, validated there)."""
+    run: str | None = None
+    """The request's ``run`` (its report is kept as a point of it), when the server has read it: a JSON body too
+    large to validate here has it read after the analysis (``api.routes.analyses.run_of``)."""
+    step: int | None = None
 
 
 async def receive(request: Request, settings: Settings, compute: ComputePool | None) -> AnalysisWork:
@@ -102,7 +106,9 @@ async def receive(request: Request, settings: Settings, compute: ComputePool | N
     body = await validate_json(request, AnalysisRequest, raw)
     work = checked_size(body, settings)
     trials = trials_left(work, settings)
-    return AnalysisWork(analyse_model, body, (trials,), deadline(settings, body.options), work.seconds)
+    return AnalysisWork(
+        analyse_model, body, (trials,), deadline(settings, body.options), work.seconds, body.run, body.step
+    )
 
 
 def trials_left(work: WorkEstimate, settings: Settings) -> int:
@@ -282,19 +288,35 @@ async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWor
     if graph is not None:
         shapes = build(graph, shapes_only(file), UPLOAD_GRAPH)
         work = checked_graph_size(shapes, spec.inputs, spec.options, settings, "/request")
-        return AnalysisWork(analyse_graph_upload, upload.data, (spec,), deadline(settings, spec.options), work.seconds)
+        return AnalysisWork(
+            analyse_graph_upload,
+            upload.data,
+            (spec,),
+            deadline(settings, spec.options),
+            work.seconds,
+            spec.run,
+            spec.step,
+        )
     if safetensors.wants_survey(file, spec.survey, spec.network.layers):
         planned, skipped = safetensors.survey_plan(file)
         estimate = checked_survey_size(planned, skipped, spec.options.spectrum, settings)
         dtypes = {name: entry.dtype for name, entry in file.entries.items()}
         args = (tuple(p.name for p in planned), tuple(skipped), dtypes, spec.options.spectrum)
-        return AnalysisWork(survey_upload, upload.data, args, deadline(settings, spec.options), estimate.seconds)
+        return AnalysisWork(
+            survey_upload, upload.data, args, deadline(settings, spec.options), estimate.seconds, spec.run, spec.step
+        )
     safetensors.refuse_unread(file, spec.network.layers)
     prefixes = safetensors.layer_names(file, spec.network.layers)
     work = checked_safetensors_size(file, prefixes, spec, settings)
     trials = trials_left(work, settings)
     return AnalysisWork(
-        analyse_upload, upload.data, (prefixes, spec, trials), deadline(settings, spec.options), work.seconds
+        analyse_upload,
+        upload.data,
+        (prefixes, spec, trials),
+        deadline(settings, spec.options),
+        work.seconds,
+        spec.run,
+        spec.step,
     )
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from api import work
-from api.deps import ComputeDep, SettingsDep
+from api.deps import ComputeDep, EngineDep, SettingsDep
 from api.openapi import request_body
+from api.owner import OwnerDep
 from api.problems import problem_responses
+from api.routes.runs import keep_point
 from jacspec.models import AnalysisReport, AnalysisRequest, SurveyReport
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
@@ -54,10 +58,34 @@ def _request_body() -> dict[str, Any]:
     openapi_extra=_request_body(),
     responses=problem_responses(400, 408, 413, 415, 422, 503),
 )
-async def create_analysis(request: Request, settings: SettingsDep, compute: ComputeDep) -> Response:
+async def create_analysis(
+    request: Request, settings: SettingsDep, compute: ComputeDep, engine: EngineDep, owner: OwnerDep
+) -> Response:
     pending = await work.receive(request, settings, compute)
     answer = await work.run(pending, compute, request)
-    return Response(answer, media_type="application/json", background=BackgroundTask(_release, pending))
+    headers: dict[str, str] = {}
+    run, step = await _run_of(pending)
+    if run is not None:
+        await keep_point(engine, owner, run, step, answer, headers)
+    return Response(
+        answer, media_type="application/json", headers=headers, background=BackgroundTask(_release, pending)
+    )
+
+
+class _RunFields(BaseModel):
+    """A JSON body's top-level ``run`` and ``step`` alone (the worker has validated the whole body)."""
+
+    run: str | None = None
+    step: int | None = None
+
+
+async def _run_of(pending: work.AnalysisWork) -> tuple[str | None, int | None]:
+    """The request's run and step: as the server read them, or, for a JSON body validated in the worker (given as
+    its bytes), read from them in a thread (pydantic's parser skips everything else)."""
+    if pending.function is not work.analyse_json or not isinstance(pending.payload, bytes):
+        return pending.run, pending.step
+    fields = await to_thread.run_sync(_RunFields.model_validate_json, pending.payload)
+    return fields.run, fields.step
 
 
 async def _release(*held: object) -> None:

@@ -81,7 +81,7 @@ async def test_a_valid_key_in_either_header_is_accepted(guarded: httpx.AsyncClie
 async def test_every_v1_route_is_guarded(guarded: httpx.AsyncClient) -> None:
     document = (await guarded.get("/openapi.json")).json()
     v1 = [(method, path) for path, item in document["paths"].items() if path.startswith("/v1/") for method in item]
-    assert len(v1) == 10  # analyses, bounds, the two catalogs, six of jobs
+    assert len(v1) == 16  # analyses, bounds, the two catalogs, six of jobs, six of runs
     for method, path in v1:
         assert_unauthorized(await guarded.request(method.upper(), path, json=BOUNDS))
 

@@ -1,7 +1,7 @@
 // jacspec explorer: pick an init recipe, POST it to /v1/analyses, draw the answer. No dependencies, no build step.
 // Every URL is relative to the page, so the explorer also works behind a path prefix.
 
-const API = { activations: "v1/activations", schemes: "v1/init-schemes", analyses: "v1/analyses" };
+const API = { activations: "v1/activations", schemes: "v1/init-schemes", analyses: "v1/analyses", runs: "v1/runs" };
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MINUS = "\u2212";
 /** The form fields kept in the address bar, so an analysis can be shared as a link. */
@@ -662,11 +662,136 @@ async function start() {
     });
   }).observe($("plot"));
 
+  $("runs-refresh").addEventListener("click", loadRuns);
   const shared = restore();
   showRequest();
   await startCatalog();
-  if (shared) analyse();
+  const run = new URLSearchParams(location.search).get("run");
+  if (run) {
+    await loadRuns();
+    await openRun(run);
+  } else if (shared) analyse();
   document.documentElement.dataset.ready = "true";
+}
+
+// ---------------------------------------------------------------- runs
+
+async function loadRuns() {
+  const list = $("run-list");
+  try {
+    const page = await api(`${API.runs}?limit=100`);
+    list.replaceChildren(
+      ...page.runs.map((run) => {
+        const item = element("li", { "data-run": run.run });
+        const button = element("button", { type: "button" }, run.run);
+        button.addEventListener("click", () => openRun(run.run));
+        item.append(button, ` ${run.points} steps, ${run.first_step}–${run.last_step}, last ${run.last_verdict}`);
+        return item;
+      }),
+    );
+    if (!page.runs.length) list.replaceChildren(element("li", {}, "No runs yet."));
+  } catch (err) {
+    list.replaceChildren(element("li", {}, `Could not list the runs: ${err.message}`));
+  }
+}
+
+/** A colour for log10 ‖∂a_L/∂a_j‖: white at 0, blue below, red above, saturated at ±limit; grey when absent. */
+function heat(value, limit) {
+  if (value === null) return "#bbbbbb";
+  const t = Math.max(-1, Math.min(1, value / limit));
+  const fade = Math.round(255 * (1 - Math.abs(t)));
+  return t < 0 ? `rgb(${fade},${fade},255)` : `rgb(255,${fade},${fade})`;
+}
+
+async function openRun(name) {
+  clearProblem();
+  let run;
+  try {
+    run = await api(`${API.runs}/${encodeURIComponent(name)}`);
+  } catch (err) {
+    if (err instanceof ApiError) showProblem(err.status, err.problem);
+    return;
+  }
+  $("run-view").hidden = false;
+  $("run-title").textContent = `Run ${run.run}: ${run.steps.length} steps`;
+  renderHeatmap(run);
+  renderVerdicts(run);
+  $("run-events").replaceChildren(
+    ...run.events.map((e) =>
+      element("li", { "data-step": String(e.step), "data-kind": e.kind },
+        `step ${e.step}: ${e.kind}${e.parameter ? ` (${e.parameter})` : ""}: ${e.message}`),
+    ),
+  );
+  const params = new URLSearchParams(location.search);
+  params.set("run", run.run);
+  history.replaceState(null, "", `?${params}`);
+  document.documentElement.dataset.runView = run.run; // the run drawn (for tests)
+}
+
+function renderHeatmap(run) {
+  const cell = 18;
+  const left = 44;
+  const top = 8;
+  const bottom = 28;
+  const layers = run.layers;
+  const width = left + cell * run.steps.length + 8;
+  const height = top + cell * layers.length + bottom;
+  const values = layers.flatMap((l) => l.metrics.backward_norm_log10).filter((v) => v !== null);
+  const limit = Math.max(1, ...values.map(Math.abs));
+  const root = svg("svg", {
+    viewBox: `0 0 ${width} ${height}`, width: String(width), height: String(height), role: "img",
+    "aria-labelledby": "run-title run-heatmap-caption",
+  });
+  layers.forEach((layer, row) => {
+    root.append(svg("text", { x: String(left - 4), y: String(top + row * cell + cell * 0.7), "text-anchor": "end",
+      class: "axis-label" }, `j=${layer.index}`));
+    layer.metrics.backward_norm_log10.forEach((value, column) => {
+      const step = run.steps[column];
+      const rect = svg("rect", {
+        x: String(left + column * cell), y: String(top + row * cell), width: String(cell - 1), height: String(cell - 1),
+        fill: heat(value, limit), class: "heat-cell", "data-layer": String(layer.index), "data-step": String(step),
+        "data-value": value === null ? "null" : String(value),
+      });
+      rect.append(svg("title", {}, `layer ${layer.index}, step ${step}: ${value === null ? "—" : fmt(value)}`));
+      rect.addEventListener("click", () => openStep(run.run, step));
+      root.append(rect);
+    });
+  });
+  run.steps.forEach((step, column) => {
+    root.append(svg("text", { x: String(left + column * cell + cell / 2), y: String(height - 10),
+      "text-anchor": "middle", class: "axis-label" }, String(step)));
+  });
+  $("run-heatmap").replaceChildren(root);
+}
+
+function renderVerdicts(run) {
+  $("run-verdicts").replaceChildren(
+    ...run.steps.map((step, i) => {
+      const item = element("li", { "data-step": String(step), "data-verdict": run.verdicts[i] });
+      const button = element("button", { type: "button", class: `verdict ${run.verdicts[i]}` },
+        `${step}: ${run.verdicts[i]}`);
+      button.addEventListener("click", () => openStep(run.run, step));
+      item.append(button);
+      return item;
+    }),
+  );
+}
+
+async function openStep(name, step) {
+  clearProblem();
+  try {
+    const report = await api(`${API.runs}/${encodeURIComponent(name)}/steps/${step}`);
+    if (report.kind === "survey") {
+      setStatus(`Step ${step} of ${name} is a weight survey (${report.summary.matrices} matrices).`);
+      return;
+    }
+    lastReport = report;
+    render(report);
+    setStatus(`Step ${step} of ${name}: ${report.summary.verdict}.`);
+    document.documentElement.dataset.runStep = String(step); // the step shown (for tests)
+  } catch (err) {
+    if (err instanceof ApiError) showProblem(err.status, err.problem);
+  }
 }
 
 async function startCatalog() {

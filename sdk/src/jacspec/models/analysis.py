@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from jacspec.models._base import ContractModel
 from jacspec.models._bounds import MAX_DEPTH, MAX_LOG10, MAX_NAME, MAX_SEED, MIN_RTOL, Scale
@@ -12,6 +12,36 @@ from jacspec.models.activations import Activation
 from jacspec.models.graph import GraphNetwork
 from jacspec.models.network import Network
 from jacspec.models.tensor import Matrix, rows_of_array
+
+RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+"""A run's name: 1 to 100 letters, digits, `.`, `_` or `-`, starting with a letter or digit."""
+MAX_STEP = 2**53
+"""The largest step: every step is exact as a JSON number (a float64)."""
+
+RunName = Annotated[
+    str,
+    Field(
+        pattern=RUN_PATTERN,
+        description="Keep the report as a point of this run (1–100 of `A-Za-z0-9._-`, starting with a letter or "
+        "digit): GET /v1/runs/{run} then shows each layer's metrics over the steps.",
+    ),
+]
+Step = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_STEP,
+        description="The point's step in the run, 0 … 2^53 (the same step again replaces it); absent: the run's last "
+        "step + 1, or 0. Needs `run`.",
+    ),
+]
+
+
+def _step_needs_run(step: int | None, data: dict[str, object]) -> int | None:
+    """A ``step`` is refused (at /step) without a ``run``; when ``run`` itself failed, only that error is told."""
+    if step is not None and "run" in data and data["run"] is None:
+        raise ValueError("`step` needs a `run` to be a step of")
+    return step
 
 
 class Inputs(ContractModel):
@@ -115,6 +145,13 @@ class AnalysisRequest(ContractModel):
     network: Network
     inputs: Inputs = Field(default_factory=Inputs)
     options: Options = Field(default_factory=Options)
+    run: RunName | None = None
+    step: Step | None = None
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return _step_needs_run(value, info.data)
 
 
 class SafetensorsNetwork(ContractModel):
@@ -173,6 +210,13 @@ class SafetensorsRequest(ContractModel):
         "apply to a survey; `options.spectrum` adds each matrix's singular values, `options.max_seconds` its "
         "deadline.",
     )
+    run: RunName | None = None
+    step: Step | None = None
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return _step_needs_run(value, info.data)
 
     @model_validator(mode="after")
     def _survey_or_layers(self) -> SafetensorsRequest:
