@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from anyio import to_thread
 from fastapi import Request
+from pydantic import BaseModel
 
 from api.compute import SHARED_BYTES, ComputePool, Deadline, sharing
 from api.echo import echo
@@ -127,6 +128,22 @@ def deadline(settings: Settings, options: OptionsModel | None = None) -> Deadlin
             f"{advice}, or a larger options.max_seconds (at most {settings.max_seconds:g}, {settings.seconds_limit})",
         )
     return Deadline(settings.max_seconds, settings.seconds_limit, advice)
+
+
+class _RunFields(BaseModel):
+    """A JSON body's top-level ``run`` and ``step`` alone (the worker has validated the whole body)."""
+
+    run: str | None = None
+    step: int | None = None
+
+
+async def run_and_step(pending: AnalysisWork) -> tuple[str | None, int | None]:
+    """The request's run and step: as the server read them, or, for a JSON body validated in the worker (given as
+    its bytes), read from them in a thread (pydantic's parser skips everything else)."""
+    if pending.function is not analyse_json or not isinstance(pending.payload, bytes):
+        return pending.run, pending.step
+    fields = await to_thread.run_sync(_RunFields.model_validate_json, pending.payload)
+    return fields.run, fields.step
 
 
 async def run(pending: AnalysisWork, compute: ComputePool, request: Request) -> bytes:

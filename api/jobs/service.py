@@ -21,7 +21,7 @@ from typing import Any
 
 from anyio import CancelScope, Event, create_task_group, move_on_after, sleep, to_thread
 from fastapi import FastAPI
-from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from api import work
@@ -29,7 +29,8 @@ from api.encode import EncodedReport
 from api.jobs.executor import Executor
 from api.problems import ProblemError, from_invalid_input
 from api.settings import Settings
-from api.store.base import now
+from api.store import runs
+from api.store.base import in_session, now
 from api.store.jobs import RUNNING, SUCCEEDED, Claimed, JobRecord, JobStore
 from api.worker import Progress
 from jacspec.models import Problem
@@ -117,14 +118,6 @@ def replayed(app: FastAPI, content_type: str, body: bytes) -> Request:
     return Request(scope, receive)
 
 
-def run_and_step(pending: work.AnalysisWork) -> tuple[str | None, int | None]:
-    """The ``run`` and ``step`` the request names (in its JSON body or its upload's request part), if any."""
-    for part in (pending.payload, *pending.args):
-        if isinstance(part, BaseModel) and hasattr(part, "run"):
-            return getattr(part, "run", None), getattr(part, "step", None)
-    return None, None
-
-
 @dataclass
 class _Live:
     """A running job's latest progress, as its worker told it (written to the database by the heartbeat)."""
@@ -154,7 +147,7 @@ class Jobs:
 
     async def submit(self, owner: str, content_type: str, body: bytes, pending: work.AnalysisWork) -> JobRecord:
         """A new queued job of ``owner``; an idle runner here is woken at once."""
-        run, step = run_and_step(pending)
+        run, step = await work.run_and_step(pending)
         record = await to_thread.run_sync(self.store.create, owner, content_type, body, run, step)
         self._wakeup.set()
         self._wakeup = Event()
@@ -189,9 +182,10 @@ class Jobs:
             await sleep(max(self.settings.job_lease_seconds / 2, 0.2))
 
     async def purge(self) -> int:
-        """Delete the finished jobs older than JACSPEC_RETENTION_SECONDS; how many."""
+        """Delete the finished jobs, run points and run events older than JACSPEC_RETENTION_SECONDS; how many."""
         cutoff = now() - timedelta(seconds=self.settings.retention_seconds)
-        return await to_thread.run_sync(self.store.purge, cutoff)
+        points = await in_session(self.store.engine, lambda session: runs.purge_runs(session, cutoff))
+        return await to_thread.run_sync(self.store.purge, cutoff) + points
 
     async def _runner(self) -> None:
         while True:
@@ -237,8 +231,8 @@ class Jobs:
             return
         last = live.progress
         parts = None if last is None else (last.done, last.total, last.unit)
-        await to_thread.run_sync(self.store.succeed, claimed.id, report.json, parts)
-        self.succeeded(claimed, report.json)
+        if await to_thread.run_sync(self.store.succeed, claimed.id, report.json, parts):
+            await self._keep_point(claimed, pending, report.json)
 
     async def _watched(
         self, job_id: str, pending: work.AnalysisWork, request: Request, live: _Live, scope: CancelScope
@@ -257,8 +251,20 @@ class Jobs:
             raise failure
         return report
 
-    def succeeded(self, claimed: Claimed, report: bytes) -> None:
-        """Called once a job's report is stored (a hook: runs keep the report as their point)."""
+    async def _keep_point(self, claimed: Claimed, pending: work.AnalysisWork, report: bytes) -> None:
+        """A succeeded job that names a run keeps its report as the point (run, step) too, with its job id. A
+        storage failure is logged: the job has succeeded, its report is kept."""
+        run, step = await work.run_and_step(pending)
+        if run is None:
+            return
+
+        def keep(session: Session) -> int:
+            return runs.record_point(session, claimed.owner, run, step, report, job_id=claimed.id)
+
+        try:
+            await in_session(self.store.engine, keep)
+        except Exception:
+            logger.exception("the report of job %s could not be stored as a point of run %r", claimed.id, run)
 
     async def _heartbeat(self, job_id: str, live: _Live, scope: CancelScope) -> None:
         """Write the job's progress when it changed, else renew its lease every third of it; cancel the work once

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from api import work
@@ -64,28 +62,12 @@ async def create_analysis(
     pending = await work.receive(request, settings, compute)
     answer = await work.run(pending, compute, request)
     headers: dict[str, str] = {}
-    run, step = await _run_of(pending)
+    run, step = await work.run_and_step(pending)
     if run is not None:
         await keep_point(engine, owner, run, step, answer, headers)
     return Response(
         answer, media_type="application/json", headers=headers, background=BackgroundTask(_release, pending)
     )
-
-
-class _RunFields(BaseModel):
-    """A JSON body's top-level ``run`` and ``step`` alone (the worker has validated the whole body)."""
-
-    run: str | None = None
-    step: int | None = None
-
-
-async def _run_of(pending: work.AnalysisWork) -> tuple[str | None, int | None]:
-    """The request's run and step: as the server read them, or, for a JSON body validated in the worker (given as
-    its bytes), read from them in a thread (pydantic's parser skips everything else)."""
-    if pending.function is not work.analyse_json or not isinstance(pending.payload, bytes):
-        return pending.run, pending.step
-    fields = await to_thread.run_sync(_RunFields.model_validate_json, pending.payload)
-    return fields.run, fields.step
 
 
 async def _release(*held: object) -> None:

@@ -8,12 +8,10 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -25,6 +23,7 @@ from api.openapi import request_body
 from api.owner import OwnerDep
 from api.problems import ProblemError, invalid, problem_responses
 from api.store import runs as store
+from api.store.base import in_session
 from jacspec.models import (
     AnalysisReport,
     FieldError,
@@ -51,16 +50,6 @@ RUN_ERROR_HEADER = "Jacspec-Run-Error"
 def rfc3339(moment: datetime) -> str:
     """``moment`` as RFC 3339 UTC with microseconds: ``2026-12-03T16:11:03.123456Z``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-async def in_session(engine: Engine, query: Callable[[Session], T]) -> T:
-    """``query(session)`` in a thread, in one transaction committed when it returns."""
-
-    def call() -> T:
-        with Session(engine) as session, session.begin():
-            return query(session)
-
-    return await to_thread.run_sync(call)
 
 
 def _not_found(run: str, step: int | None = None) -> ProblemError:

@@ -10,19 +10,22 @@ file beside it.
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from anyio import to_thread
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 HEAD = "head"
@@ -112,6 +115,16 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+async def in_session(engine: Engine, query: Callable[[Session], T]) -> T:
+    """``query(session)`` in a thread (never on the event loop), in one transaction committed when it returns."""
+
+    def call() -> T:
+        with Session(engine) as session, session.begin():
+            return query(session)
+
+    return await to_thread.run_sync(call)
 
 
 def now() -> datetime:

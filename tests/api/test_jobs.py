@@ -341,3 +341,27 @@ async def test_a_queued_job_is_run_by_the_next_server(database_url: str) -> None
         report = (await second.get(f"/v1/jobs/{job_id}/report")).content
         synchronous = (await second.post("/v1/analyses", json=SMALL)).content
     assert without_timings(report) == without_timings(synchronous)
+
+
+async def test_a_job_naming_a_run_keeps_its_report_as_the_point(jobs_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = jobs_app
+    job_id = await submit(client, {**SMALL, "run": "trained", "step": 7})
+    job = await wait_for(client, job_id, FINAL)
+    assert job["status"] == "succeeded", job
+    assert (job["run"], job["step"]) == ("trained", 7)
+    run = (await client.get("/v1/runs/trained")).json()
+    assert run["steps"] == [7]
+    assert run["verdicts"] == [job["report"]["summary"]["verdict"]]
+    point = await client.get("/v1/runs/trained/steps/7")
+    assert point.content == (await client.get(f"/v1/jobs/{job_id}/report")).content
+
+
+async def test_retention_purges_old_jobs_and_run_points(jobs_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, client = jobs_app
+    job_id = await submit(client, {**SMALL, "run": "old", "step": 0})
+    assert (await wait_for(client, job_id, FINAL))["status"] == "succeeded"
+    jobs = app.state.jobs
+    jobs.settings = jobs.settings.model_copy(update={"retention_seconds": 0.0})
+    assert await jobs.purge() >= 2  # the job and its point
+    assert (await client.get(f"/v1/jobs/{job_id}")).status_code == 404
+    assert (await client.get("/v1/runs/old")).status_code == 404
