@@ -254,11 +254,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "The body is not application/json.",
         422: "The body (or a query or path parameter) does not satisfy the contract; `errors` points at each "
         "offending field.",
+        429: "This API key already has `JACSPEC_MAX_PENDING_JOBS` jobs queued or running; retry after "
+        "`Retry-After` seconds.",
         503: "Every compute worker stayed busy (or the queue for them is full), the bodies in flight fill "
         "`JACSPEC_BODY_BUDGET_BYTES`, or the worker computing the analysis died; retry after `Retry-After` seconds.",
     }
     headers = {
         401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+        429: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
         503: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
     }
     responses: dict[int | str, dict[str, Any]] = {}

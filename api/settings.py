@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         description="Most seconds one job may compute (options.max_seconds may ask for less); longer → the job"
         " fails with a 413 problem.",
     )
+    max_pending_jobs: int = Field(
+        100,
+        ge=1,
+        description="Most jobs one API key (or, without keys, everyone) may have queued or running; more → 429.",
+    )
     job_lease_seconds: float = Field(
         15.0,
         gt=0,

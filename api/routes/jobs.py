@@ -19,6 +19,7 @@ from api.ingest.body import read_body
 from api.jobs.service import Jobs, job_json, view
 from api.problems import ProblemError, invalid, problem_responses
 from api.routes.analyses import _request_body
+from api.settings import Settings
 from api.store.jobs import FINAL, SUCCEEDED, JobRecord
 from jacspec.models import AnalysisReport, FieldError, Job, JobList, JobStatus, SurveyReport
 from jacspec.models.jobs import JOB_ID_PATTERN
@@ -28,6 +29,8 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 EVENTS_POLL_S = 0.3
 """How often the event stream reads the job from the database (any replica may be running it)."""
 KEEP_ALIVE_S = 15.0
+PENDING_RETRY_S = 10
+"""The Retry-After of a 429 for too many pending jobs."""
 
 
 def get_jobs(request: Request) -> Jobs:
@@ -67,14 +70,26 @@ async def _record(jobs: Jobs, owner: str, job_id: str) -> JobRecord:
         "`Location: /v1/jobs/{id}`; the job waits for a compute worker, then runs."
     ),
     openapi_extra=_request_body(),
-    responses=problem_responses(400, 408, 413, 415, 422),
+    responses=problem_responses(400, 408, 413, 415, 422, 429),
 )
 async def create_job(request: Request, settings: SettingsDep, jobs: JobsDep, owner: OwnerDep) -> Response:
+    await _refuse_if_too_many(jobs, owner, settings)
     content_type = request.headers.get("content-type", "")
     body = await read_body(request, settings.max_body_bytes)
     pending = await jobs.check(content_type, body)
     record = await jobs.submit(owner, content_type, body, pending)
     return Response(job_json(record), 202, media_type=JSON, headers={"Location": f"/v1/jobs/{record.id}"})
+
+
+async def _refuse_if_too_many(jobs: Jobs, owner: str, settings: Settings) -> None:
+    """429 before the body is read when the key already has JACSPEC_MAX_PENDING_JOBS jobs queued or running: the
+    database never fills with work nobody can wait for."""
+    if await to_thread.run_sync(jobs.store.pending, owner) >= settings.max_pending_jobs:
+        detail = (
+            f"this key already has {settings.max_pending_jobs} jobs queued or running (JACSPEC_MAX_PENDING_JOBS); "
+            f"wait for one to finish, or cancel one, and retry in {PENDING_RETRY_S} s"
+        )
+        raise ProblemError(429, "Too Many Requests", detail, headers={"Retry-After": str(PENDING_RETRY_S)})
 
 
 @router.get(

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     or_,
     select,
     update,
@@ -142,6 +143,12 @@ class JobStore:
         with self.engine.connect() as connection:
             row = connection.execute(select(*SUMMARY).where(JobRow.id == job_id, JobRow.owner == owner)).first()
         return None if row is None else _record(row)
+
+    def pending(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or running."""
+        unfinished = select(func.count()).where(JobRow.owner == owner, JobRow.status.in_((QUEUED, RUNNING)))
+        with self.engine.connect() as connection:
+            return int(connection.execute(unfinished).scalar_one())
 
     def report(self, owner: str, job_id: str) -> bytes | None:
         """The stored report bytes of ``owner``'s job (None when it has none)."""

@@ -365,3 +365,16 @@ async def test_retention_purges_old_jobs_and_run_points(jobs_app: tuple[FastAPI,
     assert await jobs.purge() >= 2  # the job and its point
     assert (await client.get(f"/v1/jobs/{job_id}")).status_code == 404
     assert (await client.get("/v1/runs/old")).status_code == 404
+
+
+async def test_a_key_with_too_many_pending_jobs_gets_a_429_naming_the_setting(database_url: str) -> None:
+    async with served(database_url=database_url, compute_workers=1, job_runners=0, max_pending_jobs=2) as (_, client):
+        for _ in range(2):
+            await submit(client, SMALL)
+        refused = await client.post("/v1/jobs", json=SMALL)
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "JACSPEC_MAX_PENDING_JOBS" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) > 0
+        listed = (await client.get("/v1/jobs")).json()["jobs"]
+        assert len(listed) == 2
