@@ -31,7 +31,9 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from jacspec._exceptions import APIConnectionError, APITimeoutError, status_error
+from jacspec._jobs import AsyncJobs, Jobs
 from jacspec._response import APIResponse
+from jacspec._runs import AsyncRuns, Runs
 from jacspec._version import __version__
 from jacspec.models import (
     ActivationInfo,
@@ -263,6 +265,22 @@ class Client(_BaseClient):
         """The same methods, each answering with an :class:`APIResponse` (status, headers, request id, ``parse()``)."""
         return ClientWithRawResponse(self)
 
+    @cached_property
+    def jobs(self) -> Jobs:
+        """Analyses run in the background: ``create``, ``retrieve``, ``list``, ``cancel``, ``events``, ``wait``."""
+        return Jobs(self)
+
+    @cached_property
+    def runs(self) -> Runs:
+        """Training runs' points: ``list``, ``retrieve``, ``step``, ``compare``, ``add_event``, ``delete``."""
+        return Runs(self)
+
+    def _raw(self) -> Self:
+        """A copy whose calls answer with the APIResponse (typed as the parsed model)."""
+        raw = self.copy()
+        raw._raw_response = True
+        return raw
+
     def analyze(
         self,
         network: Network | Mapping[str, Any],
@@ -427,6 +445,22 @@ class AsyncClient(_BaseClient):
     def with_raw_response(self) -> AsyncClientWithRawResponse:
         """The same methods, each answering with an :class:`APIResponse` (status, headers, request id, ``parse()``)."""
         return AsyncClientWithRawResponse(self)
+
+    @cached_property
+    def jobs(self) -> AsyncJobs:
+        """Analyses run in the background: the methods of ``Client.jobs``, awaited."""
+        return AsyncJobs(self)
+
+    @cached_property
+    def runs(self) -> AsyncRuns:
+        """Training runs' points: the methods of ``Client.runs``, awaited."""
+        return AsyncRuns(self)
+
+    def _raw(self) -> Self:
+        """A copy whose calls answer with the APIResponse (typed as the parsed model)."""
+        raw = self.copy()
+        raw._raw_response = True
+        return raw
 
     async def analyze(
         self,
