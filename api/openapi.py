@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from jacspec import models
-from jacspec.models import AnalysisRequest, BoundsRequest, Problem, SafetensorsRequest
+from jacspec.models import AnalysisRequest, BoundsRequest, Problem, RunEventRequest, SafetensorsRequest
 
 DESCRIPTION = """
 jacspec tells you, before or during training, whether the gradients of a feed-forward network will vanish or
@@ -52,6 +52,7 @@ def install(app: FastAPI) -> None:
                 (AnalysisRequest, "validation"),
                 (SafetensorsRequest, "validation"),
                 (BoundsRequest, "validation"),
+                (RunEventRequest, "validation"),
                 (Problem, "serialization"),
             ],
             ref_template="#/components/schemas/{model}",

@@ -77,6 +77,8 @@ BASES: list[tuple[str, dict[str, Any]]] = [
                 "max_seconds": 30.0,
                 "thresholds": {"vanishing_log10": -2, "exploding_log10": 2},
             },
+            "run": "fuzz",
+            "step": 1,
         },
     ),
     (
