@@ -22,6 +22,7 @@ from typing import Any
 from anyio import CancelScope, Event, create_task_group, move_on_after, sleep, to_thread
 from fastapi import FastAPI
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from api import work
@@ -29,6 +30,7 @@ from api.encode import EncodedReport
 from api.jobs.executor import Executor
 from api.problems import ProblemError, from_invalid_input
 from api.settings import Settings
+from api.store import runs as runs_store
 from api.store.base import now
 from api.store.jobs import RUNNING, SUCCEEDED, Claimed, JobRecord, JobStore
 from api.worker import Progress
@@ -238,7 +240,7 @@ class Jobs:
         last = live.progress
         parts = None if last is None else (last.done, last.total, last.unit)
         await to_thread.run_sync(self.store.succeed, claimed.id, report.json, parts)
-        self.succeeded(claimed, report.json)
+        await self.succeeded(claimed, report.json)
 
     async def _watched(
         self, job_id: str, pending: work.AnalysisWork, request: Request, live: _Live, scope: CancelScope
@@ -257,8 +259,21 @@ class Jobs:
             raise failure
         return report
 
-    def succeeded(self, claimed: Claimed, report: bytes) -> None:
-        """Called once a job's report is stored (a hook: runs keep the report as their point)."""
+    async def succeeded(self, claimed: Claimed, report: bytes) -> None:
+        """Called once a job's report is stored: a job naming a run keeps its report as the point (run, step),
+        as POST /v1/analyses does (a storage failure is logged; the job stays succeeded)."""
+        if claimed.run is None:
+            return
+        run, step = claimed.run, claimed.step
+
+        def keep() -> None:
+            with Session(self.store.engine) as session, session.begin():
+                runs_store.record_point(session, claimed.owner, run, step, report, job_id=claimed.id)
+
+        try:
+            await to_thread.run_sync(keep)
+        except Exception:
+            logger.exception("the report of job %s could not be kept as a point of run %r", claimed.id, run)
 
     async def _heartbeat(self, job_id: str, live: _Live, scope: CancelScope) -> None:
         """Write the job's progress when it changed, else renew its lease every third of it; cancel the work once

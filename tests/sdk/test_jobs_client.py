@@ -43,11 +43,13 @@ def client(server_url: str) -> jacspec.Client:
 def test_a_jobs_report_equals_analyze_and_its_events_end_final(client: jacspec.Client) -> None:
     request = chain(64, 6)
     job = client.jobs.create(request)
-    assert job.status == "queued" and job.id.startswith("job_")
+    assert job.status == "queued"
+    assert job.id.startswith("job_")
     states = list(client.jobs.events(job.id))
     order = ["queued", "running", "succeeded"]
     assert [order.index(s.status) for s in states] == sorted(order.index(s.status) for s in states)
-    assert states[-1].status == "succeeded" and states[-1].progress.fraction == 1.0
+    assert states[-1].status == "succeeded"
+    assert states[-1].progress.fraction == 1.0
     report = client.jobs.wait(job.id, timeout=WAIT_S)
     assert isinstance(report, AnalysisReport)
     synchronous = client.analyze(request.network, inputs=request.inputs, options=request.options)
@@ -131,7 +133,8 @@ def test_runs_keep_the_jobs_points_and_compare_them(client: jacspec.Client) -> N
         request.network.init.gain = gain  # type: ignore[union-attr]
         reports.append(client.jobs.wait(client.jobs.create(request).id, timeout=WAIT_S, poll=0.05))
     first, second = reports
-    assert isinstance(first, AnalysisReport) and isinstance(second, AnalysisReport)
+    assert isinstance(first, AnalysisReport)
+    assert isinstance(second, AnalysisReport)
     kept = client.runs.retrieve(run)
     assert kept.steps == [0, 10]
     assert kept.verdicts == [first.summary.verdict, second.summary.verdict]
