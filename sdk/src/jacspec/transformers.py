@@ -25,7 +25,7 @@ except ImportError as exc:
 from jacspec.torch import Monitor
 
 
-class JacspecCallback(transformers.TrainerCallback):  # type: ignore[misc, unused-ignore]
+class JacspecCallback(transformers.TrainerCallback):  # type: ignore[misc]
     """``Monitor(model, client, run=run, every=every, inputs=inputs, ...)`` driven by the Trainer."""
 
     def __init__(
