@@ -6,7 +6,9 @@ server that is down leaves the loop running and the errors in ``monitor.errors``
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from typing import Any
 
 import lightning
 import pytest
@@ -16,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import jacspec
 from jacspec.lightning import JacspecCallback
-from jacspec.models import AnalysisReport
+from jacspec.models import AnalysisReport, Job
 from jacspec.torch import Monitor
 from tests.helpers import free_port
 
@@ -41,11 +43,13 @@ def train(model: nn.Sequential, monitor: Monitor, nan_at: int | None = None) -> 
     weights: dict[int, list[torch.Tensor]] = {}
     for step, (x, y) in enumerate(batches(), start=1):
         optimiser.zero_grad()
-        nn.functional.mse_loss(model(x), y).backward()
+        torch.autograd.backward(nn.functional.mse_loss(model(x), y))
         optimiser.step()
         if step == nan_at:
+            first = model[0]
+            assert isinstance(first, nn.Linear)
             with torch.no_grad():
-                model[0].weight[3, 2] = float("nan")
+                first.weight[3, 2] = float("nan")
         monitor.step()
         if step % EVERY == 0:
             weights[step] = [layer.weight.detach().clone() for layer in model if isinstance(layer, nn.Linear)]
@@ -156,3 +160,32 @@ def test_the_lightning_callback_keeps_five_points(client: jacspec.Client) -> Non
 def test_the_transformers_callback_names_its_extra() -> None:
     with pytest.raises(ImportError, match=r"jacspec\[transformers\]"):
         import jacspec.transformers  # noqa: F401
+
+
+def test_a_full_queue_drops_the_oldest_pending_snapshot(
+    client: jacspec.Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = f"monitor-{uuid.uuid4().hex[:12]}"
+    entered, release = threading.Event(), threading.Event()
+    create = client.jobs.create
+
+    def gated(request: Any, **kwargs: Any) -> Job:
+        entered.set()
+        assert release.wait(WAIT_S)
+        return create(request, **kwargs)
+
+    monkeypatch.setattr(client.jobs, "create", gated)
+    model = mlp()
+    with caplog.at_level(logging.WARNING, logger="jacspec.monitor"):
+        monitor = Monitor(model, client, run=run, every=1, queue_size=1)
+        monitor.step()  # step 1: taken by the thread, which waits at the gate
+        assert entered.wait(WAIT_S)
+        for _ in range(3):  # steps 2, 3, 4: each pushes the one before it out of the one-place queue
+            monitor.step()
+        release.set()
+        monitor.close()
+    assert monitor.errors == []
+    finished(client, monitor)
+    assert client.runs.retrieve(run).steps == [1, 4]
+    assert "step 2 was dropped" in caplog.text
+    assert "step 3 was dropped" in caplog.text
