@@ -145,6 +145,9 @@ def test_runs_keep_the_jobs_points_and_compare_them(client: jacspec.Client) -> N
         norm = layer.metrics["weight_norm"]
         assert (norm.a, norm.b) == (a.weight_norm, b.weight_norm)
         assert norm.log10_change == pytest.approx(math.log10(4.0), abs=1e-12)  # σ = gain exactly: 2.0 / 0.5
+    synchronous = client.analyze(chain(16, 4).network, inputs={"count": 8}, run=run)  # kept as step 11 (last + 1)
+    assert client.runs.retrieve(run).steps == [0, 10, 11]
+    assert without_timings(client.runs.step(run, 11)) == without_timings(synchronous)  # type: ignore[arg-type]
     event = client.runs.add_event(run, step=10, kind="error", message="a test event")
     assert client.runs.retrieve(run).events == [event]
     assert run in {info.run for info in client.runs.list(limit=1)}

@@ -143,8 +143,10 @@ class _BaseClient:
         network: Network | Mapping[str, Any],
         inputs: Inputs | Mapping[str, Any] | None,
         options: Options | Mapping[str, Any] | None,
+        run: str | None = None,
+        step: int | None = None,
     ) -> bytes:
-        fields: dict[str, Any] = {"network": network}
+        fields: dict[str, Any] = {"network": network, "run": run, "step": step}
         if inputs is not None:
             fields["inputs"] = inputs
         if options is not None:
@@ -287,9 +289,12 @@ class Client(_BaseClient):
         *,
         inputs: Inputs | Mapping[str, Any] | None = None,
         options: Options | Mapping[str, Any] | None = None,
+        run: str | None = None,
+        step: int | None = None,
     ) -> AnalysisReport:
-        """POST /v1/analyses: the per-layer report of ``network`` (explicit ``layers`` or an ``init`` recipe)."""
-        body = self._analysis_body(network, inputs, options)
+        """POST /v1/analyses: the per-layer report of ``network`` (explicit ``layers`` or an ``init`` recipe);
+        with ``run`` (and ``step``, else the run's last step + 1) it is also kept as that point of the run."""
+        body = self._analysis_body(network, inputs, options, run, step)
         return self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, body=body)
 
     def analyze_safetensors(
@@ -468,9 +473,11 @@ class AsyncClient(_BaseClient):
         *,
         inputs: Inputs | Mapping[str, Any] | None = None,
         options: Options | Mapping[str, Any] | None = None,
+        run: str | None = None,
+        step: int | None = None,
     ) -> AnalysisReport:
-        """POST /v1/analyses."""
-        body = self._analysis_body(network, inputs, options)
+        """POST /v1/analyses (kept as the point (``run``, ``step``) with a ``run``)."""
+        body = self._analysis_body(network, inputs, options, run, step)
         return await self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, body=body)
 
     async def analyze_safetensors(
