@@ -67,6 +67,18 @@ async def test_the_async_client_has_the_same_jobs(server_url: str) -> None:
         assert isinstance(report, AnalysisReport)
         listed = [j.id async for j in client.jobs.list(limit=1, status="succeeded")]
         assert job.id in listed
+        run = f"sdk-async-{uuid.uuid4().hex[:12]}"
+        kept = await client.jobs.wait((await client.jobs.create(chain(32, 4, run=run, step=5))).id, timeout=WAIT_S)
+        assert await client.runs.step(run, 5) == kept
+        assert (await client.runs.retrieve(run)).steps == [5]
+        compared = await client.runs.compare(run, 5, 5)
+        assert all(layer.metrics["weight_norm"].log10_change == 0.0 for layer in compared.layers)
+        event = await client.runs.add_event(run, step=5, kind="diverged", message="NaN", parameter="0.weight")
+        assert (await client.runs.retrieve(run)).events == [event]
+        assert run in [info.run async for info in client.runs.list(limit=1)]
+        await client.runs.delete(run)
+        with pytest.raises(jacspec.NotFoundError):
+            await client.runs.retrieve(run)
 
 
 def test_list_iterates_every_page_newest_first(client: jacspec.Client) -> None:
