@@ -231,8 +231,8 @@ class Jobs:
             return
         last = live.progress
         parts = None if last is None else (last.done, last.total, last.unit)
-        if await to_thread.run_sync(self.store.succeed, claimed.id, report.json, parts):
-            await self._keep_point(claimed, pending, report.json)
+        await self._keep_point(claimed, report.json)
+        await to_thread.run_sync(self.store.succeed, claimed.id, report.json, parts)
 
     async def _watched(
         self, job_id: str, pending: work.AnalysisWork, request: Request, live: _Live, scope: CancelScope
@@ -251,10 +251,11 @@ class Jobs:
             raise failure
         return report
 
-    async def _keep_point(self, claimed: Claimed, pending: work.AnalysisWork, report: bytes) -> None:
-        """A succeeded job that names a run keeps its report as the point (run, step) too, with its job id. A
-        storage failure is logged: the job has succeeded, its report is kept."""
-        run, step = await work.run_and_step(pending)
+    async def _keep_point(self, claimed: Claimed, report: bytes) -> None:
+        """A job that names a run keeps its report as the point (run, step) too, with its job id, before the job is
+        marked succeeded (so that a client who sees it succeeded finds the point). A storage failure is logged: the
+        job still succeeds with its report."""
+        run, step = claimed.run, claimed.step
         if run is None:
             return
 

@@ -95,6 +95,8 @@ class Claimed:
     owner: str
     content_type: str
     request: bytes
+    run: str | None = None
+    step: int | None = None
 
 
 _LOST = object()
@@ -204,9 +206,11 @@ class JobStore:
             if claimed.rowcount != 1:  # another runner claimed it between the two statements
                 return _LOST
             row = session.execute(
-                select(JobRow.owner, JobRow.content_type, JobRow.request).where(JobRow.id == job_id)
+                select(JobRow.owner, JobRow.content_type, JobRow.request, JobRow.run, JobRow.step).where(
+                    JobRow.id == job_id
+                )
             ).one()
-            return Claimed(job_id, row.owner, row.content_type, row.request)
+            return Claimed(job_id, row.owner, row.content_type, row.request, row.run, row.step)
 
     def progress(
         self, job_id: str, done: int, total: int | None, unit: str, estimate_seconds: float | None = None

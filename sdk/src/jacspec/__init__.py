@@ -17,9 +17,12 @@ from jacspec._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConflictError,
     ContentTooLargeError,
     InternalServerError,
     JacspecError,
+    JobError,
+    JobTimeoutError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -27,7 +30,7 @@ from jacspec._exceptions import (
 )
 from jacspec._response import APIResponse
 from jacspec._version import __version__
-from jacspec.models import AnalysisReport, AnalysisRequest, Network, SurveyReport, Tensor
+from jacspec.models import AnalysisReport, AnalysisRequest, Job, Network, Run, SurveyReport, Tensor
 
 __all__ = [
     "NOT_GIVEN",
@@ -41,14 +44,19 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Client",
+    "ConflictError",
     "ContentTooLargeError",
     "InternalServerError",
     "JacspecError",
+    "Job",
+    "JobError",
+    "JobTimeoutError",
     "Network",
     "NotFoundError",
     "NotGiven",
     "PermissionDeniedError",
     "RateLimitError",
+    "Run",
     "SurveyReport",
     "Tensor",
     "UnprocessableEntityError",

@@ -31,7 +31,9 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from jacspec._exceptions import APIConnectionError, APITimeoutError, status_error
+from jacspec._jobs import AsyncJobs, Jobs
 from jacspec._response import APIResponse
+from jacspec._runs import AsyncRuns, Runs
 from jacspec._version import __version__
 from jacspec.models import (
     ActivationInfo,
@@ -141,8 +143,10 @@ class _BaseClient:
         network: Network | Mapping[str, Any],
         inputs: Inputs | Mapping[str, Any] | None,
         options: Options | Mapping[str, Any] | None,
+        run: str | None = None,
+        step: int | None = None,
     ) -> bytes:
-        fields: dict[str, Any] = {"network": network}
+        fields: dict[str, Any] = {"network": network, "run": run, "step": step}
         if inputs is not None:
             fields["inputs"] = inputs
         if options is not None:
@@ -263,15 +267,34 @@ class Client(_BaseClient):
         """The same methods, each answering with an :class:`APIResponse` (status, headers, request id, ``parse()``)."""
         return ClientWithRawResponse(self)
 
+    @cached_property
+    def jobs(self) -> Jobs:
+        """Analyses run in the background: ``create``, ``retrieve``, ``list``, ``cancel``, ``events``, ``wait``."""
+        return Jobs(self)
+
+    @cached_property
+    def runs(self) -> Runs:
+        """Training runs' points: ``list``, ``retrieve``, ``step``, ``compare``, ``add_event``, ``delete``."""
+        return Runs(self)
+
+    def _raw(self) -> Self:
+        """A copy whose calls answer with the APIResponse (typed as the parsed model)."""
+        raw = self.copy()
+        raw._raw_response = True
+        return raw
+
     def analyze(
         self,
         network: Network | Mapping[str, Any],
         *,
         inputs: Inputs | Mapping[str, Any] | None = None,
         options: Options | Mapping[str, Any] | None = None,
+        run: str | None = None,
+        step: int | None = None,
     ) -> AnalysisReport:
-        """POST /v1/analyses: the per-layer report of ``network`` (explicit ``layers`` or an ``init`` recipe)."""
-        body = self._analysis_body(network, inputs, options)
+        """POST /v1/analyses: the per-layer report of ``network`` (explicit ``layers`` or an ``init`` recipe);
+        with ``run`` (and ``step``, else the run's last step + 1) it is also kept as that point of the run."""
+        body = self._analysis_body(network, inputs, options, run, step)
         return self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, body=body)
 
     def analyze_safetensors(
@@ -428,15 +451,33 @@ class AsyncClient(_BaseClient):
         """The same methods, each answering with an :class:`APIResponse` (status, headers, request id, ``parse()``)."""
         return AsyncClientWithRawResponse(self)
 
+    @cached_property
+    def jobs(self) -> AsyncJobs:
+        """Analyses run in the background: the methods of ``Client.jobs``, awaited."""
+        return AsyncJobs(self)
+
+    @cached_property
+    def runs(self) -> AsyncRuns:
+        """Training runs' points: the methods of ``Client.runs``, awaited."""
+        return AsyncRuns(self)
+
+    def _raw(self) -> Self:
+        """A copy whose calls answer with the APIResponse (typed as the parsed model)."""
+        raw = self.copy()
+        raw._raw_response = True
+        return raw
+
     async def analyze(
         self,
         network: Network | Mapping[str, Any],
         *,
         inputs: Inputs | Mapping[str, Any] | None = None,
         options: Options | Mapping[str, Any] | None = None,
+        run: str | None = None,
+        step: int | None = None,
     ) -> AnalysisReport:
-        """POST /v1/analyses."""
-        body = self._analysis_body(network, inputs, options)
+        """POST /v1/analyses (kept as the point (``run``, ``step``) with a ``run``)."""
+        body = self._analysis_body(network, inputs, options, run, step)
         return await self._call("POST", "/v1/analyses", AnalysisReport.model_validate_json, body=body)
 
     async def analyze_safetensors(

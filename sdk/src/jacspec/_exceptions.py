@@ -1,6 +1,8 @@
 """One exception hierarchy for everything a call can raise, shaped after openai-python's.
 
 JacspecError
+├── JobError                    a job ended without a report (cancelled), or wait() ran out of time
+│   └── JobTimeoutError
 ├── APIConnectionError          the server could not be reached
 │   └── APITimeoutError         ... or did not answer in time
 └── APIStatusError              it answered 4xx/5xx; carries the problem+json fields
@@ -8,6 +10,7 @@ JacspecError
     ├── AuthenticationError         401
     ├── PermissionDeniedError       403
     ├── NotFoundError               404
+    ├── ConflictError               409 (e.g. cancelling a finished job)
     ├── ContentTooLargeError        413
     ├── UnprocessableEntityError    422
     ├── RateLimitError              429
@@ -18,11 +21,24 @@ from __future__ import annotations
 
 import httpx
 
-from jacspec.models import FieldError, Problem
+from jacspec.models import FieldError, Job, Problem
 
 
 class JacspecError(Exception):
     """The base of every error this package raises."""
+
+
+class JobError(JacspecError):
+    """A job gave no report: it was cancelled (a failed job raises the APIStatusError of its ``error`` instead).
+    ``job`` is the last state seen (a :class:`~jacspec.models.Job`)."""
+
+    def __init__(self, message: str, job: Job) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """``jobs.wait`` ran out of its ``timeout`` before the job finished (the job goes on)."""
 
 
 class APIConnectionError(JacspecError):
@@ -95,6 +111,10 @@ class NotFoundError(APIStatusError):
     status_code = 404
 
 
+class ConflictError(APIStatusError):
+    status_code = 409
+
+
 class ContentTooLargeError(APIStatusError):
     status_code = 413
 
@@ -116,6 +136,7 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: ConflictError,
     413: ContentTooLargeError,
     422: UnprocessableEntityError,
     429: RateLimitError,
@@ -137,3 +158,19 @@ def _problem(response: httpx.Response) -> Problem:
         return Problem(
             title=response.reason_phrase or "Error", status=response.status_code, detail=response.text[:500] or None
         )
+
+
+def problem_error(problem: Problem, response: httpx.Response) -> APIStatusError:
+    """The exception the synchronous route would have raised with ``problem`` (a failed job's ``error``):
+    its class by ``problem.status``, its ``response`` an answer of that status carrying the problem, made for
+    the request that read the job (whose ``X-Request-ID`` it keeps unless the problem has its own)."""
+    headers = {"content-type": "application/problem+json"}
+    if "x-request-id" in response.headers:
+        headers["x-request-id"] = response.headers["x-request-id"]
+    answer = httpx.Response(
+        problem.status,
+        headers=headers,
+        content=problem.model_dump_json(exclude_none=True).encode(),
+        request=response.request,
+    )
+    return status_error(answer)

@@ -58,7 +58,7 @@ except ImportError as exc:  # pragma: no cover - the test suite has torch
         "pip install torch --index-url https://download.pytorch.org/whl/cpu"
     ) from exc
 
-__all__ = ["Residual", "graph_from_module", "network_from_module"]
+__all__ = ["Monitor", "MonitorEvent", "Residual", "graph_from_module", "network_from_module"]
 
 Padding = Literal["zeros", "circular"]
 
@@ -1570,3 +1570,6 @@ _METHODS: dict[str, _Handler] = {
     "permute": _GraphMapper._f_permute,
     **dict.fromkeys(("contiguous", "clone"), _GraphMapper._f_identity),
 }
+
+
+from jacspec.monitor import Monitor, MonitorEvent  # noqa: E402 - the monitor maps models with the functions above
