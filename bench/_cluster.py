@@ -71,3 +71,8 @@ def finished_tasks(dask_scheduler: object) -> list[str]:
     "memory"), from its transition log."""
     log = getattr(dask_scheduler, "transition_log")  # noqa: B009  (a Scheduler, untyped here)
     return sorted({str(entry.key) for entry in log if entry.finish == "memory"})
+
+
+def running_tasks(dask_worker: object) -> int:
+    """On a worker (``Client.run``): how many of its threads are running a task now."""
+    return len(getattr(dask_worker, "active_threads"))  # noqa: B009  (a Worker, untyped here)

@@ -4,18 +4,20 @@ progress reached the job, and a worker-side error is the synchronous route's pro
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from distributed import Client
 from fastapi import FastAPI
 
 from api.jobs.dask import DaskExecutor
-from bench._cluster import dask_cluster, finished_tasks
-from tests.api.test_jobs import FINAL, parsed_without_timings, submit, wait_for, without_timings
+from bench._cluster import dask_cluster, finished_tasks, running_tasks
+from tests.api.test_jobs import FINAL, LONG, parsed_without_timings, submit, wait_for, without_timings
 from tests.helpers import served
 
 pytestmark = pytest.mark.anyio
@@ -80,6 +82,34 @@ async def test_a_failed_job_on_the_cluster_carries_the_synchronous_problem(
     del expected["request_id"]
     assert job["error"] == expected
     assert job["error"]["errors"][0]["pointer"].startswith("/network/layers/0")
+
+
+async def test_cancel_stops_the_work_on_the_cluster(cluster_app: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """A cancelled job's task stops at its next progress tick: no worker thread runs anything soon after, long
+    before the chain (about forty seconds of one core) could have ended."""
+    app, client = cluster_app
+    job_id = await submit(client, LONG)
+    deadline = time.monotonic() + 60.0
+    while (job := (await client.get(f"/v1/jobs/{job_id}")).json())["progress"]["done"] == 0:
+        assert time.monotonic() < deadline, job
+        await anyio.sleep(0.05)
+    assert sum((await _running(app)).values()) > 0
+    cancelled = await client.delete(f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    deadline = time.monotonic() + 10.0
+    while sum((running := await _running(app)).values()) > 0:
+        assert time.monotonic() < deadline, running
+        await anyio.sleep(0.1)
+    assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "cancelled"
+    follow = await wait_for(client, await submit(client, CHAIN), FINAL)
+    assert follow["status"] == "succeeded"
+
+
+async def _running(app: FastAPI) -> dict[str, int]:
+    client: Client = app.state.jobs.executor.client
+    counts: dict[str, int] = await client.run(running_tasks)
+    return counts
 
 
 async def _finished(app: FastAPI) -> list[str]:
