@@ -4,6 +4,7 @@ small analysis.
 
     python -m bench.scale            (a 48-layer × 2048 orthogonal tanh chain, 4 probes)
     python -m bench.scale --quick    (12 × 1024)
+    python -m bench.scale --scheme xavier_normal
 
 Each app runs in this process over ASGI with its lifespan (a SQLite database in a temporary directory); a job is
 timed from its POST /v1/jobs to the moment GET /v1/jobs/{id} shows it succeeded (polled every POLL_S). On the
@@ -36,8 +37,8 @@ SMALL = {"network": {"activation": "tanh", "init": {"widths": [16] * 5, "scheme"
 OVERHEAD_REPEATS = 10
 
 
-def chain(width: int, depth: int, probes: int = 4) -> dict[str, Any]:
-    init = {"widths": [width] * (depth + 1), "scheme": "orthogonal", "seed": 1}
+def chain(width: int, depth: int, scheme: str = "orthogonal", probes: int = 4) -> dict[str, Any]:
+    init = {"widths": [width] * (depth + 1), "scheme": scheme, "seed": 1}
     return {"network": {"activation": "tanh", "init": init}, "inputs": {"count": probes}}
 
 
@@ -86,8 +87,8 @@ async def where(directory: Path, cluster: str | None, large: dict[str, Any]) -> 
     return large_s, statistics.median(jobs), statistics.median(syncs)
 
 
-def run(depth: int, width: int) -> None:
-    large = chain(width, depth)
+def run(depth: int, width: int, scheme: str) -> None:
+    large = chain(width, depth, scheme)
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         rows.append(("local pool (1 worker)", *anyio.run(where, Path(directory), None, large)))
@@ -95,7 +96,7 @@ def run(depth: int, width: int) -> None:
             with dask_cluster(workers=workers, nthreads=1) as address:
                 found = anyio.run(where, Path(directory), address, large)
             rows.append((f"Dask, {workers} worker process{'es' if workers > 1 else ''}", *found))
-    print(f"a job of a {depth}-layer × {width} orthogonal tanh chain (4 probes), and a small job's overhead")
+    print(f"a job of a {depth}-layer × {width} {scheme} tanh chain (4 probes), and a small job's overhead")
     header = ["executor", "large job s", "small job ms", "small sync ms", "job overhead ms"]
     print(table(header, [(name, s, j * 1e3, q * 1e3, (j - q) * 1e3) for name, s, j, q in rows]))
 
@@ -103,11 +104,12 @@ def run(depth: int, width: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a 12-layer × 1024 chain instead of 48 × 2048")
+    parser.add_argument("--scheme", default="orthogonal", help="the init scheme (xavier_normal: no dense-SVD fallback)")
     arguments = parser.parse_args()
     if arguments.quick:
-        run(12, 1024)
+        run(12, 1024, arguments.scheme)
     else:
-        run(48, 2048)
+        run(48, 2048, arguments.scheme)
 
 
 if __name__ == "__main__":
