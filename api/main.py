@@ -35,8 +35,9 @@ DOCS_ASSETS_URL = "/static/docs"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app with ``settings`` (by default read from the JACSPEC_* environment variables).
 
-    Its lifespan starts the compute workers and marks the app ready; at shutdown it stops them and closes the
-    metrics.
+    Its lifespan migrates the database (JACSPEC_DATABASE_URL, in a thread), starts the compute workers and the
+    job runners (``api.jobs``), and marks the app ready; at shutdown it stops the runners (a job still running
+    goes back to the queue), the workers, and closes the metrics and the database's connections.
     """
     settings = settings or Settings()
     meters = Metrics()

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -290,3 +291,53 @@ async def test_an_upload_job_gives_the_synchronous_survey(jobs_app: tuple[FastAP
     report = await client.get(f"/v1/jobs/{job['id']}/report")
     assert json.loads(report.content)["kind"] == "survey"
     assert without_timings(report.content) == without_timings(synchronous.content)
+
+
+async def test_jobs_are_checked_against_the_job_limits(database_url: str) -> None:
+    """Work over JACSPEC_MAX_FLOPS but within JACSPEC_JOB_MAX_FLOPS: 413 synchronously, a job that succeeds; work
+    over the job limit: 413 at once, naming JACSPEC_JOB_MAX_FLOPS."""
+    async with served(database_url=database_url, compute_workers=1, max_flops=2e7, job_max_flops=1e9) as (_, client):
+        body = chain(64, 8)
+        synchronous = await client.post("/v1/analyses", json=body)
+        assert synchronous.status_code == 413
+        assert "(JACSPEC_MAX_FLOPS)" in synchronous.json()["detail"]
+        job = await wait_for(client, await submit(client, body), FINAL)
+        assert job["status"] == "succeeded", job
+        too_large = await client.post("/v1/jobs", json=chain(512, 40))
+        assert too_large.status_code == 413
+        assert "(JACSPEC_JOB_MAX_FLOPS)" in too_large.json()["detail"]
+        assert "(JACSPEC_MAX_FLOPS)" not in too_large.json()["detail"]
+
+
+ODD = ["", " ", "-1", "1e3", "NaN", "9" * 40, "%00", "job_", "😀", "a|b", "' OR 1=1 --", "..", "/", "\\x00", "A" * 199]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_odd_parameter_values_are_4xx_never_5xx(queued_only: httpx.AsyncClient) -> None:
+    """Each odd value as limit, cursor, status and id: a 4xx problem (422 naming the parameter), or, for a value
+    that is valid, a 200 or 404; never a 5xx."""
+    key = {"X-API-Key": "k1"}
+    for value in ODD:
+        for name in ("limit", "cursor", "status"):
+            response = await queued_only.get("/v1/jobs", params={name: value}, headers=key)
+            assert response.status_code in (200, 422), (name, value, response.text)
+            if response.status_code == 422:
+                assert f"/query/{name}" in [e["pointer"] for e in response.json()["errors"]]
+        for method, suffix in [("GET", ""), ("DELETE", ""), ("GET", "/report"), ("GET", "/events")]:
+            response = await queued_only.request(method, f"/v1/jobs/{quote(value, safe='')}{suffix}", headers=key)
+            assert 400 <= response.status_code < 500, (method, value, response.text)
+
+
+async def test_a_queued_job_is_run_by_the_next_server(database_url: str) -> None:
+    """A job accepted by a server that runs none stays queued with its stored request; a server started later on
+    the same database runs it, and its report equals the synchronous one (timings apart)."""
+    async with served(database_url=database_url, compute_workers=1, job_runners=0) as (_, first):
+        job_id = await submit(first, SMALL)
+        await anyio.sleep(0.6)  # longer than a runner's idle poll: none is there to take it
+        assert (await first.get(f"/v1/jobs/{job_id}")).json()["status"] == "queued"
+    async with served(database_url=database_url, compute_workers=1) as (_, second):
+        job = await wait_for(second, job_id, FINAL)
+        assert job["status"] == "succeeded", job
+        report = (await second.get(f"/v1/jobs/{job_id}/report")).content
+        synchronous = (await second.post("/v1/analyses", json=SMALL)).content
+    assert without_timings(report) == without_timings(synchronous)
