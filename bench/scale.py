@@ -46,7 +46,14 @@ def chain(width: int, depth: int, scheme: str = "orthogonal", probes: int = 4) -
 async def app_client(directory: Path, cluster: str | None) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a fresh app (one compute worker; jobs on ``cluster`` when given), inside its lifespan."""
     database = f"sqlite:///{directory / f'jobs-{time.monotonic_ns()}.sqlite3'}"
-    settings = Settings(database_url=database, cluster=cluster, compute_workers=1, max_seconds=3600.0)
+    settings = Settings(
+        database_url=database,
+        cluster=cluster,
+        compute_workers=1,
+        max_seconds=3600.0,
+        max_parameters=300_000_000,  # 48 × 2048² weights: 201 M
+        worker_memory_bytes=12 << 30,
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         if isinstance(app.state.jobs.executor, DaskExecutor):
