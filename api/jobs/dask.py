@@ -1,11 +1,12 @@
 """Jobs on a Dask cluster (JACSPEC_CLUSTER = the scheduler's address): ``DaskExecutor``.
 
-A job is one task on the cluster, ``cluster_task``: it runs the same ``api.work`` function a compute worker of this
-server would (``function(payload, *rest)``, through ``api.worker.run``, so its outcome is the same ``Outcome``), and
-a chain's per-layer norms become tasks of their own (``api.work.spreading`` with an executor of the cluster,
-``distributed.worker_client``: the job's task secedes from its worker's thread pool while they run, and each ships
-only its own layer). What the work tells (``api.worker.tell``: its progress, a tighter deadline) is logged as an
-event of the job's own topic on the scheduler (``Worker.log_event``), which the server's client is subscribed to.
+A job is one task on the cluster, ``cluster_task``: it runs the same ``api.work`` function a compute worker of
+this server would (``function(payload, *rest)``, through ``api.worker.run``, so its outcome is the same
+``Outcome``), and a chain's per-layer norms become tasks of their own (``api.work.spreading`` with a
+``ScatteringExecutor`` of ``distributed.worker_client``: the job's task secedes from its worker's thread pool while
+they run; the layers are scattered from the job's worker, so each task fetches only its own layer, peer to peer).
+What the work tells (``api.worker.tell``: its progress, a tighter deadline) is logged as an event of the job's own
+topic on the scheduler (``Worker.log_event``), which the server's client is subscribed to.
 
 The payload travels as bytes or as its validated model (an ``api.worker.Shared`` block exists on this machine
 only); large bytes are scattered to the cluster first, so that the task's spec stays small. numpy arrays between
@@ -15,8 +16,9 @@ the cluster's processes travel as pickle-5 buffers, not copied into the pickle s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 from uuid import uuid4
 
 from anyio import CancelScope, move_on_after
@@ -27,6 +29,8 @@ from api.encode import EncodedReport
 from api.work import Spread, spreading
 from api.worker import Outcome, Progress, set_sink
 from api.worker import run as run_task
+
+R = TypeVar("R")
 
 TOPIC_PREFIX = "jacspec-job-"
 MEMORY = "a cluster worker has"
@@ -66,6 +70,36 @@ def _forward(message: Any) -> None:
         worker.log_event(topic, {"deadline": [message.seconds, message.limit, message.advice]})
 
 
+class ScatteringExecutor(Executor):
+    """``map`` of a task on the cluster (from ``worker_client``): each column of arguments that is not plain floats
+    is scattered first — from inside a task, ``Client.scatter`` keeps the objects in this worker's memory, uncopied,
+    and another worker fetches only the one its task needs, directly from this one — then one task per row, its
+    results yielded in order (the tasks not yet done are cancelled when the iteration stops early)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def map(
+        self, fn: Callable[..., R], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
+    ) -> Iterator[R]:
+        columns = [list(column) for column in iterables]
+        if not columns or not all(columns):
+            return iter(())
+        shipped = [
+            column if all(isinstance(value, float) for value in column) else self.client.scatter(column, hash=False)
+            for column in columns
+        ]
+        return self._results(self.client.map(fn, *shipped, pure=False))
+
+    def _results(self, futures: list[Any]) -> Iterator[R]:
+        try:
+            for future in futures:
+                value: R = future.result()
+                yield value
+        finally:
+            self.client.cancel(futures)
+
+
 def cluster_task(
     function: Callable[..., EncodedReport], payload: object, rest: tuple[Any, ...], topic: str, min_flops: float | None
 ) -> Outcome:
@@ -74,7 +108,7 @@ def cluster_task(
     set_sink(_forward)
     _current.topic, _current.key = topic, get_worker().get_current_task()
     try:
-        with worker_client() as client, spreading(Spread(client.get_executor(pure=False), min_flops)):
+        with worker_client() as client, spreading(Spread(ScatteringExecutor(client), min_flops)):
             return run_task((function, (payload, *rest)))
     finally:
         _current.topic = _current.key = None
