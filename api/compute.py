@@ -161,6 +161,35 @@ class Deadline:
     advice: str = ""
 
 
+def outcome_value(outcome: worker.Outcome | None, memory: str) -> Any:
+    """A task's value, or the error its outcome stands for: an input error as itself, a refusal as its problem, too
+    little memory as a 413 saying it needed more than ``memory`` (what a worker may use, and the setting), a
+    crash as a RuntimeError with the worker's traceback."""
+    if isinstance(outcome, worker.Done):
+        return outcome.value
+    if isinstance(outcome, worker.Invalid):
+        raise InvalidInputError(outcome.location, outcome.message)
+    if isinstance(outcome, worker.Refused):
+        raise outcome.error
+    if isinstance(outcome, worker.OutOfMemory):
+        raise ProblemError(
+            413,
+            "Content Too Large",
+            f"the analysis needed more memory than {memory}: a smaller network, fewer probes or no spectrum would fit",
+            type_=MEMORY,
+        )
+    assert isinstance(outcome, worker.Crashed)
+    raise RuntimeError(f"a compute task failed in its worker:\n{outcome.traceback}")
+
+
+def late(deadline: Deadline) -> ProblemError:
+    """The 413 of work that did not finish within ``deadline``: the limit it names, and what would fit."""
+    detail = f"the analysis did not finish within {deadline.seconds:g} s ({deadline.limit})"
+    if deadline.advice:
+        detail += f"; {deadline.advice}"
+    return ProblemError(413, "Content Too Large", detail, type_=DEADLINE)
+
+
 @dataclass(eq=False)
 class Worker:
     """A worker process and the server's end of its pipe."""
@@ -355,29 +384,13 @@ class ComputePool:
         return self._spawn()
 
     def _value(self, outcome: worker.Outcome | None) -> Any:
-        """The task's value, or the error its outcome stands for."""
-        if isinstance(outcome, worker.Done):
-            return outcome.value
-        if isinstance(outcome, worker.Invalid):
-            raise InvalidInputError(outcome.location, outcome.message)
-        if isinstance(outcome, worker.Refused):
-            raise outcome.error
-        if isinstance(outcome, worker.OutOfMemory):
-            raise ProblemError(
-                413,
-                "Content Too Large",
-                f"the analysis needed more memory than a compute worker may use ({self.memory_bytes} bytes, "
-                "JACSPEC_WORKER_MEMORY_BYTES): a smaller network, fewer probes or no spectrum would fit",
-                type_=MEMORY,
-            )
-        assert isinstance(outcome, worker.Crashed)
-        raise RuntimeError(f"a compute task failed in its worker:\n{outcome.traceback}")
+        """The task's value, or the error its outcome stands for (:func:`outcome_value`)."""
+        return outcome_value(
+            outcome, f"a compute worker may use ({self.memory_bytes} bytes, JACSPEC_WORKER_MEMORY_BYTES)"
+        )
 
     def _late(self, deadline: Deadline) -> ProblemError:
-        detail = f"the analysis did not finish within {deadline.seconds:g} s ({deadline.limit})"
-        if deadline.advice:
-            detail += f"; {deadline.advice}"
-        return ProblemError(413, "Content Too Large", detail, type_=DEADLINE)
+        return late(deadline)
 
     def _lost(self, exitcode: int | None) -> ProblemError:
         how = f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exited ({exitcode})"

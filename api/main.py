@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(migrate, settings.database_url, engine)
         await compute.start()
+        await app.state.jobs.executor.start()
         async with create_task_group() as background:
             background.start_soon(app.state.jobs.serve)
             app.state.ready = True
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 app.state.ready = False
                 background.cancel_scope.cancel()
+        await app.state.jobs.executor.close()
         await compute.close()
         meters.close()
         engine.dispose()
@@ -101,7 +103,12 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
 
 
 def _executor(settings: Settings, compute: MeteredComputePool) -> Executor:
-    """Where jobs compute: this server's compute workers (a cluster's when JACSPEC_CLUSTER is set: api.jobs.dask)."""
+    """Where jobs compute: this server's compute workers, or the Dask cluster JACSPEC_CLUSTER names
+    (``api.jobs.dask``, imported only then: ``distributed`` is not loaded by a server without a cluster)."""
+    if settings.cluster is not None:
+        from api.jobs.dask import DaskExecutor
+
+        return DaskExecutor(settings.cluster)
     return LocalExecutor(compute)
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -64,6 +67,29 @@ Computed = tuple[Analysis | GraphAnalysis, float]
 
 Timings = dict[str, float]
 """Milliseconds by stage: parse, decode, compute, and their total."""
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Where a chain's per-layer norms go (``service.analysis.analyse``'s ``executor``), and from which median
+    flops per layer product on (``spread_min_flops``; None: service.analysis.SPREAD_MIN_FLOPS)."""
+
+    executor: Executor
+    min_flops: float | None = None
+
+
+_SPREAD: ContextVar[Spread | None] = ContextVar("jacspec_spread", default=None)
+"""Set by a cluster's task around the work it runs (``spreading``); None in a compute worker of this server."""
+
+
+@contextmanager
+def spreading(spread: Spread) -> Iterator[None]:
+    """Within the block (this thread's context), a chain's analysis maps its layers' norms through ``spread``."""
+    token = _SPREAD.set(spread)
+    try:
+        yield
+    finally:
+        _SPREAD.reset(token)
 
 
 @dataclass(frozen=True)
@@ -270,7 +296,18 @@ def _analysed(
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
     service_options = Options(rtol=options.rtol, thresholds=thresholds, spectrum=options.spectrum, trials=trials)
-    return analyse(network, x, y, service_options, progress=told_progress("stages"))
+    spread = _SPREAD.get()
+    if spread is None:
+        return analyse(network, x, y, service_options, progress=told_progress("stages"))
+    return analyse(
+        network,
+        x,
+        y,
+        service_options,
+        executor=spread.executor,
+        progress=told_progress("stages"),
+        spread_min_flops=spread.min_flops,
+    )
 
 
 def _graph_analysed(graph: Graph, inputs: Inputs, options: OptionsModel, inputs_at: Location = ()) -> GraphAnalysis:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -184,18 +184,23 @@ def analyse(
     options: Options,
     executor: Executor | None = None,
     progress: Progress | None = None,
+    spread_min_flops: float | None = None,
 ) -> Analysis:
     """The full report for ``network`` on probes ``x`` (rows) with MSE targets ``y``.
 
     With an ``executor``, the layers' own norms — each weight's, and each layer's per-probe Jacobian norms — are
     computed as its tasks, spread over its threads (the rest runs in the calling thread), when the layers are
-    large enough to pay for it (SPREAD_MIN_FLOPS); the numbers are the same.
+    large enough to pay for it (the median layer's flops per product at least ``spread_min_flops``, by default
+    SPREAD_MIN_FLOPS); the numbers are the same. Each task is a module-level function of one layer's own
+    arguments (its map, or its record and derivative rows), so that an executor of other machines (a Dask
+    cluster's) ships that layer alone.
 
     ``progress(done, total)`` (``service.progress``) counts stages: the norm of each distinct weight (D of them),
     each layer's Jacobian norm (L), then the backward and gradient pass (1): total = D + L + 1.
     """
     layers, rtol = network.layers, options.rtol
-    if executor is not None and np.median([layer.weight.flops_per_apply for layer in layers]) < SPREAD_MIN_FLOPS:
+    least = SPREAD_MIN_FLOPS if spread_min_flops is None else spread_min_flops
+    if executor is not None and np.median([layer.weight.flops_per_apply for layer in layers]) < least:
         executor = None
     counter = Counter(progress, len(network.distinct_maps()) + len(layers) + 1)
     norms = _weight_norms(network, rtol, executor, counter)
@@ -210,7 +215,7 @@ def analyse(
     meanfield = network_meanfield(network, fwd.drive)
     matvecs = sum(norm.matvecs for norm in norms.values())
     valid = records[: len(fwd.derivatives)]  # the layers carried: before an overflow or underflow
-    largest = _map(executor, lambda j: valid[j].jacobian(fwd.derivatives[j], rtol), range(len(valid)), counter)
+    largest = _map(executor, _layer_jacobian, (valid, fwd.derivatives[: len(valid)], [rtol] * len(valid)), counter)
     counter.step(len(layers) - len(valid))  # the layers not carried have no Jacobian to measure
     for record, d, (norm, used) in zip(valid, fwd.derivatives, largest, strict=True):
         record.derivative_max = float(np.abs(d).max())
@@ -349,25 +354,35 @@ def _weight_norms(
 ) -> dict[int, SpectralNorm]:
     """σ_j = ‖A_j‖₂ of every distinct map, by its id (a recurrent network's steps share theirs)."""
     distinct = network.distinct_maps()
-    norms = _map(executor, lambda weight: weight.norm(rtol), distinct.values(), counter)
+    norms = _map(executor, _weight_norm, (list(distinct.values()), [rtol] * len(distinct)), counter)
     return dict(zip(distinct, norms, strict=True))
 
 
-def _map(
-    executor: Executor | None, function: Callable[[T], R], items: Iterable[T], counter: Counter | None = None
-) -> list[R]:
-    """``function`` of every item, in order: as the executor's tasks, or here one after another; ``counter`` steps
-    once per item done."""
+def _weight_norm(weight: Linear, rtol: float) -> SpectralNorm:
+    """σ = ‖A‖₂ of one map (a task of ``_map``)."""
+    return weight.norm(rtol)
 
-    def counted(item: T) -> R:
-        value = function(item)
+
+def _layer_jacobian(record: _LayerRecord, d: Array, rtol: float) -> tuple[float, int]:
+    """One layer's max_b ‖J_b‖₂ over its derivative rows ``d`` (a task of ``_map``: ``_LayerRecord.jacobian``)."""
+    return record.jacobian(d, rtol)
+
+
+def _map(
+    executor: Executor | None,
+    function: Callable[..., R],
+    arguments: tuple[Iterable[Any], ...],
+    counter: Counter | None = None,
+) -> list[R]:
+    """``function(*row)`` of every row of ``arguments`` (zipped, the shortest bounding), in order: as the executor's
+    tasks, or here one after another; ``counter`` steps once per value received, in this thread."""
+    values = map(function, *arguments) if executor is None else executor.map(function, *arguments)
+    found: list[R] = []
+    for value in values:
+        found.append(value)
         if counter is not None:
             counter.step()
-        return value
-
-    if executor is None:
-        return [counted(item) for item in items]
-    return list(executor.map(counted, items))
+    return found
 
 
 def _conv_details(weight: Linear, norm: SpectralNorm) -> ConvDetails | None:

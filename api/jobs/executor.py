@@ -16,6 +16,12 @@ from api.worker import Progress
 
 
 class Executor(Protocol):
+    async def start(self) -> None:
+        """Get ready (the app's lifespan calls this at startup, after the compute pool has started)."""
+
+    async def close(self) -> None:
+        """Let go of what ``start`` took (at shutdown)."""
+
     async def run(
         self,
         function: Callable[..., EncodedReport],
@@ -31,6 +37,12 @@ class LocalExecutor:
 
     def __init__(self, pool: ComputePool) -> None:
         self.pool = pool
+
+    async def start(self) -> None:
+        """Nothing: the app's lifespan starts the pool itself."""
+
+    async def close(self) -> None:
+        """Nothing: the app's lifespan closes the pool itself."""
 
     async def run(
         self,

@@ -106,3 +106,52 @@ def test_prometheus_scrapes_every_replica() -> None:
     assert discovery["names"] == ["api"]
     assert str(discovery["port"]) == API_ENV["JACSPEC_PORT"]
     assert job["metrics_path"] == "/metrics"
+
+
+CLUSTER = ["postgres", "dask-scheduler", "dask-worker", "api-cluster"]
+
+
+@needs_docker_compose
+def test_the_cluster_profile_passes_and_is_off_by_default() -> None:
+    """docker-compose 1.29's ``config`` lists every service whatever the profile: which services the default
+    profile starts is read from the YAML (those without ``profiles``)."""
+    assert DOCKER_COMPOSE is not None
+    result = subprocess.run(
+        [DOCKER_COMPOSE, "-f", str(COMPOSE_FILE), "--profile", "cluster", "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    assert {name for name, service in SERVICES.items() if "profiles" not in service} == {"api", "nginx"}
+    assert {name for name, service in SERVICES.items() if "cluster" in service.get("profiles", [])} == set(CLUSTER)
+
+
+def test_the_cluster_profile_stores_jobs_in_postgres_and_runs_them_on_dask() -> None:
+    for name in CLUSTER:
+        assert SERVICES[name]["profiles"] == ["cluster"]
+    postgres = SERVICES["postgres"]
+    assert postgres["image"] == "postgres:16"
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    assert "postgres-data" in COMPOSE["volumes"]
+    assert SERVICES["dask-scheduler"]["image"] == SERVICES["dask-worker"]["image"] == API["image"]
+    assert SERVICES["dask-scheduler"]["command"][:2] == ["dask", "scheduler"]
+    assert SERVICES["dask-scheduler"]["expose"] == ["8786"]
+    assert SERVICES["dask-worker"]["command"][:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    replica = SERVICES["api-cluster"]
+    environment = {name: str(value) for name, value in replica["environment"].items()}
+    assert environment["JACSPEC_CLUSTER"] == "tcp://dask-scheduler:8786"
+    assert environment["JACSPEC_DATABASE_URL"].startswith("postgresql+psycopg://jacspec:")
+    assert environment["JACSPEC_DATABASE_URL"].endswith("@postgres:5432/jacspec")
+    assert {name: value for name, value in environment.items() if name in API_ENV} == API_ENV  # the same limits
+    assert replica["healthcheck"] == API["healthcheck"]
+    assert replica["deploy"]["replicas"] >= 2
+    assert replica["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "JACSPEC_CLUSTER" not in API_ENV  # the default profile is unchanged: SQLite and the local pool
+    assert "JACSPEC_DATABASE_URL" not in API_ENV
+    settings = Settings.model_validate(
+        {name.removeprefix("JACSPEC_").lower(): value for name, value in environment.items()}
+    )
+    assert settings.cluster == "tcp://dask-scheduler:8786"
