@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most jobs one API key (or, without keys, everyone) may have queued or running; more → 429.",
     )
+    max_pending_job_bytes: int = Field(
+        2**30,
+        ge=1,
+        description="Most bytes of request bodies one API key's queued and running jobs may hold in the database;"
+        " more → 429 (one body larger than this alone → 413).",
+    )
     job_lease_seconds: float = Field(
         15.0,
         gt=0,

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from api.auth import owner_of
 from api.deps import SettingsDep
-from api.ingest.body import read_body
+from api.ingest.body import declared_length, read_body
 from api.jobs.service import Jobs, job_json, view
 from api.problems import ProblemError, invalid, problem_responses
 from api.routes.analyses import _request_body
@@ -67,29 +67,51 @@ async def _record(jobs: Jobs, owner: str, job_id: str) -> JobRecord:
     description=(
         "Any body POST /v1/analyses takes (JSON, or multipart with a .safetensors file), checked the same way at "
         "once (4xx) but against the job limits (JACSPEC_JOB_MAX_FLOPS, JACSPEC_JOB_MAX_SECONDS). Answers 202 with "
-        "`Location: /v1/jobs/{id}`; the job waits for a compute worker, then runs."
+        "`Location: /v1/jobs/{id}`; the job waits for a compute worker, then runs. 429 when this key's queued and "
+        "running jobs are JACSPEC_MAX_PENDING_JOBS, or their bodies with this one would pass "
+        "JACSPEC_MAX_PENDING_JOB_BYTES."
     ),
     openapi_extra=_request_body(),
     responses=problem_responses(400, 408, 413, 415, 422, 429),
 )
 async def create_job(request: Request, settings: SettingsDep, jobs: JobsDep, owner: OwnerDep) -> Response:
-    await _refuse_if_too_many(jobs, owner, settings)
+    held = await _refuse_if_too_many(jobs, owner, settings, declared_length(request) or 0)
     content_type = request.headers.get("content-type", "")
     body = await read_body(request, settings.max_body_bytes)
+    _refuse_if_over(held, len(body), settings)  # a body of no Content-Length is measured once read
     pending = await jobs.check(content_type, body)
     record = await jobs.submit(owner, content_type, body, pending)
     return Response(job_json(record), 202, media_type=JSON, headers={"Location": f"/v1/jobs/{record.id}"})
 
 
-async def _refuse_if_too_many(jobs: Jobs, owner: str, settings: Settings) -> None:
-    """429 before the body is read when the key already has JACSPEC_MAX_PENDING_JOBS jobs queued or running: the
-    database never fills with work nobody can wait for."""
-    if await to_thread.run_sync(jobs.store.pending, owner) >= settings.max_pending_jobs:
-        detail = (
-            f"this key already has {settings.max_pending_jobs} jobs queued or running (JACSPEC_MAX_PENDING_JOBS); "
-            f"wait for one to finish, or cancel one, and retry in {PENDING_RETRY_S} s"
+async def _refuse_if_too_many(jobs: Jobs, owner: str, settings: Settings, size: int) -> int:
+    """429 before the body is read when the key already has JACSPEC_MAX_PENDING_JOBS jobs queued or running, or
+    when their stored requests and this one's declared ``size`` would pass JACSPEC_MAX_PENDING_JOB_BYTES: the
+    database never fills with work nobody can wait for. Returns the bytes the key's pending jobs hold."""
+    count, held = await to_thread.run_sync(jobs.store.pending, owner)
+    if count >= settings.max_pending_jobs:
+        raise _too_many(f"this key already has {count} jobs queued or running (JACSPEC_MAX_PENDING_JOBS)")
+    _refuse_if_over(held, size, settings)
+    return held
+
+
+def _refuse_if_over(held: int, size: int, settings: Settings) -> None:
+    """413 for a body of ``size`` bytes that alone passes JACSPEC_MAX_PENDING_JOB_BYTES; 429 when it would with the
+    ``held`` bytes of the key's pending jobs."""
+    limit = settings.max_pending_job_bytes
+    if size > limit:
+        detail = f"a job's body may be at most {limit} bytes (JACSPEC_MAX_PENDING_JOB_BYTES); this one is {size}"
+        raise ProblemError(413, "Content Too Large", detail)
+    if held + size > limit:
+        raise _too_many(
+            f"this key's queued and running jobs hold {held} bytes of requests, and this one's {size} would pass "
+            f"JACSPEC_MAX_PENDING_JOB_BYTES ({limit})"
         )
-        raise ProblemError(429, "Too Many Requests", detail, headers={"Retry-After": str(PENDING_RETRY_S)})
+
+
+def _too_many(why: str) -> ProblemError:
+    detail = f"{why}; wait for a job to finish, or cancel one, and retry in {PENDING_RETRY_S} s"
+    return ProblemError(429, "Too Many Requests", detail, headers={"Retry-After": str(PENDING_RETRY_S)})
 
 
 @router.get(

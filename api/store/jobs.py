@@ -146,11 +146,14 @@ class JobStore:
             row = connection.execute(select(*SUMMARY).where(JobRow.id == job_id, JobRow.owner == owner)).first()
         return None if row is None else _record(row)
 
-    def pending(self, owner: str) -> int:
-        """How many of ``owner``'s jobs are queued or running."""
-        unfinished = select(func.count()).where(JobRow.owner == owner, JobRow.status.in_((QUEUED, RUNNING)))
+    def pending(self, owner: str) -> tuple[int, int]:
+        """How many of ``owner``'s jobs are queued or running, and the bytes of their stored requests."""
+        unfinished = select(func.count(), func.coalesce(func.sum(func.length(JobRow.request)), 0)).where(
+            JobRow.owner == owner, JobRow.status.in_((QUEUED, RUNNING))
+        )
         with self.engine.connect() as connection:
-            return int(connection.execute(unfinished).scalar_one())
+            count, held = connection.execute(unfinished).one()
+        return int(count), int(held)
 
     def report(self, owner: str, job_id: str) -> bytes | None:
         """The stored report bytes of ``owner``'s job (None when it has none)."""

@@ -378,3 +378,32 @@ async def test_a_key_with_too_many_pending_jobs_gets_a_429_naming_the_setting(da
         assert int(refused.headers["retry-after"]) > 0
         listed = (await client.get("/v1/jobs")).json()["jobs"]
         assert len(listed) == 2
+
+
+async def test_a_key_whose_pending_bodies_are_too_large_gets_a_429_then_room_once_one_is_cancelled(
+    database_url: str,
+) -> None:
+    body = json.dumps(SMALL).encode()
+    limit = 2 * len(body) + len(body) // 2
+    settings = {"compute_workers": 1, "job_runners": 0, "max_pending_job_bytes": limit}
+    async with served(database_url=database_url, **settings) as (_, client):
+        first = await submit(client, SMALL)
+        await submit(client, SMALL)
+        refused = await client.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+        assert refused.status_code == 429, refused.text
+        assert "JACSPEC_MAX_PENDING_JOB_BYTES" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) > 0
+
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: measured once read
+            yield body
+
+        refused = await client.post("/v1/jobs", content=chunked(), headers={"content-type": "application/json"})
+        assert refused.status_code == 429, refused.text
+        assert (await client.delete(f"/v1/jobs/{first}")).status_code == 200
+        assert (
+            await client.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+        ).status_code == 202
+        too_large = json.dumps({**SMALL, "pad": "x" * limit}).encode()
+        refused = await client.post("/v1/jobs", content=too_large, headers={"content-type": "application/json"})
+        assert refused.status_code == 413
+        assert "JACSPEC_MAX_PENDING_JOB_BYTES" in refused.json()["detail"]
