@@ -1,18 +1,23 @@
-"""``jacspec.torch.Monitor`` and ``jacspec.lightning.JacspecCallback`` in real training loops against a real server
+"""``jacspec.torch.Monitor`` and the Lightning and HuggingFace callbacks in real training loops against a real server
 (``python -m api``): five points in a 50-step run checked every 10 steps, each layer's σ_max equal to the dense
 SVD of the weights at that step; a step with a NaN weight reported as a ``diverged`` event naming the parameter; a
 server that is down leaves the loop running and the errors in ``monitor.errors``."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning
 import pytest
 import torch
+import transformers
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -20,6 +25,7 @@ import jacspec
 from jacspec.lightning import JacspecCallback
 from jacspec.models import AnalysisReport, Job
 from jacspec.torch import Monitor
+from jacspec.transformers import JacspecCallback as HFCallback
 from tests.helpers import free_port
 
 STEPS, EVERY = 50, 10
@@ -61,8 +67,9 @@ def sigma_max(weight: torch.Tensor) -> float:
 
 
 @pytest.fixture
-def client(server_url: str) -> jacspec.Client:
-    return jacspec.Client(base_url=server_url, max_retries=0)
+def client(server_url: str) -> Iterator[jacspec.Client]:
+    with jacspec.Client(base_url=server_url, max_retries=0) as client:
+        yield client
 
 
 def finished(client: jacspec.Client, monitor: Monitor) -> list[AnalysisReport]:
@@ -157,9 +164,92 @@ def test_the_lightning_callback_keeps_five_points(client: jacspec.Client) -> Non
     )
 
 
-def test_the_transformers_callback_names_its_extra() -> None:
+class Regressor(nn.Module):
+    """The MLP as a HuggingFace Trainer takes a model: keyword inputs, a dict with the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp()
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": nn.functional.mse_loss(self.net(x), labels)}
+
+
+class Examples(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    """The 50 batches of :func:`batches`, one example a row, as the dicts the Trainer's collator stacks."""
+
+    def __init__(self) -> None:
+        self.x, self.y = (torch.cat(parts) for parts in zip(*batches(), strict=True))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[index], "labels": self.y[index]}
+
+
+class Weights(transformers.TrainerCallback):
+    """The Linear weights of ``model.net`` at every EVERY-th step (put after the JacspecCallback, it runs after it)."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, list[torch.Tensor]] = {}
+
+    def on_step_end(self, args: Any, state: transformers.TrainerState, control: Any, **kwargs: Any) -> None:
+        if state.global_step % EVERY == 0:
+            net = kwargs["model"].net
+            self.at[state.global_step] = [m.weight.detach().clone() for m in net if isinstance(m, nn.Linear)]
+
+
+def test_the_transformers_callback_keeps_five_points(client: jacspec.Client, tmp_path: Path) -> None:
+    run = f"transformers-{uuid.uuid4().hex[:12]}"
+    callback = HFCallback(client, run=run, every=EVERY, inputs={"count": 8}, module="net")
+    weights = Weights()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=STEPS,
+        per_device_train_batch_size=32,
+        learning_rate=0.05,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    trainer = transformers.Trainer(
+        model=Regressor(), args=args, train_dataset=Examples(), callbacks=[callback, weights]
+    )
+    trainer.train()
+    assert callback.monitor is not None
+    assert callback.monitor.errors == []
+    assert len(callback.monitor.jobs) == 5
+    reports = finished(client, callback.monitor)
+    kept = client.runs.retrieve(run)
+    assert kept.steps == [10, 20, 30, 40, 50]
+    assert kept.verdicts == [report.summary.verdict for report in reports]
+    assert kept.events == []
+    assert sorted(weights.at) == kept.steps
+    for layer in kept.layers:
+        expected = [sigma_max(weights.at[step][layer.index - 1]) for step in kept.steps]
+        assert layer.metrics["weight_norm"] == pytest.approx(expected, rel=1e-9)
+    assert weights.at[10][0].ne(weights.at[50][0]).any()  # the points are of weights that changed
+    assert list(tmp_path.iterdir()) == []  # no checkpoint saved
+
+
+@pytest.mark.parametrize("callback", [JacspecCallback, HFCallback])
+def test_a_callback_refuses_every_0_when_made(callback: type[JacspecCallback | HFCallback]) -> None:
+    with pytest.raises(ValueError, match="every must be 1 or more; got 0"):
+        callback(jacspec.Client(base_url="http://127.0.0.1:9"), run="never", every=0)
+
+
+def test_the_transformers_callback_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
+    monkeypatch.delitem(sys.modules, "jacspec.transformers")
     with pytest.raises(ImportError, match=r"jacspec\[transformers\]"):
-        import jacspec.transformers  # noqa: F401
+        importlib.import_module("jacspec.transformers")
 
 
 def test_a_full_queue_drops_the_oldest_pending_snapshot(

@@ -191,10 +191,56 @@ class Monitor:
         self.close()
 
 
+class MonitorCallback:
+    """What the framework callbacks share: the monitor's settings, the :class:`Monitor` made at the first step.
+
+    A framework's callback subclasses this and its framework's callback class; its hooks call ``_monitor_step``
+    with the model and the optimiser steps taken, and ``_monitor_close`` when the training ends. The monitor
+    watches the model, or its attribute ``module`` when given; ``example_input`` maps it as a graph.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        run: str,
+        every: int = 1,
+        inputs: Inputs | Mapping[str, Any] | None = None,
+        options: Options | Mapping[str, Any] | None = None,
+        example_input: torch.Tensor | None = None,
+        module: str | None = None,
+    ) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be 1 or more; got {every}")
+        self.client, self.run, self.every, self.inputs, self.options = client, run, every, inputs, options
+        self.example_input, self.module = example_input, module
+        self.monitor: Monitor | None = None
+        """The monitor, made at the first step (None before it)."""
+
+    def _monitor_step(self, model: nn.Module, step: int) -> None:
+        if self.monitor is None:
+            watched = model if self.module is None else getattr(model, self.module)
+            self.monitor = Monitor(
+                watched,
+                self.client,
+                run=self.run,
+                every=self.every,
+                inputs=self.inputs,
+                options=self.options,
+                example_input=self.example_input,
+            )
+        self.monitor.step(step)
+
+    def _monitor_close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+
+
 def _snapshot(model: nn.Module) -> nn.Module:
     """A detached CPU copy of ``model`` (its weights as they are now; the training goes on with the original)."""
     with torch.no_grad():
         return copy.deepcopy(model).cpu().requires_grad_(False)
 
 
-__all__ = ["Monitor", "MonitorEvent", "first_non_finite"]
+__all__ = ["Monitor", "MonitorCallback", "MonitorEvent", "first_non_finite"]

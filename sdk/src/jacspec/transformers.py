@@ -9,11 +9,7 @@ waits for the pending submits. The model must be one :func:`jacspec.torch.networ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-
-from jacspec._client import Client
-from jacspec.models import Inputs, Options
 
 try:
     import transformers
@@ -22,46 +18,39 @@ except ImportError as exc:
         "jacspec.transformers needs HuggingFace transformers: pip install 'jacspec[transformers]'"
     ) from exc
 
-from jacspec.torch import Monitor
+from torch import nn
+
+from jacspec.monitor import MonitorCallback
 
 
-class JacspecCallback(transformers.TrainerCallback):  # type: ignore[misc]
-    """``Monitor(model, client, run=run, every=every, inputs=inputs, ...)`` driven by the Trainer."""
+class JacspecCallback(MonitorCallback, transformers.TrainerCallback):
+    """``Monitor(model, client, run=run, every=every, inputs=inputs, ...)`` driven by the Trainer.
 
-    def __init__(
+    ``JacspecCallback(client, *, run, every=1, inputs=None, options=None, example_input=None, module=None)``:
+    ``module="bert"`` watches ``model.bert`` instead of the whole model (:class:`jacspec.monitor.MonitorCallback`).
+    """
+
+    def on_step_end(
         self,
-        client: Client,
-        *,
-        run: str,
-        every: int = 1,
-        inputs: Inputs | Mapping[str, Any] | None = None,
-        options: Options | Mapping[str, Any] | None = None,
-        example_input: Any = None,
-        module: str | None = None,
+        args: transformers.TrainingArguments,
+        state: transformers.TrainerState,
+        control: transformers.TrainerControl,
+        model: nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
-        self.client, self.run, self.every, self.inputs, self.options = client, run, every, inputs, options
-        self.example_input, self.module = example_input, module
-        self.monitor: Monitor | None = None
+        """Report the step the Trainer has reached (``state.global_step``, the optimiser steps taken)."""
+        if model is not None:
+            self._monitor_step(model, int(state.global_step))
 
-    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if model is None:
-            return
-        if self.monitor is None:
-            watched = model if self.module is None else getattr(model, self.module)
-            self.monitor = Monitor(
-                watched,
-                self.client,
-                run=self.run,
-                every=self.every,
-                inputs=self.inputs,
-                options=self.options,
-                example_input=self.example_input,
-            )
-        self.monitor.step(int(state.global_step))
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.monitor is not None:
-            self.monitor.close()
+    def on_train_end(
+        self,
+        args: transformers.TrainingArguments,
+        state: transformers.TrainerState,
+        control: transformers.TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """Wait for the pending submits."""
+        self._monitor_close()
 
 
 __all__ = ["JacspecCallback"]
