@@ -164,6 +164,25 @@ def test_the_lightning_callback_keeps_five_points(client: jacspec.Client) -> Non
     )
 
 
+def test_a_callback_watching_a_missing_module_never_stops_the_training(caplog: pytest.LogCaptureFixture) -> None:
+    callback = JacspecCallback(jacspec.Client(base_url="http://127.0.0.1:9"), run="never", module="missing")
+    trainer = lightning.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+    x, y = (torch.cat(parts) for parts in zip(*batches(), strict=True))
+    trainer.fit(Regression(), train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=32))
+    assert trainer.global_step == 3
+    assert callback.monitor is None
+    assert [type(error) for error in callback.errors] == [AttributeError]  # once, not at every step
+    assert "the monitor could not be made" in caplog.text
+
+
 class Regressor(nn.Module):
     """The MLP as a HuggingFace Trainer takes a model: keyword inputs, a dict with the loss."""
 

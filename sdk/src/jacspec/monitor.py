@@ -217,19 +217,30 @@ class MonitorCallback:
         self.example_input, self.module = example_input, module
         self.monitor: Monitor | None = None
         """The monitor, made at the first step (None before it)."""
+        self.errors: list[BaseException] = []
+        """Why the monitor could not be made (its own errors are ``monitor.errors``)."""
 
     def _monitor_step(self, model: nn.Module, step: int) -> None:
+        """``monitor.step(step)``, the monitor made first. Never raises: a model without the attribute ``module``
+        (or a monitor that cannot be made) is logged and kept in ``errors``, once, and the training goes on."""
         if self.monitor is None:
-            watched = model if self.module is None else getattr(model, self.module)
-            self.monitor = Monitor(
-                watched,
-                self.client,
-                run=self.run,
-                every=self.every,
-                inputs=self.inputs,
-                options=self.options,
-                example_input=self.example_input,
-            )
+            if self.errors:
+                return
+            try:
+                watched = model if self.module is None else getattr(model, self.module)
+                self.monitor = Monitor(
+                    watched,
+                    self.client,
+                    run=self.run,
+                    every=self.every,
+                    inputs=self.inputs,
+                    options=self.options,
+                    example_input=self.example_input,
+                )
+            except Exception as exc:  # the training loop must go on
+                logger.warning("run %s: the monitor could not be made: %s", self.run, exc)
+                self.errors.append(exc)
+                return
         self.monitor.step(step)
 
     def _monitor_close(self) -> None:
