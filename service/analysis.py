@@ -53,6 +53,7 @@ from service.progress import Counter, Progress
 from service.recurrent import RecurrentReport, recurrent_report
 from service.spectra import Spectra, SpectrumMode, spectra
 from service.spectral import SpectralNorm, spectral_max, uses_dense
+from service.spread import mapped
 from service.verdict import MeanFieldAdvice, Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
@@ -375,10 +376,10 @@ def _map(
     counter: Counter | None = None,
 ) -> list[R]:
     """``function(*row)`` of every row of ``arguments`` (zipped, the shortest bounding), in order: as the executor's
-    tasks, or here one after another; ``counter`` steps once per value received, in this thread."""
-    values = map(function, *arguments) if executor is None else executor.map(function, *arguments)
+    tasks, or here one after another (``service.spread.mapped``); ``counter`` steps once per value received, in
+    this thread."""
     found: list[R] = []
-    for value in values:
+    for value in mapped(executor, function, *arguments):
         found.append(value)
         if counter is not None:
             counter.step()
