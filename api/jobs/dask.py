@@ -7,14 +7,15 @@ this server would (``function(payload, *rest)``, through ``api.worker.run``, so 
 they run; their arguments are scattered from the job's worker, so each task fetches only its own, peer to peer):
 
 - a chain's per-layer norms: each weight's σ (``_weight_norm``), each layer's Jacobian norms over the probes
-  (``_layer_jacobian``), each with its own layer;
+  (``_layer_jacobian``: one task per chunk of probes the layer's method solves together), each with its own
+  layer;
 - a graph's block norms (``_stretch_norm``), each with its block's own linearisations, and for an output wider
   than DENSE_MAX_DIM the backward norms' stretches cut → output the same way;
 - a weight survey's matrices (``matrix_survey``), a file's or a graph's, at most ``service.survey.IN_FLIGHT`` at a
   time (a file's tensors are widened one by one as there is room, not all held at once).
 
 The forward pass, a chain's backward pass and spectrum, and a graph's loss gradients and narrow backward rows stay
-in the job's task; a chain's probes are not split (each layer's Jacobian task takes all of them).
+in the job's task.
 
 What the work tells (``api.worker.tell``: its progress, a tighter deadline) is logged as an event of the job's own
 topic on the scheduler (``Worker.log_event``), which the server's client is subscribed to.

@@ -1,13 +1,13 @@
-"""With an executor (threads here; a Dask cluster's tasks in tests/cluster), the graph analysis and the weight
-survey give the numbers of a run without one, byte for byte (the encoded report); the survey reads a tensor only
-once there is room among IN_FLIGHT, and its first error in order is the one raised; and service.spread.bounded
-keeps to its window and to the order of its errors."""
+"""With an executor (threads here; a Dask cluster's tasks in tests/cluster), a chain whose layers' probes are
+split into chunks, the graph analysis and the weight survey give the numbers of a run without one, byte for byte
+(the encoded report); the survey reads a tensor only once there is room among IN_FLIGHT, and its first error in
+order is the one raised; and service.spread.bounded keeps to its window and to the order of its errors."""
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,15 +16,71 @@ import pytest
 from api.encode import encoded_report, encoded_survey
 from api.ingest.graph import build, inline
 from jacspec.models import GraphNetwork
+from service import jacobian, lanczos, spectral
+from service.activations import make_activation
+from service.analysis import Options, analyse
+from service.conv import Conv2d
 from service.errors import InvalidInputError
 from service.graph import analysis
 from service.graph.analysis import analyse_graph
+from service.linear import Dense, Identity
+from service.network import Layer, Network
 from service.probes import ProbeSpec, make_probes
 from service.spread import bounded
 from service.survey import IN_FLIGHT, survey
 from service.verdict import Thresholds
 
 RNG = np.random.default_rng(21)
+
+
+class _Counting(ThreadPoolExecutor):
+    """Threads that note the name of each task's function."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.names: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.names.append(fn.__name__)
+        return super().submit(fn, *args, **kwargs)
+
+
+def _chain() -> Network:
+    """A convolution (3 × 3, formed or only applied), a 1 × 1 one (the pixels method), a wide and a tall dense
+    layer (shared Gram, stack; or matrix Lanczos), a residual one and a last dense one: every method of
+    service.jacobian, by DENSE_MAX_DIM."""
+    rng = np.random.default_rng(2)
+    tanh = make_activation("tanh")
+    return Network(
+        (
+            Layer(Conv2d(rng.standard_normal((2, 3, 3, 3)) / 4, (6, 6), "zeros"), None, tanh),
+            Layer(Conv2d(rng.standard_normal((2, 2, 1, 1)), (6, 6), "zeros"), rng.standard_normal(72) / 5, tanh),
+            Layer(Dense(rng.standard_normal((40, 72)) / 8), None, tanh),
+            Layer(Dense(rng.standard_normal((60, 40)) / 6), None, tanh),
+            Layer(Dense(rng.standard_normal((60, 60)) / 8), None, tanh, Identity(60)),
+            Layer(Dense(rng.standard_normal((30, 60)) / 8), None, tanh),
+        )
+    )
+
+
+@pytest.mark.parametrize("dense_max_dim", [256, 8])
+def test_a_chain_split_into_probe_chunks_is_the_chain_analysed_whole(
+    monkeypatch: pytest.MonkeyPatch, dense_max_dim: int
+) -> None:
+    """Small chunks (5 probes in lockstep, STACK_MAX_ENTRIES lowered): each layer's 21 probes are several tasks,
+    and the report is the same bytes as the layers' probes solved in one piece here."""
+    monkeypatch.setattr(spectral, "DENSE_MAX_DIM", dense_max_dim)
+    monkeypatch.setattr(lanczos, "chunk_for", lambda n: 5)
+    monkeypatch.setattr(jacobian, "STACK_MAX_ENTRIES", 20_000)
+    network = _chain()
+    x, y = make_probes(ProbeSpec(count=21, scale=1.0), 108, 30)
+    options = Options(spectrum="summary")
+    here = encoded_report(analyse(network, x, y, options), "test", {}).json
+    with _Counting() as executor:
+        split = analyse(network, x, y, options, executor=executor, spread_min_flops=0.0)
+    assert encoded_report(split, "test", {}).json == here
+    assert executor.names.count("_weight_norm") == len(network.layers)
+    assert executor.names.count("_layer_jacobian") > 2 * len(network.layers)
 
 
 def _matrix(m: int, n: int) -> dict[str, Any]:
