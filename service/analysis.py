@@ -63,7 +63,7 @@ R = TypeVar("R")
 SPREAD_MIN_FLOPS = 2.0 * 512 * 512
 """The layers' norms go to the executor only when the median layer's product A·x costs this much (a 512 × 512
 matrix). Below, a task is too short to pay for its hand-over and for the Python code its threads take turns
-at."""
+at. (api.work applies the same gate to a graph's blocks and a survey's matrices.)"""
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,8 @@ def analyse(
     large enough to pay for it (the median layer's flops per product at least ``spread_min_flops``, by default
     SPREAD_MIN_FLOPS); the numbers are the same. Each task is a module-level function of one layer's own
     arguments (its map, or its record and derivative rows), so that an executor of other machines (a Dask
-    cluster's) ships that layer alone.
+    cluster's) ships that layer alone; a layer whose probes span several chunks of its method is one task per
+    chunk (``_layer_jacobians``).
 
     ``progress(done, total)`` (``service.progress``) counts stages: the norm of each distinct weight (D of them),
     each layer's Jacobian norm (L), then the backward and gradient pass (1): total = D + L + 1.

@@ -10,6 +10,9 @@ that their Jacobian ∂t_b/∂t_a is composed from those nodes alone:
 
     jvp:  v_a = v,  v_{k+1} = Σ_i ∂f_k/∂x_i · v_{in_i(k)}           for k = a … b − 1, in order
     vjp:  ū_b = u,  ū_{in_i(k)} += ū_{k+1}·∂f_k/∂x_i               for k = b − 1 … a, in reverse
+
+A ``Stretch`` holds what these sweeps need of a block and nothing else of the graph: what an executor's task on
+another process is shipped.
 """
 
 from __future__ import annotations
