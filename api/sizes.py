@@ -95,12 +95,7 @@ def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()
     options.spectrum is refused (422): a graph has no spectrum."""
     if options.spectrum != "none":
         raise InvalidInputError((*at, "options", "spectrum"), "is not available for a graph network")
-    costs = []
-    for k, node in enumerate(graph.nodes):
-        sizes = [graph.size(i) for i in node.inputs]
-        parameters = sum(int(array.size) for array in node.op.parameters.values())
-        rows = _rows(node.op.name, graph.shapes[node.inputs[0]], graph.shapes[k + 1])
-        costs.append(NodeCost(node_apply_flops(node.op.name, parameters, sizes, graph.size(k + 1), rows), parameters))
+    costs = node_costs(graph)
     blocks = [(b.start, b.stop, graph.size(b.start), graph.size(b.stop)) for b in graph.blocks()]
     probes = probe_count(inputs)
     flops = graph_flops(costs, blocks, probes, options.rtol) + DECODE_BYTES * sum(c.parameters for c in costs)
@@ -111,6 +106,17 @@ def graph_work(graph: Graph, inputs: Inputs, options: Options, at: Location = ()
     answer = RESPONSE_BASE + len(blocks) * LAYER_BYTES + names + len(matrices) * (SURVEY_ROW_BYTES + 40)
     parameters = sum(c.parameters for c in costs)
     return WorkEstimate(widths, parameters, probes, "none", flops, flops, answer, len(blocks))
+
+
+def node_costs(graph: Graph) -> list[NodeCost]:
+    """Each node's forward flops for one probe and its parameter entries (service.cost.node_apply_flops)."""
+    costs = []
+    for k, node in enumerate(graph.nodes):
+        sizes = [graph.size(i) for i in node.inputs]
+        parameters = sum(int(array.size) for array in node.op.parameters.values())
+        rows = _rows(node.op.name, graph.shapes[node.inputs[0]], graph.shapes[k + 1])
+        costs.append(NodeCost(node_apply_flops(node.op.name, parameters, sizes, graph.size(k + 1), rows), parameters))
+    return costs
 
 
 def _matrices(graph: Graph) -> list[tuple[int, int]]:

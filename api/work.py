@@ -4,18 +4,24 @@ builds and analyses in a compute worker (``api.compute``).
 The task's functions (``analyse_json``, ``analyse_upload``) run in the worker process. A JSON body larger than
 ``api.compute.SHARED_BYTES`` reaches it as its raw bytes in shared memory, validated again there, rather than as
 its parsed model pickled through the pipe; a .safetensors file that large reaches it the same way.
+
+Within a cluster's job (``spreading``) the work's independent pieces go to the spread's executor: a chain's layer
+norms (``service.analysis.analyse``), a graph's block norms and matrix surveys (``service.graph.analysis``), an
+upload's weight survey (``service.survey.survey``) — each only when its pieces are large enough to pay for their
+hand-over (the median piece's product with one vector at least the spread's min_flops, ``spread_executor``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
+from statistics import median
 from typing import Any, TypeVar
 
 from anyio import to_thread
@@ -40,14 +46,14 @@ from api.ingest.graph import build, from_file, inline, shapes_only
 from api.ingest.multipart import read_parts
 from api.problems import invalid
 from api.settings import Settings
-from api.sizes import checked_graph_size, checked_safetensors_size, checked_size, checked_survey_size
+from api.sizes import checked_graph_size, checked_safetensors_size, checked_size, checked_survey_size, node_costs
 from api.worker import Progress, Shared, attached, tell
 from jacspec import __version__
 from jacspec.models import AnalysisRequest, FieldError, Inputs, SafetensorsRequest
 from jacspec.models import Network as NetworkModel
 from jacspec.models import Options as OptionsModel
 from service.advice import TRIALS
-from service.analysis import Analysis, Options, analyse
+from service.analysis import SPREAD_MIN_FLOPS, Analysis, Options, analyse
 from service.cost import WorkEstimate
 from service.errors import InvalidInputError, Location
 from service.graph.analysis import GraphAnalysis, analyse_graph
@@ -55,7 +61,7 @@ from service.graph.network import Graph
 from service.network import Network, build_network
 from service.probes import make_probes
 from service.spectra import SpectrumMode
-from service.survey import Skipped, Survey, survey
+from service.survey import Planned, Skipped, Survey, classify, survey
 from service.verdict import Thresholds
 
 T = TypeVar("T")
@@ -71,8 +77,9 @@ Timings = dict[str, float]
 
 @dataclass(frozen=True)
 class Spread:
-    """Where a chain's per-layer norms go (``service.analysis.analyse``'s ``executor``), and from which median
-    flops per layer product on (``spread_min_flops``; None: service.analysis.SPREAD_MIN_FLOPS)."""
+    """Where the work's pieces go (a chain's layer norms, a graph's block norms, a survey's matrices: the service
+    functions' ``executor``), and from which median flops per piece's product with one vector on
+    (``spread_min_flops``; None: service.analysis.SPREAD_MIN_FLOPS)."""
 
     executor: Executor
     min_flops: float | None = None
@@ -84,7 +91,7 @@ _SPREAD: ContextVar[Spread | None] = ContextVar("jacspec_spread", default=None)
 
 @contextmanager
 def spreading(spread: Spread) -> Iterator[None]:
-    """Within the block (this thread's context), a chain's analysis maps its layers' norms through ``spread``."""
+    """Within the block (this thread's context), the work's pieces go to ``spread`` (see the module docstring)."""
     token = _SPREAD.set(spread)
     try:
         yield
@@ -318,7 +325,22 @@ def _graph_analysed(graph: Graph, inputs: Inputs, options: OptionsModel, inputs_
         raise InvalidInputError((*inputs_at, *exc.location), exc.message) from None
     t = options.thresholds
     thresholds = Thresholds(t.vanishing_log10, t.exploding_log10)
-    return analyse_graph(graph, x, y, options.rtol, thresholds, progress=told_progress("blocks"))
+    costs = node_costs(graph)
+    blocks = [sum(cost.apply for cost in costs[block.start : block.stop]) for block in graph.blocks()]
+    executor = spread_executor(blocks)
+    return analyse_graph(graph, x, y, options.rtol, thresholds, progress=told_progress("blocks"), executor=executor)
+
+
+def spread_executor(flops: Sequence[float]) -> Executor | None:
+    """The executor of the spread this work runs in (``spreading``), when the median of ``flops`` — each task's
+    product with one vector (a block's forward pass for one probe, a matrix's 2·m·n) — is at least its min_flops
+    (None: service.analysis.SPREAD_MIN_FLOPS), as a chain's layers are spread; else None (no spread, or tasks too
+    short to pay for their hand-over)."""
+    spread = _SPREAD.get()
+    if spread is None or not flops:
+        return None
+    least = SPREAD_MIN_FLOPS if spread.min_flops is None else spread.min_flops
+    return spread.executor if median(flops) >= least else None
 
 
 async def _safetensors_work(request: Request, settings: Settings) -> AnalysisWork:
@@ -441,9 +463,12 @@ def _surveyed(
     """The survey of the file's tensors (copies: no view of ``blob`` outlives the call), and the milliseconds that
     widening them took."""
     seconds = [0.0]
-    tensors = safetensors.LazyTensors(safetensors.parse(blob, any_dtype=True), names, seconds)
+    file = safetensors.parse(blob, any_dtype=True)
+    tensors = safetensors.LazyTensors(file, names, seconds)
+    shapes = [classify(name, file.entries[name].shape) for name in names]
+    executor = spread_executor([2.0 * math.prod(p.matrix_shape) for p in shapes if isinstance(p, Planned)])
     try:
-        found = survey(tensors, mode, skipped, where=("weights",), progress=told_progress("tensors"))
+        found = survey(tensors, mode, skipped, where=("weights",), progress=told_progress("tensors"), executor=executor)
     except InvalidInputError as exc:
         if len(exc.location) < 2:
             raise

@@ -44,7 +44,7 @@ from service.forward import (
     scale_rows,
     shift_for,
 )
-from service.jacobian import jacobian_max
+from service.jacobian import jacobian_max, probe_chunk
 from service.linear import Linear
 from service.logscale import normal_or_none, plain
 from service.meanfield import NetworkMeanField, network_meanfield
@@ -53,6 +53,7 @@ from service.progress import Counter, Progress
 from service.recurrent import RecurrentReport, recurrent_report
 from service.spectra import Spectra, SpectrumMode, spectra
 from service.spectral import SpectralNorm, spectral_max, uses_dense
+from service.spread import mapped
 from service.verdict import MeanFieldAdvice, Thresholds, VerdictName, advise, classify, critical_gain
 
 Array = NDArray[np.float64]
@@ -62,7 +63,7 @@ R = TypeVar("R")
 SPREAD_MIN_FLOPS = 2.0 * 512 * 512
 """The layers' norms go to the executor only when the median layer's product A·x costs this much (a 512 × 512
 matrix). Below, a task is too short to pay for its hand-over and for the Python code its threads take turns
-at."""
+at. (api.work applies the same gate to a graph's blocks and a survey's matrices.)"""
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ def analyse(
     large enough to pay for it (the median layer's flops per product at least ``spread_min_flops``, by default
     SPREAD_MIN_FLOPS); the numbers are the same. Each task is a module-level function of one layer's own
     arguments (its map, or its record and derivative rows), so that an executor of other machines (a Dask
-    cluster's) ships that layer alone.
+    cluster's) ships that layer alone; a layer whose probes span several chunks of its method is one task per
+    chunk (``_layer_jacobians``).
 
     ``progress(done, total)`` (``service.progress``) counts stages: the norm of each distinct weight (D of them),
     each layer's Jacobian norm (L), then the backward and gradient pass (1): total = D + L + 1.
@@ -215,7 +217,7 @@ def analyse(
     meanfield = network_meanfield(network, fwd.drive)
     matvecs = sum(norm.matvecs for norm in norms.values())
     valid = records[: len(fwd.derivatives)]  # the layers carried: before an overflow or underflow
-    largest = _map(executor, _layer_jacobian, (valid, fwd.derivatives[: len(valid)], [rtol] * len(valid)), counter)
+    largest = _layer_jacobians(valid, fwd.derivatives[: len(valid)], rtol, executor, counter)
     counter.step(len(layers) - len(valid))  # the layers not carried have no Jacobian to measure
     for record, d, (norm, used) in zip(valid, fwd.derivatives, largest, strict=True):
         record.derivative_max = float(np.abs(d).max())
@@ -280,12 +282,13 @@ class _LayerRecord:
         """‖S‖₂ + σ·sup|h'|: the layer's factor of the bound (σ·sup|h'| for a plain layer)."""
         return (self.skip_norm or 0.0) + self.weight.value * self.layer.activation.derivative_bound
 
-    def jacobian(self, d: Array, rtol: float) -> tuple[float, int]:
-        """max_b ‖J_b‖₂ over the probes' derivative rows ``d``, and the matrix-vector products (service.jacobian);
-        for a plain layer with the identity activation J_b = A, whose norm σ is known: no products."""
+    def jacobian(self, d: Array, rtol: float, probes: int | None = None) -> tuple[float, int]:
+        """max_b ‖J_b‖₂ over the probes' derivative rows ``d``, and the matrix-vector products (service.jacobian;
+        ``probes``: all the probes, of which ``d`` may be a part); for a plain layer with the identity activation
+        J_b = A, whose norm σ is known: no products."""
         if self.layer.jacobian_is_weight:
             return self.weight.value, 0
-        return jacobian_max(self.layer, d, rtol, self.weight.value, self.skip_norm)
+        return jacobian_max(self.layer, d, rtol, self.weight.value, self.skip_norm, probes)
 
     def report(self, index: int, kind: str | None, stop: int | None, reason: Stop | None) -> LayerReport:
         """The layer's report; ``kind`` None: "conv2d" or "dense" by its map."""
@@ -363,9 +366,38 @@ def _weight_norm(weight: Linear, rtol: float) -> SpectralNorm:
     return weight.norm(rtol)
 
 
-def _layer_jacobian(record: _LayerRecord, d: Array, rtol: float) -> tuple[float, int]:
-    """One layer's max_b ‖J_b‖₂ over its derivative rows ``d`` (a task of ``_map``: ``_LayerRecord.jacobian``)."""
-    return record.jacobian(d, rtol)
+def _layer_jacobians(
+    records: list[_LayerRecord], derivatives: Sequence[Array], rtol: float, executor: Executor | None, counter: Counter
+) -> list[tuple[float, int]]:
+    """Each layer's max_b ‖J_b‖₂ over its derivative rows, and the products taken; ``counter`` steps once per
+    layer. With an executor, a layer whose probes span several of its chunks (service.jacobian.probe_chunk) is
+    split into tasks of one chunk each, whose maxima and products are the whole's (service.jacobian.jacobian_max:
+    the method is the one for all the probes)."""
+    parts = [
+        _probe_parts(record, d, rtol, executor is not None) for record, d in zip(records, derivatives, strict=True)
+    ]
+    rows = [(record, part, len(d)) for record, d, cut in zip(records, derivatives, parts, strict=True) for part in cut]
+    found = mapped(executor, _layer_jacobian, *zip(*rows, strict=True), [rtol] * len(rows)) if rows else iter(())
+    largest = []
+    for cut in parts:
+        values = [next(found) for _ in cut]
+        largest.append((max(value for value, _ in values), sum(used for _, used in values)))
+        counter.step()
+    return largest
+
+
+def _probe_parts(record: _LayerRecord, d: Array, rtol: float, split: bool) -> list[Array]:
+    """The rows ``d`` whole, or (``split``) cut into the chunks the layer's method solves together."""
+    if not split or record.layer.jacobian_is_weight:
+        return [d]
+    chunk = probe_chunk(record.layer, len(d), rtol)
+    return [d[start : start + chunk] for start in range(0, len(d), chunk)]
+
+
+def _layer_jacobian(record: _LayerRecord, d: Array, probes: int, rtol: float) -> tuple[float, int]:
+    """One layer's max_b ‖J_b‖₂ over its derivative rows ``d``, a part of ``probes`` rows (a task of
+    ``service.spread.mapped``: ``_LayerRecord.jacobian``)."""
+    return record.jacobian(d, rtol, probes)
 
 
 def _map(
@@ -375,10 +407,10 @@ def _map(
     counter: Counter | None = None,
 ) -> list[R]:
     """``function(*row)`` of every row of ``arguments`` (zipped, the shortest bounding), in order: as the executor's
-    tasks, or here one after another; ``counter`` steps once per value received, in this thread."""
-    values = map(function, *arguments) if executor is None else executor.map(function, *arguments)
+    tasks, or here one after another (``service.spread.mapped``); ``counter`` steps once per value received, in
+    this thread."""
     found: list[R] = []
-    for value in values:
+    for value in mapped(executor, function, *arguments):
         found.append(value)
         if counter is not None:
             counter.step()

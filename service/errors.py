@@ -16,3 +16,8 @@ class InvalidInputError(ValueError):
         super().__init__(message)
         self.location = location
         self.message = message
+
+    def __reduce__(self) -> tuple[type[InvalidInputError], tuple[Location, str]]:
+        """Pickled as its location and message (``ValueError``'s own pickling would call it with the message
+        alone): an error raised in an executor's task on another process reaches the caller whole."""
+        return type(self), (self.location, self.message)

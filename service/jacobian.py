@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -60,12 +61,17 @@ class _Method:
 
 
 def jacobian_max(
-    layer: Layer, d: Array, rtol: float, weight_norm: float, skip_norm: float | None = None
+    layer: Layer, d: Array, rtol: float, weight_norm: float, skip_norm: float | None = None, probes: int | None = None
 ) -> tuple[float, int]:
     """max_b ‖S + diag(d_b)·A‖₂ over the probes b (rows of ``d``) to relative accuracy ``rtol``, and the
     matrix-vector products taken; ``weight_norm`` and ``skip_norm`` are ‖A‖₂ and ‖S‖₂ (None for a plain layer).
+
+    ``probes``: the number of probes the method is chosen for (by default len(d)). A part of all the probes' rows,
+    cut at a multiple of :func:`probe_chunk`, given ``probes`` = all of them, is solved chunk by chunk exactly as
+    within the whole (each chunk's Lanczos runs start from the same rows of lanczos.start_vectors): its max and its
+    products, the whole's max of the parts' and the sum of their products.
     """
-    method = _method(layer, len(d), rtol, weight_norm, skip_norm)
+    method = _method(layer, len(d) if probes is None else probes, rtol, weight_norm, skip_norm)
     best, matvecs = 0.0, 0
     for start in range(0, len(d), method.chunk):
         rows = d[start : start + method.chunk]
@@ -79,28 +85,66 @@ def jacobian_max(
     return best, matvecs
 
 
+Kind = Literal["gram", "stack", "matrix", "pixels", "formed", "operator"]
+"""The method of the table above: shared Gram, stack (of a plain dense W), matrix Lanczos, pixels, stack (of a
+convolution or residual layer formed), operator Lanczos."""
+
+
+def probe_chunk(layer: Layer, probes: int, rtol: float) -> int:
+    """How many of ``probes`` probes :func:`jacobian_max` solves together, a chunk at a time."""
+    return _chunk(layer, _kind(layer, rtol), probes)
+
+
+def _kind(layer: Layer, rtol: float) -> Kind:
+    """The method for this layer (see the table above)."""
+    weight, skip = layer.weight, layer.skip
+    dense = uses_dense(weight.shape, rtol)
+    if skip is None and isinstance(weight, Dense):
+        if dense:
+            return "gram" if weight.shape[0] <= weight.shape[1] else "stack"
+        return "matrix"
+    if pixels.pixelwise(layer):
+        return "pixels"
+    if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
+        return "formed"
+    return "operator"
+
+
+def _chunk(layer: Layer, kind: Kind, probes: int) -> int:
+    """The probes of a chunk: as many as STACK_MAX_ENTRIES allow for the dense methods (the Gram matrix is m × m,
+    the stack's matrices m × n), as fit the Lanczos basis (lanczos.chunk_for) for lockstep Lanczos, all of them
+    for the pixels and for matrix Lanczos below BATCH_MIN probes (each probe by itself)."""
+    m, n = layer.weight.shape
+    if kind == "gram":
+        return max(1, STACK_MAX_ENTRIES // (m * m))
+    if kind in ("stack", "formed"):
+        return max(1, STACK_MAX_ENTRIES // (m * n))
+    if kind == "pixels" or (kind == "matrix" and probes < lanczos.BATCH_MIN):
+        return max(1, probes)
+    return lanczos.chunk_for(min(m, n))
+
+
 def _method(layer: Layer, probes: int, rtol: float, weight_norm: float, skip_norm: float | None) -> _Method:
     """The method for this layer and number of probes (see the table above)."""
     weight, skip = layer.weight, layer.skip
-    dense = uses_dense(weight.shape, rtol)
-    lockstep = probes >= lanczos.BATCH_MIN
-    if skip is None and isinstance(weight, Dense):
+    kind = _kind(layer, rtol)
+    chunk = _chunk(layer, kind, probes)
+    if isinstance(weight, Dense) and kind in ("gram", "stack", "matrix"):
         w = weight.matrix
-        if dense:
-            return _shared_gram(w) if w.shape[0] <= w.shape[1] else _stack(w, None)
-        alone = _matrix_alone(w, rtol)
-        if not lockstep:
-            return _Method(max(1, probes), None, alone)
-        return _Method(lanczos.chunk_for(min(w.shape)), _matrix_lockstep(w, rtol), alone)
-    if pixels.pixelwise(layer):
-        return _Method(max(1, probes), lambda rows: (np.array([pixels.jacobian_max(layer, rows)]), 0))
-    if dense and weight.shape[0] * weight.shape[1] <= DENSE_OPERATOR_MAX:
-        return _stack(weight.dense(), None if skip is None else skip.dense())
-    together = _operator_lockstep(layer, rtol, weight_norm, skip_norm)
-    return _Method(lanczos.chunk_for(min(weight.shape)), together, _operator_alone(layer, rtol))
+        if kind == "gram":
+            return _Method(chunk, _shared_gram(w))
+        if kind == "stack":
+            return _Method(chunk, _stack(w, None))
+        lockstep = probes >= lanczos.BATCH_MIN
+        return _Method(chunk, _matrix_lockstep(w, rtol) if lockstep else None, _matrix_alone(w, rtol))
+    if kind == "pixels":
+        return _Method(chunk, lambda rows: (np.array([pixels.jacobian_max(layer, rows)]), 0))
+    if kind == "formed":
+        return _Method(chunk, _stack(weight.dense(), None if skip is None else skip.dense()))
+    return _Method(chunk, _operator_lockstep(layer, rtol, weight_norm, skip_norm), _operator_alone(layer, rtol))
 
 
-def _shared_gram(w: Array) -> _Method:
+def _shared_gram(w: Array) -> Chunk:
     """Dense, for a wide or square W, from one Gram matrix of f_W·W: the probes' Gram matrices are
     (f_b d_b)(f_b d_b)ᵀ ⊙ (f_W W)(f_W W)ᵀ, with f the exact unit scales of lanczos.unit_scales."""
     f_w = float(lanczos.unit_scales(np.abs(w).max()))
@@ -112,10 +156,10 @@ def _shared_gram(w: Array) -> _Method:
         part = rows * f_d[:, None]
         return np.array([gram_max(part[:, :, None] * gram * part[:, None, :], 1 / (f_w * f_d))]), 0
 
-    return _Method(max(1, STACK_MAX_ENTRIES // gram.size), together)
+    return together
 
 
-def _stack(matrix: Array, identity: Array | None) -> _Method:
+def _stack(matrix: Array, identity: Array | None) -> Chunk:
     """Dense, from the stack of I + diag(d_b)·M formed (no I when None)."""
 
     def together(rows: Array) -> tuple[Array, int]:
@@ -124,7 +168,7 @@ def _stack(matrix: Array, identity: Array | None) -> _Method:
             stack += identity
         return np.array([dense_max(stack, np.ones(len(stack)))]), 0
 
-    return _Method(max(1, STACK_MAX_ENTRIES // matrix.size), together)
+    return together
 
 
 def _matrix_alone(w: Array, rtol: float) -> Callable[[Array], SpectralNorm]:

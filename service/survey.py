@@ -19,7 +19,8 @@ number s_1/s_k (service.spectra.singular_value_spectrum, as the report's weight 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,11 +30,15 @@ from service import lanczos
 from service.errors import InvalidInputError, Location
 from service.progress import Counter, Progress
 from service.spectra import SpectrumMode, singular_value_spectrum
+from service.spread import bounded
 
 Array = NDArray[np.float64]
 
 KERNEL_DIMS = (3, 4)
 """Tensors of these many dimensions are convolution kernels [c_out, c_in, k…] (conv1d, conv2d)."""
+IN_FLIGHT = 4
+"""With an executor, at most this many tensors are surveyed (or wait to be) at once: the memory of four tensors
+rather than one, for up to four surveys at a time."""
 
 
 @dataclass(frozen=True)
@@ -137,25 +142,38 @@ def survey(
     skipped: Iterable[Skipped] = (),
     where: Location = (),
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> Survey:
     """The survey of the tensors ``named`` (in the mapping's order), each read once and in turn (a mapping that
-    makes its arrays on access keeps one in memory at a time); ``skipped``: tensors the caller has already set
+    makes its arrays on access has one in memory at a time); ``skipped``: tensors the caller has already set
     aside, by :func:`plan` from a file's header or as not floating point, listed before those skipped here.
 
+    With an ``executor``, each matrix's :func:`matrix_survey` is one of its tasks (the numbers are the same), at
+    most IN_FLIGHT of them submitted and not yet done (``service.spread.bounded``): the next tensor is read only
+    once there is room, so that at most IN_FLIGHT tensors are held at once, not the whole mapping.
+
     Raises InvalidInputError at ``(*where, name)`` for a tensor that is not finite, or whose σ_max or ‖W‖_F does
-    not fit a float64.
+    not fit a float64 (the first such in order).
 
     ``progress(done, total)`` (``service.progress``) counts the tensors of ``named`` read, surveyed or set aside.
     """
-    weights = []
-    set_aside = []
+    set_aside: list[Skipped] = []
     counter = Counter(progress, len(named))
-    for name, array in named.items():
-        found = classify(name, tuple(array.shape))
-        if isinstance(found, Skipped):
-            set_aside.append(found)
-        else:
-            weights.append(matrix_survey(found, array, mode, (*where, name)))
+
+    def planned() -> Iterator[tuple[Planned, Array, SpectrumMode, Location]]:
+        for name in named:
+            array = named[name]
+            found = classify(name, tuple(array.shape))
+            if isinstance(found, Skipped):
+                set_aside.append(found)
+                counter.step()
+            else:
+                yield found, array, mode, (*where, name)
+            del array  # before the next is made
+
+    weights = []
+    for matrix in bounded(executor, matrix_survey, planned(), IN_FLIGHT):
+        weights.append(matrix)
         counter.step()
     return Survey(mode, tuple(weights), (*skipped, *set_aside))
 

@@ -2,9 +2,21 @@
 
 A job is one task on the cluster, ``cluster_task``: it runs the same ``api.work`` function a compute worker of
 this server would (``function(payload, *rest)``, through ``api.worker.run``, so its outcome is the same
-``Outcome``), and a chain's per-layer norms become tasks of their own (``api.work.spreading`` with a
+``Outcome``), and its independent pieces become tasks of their own (``api.work.spreading`` with a
 ``ScatteringExecutor`` of ``distributed.worker_client``: the job's task secedes from its worker's thread pool while
-they run; the layers are scattered from the job's worker, so each task fetches only its own layer, peer to peer).
+they run; their arguments are scattered from the job's worker, so each task fetches only its own, peer to peer):
+
+- a chain's per-layer norms: each weight's σ (``_weight_norm``), each layer's Jacobian norms over the probes
+  (``_layer_jacobian``: one task per chunk of probes the layer's method solves together), each with its own
+  layer;
+- a graph's block norms (``_stretch_norm``), each with its block's own linearisations, and for an output wider
+  than DENSE_MAX_DIM the backward norms' stretches cut → output the same way;
+- a weight survey's matrices (``matrix_survey``), a file's or a graph's, at most ``service.survey.IN_FLIGHT`` at a
+  time (a file's tensors are widened one by one as there is room, not all held at once).
+
+The forward pass, a chain's backward pass and spectrum, and a graph's loss gradients and narrow backward rows stay
+in the job's task.
+
 What the work tells (``api.worker.tell``: its progress, a tighter deadline) is logged as an event of the job's own
 topic on the scheduler (``Worker.log_event``), which the server's client is subscribed to.
 
@@ -17,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -71,13 +83,18 @@ def _forward(message: Any) -> None:
 
 
 class ScatteringExecutor(Executor):
-    """``map`` of a task on the cluster (from ``worker_client``): each column of arguments that is not plain floats
-    is scattered first — from inside a task, ``Client.scatter`` keeps the objects in this worker's memory, uncopied,
-    and another worker fetches only the one its task needs, directly from this one — then one task per row, its
-    results yielded in order (the tasks not yet done are cancelled when the iteration stops early)."""
+    """The executor of a task on the cluster (from ``worker_client``): the arguments are scattered first — from
+    inside a task, ``Client.scatter`` keeps the objects in this worker's memory, uncopied, and another worker
+    fetches only those its task needs, directly from this one — each distinct object once (a column holding one
+    object n times ships it once), plain values (numbers, strings, None, tuples of them) left in the task's spec.
+
+    ``map``: one task per row, its results yielded in order (the tasks not yet done are cancelled when the
+    iteration stops early). ``submit``: one task, as a ``concurrent.futures.Future`` (``Client.get_executor``:
+    cancelling it cancels the task)."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
+        self._executor = client.get_executor(pure=False)
 
     def map(
         self, fn: Callable[..., R], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
@@ -85,11 +102,21 @@ class ScatteringExecutor(Executor):
         columns = [list(column) for column in iterables]
         if not columns or not all(columns):
             return iter(())
-        shipped = [
-            column if all(isinstance(value, float) for value in column) else self.client.scatter(column, hash=False)
-            for column in columns
-        ]
+        shipped = self._shipped(columns)
         return self._results(self.client.map(fn, *shipped, pure=False))
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        (shipped,) = self._shipped([list(args)])
+        future: Future[R] = self._executor.submit(fn, *shipped, **kwargs)
+        return future
+
+    def _shipped(self, columns: list[list[Any]]) -> list[list[Any]]:
+        """The columns with every distinct object that is not plain replaced by the future of its one scatter."""
+        distinct = {id(value): value for column in columns for value in column if not plain(value)}
+        if not distinct:
+            return columns
+        futures = dict(zip(distinct, self.client.scatter(list(distinct.values()), hash=False), strict=True))
+        return [[futures.get(id(value), value) for value in column] for column in columns]
 
     def _results(self, futures: list[Any]) -> Iterator[R]:
         try:
@@ -100,11 +127,22 @@ class ScatteringExecutor(Executor):
             self.client.cancel(futures)
 
 
+PLAIN = (bool, int, float, complex, str, type(None))
+
+
+def plain(value: object) -> bool:
+    """Whether ``value`` rides in a task's spec rather than being scattered: a number, a string, None, or a tuple
+    of such."""
+    if isinstance(value, tuple):
+        return all(plain(item) for item in value)
+    return isinstance(value, PLAIN)
+
+
 def cluster_task(
     function: Callable[..., EncodedReport], payload: object, rest: tuple[Any, ...], topic: str, min_flops: float | None
 ) -> Outcome:
     """On a Dask worker: ``function(payload, *rest)`` as an ``api.worker.Outcome``, its messages forwarded to
-    ``topic``, a chain's layer norms spread over the cluster from ``min_flops`` per layer product on."""
+    ``topic``, its pieces (see the module docstring) spread over the cluster from ``min_flops`` per product on."""
     set_sink(_forward)
     _current.topic, _current.key = topic, get_worker().get_current_task()
     try:
@@ -117,11 +155,11 @@ def cluster_task(
 class DaskExecutor:
     """Jobs computed on the Dask cluster at ``address`` (one asynchronous client, opened by ``start``).
 
-    ``spread_min_flops`` is handed to ``service.analysis.analyse`` (None: its SPREAD_MIN_FLOPS; 0 spreads any
-    chain). Cancelling the caller's anyio scope (or its deadline, a 413 as from the local pool) cancels the task's
-    future: a task that has not started never does, and a running one stops at its next progress tick (the
-    Python thread on the worker cannot be killed; a LAPACK call in progress, or the piece of work under way,
-    finishes first).
+    ``spread_min_flops`` is the least median flops per piece's product with which a job's pieces are spread
+    (``api.work.Spread``; None: service.analysis.SPREAD_MIN_FLOPS; 0 spreads any chain, graph or survey).
+    Cancelling the caller's anyio scope (or its deadline, a 413 as from the local pool) cancels the task's future:
+    a task that has not started never does, and a running one stops at its next progress tick (the Python thread
+    on the worker cannot be killed; a LAPACK call in progress, or the piece of work under way, finishes first).
     """
 
     def __init__(self, address: str, spread_min_flops: float | None = None) -> None:

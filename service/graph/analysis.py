@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,11 @@ import numpy as np
 from service import lanczos
 from service.advice import Suggestion
 from service.errors import InvalidInputError
-from service.graph.network import Block, Graph, jvp, linearise, parameter_gradients, vjp
+from service.graph.network import Block, Graph, Stretch, linearise, parameter_gradients, stretch
 from service.graph.op import Array, Linearised
 from service.progress import Counter, Progress
 from service.spectral import DENSE_MAX_DIM, spectral_max
+from service.spread import mapped
 from service.survey import Survey, survey
 from service.verdict import Thresholds, VerdictName, classify
 from service.verdict import advise as advise_text
@@ -92,11 +94,22 @@ class _Norms:
 
 
 def analyse_graph(
-    graph: Graph, x: Array, y: Array, rtol: float, thresholds: Thresholds, progress: Progress | None = None
+    graph: Graph,
+    x: Array,
+    y: Array,
+    rtol: float,
+    thresholds: Thresholds,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> GraphAnalysis:
     """The report of ``graph`` on probes ``x`` (rows: each probe's input flattened) with MSE targets ``y`` (rows:
     the output flattened). ``progress(done, total)`` (``service.progress``) counts blocks measured, of all the
-    graph's blocks."""
+    graph's blocks.
+
+    With an ``executor``, each block's Jacobian norm (and, for an output wider than DENSE_MAX_DIM, each backward
+    norm's stretch) is one of its tasks, ``_stretch_norm`` of the stretch's own linearisations (``Stretch``: not
+    the graph), and so is each matrix's survey (``service.survey.survey``); the rest runs in the calling thread,
+    and the numbers are the same."""
     probes = len(x)
     lins, stop = linearise(graph, x.reshape(probes, *graph.shapes[0]))
     blocks = graph.blocks()
@@ -105,13 +118,13 @@ def analyse_graph(
     done = Counter(progress, len(blocks))
     stopped = None if stop is None else next(j for j, b in enumerate(blocks) if b.start <= stop < b.stop)
     if stopped is None:
-        reports, input_norm = _measured(graph, lins, blocks, bounds, y, rtol, counter, done)
+        reports, input_norm = _measured(graph, lins, blocks, bounds, y, rtol, counter, done, executor)
     else:
         reports, input_norm = _unmeasured(graph, blocks, bounds, stopped), None
         done.step(len(blocks))
     summary = _summary(bounds, input_norm, stopped, thresholds, reports)
     matrices = {f"{node.id}.{name}": p for node in graph.nodes for name, p in node.op.parameters.items() if p.ndim >= 2}
-    found = survey(matrices, where=("network", "graph"))
+    found = survey(matrices, where=("network", "graph"), executor=executor)
     weights = sum(p.size for p in matrices.values())
     return GraphAnalysis(
         tuple(reports), summary, rtol, probes, counter.matvecs, graph.size(graph.output), weights, found
@@ -171,33 +184,44 @@ def _measured(
     rtol: float,
     counter: _Norms,
     done: Counter,
+    executor: Executor | None,
 ) -> tuple[list[BlockReport], float | None]:
     """Each block's report from the probes' linearisation, and log10 max_b ‖∂y/∂x‖₂ (None where 0); ``done``
-    steps after each block."""
+    steps as each block's norm arrives."""
+    cuts = [block.start for block in blocks]
+    wide = graph.size(graph.output) > DENSE_MAX_DIM
+    pieces = [stretch(graph, lins, block) for block in blocks]
+    if wide:  # the backward norms by Lanczos on each stretch cut → output
+        pieces += [stretch(graph, lins, Block(c, graph.output)) for c in cuts]
+    measured = mapped(executor, _stretch_norm, pieces, [rtol] * len(pieces))
     output = lins[-1].output
     cotangent = 2.0 * (output - y.reshape(output.shape)) / output.size
     gradients = parameter_gradients(graph, lins, cotangent)
+    backward = {} if wide else _dense_backward_norms(graph, lins, cuts, rtol, counter)
+    norms = []
+    for norm, matvecs in measured:
+        norms.append(norm)
+        counter.matvecs += matvecs
+        if len(norms) <= len(blocks):
+            done.step()
+    if wide:
+        backward = dict(zip(cuts, norms[len(blocks) :], strict=True))
     suffix = _suffix_log10(bounds)
-    backward = _backward_norms(graph, lins, [block.start for block in blocks], rtol, counter)
     reports = []
     for j, block in enumerate(blocks):
-        norm = _norm(graph, lins, block, rtol, counter)
         after = 1.0 if block.stop == graph.output else backward[block.stop]
         grads = _parameter_norms(graph, block, gradients)
-        reports.append(_report(graph, j, block, bounds[j], suffix[j], norm, after, grads))
-        done.step()
+        reports.append(_report(graph, j, block, bounds[j], suffix[j], norms[j], after, grads))
     whole = backward[0]
     return reports, (math.log10(whole) if whole is not None and whole > 0 else None)
 
 
-def _backward_norms(
+def _dense_backward_norms(
     graph: Graph, lins: list[Linearised], cuts: list[int], rtol: float, counter: _Norms
 ) -> dict[int, float | None]:
-    """max_b ‖∂y/∂t_c‖₂ for each cut c: for a narrow output (n_y ≤ DENSE_MAX_DIM) from the n_y rows of ∂y/∂t_c,
-    pulled back together node by node (one VJP per output entry) and solved densely at each cut; otherwise by
-    Lanczos on the stretch c → output."""
-    if graph.size(graph.output) > DENSE_MAX_DIM:
-        return {c: _norm(graph, lins, Block(c, graph.output), rtol, counter) for c in cuts}
+    """max_b ‖∂y/∂t_c‖₂ for each cut c of a narrow output (n_y ≤ DENSE_MAX_DIM) from the n_y rows of ∂y/∂t_c,
+    pulled back together node by node (one VJP per output entry) and solved densely at each cut (a wider output's
+    are the Lanczos norms of the stretches c → output, ``_stretch_norm``)."""
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             return _pulled_rows(graph, lins, set(cuts), rtol, counter)
@@ -310,13 +334,15 @@ class _OverflowError(ArithmeticError):
     """A Jacobian product left float64's range."""
 
 
-def _norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, counter: _Norms) -> float | None:
-    """max_b ‖J_b‖₂ (see _lanczos_norm); None where a product leaves float64's range."""
+def _stretch_norm(piece: Stretch, rtol: float) -> tuple[float | None, int]:
+    """max_b ‖J_b‖₂ of one stretch (see _lanczos_norm; None where a product leaves float64's range), and the
+    Lanczos products taken: a task of the executor, whose products are added up by the caller."""
+    counter = _Norms()
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            return _lanczos_norm(graph, lins, block, rtol, counter)
+            return _lanczos_norm(piece, rtol, counter), counter.matvecs
     except _OverflowError:
-        return None
+        return None, counter.matvecs
 
 
 def _finite(values: Array) -> Array:
@@ -325,19 +351,19 @@ def _finite(values: Array) -> Array:
     return values
 
 
-def _lanczos_norm(graph: Graph, lins: list[Linearised], block: Block, rtol: float, counter: _Norms) -> float:
+def _lanczos_norm(piece: Stretch, rtol: float, counter: _Norms) -> float:
     """max_b ‖J_b‖₂, J_b = ∂t_stop/∂t_start at probe b, to ``rtol``: Lanczos on f_b²·J_bᵀJ_b (or J_bJ_bᵀ, the
     smaller side), f_b the power of two that brings ‖J_b·x₀‖ near 1 for a random unit x₀ (J_b = 0 where that is 0,
     with probability 1)."""
-    n_in, n_out = graph.size(block.start), graph.size(block.stop)
-    probes = len(lins[0].output)
-    in_shape, out_shape = graph.shapes[block.start], graph.shapes[block.stop]
+    in_shape, out_shape = piece.start_shape, piece.lins[-1].output.shape[1:]
+    n_in, n_out = math.prod(in_shape), math.prod(out_shape)
+    probes = len(piece.lins[0].output)
 
     def forward(v: Array) -> Array:
-        return jvp(graph, lins, block, v.reshape(probes, *in_shape)).reshape(probes, n_out)
+        return piece.jvp(v.reshape(probes, *in_shape)).reshape(probes, n_out)
 
     def backward(u: Array) -> Array:
-        return vjp(graph, lins, block, u.reshape(probes, *out_shape)).reshape(probes, n_in)
+        return piece.vjp(u.reshape(probes, *out_shape)).reshape(probes, n_in)
 
     first, second, size = (forward, backward, n_in) if n_in <= n_out else (backward, forward, n_out)
     start = lanczos.start_vectors(probes, size)

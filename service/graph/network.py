@@ -10,6 +10,9 @@ that their Jacobian ∂t_b/∂t_a is composed from those nodes alone:
 
     jvp:  v_a = v,  v_{k+1} = Σ_i ∂f_k/∂x_i · v_{in_i(k)}           for k = a … b − 1, in order
     vjp:  ū_b = u,  ū_{in_i(k)} += ū_{k+1}·∂f_k/∂x_i               for k = b − 1 … a, in reverse
+
+A ``Stretch`` holds what these sweeps need of a block and nothing else of the graph: what an executor's task on
+another process is shipped.
 """
 
 from __future__ import annotations
@@ -163,42 +166,65 @@ def linearise(graph: Graph, x: Array) -> tuple[list[Linearised], int | None]:
     return found, None
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """The nodes start … stop − 1 of a graph linearised at the probes: what the products of ∂t_stop/∂t_start need,
+    and nothing else of the graph (an executor's task ships this alone): the nodes' linearisations, the tensors
+    each reads, and one probe's shape of t_start."""
+
+    block: Block
+    lins: tuple[Linearised, ...]
+    """lins[k − start]: node k's."""
+    inputs: tuple[tuple[int, ...], ...]
+    """inputs[k − start]: the tensors node k reads."""
+    start_shape: Shape
+
+    def jvp(self, v: Array) -> Array:
+        """∂t_stop/∂t_start · v for every probe (v shaped like t_start, probes on axis 0): the forward sweep."""
+        tangents: dict[int, Array] = {self.block.start: v}
+        for k, (lin, reads) in enumerate(zip(self.lins, self.inputs, strict=True), start=self.block.start):
+            tangents[k + 1] = lin.jvp([tangents[i] for i in reads])
+        return tangents[self.block.stop]
+
+    def vjp(self, u: Array) -> Array:
+        """u·∂t_stop/∂t_start for every probe (u shaped like t_stop): the reverse sweep, cotangents summed where a
+        tensor is read twice."""
+        return self.pulled(u)[self.block.start]
+
+    def pulled(self, u: Array, visit: Callable[[int, Array], None] | None = None) -> dict[int, Array]:
+        """The reverse sweep from cotangent u of t_stop; ``visit(k, ū_{k+1})`` sees each node's output cotangent.
+        Returns the cotangents left (at least t_start's)."""
+        start, stop = self.block.start, self.block.stop
+        cotangents: dict[int, Array] = {stop: u}
+        for k in range(stop - 1, start - 1, -1):
+            cotangent = cotangents.pop(k + 1, None)
+            if cotangent is None:
+                continue
+            if visit is not None:
+                visit(k, cotangent)
+            for i, g in zip(self.inputs[k - start], self.lins[k - start].vjp(cotangent), strict=True):
+                cotangents[i] = cotangents[i] + g if i in cotangents else g
+        if start not in cotangents:
+            cotangents[start] = np.zeros((len(u), *self.start_shape))
+        return cotangents
+
+
+def stretch(graph: Graph, lins: Sequence[Linearised], block: Block) -> Stretch:
+    """The block's nodes of ``graph`` with their linearisations ``lins`` (every node's, in order)."""
+    nodes = graph.nodes[block.start : block.stop]
+    return Stretch(
+        block, tuple(lins[block.start : block.stop]), tuple(node.inputs for node in nodes), graph.shapes[block.start]
+    )
+
+
 def jvp(graph: Graph, lins: Sequence[Linearised], block: Block, v: Array) -> Array:
     """∂t_stop/∂t_start · v for every probe (v shaped like t_start, probes on axis 0): the forward sweep."""
-    tangents: dict[int, Array] = {block.start: v}
-    for k in range(block.start, block.stop):
-        tangents[k + 1] = lins[k].jvp([tangents[i] for i in graph.nodes[k].inputs])
-    return tangents[block.stop]
+    return stretch(graph, lins, block).jvp(v)
 
 
 def vjp(graph: Graph, lins: Sequence[Linearised], block: Block, u: Array) -> Array:
-    """u·∂t_stop/∂t_start for every probe (u shaped like t_stop): the reverse sweep, cotangents summed where a
-    tensor is read twice."""
-    cotangents = _pulled(graph, lins, block, u)
-    return cotangents[block.start]
-
-
-def _pulled(
-    graph: Graph,
-    lins: Sequence[Linearised],
-    block: Block,
-    u: Array,
-    visit: Callable[[int, Array], None] | None = None,
-) -> dict[int, Array]:
-    """The reverse sweep over the block from cotangent u of t_stop; ``visit(k, ū_{k+1})`` sees each node's output
-    cotangent. Returns the cotangents left (at least t_start's)."""
-    cotangents: dict[int, Array] = {block.stop: u}
-    for k in range(block.stop - 1, block.start - 1, -1):
-        cotangent = cotangents.pop(k + 1, None)
-        if cotangent is None:
-            continue
-        if visit is not None:
-            visit(k, cotangent)
-        for i, g in zip(graph.nodes[k].inputs, lins[k].vjp(cotangent), strict=True):
-            cotangents[i] = cotangents[i] + g if i in cotangents else g
-    if block.start not in cotangents:
-        cotangents[block.start] = np.zeros((len(u), *graph.shapes[block.start]))
-    return cotangents
+    """u·∂t_stop/∂t_start for every probe (u shaped like t_stop): the reverse sweep."""
+    return stretch(graph, lins, block).vjp(u)
 
 
 def parameter_gradients(graph: Graph, lins: Sequence[Linearised], u: Array) -> dict[int, dict[str, Array]]:
@@ -210,5 +236,5 @@ def parameter_gradients(graph: Graph, lins: Sequence[Linearised], u: Array) -> d
         if grads:
             found[k] = grads
 
-    _pulled(graph, lins, Block(0, graph.output), u, visit)
+    stretch(graph, lins, Block(0, graph.output)).pulled(u, visit)
     return found

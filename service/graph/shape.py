@@ -10,28 +10,62 @@ flatten(start_dim=0) here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from service.errors import InvalidInputError
 from service.graph.op import Array, Linearised, Op
 
 
 @dataclass
-class _Permutation(Linearised):
-    """A linear op given by its forward map and adjoint on probe-stacked arrays."""
+class _Reshaped(Linearised):
+    """y = x reshaped per probe: jvp(v) = v reshaped like y, vjp(u) = u reshaped like x (``input_shape``, one
+    probe's)."""
 
     output: Array
-    apply: Callable[[Sequence[Array]], Array]
-    adjoint: Callable[[Array], tuple[Array, ...]]
+    input_shape: tuple[int, ...]
 
     def jvp(self, tangents: Sequence[Array]) -> Array:
-        return self.apply(tangents)
+        v = tangents[0]
+        return v.reshape(len(v), *self.output.shape[1:])
 
     def vjp(self, cotangent: Array) -> tuple[Array, ...]:
-        return self.adjoint(cotangent)
+        return (cotangent.reshape(len(cotangent), *self.input_shape),)
+
+
+@dataclass
+class _Permuted(Linearised):
+    """y = x with its axes (the probe axis 0 first) in the order ``axes``: jvp(v) = v so permuted, vjp(u) = u with
+    the ``inverse`` order."""
+
+    output: Array
+    axes: tuple[int, ...]
+    inverse: tuple[int, ...]
+
+    def jvp(self, tangents: Sequence[Array]) -> Array:
+        return tangents[0].transpose(self.axes)
+
+    def vjp(self, cotangent: Array) -> tuple[Array, ...]:
+        return (np.ascontiguousarray(cotangent.transpose(self.inverse)),)
+
+
+@dataclass
+class _Concatenated(Linearised):
+    """y = the inputs concatenated along ``axis`` (of the probe-stacked arrays): jvp(v) = the tangents so
+    concatenated, vjp(u) = the pieces of u split at ``cuts``."""
+
+    output: Array
+    axis: int
+    cuts: NDArray[np.intp]
+
+    def jvp(self, tangents: Sequence[Array]) -> Array:
+        return np.concatenate(tangents, axis=self.axis)
+
+    def vjp(self, cotangent: Array) -> tuple[Array, ...]:
+        return tuple(np.split(cotangent, self.cuts, axis=self.axis))
 
 
 def _single(input_shapes: Sequence[tuple[int, ...]], name: str) -> tuple[int, ...]:
@@ -68,9 +102,7 @@ class Reshape(Op):
     def linearise(self, inputs: Sequence[Array]) -> Linearised:
         x = inputs[0]
         out = self.output_shape([x.shape[1:]])
-        return _Permutation(
-            x.reshape(len(x), *out), lambda v: v[0].reshape(len(v[0]), *out), lambda u: (u.reshape(x.shape),)
-        )
+        return _Reshaped(x.reshape(len(x), *out), tuple(x.shape[1:]))
 
     def lipschitz(self) -> float:
         return 1.0
@@ -116,9 +148,7 @@ class Permute(Op):
         x = inputs[0]
         axes = (0, *(d + 1 for d in self._order(x.ndim - 1)))
         inverse = tuple(int(a) for a in np.argsort(axes))
-        return _Permutation(
-            x.transpose(axes), lambda v: v[0].transpose(axes), lambda u: (np.ascontiguousarray(u.transpose(inverse)),)
-        )
+        return _Permuted(x.transpose(axes), axes, inverse)
 
     def lipschitz(self) -> float:
         return 1.0
@@ -166,11 +196,7 @@ class Concat(Op):
         self.output_shape([x.shape[1:] for x in inputs])
         axis = _axis(self.axis, inputs[0].ndim - 1, "axis") + 1
         cuts = np.cumsum([x.shape[axis] for x in inputs])[:-1]
-        return _Permutation(
-            np.concatenate(inputs, axis=axis),
-            lambda v: np.concatenate(v, axis=axis),
-            lambda u: tuple(np.split(u, cuts, axis=axis)),
-        )
+        return _Concatenated(np.concatenate(inputs, axis=axis), axis, cuts)
 
     def lipschitz(self) -> float:
         return 1.0

@@ -1,11 +1,12 @@
 """Whole models as graphs (service.graph.analysis) against torch float64: each block's Jacobian norm (jacrev and a
 dense SVD), the backward norms ‖∂y/∂t‖₂ at the blocks' ends, ‖∂y/∂x‖₂, and every parameter tensor's loss gradient
 norm (autograd), to 1e-6 relative (issue 19's tolerance; Lanczos runs at rtol 1e-10); and every bound given is at
-least the norm it bounds."""
+least the norm it bounds. The linearisation an executor's task would get (pickled) gives the same products."""
 
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from jacspec.models import GraphNetwork, Network
 from service.analysis import Options, analyse
 from service.graph import analysis
 from service.graph.analysis import GraphAnalysis, analyse_graph
+from service.graph.network import Block, Graph, linearise, stretch
 from service.verdict import Thresholds
 from tests.service.graph.export import Exported, relative, tensor
 
@@ -32,7 +34,22 @@ def _analysed(model: Exported, xs: torch.Tensor, seed: int = 0) -> tuple[GraphAn
     outputs = graph.size(graph.output)
     ys = torch.tensor(np.random.default_rng(seed).standard_normal((len(xs), outputs)))
     x = xs.detach().numpy().reshape(len(xs), -1)
+    _check_pickled(graph, x)
     return analyse_graph(graph, x, ys.numpy(), RTOL, Thresholds()), ys
+
+
+def _check_pickled(graph: Graph, x: np.ndarray) -> None:
+    """The whole graph's linearisation as an executor's task gets it (service.graph.network.Stretch, by plain
+    pickle): its JVP and VJP are the original's, exactly."""
+    lins, stop = linearise(graph, x.reshape(len(x), *graph.shapes[0]))
+    assert stop is None
+    piece = stretch(graph, lins, Block(0, graph.output))
+    clone = pickle.loads(pickle.dumps(piece))
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((len(x), *graph.shapes[0]))
+    u = rng.standard_normal((len(x), *graph.shapes[-1]))
+    assert np.array_equal(clone.jvp(v), piece.jvp(v))
+    assert np.array_equal(clone.vjp(u), piece.vjp(u))
 
 
 def _check(model: Exported, xs: torch.Tensor, blocks: list[list[str]]) -> GraphAnalysis:
