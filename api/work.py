@@ -231,13 +231,16 @@ def analyse_json(source: Shared | bytes, settings: Settings, server_ms: Timings)
     """In a worker: the report of a JSON body too large to validate in the server, given as its bytes in shared
     memory (or through the pipe, when shared memory had no room). It is validated and its size checked here as
     the server checks a smaller one (a 422 or 413 is raised as the server would raise it), and the server is told
-    the request's own deadline (options.max_seconds), which may be tighter than the one it set."""
+    the request's own deadline (options.max_seconds), which may be tighter than the one it set, and the work's
+    estimated seconds (a job's seconds_left)."""
     started = time.perf_counter()
     raw = _read(source, bytes)
     body = validated(AnalysisRequest, raw)
     del raw
-    trials = trials_left(checked_size(body, settings), settings)
+    work = checked_size(body, settings)
+    trials = trials_left(work, settings)
     tell(deadline(settings, body.options))
+    tell(Progress(0, None, "stages" if body.network.graph is None else "blocks", work.seconds))  # a job's ETA
     parse_ms = server_ms["parse"] + (time.perf_counter() - started) * 1e3
     return analyse_model(body, trials, {**server_ms, "parse": parse_ms})
 

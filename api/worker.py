@@ -75,11 +75,13 @@ class Note:
 @dataclass(frozen=True)
 class Progress:
     """What a task tells of its progress: ``done`` of ``total`` parts, counted in ``unit`` ("layers", "blocks",
-    "tensors" or "stages"); ``total`` None while unknown."""
+    "tensors" or "stages"); ``total`` None while unknown. ``seconds``: the work's estimated seconds of one core
+    (``service.cost``), told once by a task that learns it (a JSON body validated in the worker), else None."""
 
     done: int
     total: int | None
     unit: str
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -120,11 +120,14 @@ def replayed(app: FastAPI, content_type: str, body: bytes) -> Request:
 
 @dataclass
 class _Live:
-    """A running job's latest progress, as its worker told it (written to the database by the heartbeat)."""
+    """A running job's latest progress, as its worker told it (written to the database by the heartbeat), with
+    the estimated seconds its worker told once (kept through the later progress)."""
 
     progress: Progress | None = None
 
     def told(self, progress: Progress) -> None:
+        if progress.seconds is None and self.progress is not None:
+            progress = replace(progress, seconds=self.progress.seconds)
         self.progress = progress
 
 
@@ -276,7 +279,9 @@ class Jobs:
             await sleep(HEARTBEAT_S)
             latest = live.progress
             if latest is not None and latest != written:
-                alive = await to_thread.run_sync(self.store.progress, job_id, latest.done, latest.total, latest.unit)
+                alive = await to_thread.run_sync(
+                    self.store.progress, job_id, latest.done, latest.total, latest.unit, latest.seconds
+                )
                 written = latest
             elif time.monotonic() - renewed > self.settings.job_lease_seconds / 3:
                 alive = await to_thread.run_sync(self.store.renew, job_id)

@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from safetensors.numpy import save
 
-from api.compute import ComputePool
+from api.compute import SHARED_BYTES, ComputePool
 from tests.helpers import served
 
 pytestmark = pytest.mark.anyio
@@ -135,6 +135,21 @@ async def test_job_report_equals_the_synchronous_report_and_progress_is_streamed
     assert job["status"] == "succeeded"
     assert job["report"] == json.loads(report.content)
     assert job["started_at"] <= job["finished_at"]
+
+
+async def test_a_body_validated_in_the_worker_gets_its_seconds_left_once_validated(
+    jobs_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = jobs_app
+    body = json.dumps(MEDIUM).encode() + b" " * SHARED_BYTES  # whitespace: too large to validate in the server
+    created = await client.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+    assert created.status_code == 202, created.text
+    stream = await events(client, created.json()["id"])
+    assert stream[-1][1]["status"] == "succeeded"
+    under_way = [data["progress"] for _, data in stream if data["status"] == "running" and data["progress"]["total"]]
+    assert under_way  # once the worker has validated the body
+    assert all(p["seconds_left"] is not None for p in under_way), under_way
+    assert under_way[-1]["seconds_left"] < under_way[0]["seconds_left"]
 
 
 async def test_a_failed_job_carries_the_problem_of_the_synchronous_route(
