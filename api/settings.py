@@ -128,7 +128,8 @@ class Settings(BaseSettings):
     cluster: str | None = Field(
         None,
         description="Address of a Dask scheduler (`tcp://host:8786`): jobs then run on its workers; empty: on this"
-        " server's compute workers.",
+        " server's compute workers. The server starts without the scheduler answering and reconnects when it goes"
+        " away; jobs wait queued meanwhile (`cluster` in /readyz).",
     )
 
     @field_validator("api_keys", "cors_origins", mode="before")
