@@ -125,6 +125,14 @@ class Settings(BaseSettings):
         description="A running job's lease, renewed by its runner every third of it; a job whose lease has run out"
         " (its server died) is marked failed (`job-interrupted`) by any replica.",
     )
+    events_keep_alive_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Seconds of quiet after which GET /v1/jobs/{id}/events sends a `: keep-alive` comment, so that"
+        " a proxy on the way does not close a stream with nothing to tell: keep it under the shortest idle timeout"
+        " between the server and its clients.",
+    )
     cluster: str | None = Field(
         None,
         description="Address of a Dask scheduler (`tcp://host:8786`): jobs then run on its workers; empty: on this"
