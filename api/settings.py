@@ -146,6 +146,14 @@ class Settings(BaseSettings):
         """A JSON list, or comma-separated values (blank entries dropped), when given as a string."""
         return split_list(value) if isinstance(value, str) else value
 
+    @field_validator("cluster")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        """An empty (or blank) JACSPEC_CLUSTER means no cluster, as the table says, not an address."""
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
     @field_validator("api_keys")
     @classmethod
     def _no_blank_key(cls, keys: list[SecretStr]) -> list[SecretStr]:
