@@ -35,9 +35,11 @@ DOCS_ASSETS_URL = "/static/docs"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app with ``settings`` (by default read from the JACSPEC_* environment variables).
 
-    Its lifespan migrates the database (JACSPEC_DATABASE_URL, in a thread), starts the compute workers and the
-    job runners (``api.jobs``), and marks the app ready; at shutdown it stops the runners (a job still running
-    goes back to the queue), the workers, and closes the metrics and the database's connections.
+    Its lifespan migrates the database (JACSPEC_DATABASE_URL, in a thread), starts the compute workers, the jobs'
+    executor (with JACSPEC_CLUSTER, its connection to the scheduler, kept in the background: the app starts even
+    when the scheduler does not answer) and the job runners (``api.jobs``), and marks the app ready; at shutdown it
+    stops the runners (a job still running goes back to the queue), the executor, the workers, and closes the
+    metrics and the database's connections.
     """
     settings = settings or Settings()
     meters = Metrics()
@@ -52,8 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(migrate, settings.database_url, engine)
         await compute.start()
-        await app.state.jobs.executor.start()
-        async with create_task_group() as background:
+        async with app.state.jobs.executor.serving(), create_task_group() as background:
             background.start_soon(app.state.jobs.serve)
             app.state.ready = True
             try:
@@ -61,7 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 app.state.ready = False
                 background.cancel_scope.cancel()
-        await app.state.jobs.executor.close()
         await compute.close()
         meters.close()
         engine.dispose()

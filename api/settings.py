@@ -131,10 +131,19 @@ class Settings(BaseSettings):
         description="A running job's lease, renewed by its runner every third of it; a job whose lease has run out"
         " (its server died) is marked failed (`job-interrupted`) by any replica.",
     )
+    events_keep_alive_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Seconds of quiet after which GET /v1/jobs/{id}/events sends a `: keep-alive` comment, so that"
+        " a proxy on the way does not close a stream with nothing to tell: keep it under the shortest idle timeout"
+        " between the server and its clients.",
+    )
     cluster: str | None = Field(
         None,
         description="Address of a Dask scheduler (`tcp://host:8786`): jobs then run on its workers; empty: on this"
-        " server's compute workers.",
+        " server's compute workers. The server starts without the scheduler answering and reconnects when it goes"
+        " away; jobs wait queued meanwhile (`cluster` in /readyz).",
     )
 
     @field_validator("api_keys", "cors_origins", mode="before")
@@ -142,6 +151,14 @@ class Settings(BaseSettings):
     def _split_list(cls, value: Any) -> Any:
         """A JSON list, or comma-separated values (blank entries dropped), when given as a string."""
         return split_list(value) if isinstance(value, str) else value
+
+    @field_validator("cluster")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        """An empty (or blank) JACSPEC_CLUSTER means no cluster, as the table says, not an address."""
+        if value is None or not value.strip():
+            return None
+        return value.strip()
 
     @field_validator("api_keys")
     @classmethod

@@ -31,10 +31,10 @@ def _environment() -> dict[str, str]:
 
 
 @contextmanager
-def dask_cluster(workers: int = 1, nthreads: int = 2) -> Iterator[str]:
-    """The scheduler's address (``tcp://127.0.0.1:<port>``) once ``workers`` workers of ``nthreads`` threads each
-    have joined it."""
-    port = _free_port()
+def dask_cluster(workers: int = 1, nthreads: int = 2, port: int | None = None) -> Iterator[str]:
+    """The scheduler's address (``tcp://127.0.0.1:<port>``, on ``port`` or a free one) once ``workers`` workers of
+    ``nthreads`` threads each have joined it."""
+    port = port or _free_port()
     address = f"tcp://127.0.0.1:{port}"
     common = ["--no-dashboard"]
     environment = _environment()

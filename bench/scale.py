@@ -58,6 +58,7 @@ async def app_client(directory: Path, cluster: str | None) -> AsyncIterator[http
     async with app.router.lifespan_context(app):
         if isinstance(app.state.jobs.executor, DaskExecutor):
             app.state.jobs.executor.spread_min_flops = 0.0
+            await app.state.jobs.executor.ready()  # connected in the background: not counted in a job's seconds
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=3600.0) as client:
             yield client

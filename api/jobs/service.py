@@ -7,6 +7,10 @@ progress (at most every HEARTBEAT_S) and renews its lease; a heartbeat that find
 was cancelled, here or on another replica) cancels the work. A sweeper marks failed (``job-interrupted``) the
 running jobs whose lease has expired — their server died — and deletes finished jobs older than
 JACSPEC_RETENTION_SECONDS. At shutdown a job still running goes back to the queue.
+
+A runner claims a job only once the executor is ready (``Executor.ready``: a cluster's scheduler connected), so
+that while the cluster is away the jobs stay queued instead of failing one after another; a job claimed just as
+the connection went (``UnavailableError``: nothing of it ran) goes back to the queue.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from starlette.requests import Request
 
 from api import work
 from api.encode import EncodedReport
-from api.jobs.executor import Executor
+from api.jobs.executor import Executor, UnavailableError
 from api.problems import ProblemError, from_invalid_input
 from api.settings import Settings
 from api.store import runs
@@ -191,7 +195,9 @@ class Jobs:
         return await to_thread.run_sync(self.store.purge, cutoff) + points
 
     async def _runner(self) -> None:
+        """Claim the oldest queued job and run it, over and over, each time once the executor is ready."""
         while True:
+            await self.executor.ready()
             claimed = await to_thread.run_sync(self.store.claim_next)
             if claimed is None:
                 with move_on_after(IDLE_POLL_S):
@@ -221,6 +227,10 @@ class Jobs:
             pending = await work.receive(request, self.limits, None)
             await to_thread.run_sync(self.store.progress, claimed.id, 0, None, "layers", pending.seconds)
             report = await self._watched(claimed.id, pending, request, live, scope)
+        except UnavailableError as exc:
+            logger.info("job %s goes back to the queue: %s", claimed.id, exc)
+            await to_thread.run_sync(self.store.requeue, claimed.id)
+            return
         except (ProblemError, InvalidInputError) as exc:
             problem = exc.problem if isinstance(exc, ProblemError) else from_invalid_input(exc).problem
             await to_thread.run_sync(self.store.fail, claimed.id, problem_json(problem))

@@ -28,7 +28,6 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 
 EVENTS_POLL_S = 0.3
 """How often the event stream reads the job from the database (any replica may be running it)."""
-KEEP_ALIVE_S = 15.0
 PENDING_RETRY_S = 10
 """The Retry-After of a 429 for too many pending jobs."""
 
@@ -209,17 +208,19 @@ async def cancel_job(jobs: JobsDep, owner: OwnerDep, id: JobId) -> Response:
     summary="A job's progress as server-sent events",
     description="`event: progress` with the Job (no report) at once and whenever its status or progress changes; "
     "after the one with a final status, `event: end` with the same Job, and the stream ends. A `: keep-alive` "
-    "comment every 15 s.",
+    "comment after JACSPEC_EVENTS_KEEP_ALIVE_SECONDS (15 by default) without any.",
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}, **problem_responses(404, 422)},
 )
-async def job_events(jobs: JobsDep, owner: OwnerDep, id: JobId) -> StreamingResponse:
+async def job_events(settings: SettingsDep, jobs: JobsDep, owner: OwnerDep, id: JobId) -> StreamingResponse:
     first = await _record(jobs, owner, id)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_events(jobs, owner, first), media_type="text/event-stream", headers=headers)
+    stream = _events(jobs, owner, first, settings.events_keep_alive_seconds)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
-async def _events(jobs: Jobs, owner: str, record: JobRecord | None) -> AsyncIterator[bytes]:
-    """The job's changes as events, read from the database every EVENTS_POLL_S, until a final status."""
+async def _events(jobs: Jobs, owner: str, record: JobRecord | None, keep_alive: float) -> AsyncIterator[bytes]:
+    """The job's changes as events, read from the database every EVENTS_POLL_S, until a final status; a
+    ``: keep-alive`` comment once ``keep_alive`` seconds of polls have told nothing new (rounded up to a poll)."""
     sent: Any = None
     quiet = 0.0
     while record is not None:
@@ -232,7 +233,7 @@ async def _events(jobs: Jobs, owner: str, record: JobRecord | None) -> AsyncIter
             if record.status in FINAL:
                 yield f"event: end\ndata: {text}\n\n".encode()
                 return
-        elif quiet >= KEEP_ALIVE_S:
+        elif quiet >= keep_alive:
             quiet = 0.0
             yield b": keep-alive\n\n"
         await sleep(EVENTS_POLL_S)

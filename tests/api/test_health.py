@@ -19,4 +19,4 @@ async def test_healthz_reports_version(client: httpx.AsyncClient) -> None:
 async def test_readyz_once_started(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["status"] == "ready"
+    assert response.json() == {"status": "ready", "version": __version__}  # no "cluster": jobs run here

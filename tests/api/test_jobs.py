@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from safetensors.numpy import save
 
 from api.compute import SHARED_BYTES, ComputePool
-from tests.helpers import served
+from tests.helpers import running_server, served
 
 pytestmark = pytest.mark.anyio
 
@@ -422,3 +423,31 @@ async def test_a_key_whose_pending_bodies_are_too_large_gets_a_429_then_room_onc
         refused = await client.post("/v1/jobs", content=too_large, headers={"content-type": "application/json"})
         assert refused.status_code == 413
         assert "JACSPEC_MAX_PENDING_JOB_BYTES" in refused.json()["detail"]
+
+
+async def test_a_quiet_event_stream_gets_keep_alive_comments_then_its_end(tmp_path: Path) -> None:
+    """Over real HTTP (``python -m api``; the in-process transport hands a response over only once it has ended):
+    a job that stays queued (no runner) sends nothing new, so its stream carries `: keep-alive` comments, each
+    within the read timeout; cancelled, the stream still gives the final event and ends."""
+    database = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    env = {"JACSPEC_JOB_RUNNERS": "0", "JACSPEC_EVENTS_KEEP_ALIVE_SECONDS": "0.3", "JACSPEC_DATABASE_URL": database}
+    with running_server(**env) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+            job_id = await submit(client, SMALL)
+            lines: list[str] = []
+            async with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    lines.append(line)
+                    if line == ": keep-alive" and lines.count(line) == 3:
+                        assert (await client.delete(f"/v1/jobs/{job_id}")).status_code == 200
+    last = len(lines) - 1 - lines[::-1].index("event: progress")
+    first, quiet, ending = lines[:3], lines[3:last], lines[last:]
+    assert first[0] == "event: progress"
+    assert json.loads(first[1].removeprefix("data: "))["status"] == "queued"
+    assert first[2] == ""
+    assert len(quiet) >= 6
+    assert quiet == [": keep-alive", ""] * (len(quiet) // 2)  # nothing but comments while the job stayed queued
+    assert [line.split(":")[0] for line in ending] == ["event", "data", "", "event", "data", ""]
+    assert ending[3] == "event: end"
+    assert json.loads(ending[4].removeprefix("data: "))["status"] == "cancelled"

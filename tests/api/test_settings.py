@@ -42,6 +42,12 @@ def test_empty_env_is_an_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().api_keys == []
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_cluster_is_none(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("JACSPEC_CLUSTER", value)
+    assert Settings().cluster is None
+
+
 def test_keys_are_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACSPEC_API_KEYS", KEY)
     settings = Settings()

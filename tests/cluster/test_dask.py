@@ -67,6 +67,8 @@ async def cluster_app(cluster: str, tmp_path: Path) -> AsyncIterator[tuple[FastA
         executor = app.state.jobs.executor
         assert isinstance(executor, DaskExecutor)
         executor.spread_min_flops = 0.0  # spread even this small chain's layers over the cluster
+        with anyio.fail_after(60.0):
+            await executor.ready()  # the client connects in the background once the app has started
         yield app, client
 
 

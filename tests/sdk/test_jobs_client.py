@@ -5,14 +5,21 @@ cancelled job raises JobError, a failed job raises the synchronous route's typed
 from __future__ import annotations
 
 import math
+import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pydantic
 import pytest
 
 import jacspec
+from jacspec._jobs import EventParser
 from jacspec.models import AnalysisReport, AnalysisRequest
+from tests.helpers import running_server
 
 WAIT_S = 60.0
 
@@ -166,3 +173,82 @@ def test_runs_keep_the_jobs_points_and_compare_them(client: jacspec.Client) -> N
     client.runs.delete(run)
     with pytest.raises(jacspec.NotFoundError):
         client.runs.retrieve(run)
+
+
+class Recorded(httpx.SyncByteStream):
+    """A response body read as it arrives, every chunk also kept in ``seen``."""
+
+    def __init__(self, stream: httpx.SyncByteStream, seen: bytearray) -> None:
+        self.stream, self.seen = stream, seen
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.stream:
+            self.seen.extend(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class Recording(httpx.BaseTransport):
+    """httpx's own transport to the real server, keeping the bytes of every response body the client reads."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.seen = bytearray()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        stream = Recorded(response.stream, self.seen)
+        return httpx.Response(
+            response.status_code, headers=response.headers, stream=stream, extensions=response.extensions
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_events_pass_over_keep_alive_comments(tmp_path: Path) -> None:
+    """A queued job (the server has no runner) streams `: keep-alive` comments every 0.3 s; ``jobs.events`` yields
+    the queued state, nothing for the comments, then the cancelled state, and ends."""
+    database = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    env = {"JACSPEC_JOB_RUNNERS": "0", "JACSPEC_EVENTS_KEEP_ALIVE_SECONDS": "0.3", "JACSPEC_DATABASE_URL": database}
+    recording = Recording()
+    with (
+        running_server(**env) as url,
+        httpx.Client(transport=recording, timeout=10.0) as http,
+        ThreadPoolExecutor(1) as thread,
+    ):
+        client = jacspec.Client(base_url=url, max_retries=0, http_client=http)
+        job = client.jobs.create(chain(8, 3))
+        states = client.jobs.events(job.id)
+        assert next(states).status == "queued"
+        following = thread.submit(next, states)  # blocks reading the stream: comments only, until the cancel
+        deadline = time.monotonic() + WAIT_S
+        while bytes(recording.seen).count(b"\n: keep-alive\n\n") < 2:
+            assert time.monotonic() < deadline, bytes(recording.seen)
+            assert not following.done()
+            time.sleep(0.05)
+        jacspec.Client(base_url=url, max_retries=0).jobs.cancel(job.id)
+        assert following.result(timeout=WAIT_S).status == "cancelled"
+        assert list(states) == []
+    seen = bytes(recording.seen)
+    assert seen.index(b": keep-alive") < seen.index(b"event: end\n")
+
+
+def test_the_event_parser_skips_comments_also_within_an_event() -> None:
+    parser = EventParser()
+    lines = [
+        ": keep-alive",
+        "",
+        "event: progress",
+        ": inside",
+        'data: {"a": 1}',
+        ":",
+        "data: 2",
+        "",
+        ": keep-alive",
+        "",
+    ]
+    assert [event for line in lines if (event := parser.feed(line)) is not None] == [("progress", '{"a": 1}\n2')]

@@ -75,7 +75,7 @@ class Job(BaseModel):
     error: Problem | None = Field(
         None,
         description="Why it failed: the problem the synchronous route would have answered, or type "
-        "`urn:jacspec:problem:job-interrupted` when the server stopped while it ran.",
+        "`urn:jacspec:problem:job-interrupted` when the server stopped, or lost its Dask scheduler, while it ran.",
     )
 
 
