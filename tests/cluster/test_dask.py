@@ -23,7 +23,7 @@ from safetensors.numpy import save
 from api.compute import SHARED_BYTES
 from api.jobs.dask import DaskExecutor, ScatteringExecutor
 from bench._cluster import dask_cluster, finished_tasks, running_tasks
-from tests.api.test_jobs import FINAL, LONG, parsed_without_timings, submit, wait_for, without_timings
+from tests.api.test_jobs import FINAL, LONG, MEDIUM, parsed_without_timings, submit, wait_for, without_timings
 from tests.helpers import served
 
 pytestmark = pytest.mark.anyio
@@ -93,6 +93,30 @@ async def test_a_job_on_the_cluster_reports_what_the_synchronous_route_does(
     progress = job["progress"]
     assert progress["unit"] == "stages"
     assert 0 < progress["done"] == progress["total"] == 2 * layers + 1
+
+
+async def test_a_json_body_validated_on_the_cluster_reports_what_the_synchronous_route_does(
+    cluster_app: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """A JSON body over api.compute.SHARED_BYTES (whitespace): scattered as bytes, validated in the job's task,
+    which tells the estimate (seconds_left) through the cluster's events."""
+    _, client = cluster_app
+    body = json.dumps(MEDIUM).encode() + b" " * SHARED_BYTES
+    submitted = await client.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    seen = []
+    with anyio.fail_after(60.0):
+        while (job := (await client.get(f"/v1/jobs/{job_id}")).json())["status"] not in FINAL:
+            seen.append(job["progress"])
+            await anyio.sleep(0.02)
+    assert job["status"] == "succeeded", job
+    synchronous = await client.post("/v1/analyses", json=MEDIUM)
+    report = await client.get(f"/v1/jobs/{job_id}/report")
+    assert without_timings(report.content) == without_timings(synchronous.content)
+    told = [p for p in seen if p["total"] is not None and p["done"] < p["total"]]
+    assert told, seen  # MEDIUM's stages take long enough to be seen under way
+    assert all(p["seconds_left"] is not None for p in told), seen
 
 
 @pytest.mark.parametrize("outputs", [2, 300])
