@@ -89,6 +89,15 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "jacspec.jobs" and r.levelno == level]
 
 
+async def succeeds_connected(client: httpx.AsyncClient, job_id: str, synchronous: bytes) -> None:
+    """The job succeeds with the synchronous report (timings apart), and the app says the cluster is connected."""
+    job = await wait_for(client, job_id, FINAL)
+    assert job["status"] == "succeeded", job
+    report = await client.get(f"/v1/jobs/{job_id}/report")
+    assert without_timings(report.content) == without_timings(synchronous)
+    assert await cluster_state(client) == "connected"
+
+
 async def test_the_app_starts_without_its_scheduler_and_runs_the_queued_job_once_one_answers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -108,11 +117,7 @@ async def test_the_app_starts_without_its_scheduler_and_runs_the_queued_job_once
         assert await cluster_state(client) == "disconnected"
 
         async with cluster_on(port):
-            job = await wait_for(client, job_id, FINAL)
-            assert job["status"] == "succeeded", job
-            report = await client.get(f"/v1/jobs/{job_id}/report")
-            assert without_timings(report.content) == without_timings(synchronous.content)
-            assert await cluster_state(client) == "connected"
+            await succeeds_connected(client, job_id, synchronous.content)
     unreachable = [m for m in messages(caplog, logging.WARNING) if m.startswith("cannot reach the Dask scheduler")]
     assert len(unreachable) == 1, messages(caplog, logging.WARNING)
     assert sum(m.startswith("connected to the Dask scheduler") for m in messages(caplog, logging.INFO)) == 1
@@ -145,11 +150,7 @@ async def test_a_lost_scheduler_fails_the_job_it_ran_and_the_next_job_waits_for_
         await still_queued(client, later)
 
         async with cluster_on(port):
-            job = await wait_for(client, later, FINAL)
-            assert job["status"] == "succeeded", job
-            report = await client.get(f"/v1/jobs/{later}/report")
-            assert without_timings(report.content) == without_timings(synchronous.content)
-            assert await cluster_state(client) == "connected"
+            await succeeds_connected(client, later, synchronous.content)
             lost = [m for m in messages(caplog, logging.WARNING) if m.startswith("lost the Dask scheduler")]
             assert len(lost) == 1, messages(caplog, logging.WARNING)
 

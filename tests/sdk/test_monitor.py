@@ -137,11 +137,10 @@ class Regression(lightning.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
-def test_the_lightning_callback_keeps_five_points(client: jacspec.Client) -> None:
-    run = f"lightning-{uuid.uuid4().hex[:12]}"
-    callback = JacspecCallback(client, run=run, every=EVERY, inputs={"count": 8}, module="net")
+def fit(module: lightning.LightningModule, callback: JacspecCallback, steps: int) -> lightning.Trainer:
+    """``module`` trained on :func:`batches` for ``steps`` steps by a quiet CPU Trainer with ``callback``."""
     trainer = lightning.Trainer(
-        max_steps=STEPS,
+        max_steps=steps,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -149,9 +148,16 @@ def test_the_lightning_callback_keeps_five_points(client: jacspec.Client) -> Non
         enable_model_summary=False,
         callbacks=[callback],
     )
-    module = Regression()
     x, y = (torch.cat(parts) for parts in zip(*batches(), strict=True))
     trainer.fit(module, train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=32))
+    return trainer
+
+
+def test_the_lightning_callback_keeps_five_points(client: jacspec.Client) -> None:
+    run = f"lightning-{uuid.uuid4().hex[:12]}"
+    callback = JacspecCallback(client, run=run, every=EVERY, inputs={"count": 8}, module="net")
+    module = Regression()
+    fit(module, callback, STEPS)
     assert callback.monitor is not None
     assert callback.monitor.errors == []
     reports = finished(client, callback.monitor)
@@ -166,18 +172,7 @@ def test_the_lightning_callback_keeps_five_points(client: jacspec.Client) -> Non
 
 def test_a_callback_watching_a_missing_module_never_stops_the_training(caplog: pytest.LogCaptureFixture) -> None:
     callback = JacspecCallback(jacspec.Client(base_url="http://127.0.0.1:9"), run="never", module="missing")
-    trainer = lightning.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
-    )
-    x, y = (torch.cat(parts) for parts in zip(*batches(), strict=True))
-    trainer.fit(Regression(), train_dataloaders=DataLoader(TensorDataset(x, y), batch_size=32))
-    assert trainer.global_step == 3
+    assert fit(Regression(), callback, 3).global_step == 3
     assert callback.monitor is None
     assert [type(error) for error in callback.errors] == [AttributeError]  # once, not at every step
     assert "the monitor could not be made" in caplog.text
