@@ -91,3 +91,15 @@ def test_the_run_view_shows_the_runs_numbers_and_a_clicked_step(
     assert screenshot.read_bytes().startswith(b"\x89PNG")
     assert [url for url in browser.requested_urls() if not url.startswith(f"{server_url}/")] == []
     assert browser.exceptions() == []
+
+
+def test_the_page_lists_the_runs_when_it_opens(browser: Chromium, server_url: str) -> None:
+    run = f"listed-{uuid.uuid4().hex[:8]}"
+    _make_run(server_url, run)
+    browser.navigate(f"{server_url}/")
+    browser.wait_for("document.documentElement.dataset.ready === 'true'")
+    listed = browser.evaluate(READ_RUN)["listed"]
+    assert run in listed
+    names = [info["run"] for info in httpx.get(f"{server_url}/v1/runs?limit=100", timeout=30).json()["runs"]]
+    assert listed == names  # the API's order: most recently updated first
+    assert browser.exceptions() == []

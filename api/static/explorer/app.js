@@ -648,8 +648,10 @@ async function start() {
     showRequest();
   });
   $("scheme").addEventListener("change", describeScheme);
-  $("api-key").addEventListener("change", () => {
-    if (!catalog.loaded) startCatalog();
+  $("api-key").addEventListener("change", async () => {
+    if (catalog.loaded) return;
+    await startCatalog();
+    if (catalog.loaded) loadRuns();
   });
   $("copy-curl").addEventListener("click", copyCurl);
   let pending = false;
@@ -666,11 +668,10 @@ async function start() {
   const shared = restore();
   showRequest();
   await startCatalog();
+  if (catalog.loaded) await loadRuns(); // not before a key the server wants is entered
   const run = new URLSearchParams(location.search).get("run");
-  if (run) {
-    await loadRuns();
-    await openRun(run);
-  } else if (shared) analyse();
+  if (run) await openRun(run);
+  else if (shared) analyse();
   document.documentElement.dataset.ready = "true";
 }
 
