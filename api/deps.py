@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from api.compute import ComputePool
+from api.jobs.executor import ClusterState
 from api.metrics import Metrics
 from api.settings import Settings
 
@@ -36,6 +37,12 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
+def get_cluster(request: Request) -> ClusterState | None:
+    """Whether the jobs' Dask cluster is connected ("connected", "disconnected"); None without a cluster."""
+    state: ClusterState | None = request.app.state.jobs.executor.cluster
+    return state
+
+
 def is_ready(request: Request) -> bool:
     """Whether the app's lifespan has started it and not yet stopped it."""
     return bool(getattr(request.app.state, "ready", False))
@@ -46,3 +53,4 @@ ComputeDep = Annotated[ComputePool, Depends(get_compute)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ReadyDep = Annotated[bool, Depends(is_ready)]
+ClusterDep = Annotated[ClusterState | None, Depends(get_cluster)]
