@@ -1,4 +1,7 @@
-"""``python -m api``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by default) with JACSPEC_WORKERS processes.
+"""``python -m api [--host H] [--port P] [--workers N]``: serve on JACSPEC_HOST:JACSPEC_PORT (127.0.0.1:8000 by
+default) with JACSPEC_WORKERS processes; an option given sets its variable (for this process and its workers).
+Every other setting is its JACSPEC_* variable alone (docs/operations.md); an unknown option, or a setting that is
+not valid, ends it with a message and exit status 2.
 
 It serves ``api.main:create_app`` with granian (HTTP/1.1 only) after setting ``ONE_BLAS_THREAD`` in the
 environment, which granian's worker processes inherit (the Dockerfile's ``ENV`` sets the same), and is the
@@ -16,16 +19,18 @@ the workers' metrics meet (see ``api.metrics``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
 from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.server import MPServer, MTServer, Server
+from pydantic import ValidationError
 
 from api.logs import log_config
 from api.settings import Settings
@@ -37,13 +42,35 @@ cores go to the compute workers instead (``api.compute``; ``api.worker`` sets th
 is first imported."""
 
 
-def main() -> None:
+OPTIONS = {"host": "JACSPEC_HOST", "port": "JACSPEC_PORT", "workers": "JACSPEC_WORKERS"}
+"""The command line's options and the settings' variables they set."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    for option, value in vars(parser.parse_args(argv)).items():
+        if value is not None:
+            os.environ[OPTIONS[option]] = value
     for name, value in ONE_BLAS_THREAD.items():
         os.environ.setdefault(name, value)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        parser.error("; ".join(f"JACSPEC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()))
     signal.signal(signal.SIGTERM, _stopped)
     with _shared_metrics(settings.workers):
         server(settings).serve()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m api",
+        description="Serve jacspec. Every setting is a JACSPEC_* environment variable (docs/operations.md); these"
+        " options set the three most often changed.",
+    )
+    for option, variable in OPTIONS.items():
+        parser.add_argument(f"--{option}", metavar=option.upper(), help=f"sets {variable}")
+    return parser
 
 
 def server(settings: Settings) -> MPServer | MTServer:

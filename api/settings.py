@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     """``hide_input_in_errors``: a malformed JACSPEC_API_KEYS must not be printed in the error that refuses it."""
 
     host: str = Field("127.0.0.1", description="Interface `python -m api` listens on.")
-    port: int = Field(8000, description="Port `python -m api` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `python -m api` listens on.")
     max_body_bytes: int = Field(256 * 2**20, ge=1, description="Largest request body accepted; larger → 413.")
     body_budget_bytes: int = Field(
         512 * 2**20,

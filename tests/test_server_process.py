@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from safetensors.numpy import save
+
+from tests.helpers import ROOT, free_port, stop, wait_healthy
 
 
 def test_serves_an_analysis(server_url: str) -> None:
@@ -35,3 +41,20 @@ def test_serves_a_large_upload_read_in_many_chunks(server_url: str) -> None:
     assert response.status_code == 200, response.text
     expected = float(np.linalg.norm(weight.astype(np.float64), 2))
     assert response.json()["layers"][0]["weight_norm"] == pytest.approx(expected, rel=1e-8)
+
+
+def test_the_command_line_sets_the_port_and_refuses_what_it_does_not_know(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "JACSPEC_DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.sqlite3'}", "JACSPEC_WORKERS": "1"}
+    env.pop("JACSPEC_PORT", None)
+    process = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port)], cwd=ROOT, env=env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", [process], lambda: "python -m api --port did not serve there")
+    finally:
+        stop(process)
+    for argv, said in ((["--prot", "8001"], "unrecognized arguments: --prot"), (["--port", "99999"], "JACSPEC_PORT")):
+        command = [sys.executable, "-m", "api", *argv]
+        refused = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2
+        assert said in refused.stderr
+        assert "usage: python -m api" in refused.stderr
