@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,7 +47,8 @@ OPTIONS = {"host": "JACSPEC_HOST", "port": "JACSPEC_PORT", "workers": "JACSPEC_W
 """The command line's options and the settings' variables they set."""
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] = ()) -> None:
+    """Serve, with the command line's options ``argv`` (none when called from Python)."""
     parser = _parser()
     for option, value in vars(parser.parse_args(argv)).items():
         if value is not None:
@@ -116,4 +118,4 @@ def _shared_metrics(workers: int) -> Iterator[None]:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -90,10 +90,12 @@ def test_a_directory_given_is_used_and_kept(
     assert os.environ[MULTIPROC_DIR] == str(tmp_path)
 
 
-def test_workers_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_must_be_positive(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("JACSPEC_WORKERS", "0")
-    with pytest.raises(ValueError, match="workers"):
+    with pytest.raises(SystemExit) as refused:
         serve.main()
+    assert refused.value.code == 2
+    assert "JACSPEC_WORKERS: Input should be greater than or equal to 1" in capsys.readouterr().err
 
 
 def test_sigterm_ends_with_status_0(monkeypatch: pytest.MonkeyPatch) -> None:
