@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     meters = Metrics()
-    workers = settings.compute_workers or max(1, available_cores() // settings.workers)
+    workers = compute_workers(settings)
     compute = MeteredComputePool(
         meters, workers, settings.queue_timeout, settings.queue_size, settings.worker_memory_bytes
     )
@@ -89,6 +89,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     _add_middleware(app, settings)
     return app
+
+
+def compute_workers(settings: Settings) -> int:
+    """JACSPEC_COMPUTE_WORKERS (by default the available cores divided by JACSPEC_WORKERS), and at least one more
+    than JACSPEC_JOB_RUNNERS when the jobs run here (no JACSPEC_CLUSTER): they share the workers with POST
+    /v1/analyses, and a job (up to an hour) must never hold the last one."""
+    workers = settings.compute_workers or max(1, available_cores() // settings.workers)
+    local_runners = 0 if settings.cluster is not None else settings.job_runners
+    return max(workers, local_runners + 1)
 
 
 def _include_routers(app: FastAPI, settings: Settings) -> None:

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="Compute worker processes per server process, one analysis each at a time; empty: the "
-        "available cores divided by JACSPEC_WORKERS (at least 1).",
+        "available cores divided by JACSPEC_WORKERS (at least 1). Without JACSPEC_CLUSTER, at least "
+        "JACSPEC_JOB_RUNNERS + 1 either way, so that running jobs never hold every worker.",
     )
     queue_timeout: float = Field(
         10.0, gt=0, description="Seconds a request may wait for a compute worker; longer → 503 with Retry-After."
@@ -100,7 +101,8 @@ class Settings(BaseSettings):
         1,
         ge=0,
         description="Jobs this server process computes at once; they share the compute workers with POST"
-        " /v1/analyses (0: this process only accepts jobs, another replica runs them).",
+        " /v1/analyses, which always keeps one of them (0: this process only accepts jobs, another replica runs"
+        " them).",
     )
     job_max_flops: float | None = Field(
         None,

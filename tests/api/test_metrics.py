@@ -84,7 +84,7 @@ async def post_bounds(client: httpx.AsyncClient) -> None:
 
 
 async def test_slot_gauges_follow_a_held_slot_and_a_waiting_request() -> None:
-    async with served(compute_workers=1, queue_timeout=600, queue_size=1) as (app, client):
+    async with served(compute_workers=1, job_runners=0, queue_timeout=600, queue_size=1) as (app, client):
         with anyio.fail_after(PATIENCE_S):
             idle = await scrape(client)
             assert value(idle, "jacspec_compute_workers") == 1

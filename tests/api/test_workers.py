@@ -119,7 +119,7 @@ async def test_healthz_and_a_small_analysis_are_answered_while_the_heaviest_admi
 
 
 async def test_past_the_deadline_the_worker_is_replaced_and_the_answer_is_413() -> None:
-    async with served(compute_workers=1, max_seconds=0.5) as (app, client):
+    async with served(compute_workers=1, job_runners=0, max_seconds=0.5) as (app, client):
         before = worker_pids(app.state.compute)
         with anyio.fail_after(PATIENCE_S):
             late = await client.post("/v1/analyses", json=HEAVY)
@@ -160,7 +160,7 @@ async def test_a_client_that_disconnects_frees_its_worker() -> None:
     """At the ASGI level: the body arrives, the analysis starts in the only worker, then ``receive`` says the
     client has gone. The app returns without waiting for the analysis, the worker is replaced, and the next
     request gets a worker."""
-    app = create_app(Settings(compute_workers=1))
+    app = create_app(Settings(compute_workers=1, job_runners=0))  # one worker: no job runner asks for another
     async with app.router.lifespan_context(app):
         pool: ComputePool = app.state.compute
         before = worker_pids(pool)
