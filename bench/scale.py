@@ -44,7 +44,8 @@ def chain(width: int, depth: int, scheme: str = "orthogonal", probes: int = 4) -
 
 @asynccontextmanager
 async def app_client(directory: Path, cluster: str | None) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a fresh app (one compute worker; jobs on ``cluster`` when given), inside its lifespan."""
+    """A client of a fresh app (compute_workers=1, so one worker for the synchronous route and one for the job
+    runner; jobs on ``cluster`` when given), inside its lifespan."""
     database = f"sqlite:///{directory / f'jobs-{time.monotonic_ns()}.sqlite3'}"
     settings = Settings(
         database_url=database,
