@@ -35,7 +35,7 @@ from api.problems import ProblemError, from_invalid_input
 from api.settings import Settings
 from api.store import runs
 from api.store.base import in_session, now
-from api.store.jobs import RUNNING, SUCCEEDED, Claimed, JobRecord, JobStore
+from api.store.jobs import RUNNING, SUCCEEDED, Bound, Claimed, JobRecord, JobStore
 from api.worker import Progress
 from jacspec.models import Problem
 from jacspec.models.jobs import INTERRUPTED
@@ -152,10 +152,13 @@ class Jobs:
         """The stored request read as POST /v1/analyses reads it, with the job limits: its 4xx at once."""
         return await work.receive(replayed(self.app, content_type, body), self.limits, None)
 
-    async def submit(self, owner: str, content_type: str, body: bytes, pending: work.AnalysisWork) -> JobRecord:
-        """A new queued job of ``owner``; an idle runner here is woken at once."""
+    async def submit(
+        self, owner: str, content_type: str, body: bytes, pending: work.AnalysisWork, bound: Bound | None = None
+    ) -> JobRecord:
+        """A new queued job of ``owner`` (``PendingError`` when it would pass ``bound``); an idle runner here is
+        woken at once."""
         run, step = await work.run_and_step(pending)
-        record = await to_thread.run_sync(self.store.create, owner, content_type, body, run, step)
+        record = await to_thread.run_sync(self.store.create, owner, content_type, body, run, step, bound)
         self._wakeup.set()
         self._wakeup = Event()
         return record

@@ -20,7 +20,7 @@ from api.jobs.service import Jobs, job_json, view
 from api.problems import ProblemError, invalid, problem_responses
 from api.routes.analyses import _request_body
 from api.settings import Settings
-from api.store.jobs import FINAL, SUCCEEDED, JobRecord
+from api.store.jobs import FINAL, SUCCEEDED, Bound, JobRecord, PendingError
 from jacspec.models import AnalysisReport, FieldError, Job, JobList, JobStatus, SurveyReport
 from jacspec.models.jobs import JOB_ID_PATTERN
 
@@ -74,33 +74,31 @@ async def _record(jobs: Jobs, owner: str, job_id: str) -> JobRecord:
     responses=problem_responses(400, 408, 413, 415, 422, 429),
 )
 async def create_job(request: Request, settings: SettingsDep, jobs: JobsDep, owner: OwnerDep) -> Response:
-    held = await _refuse_if_too_many(jobs, owner, settings, declared_length(request) or 0)
+    count, held = await to_thread.run_sync(jobs.store.pending, owner)
+    _refuse_if_pending(count, held, declared_length(request) or 0, settings)  # before the body is read
     content_type = request.headers.get("content-type", "")
     body = await read_body(request, settings.max_body_bytes)
-    _refuse_if_over(held, len(body), settings)  # a body of no Content-Length is measured once read
     pending = await jobs.check(content_type, body)
-    record = await jobs.submit(owner, content_type, body, pending)
+    bound = Bound(settings.max_pending_jobs, settings.max_pending_job_bytes)
+    try:
+        record = await jobs.submit(owner, content_type, body, pending, bound)
+    except PendingError as exc:  # another submit of this key came first, or the body had no Content-Length
+        _refuse_if_pending(exc.count, exc.held, len(body), settings)
+        raise
     return Response(job_json(record), 202, media_type=JSON, headers={"Location": f"/v1/jobs/{record.id}"})
 
 
-async def _refuse_if_too_many(jobs: Jobs, owner: str, settings: Settings, size: int) -> int:
-    """429 before the body is read when the key already has JACSPEC_MAX_PENDING_JOBS jobs queued or running, or
-    when their stored requests and this one's declared ``size`` would pass JACSPEC_MAX_PENDING_JOB_BYTES: the
-    database never fills with work nobody can wait for. Returns the bytes the key's pending jobs hold."""
-    count, held = await to_thread.run_sync(jobs.store.pending, owner)
-    if count >= settings.max_pending_jobs:
-        raise _too_many(f"this key already has {count} jobs queued or running (JACSPEC_MAX_PENDING_JOBS)")
-    _refuse_if_over(held, size, settings)
-    return held
-
-
-def _refuse_if_over(held: int, size: int, settings: Settings) -> None:
-    """413 for a body of ``size`` bytes that alone passes JACSPEC_MAX_PENDING_JOB_BYTES; 429 when it would with the
-    ``held`` bytes of the key's pending jobs."""
+def _refuse_if_pending(count: int, held: int, size: int, settings: Settings) -> None:
+    """413 for a body of ``size`` bytes that alone passes JACSPEC_MAX_PENDING_JOB_BYTES; 429 when the key already
+    has ``count`` = JACSPEC_MAX_PENDING_JOBS jobs queued or running, or when their ``held`` bytes and this body's
+    would pass JACSPEC_MAX_PENDING_JOB_BYTES: the database never fills with work nobody can wait for. The store
+    checks again as it inserts (``Bound``), where concurrent submits take turns."""
     limit = settings.max_pending_job_bytes
     if size > limit:
         detail = f"a job's body may be at most {limit} bytes (JACSPEC_MAX_PENDING_JOB_BYTES); this one is {size}"
         raise ProblemError(413, "Content Too Large", detail)
+    if count >= settings.max_pending_jobs:
+        raise _too_many(f"this key already has {count} jobs queued or running (JACSPEC_MAX_PENDING_JOBS)")
     if held + size > limit:
         raise _too_many(
             f"this key's queued and running jobs hold {held} bytes of requests, and this one's {size} would pass "

@@ -10,6 +10,7 @@ guarded by ``status = 'queued'``).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Float,
     Integer,
     LargeBinary,
+    Select,
     String,
     Text,
     and_,
@@ -99,6 +101,22 @@ class Claimed:
     step: int | None = None
 
 
+@dataclass(frozen=True)
+class Bound:
+    """At most ``jobs`` queued or running jobs of one owner, holding at most ``bytes`` of stored requests."""
+
+    jobs: int
+    bytes: int
+
+
+class PendingError(Exception):
+    """A new job would pass its owner's ``Bound``: ``count`` jobs queued or running hold ``held`` bytes without it."""
+
+    def __init__(self, count: int, held: int) -> None:
+        super().__init__(f"{count} jobs queued or running hold {held} bytes")
+        self.count, self.held = count, held
+
+
 _LOST = object()
 """A claim that another runner won."""
 
@@ -106,6 +124,18 @@ _LOST = object()
 def new_id() -> str:
     """``job_`` and 32 random hexadecimal digits."""
     return ID_PREFIX + secrets.token_hex(16)
+
+
+def _pending(owner: str) -> Select[int, int]:
+    """The count of ``owner``'s queued and running jobs, and the bytes of their requests."""
+    return select(func.count(), func.coalesce(func.sum(func.length(JobRow.request)), 0)).where(
+        JobRow.owner == owner, JobRow.status.in_((QUEUED, RUNNING))
+    )
+
+
+def _lock_key(owner: str) -> int:
+    """The owner's PostgreSQL advisory lock: 60 bits of sha256("jacspec-jobs:" + owner), a bigint."""
+    return int(hashlib.sha256(f"jacspec-jobs:{owner}".encode()).hexdigest()[:15], 16)
 
 
 def _record(row: object) -> JobRecord:
@@ -120,9 +150,18 @@ class JobStore:
         self.lease = timedelta(seconds=lease_seconds)
 
     def create(
-        self, owner: str, content_type: str, body: bytes, run: str | None = None, step: int | None = None
+        self,
+        owner: str,
+        content_type: str,
+        body: bytes,
+        run: str | None = None,
+        step: int | None = None,
+        bound: Bound | None = None,
     ) -> JobRecord:
-        """A new queued job of ``owner`` with the request ``body``."""
+        """A new queued job of ``owner`` with the request ``body``; ``PendingError`` (nothing written) when it would
+        pass ``bound``. The check and the insert are one transaction, and the owner's submits take turns through it
+        (SQLite: the insert's write lock, taken before the check reads; PostgreSQL: an advisory lock on the owner),
+        so that concurrent submits cannot all pass a check made before any of them was written."""
         row = JobRow(
             id=new_id(),
             owner=owner,
@@ -136,8 +175,14 @@ class JobStore:
             unit="layers",
         )
         with Session(self.engine) as session, session.begin():
+            if bound is not None and self.engine.dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(_lock_key(owner))))
             session.add(row)
             session.flush()
+            if bound is not None:
+                count, held = session.execute(_pending(owner)).one()
+                if count > bound.jobs or held > bound.bytes:
+                    raise PendingError(int(count) - 1, int(held) - len(body))  # rolls the insert back
             return _record(row)
 
     def get(self, owner: str, job_id: str) -> JobRecord | None:
@@ -148,11 +193,8 @@ class JobStore:
 
     def pending(self, owner: str) -> tuple[int, int]:
         """How many of ``owner``'s jobs are queued or running, and the bytes of their stored requests."""
-        unfinished = select(func.count(), func.coalesce(func.sum(func.length(JobRow.request)), 0)).where(
-            JobRow.owner == owner, JobRow.status.in_((QUEUED, RUNNING))
-        )
         with self.engine.connect() as connection:
-            count, held = connection.execute(unfinished).one()
+            count, held = connection.execute(_pending(owner)).one()
         return int(count), int(held)
 
     def report(self, owner: str, job_id: str) -> bytes | None:

@@ -420,6 +420,25 @@ async def test_a_key_with_too_many_pending_jobs_gets_a_429_naming_the_setting(da
         assert len(listed) == 2
 
 
+@pytest.mark.parametrize("bound", ["max_pending_jobs", "max_pending_job_bytes"])
+async def test_concurrent_submits_of_one_key_cannot_all_pass_its_bound(database_url: str, bound: str) -> None:
+    """Eight submits at once, room for two: the check made before each body is read passes them all, and the one
+    made as each is inserted (one transaction, the key's submits taking turns) lets exactly two in."""
+    body = json.dumps(SMALL).encode()
+    limit = {"max_pending_jobs": 2, "max_pending_job_bytes": 2 * len(body) + len(body) // 2}[bound]
+    async with served(database_url=database_url, compute_workers=1, job_runners=0, **{bound: limit}) as (_, client):
+        answers: list[httpx.Response] = []
+
+        async def post() -> None:
+            answers.append(await client.post("/v1/jobs", content=body, headers={"content-type": "application/json"}))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(post)
+        assert sorted(answer.status_code for answer in answers) == [202] * 2 + [429] * 6
+        assert len((await client.get("/v1/jobs")).json()["jobs"]) == 2
+
+
 async def test_a_key_whose_pending_bodies_are_too_large_gets_a_429_then_room_once_one_is_cancelled(
     database_url: str,
 ) -> None:
