@@ -217,16 +217,6 @@ def stretch(graph: Graph, lins: Sequence[Linearised], block: Block) -> Stretch:
     )
 
 
-def jvp(graph: Graph, lins: Sequence[Linearised], block: Block, v: Array) -> Array:
-    """∂t_stop/∂t_start · v for every probe (v shaped like t_start, probes on axis 0): the forward sweep."""
-    return stretch(graph, lins, block).jvp(v)
-
-
-def vjp(graph: Graph, lins: Sequence[Linearised], block: Block, u: Array) -> Array:
-    """u·∂t_stop/∂t_start for every probe (u shaped like t_stop): the reverse sweep."""
-    return stretch(graph, lins, block).vjp(u)
-
-
 def parameter_gradients(graph: Graph, lins: Sequence[Linearised], u: Array) -> dict[int, dict[str, Array]]:
     """{node k: {θ: Σ_b ū_{k+1,b}·∂f_k/∂θ}} from the output's cotangent u (one reverse sweep of the whole graph)."""
     found: dict[int, dict[str, Array]] = {}

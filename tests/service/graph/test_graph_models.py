@@ -268,12 +268,11 @@ def test_a_chain_as_a_graph_gives_the_chain_numbers() -> None:
 
 def _pair_norm(graph: object, x: np.ndarray, start: int, stop: int) -> float:
     """max_b ‖∂t_stop/∂t_start‖₂ by the graph's own sweeps, formed densely (a 2-node stretch: tiny)."""
-    from service.graph.network import Block, Graph, jvp, linearise
-
     assert isinstance(graph, Graph)
     lins, _ = linearise(graph, x)
     n = graph.size(start)
-    columns = [jvp(graph, lins, Block(start, stop), np.repeat(np.eye(n)[i][None], len(x), axis=0)) for i in range(n)]
+    piece = stretch(graph, lins, Block(start, stop))
+    columns = [piece.jvp(np.repeat(np.eye(n)[i][None], len(x), axis=0)) for i in range(n)]
     stack = np.stack(columns, axis=-1)
     return max(float(np.linalg.svd(m, compute_uv=False)[0]) for m in stack)
 
