@@ -77,9 +77,7 @@ class Monitor:
         example_input: torch.Tensor | None = None,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
-        if every < 1:
-            raise ValueError(f"every must be 1 or more; got {every}")
-        self.model, self.client, self.run, self.every = model, client, run, every
+        self.model, self.client, self.run, self.every = model, client, run, _checked_every(every)
         self.inputs = Inputs.model_validate(inputs or {})
         self.options = Options.model_validate(options or {})
         self.example_input = None if example_input is None else example_input.detach().cpu()
@@ -211,10 +209,8 @@ class MonitorCallback:
         module: str | None = None,
     ) -> None:
         super().__init__()
-        if every < 1:
-            raise ValueError(f"every must be 1 or more; got {every}")
-        self.client, self.run, self.every, self.inputs, self.options = client, run, every, inputs, options
-        self.example_input, self.module = example_input, module
+        self.client, self.run, self.every = client, run, _checked_every(every)
+        self.inputs, self.options, self.example_input, self.module = inputs, options, example_input, module
         self.monitor: Monitor | None = None
         """The monitor, made at the first step (None before it)."""
         self.errors: list[BaseException] = []
@@ -246,6 +242,13 @@ class MonitorCallback:
     def _monitor_close(self) -> None:
         if self.monitor is not None:
             self.monitor.close()
+
+
+def _checked_every(every: int) -> int:
+    """``every``, refused (ValueError) below 1: a monitor reports every ``every``-th step."""
+    if every < 1:
+        raise ValueError(f"every must be 1 or more; got {every}")
+    return every
 
 
 def _snapshot(model: nn.Module) -> nn.Module:
