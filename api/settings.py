@@ -6,6 +6,7 @@ List settings take JSON (``JACSPEC_API_KEYS='["k1", "k2"]'``) or a comma-separat
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JACSPEC_", hide_input_in_errors=True)
     """``hide_input_in_errors``: a malformed JACSPEC_API_KEYS must not be printed in the error that refuses it."""
 
-    host: str = Field("127.0.0.1", description="Interface `python -m api` listens on.")
+    host: str = Field("127.0.0.1", description="Interface `python -m api` listens on: an IPv4 or IPv6 address.")
     port: int = Field(8000, ge=1, le=65535, description="Port `python -m api` listens on.")
     max_body_bytes: int = Field(256 * 2**20, ge=1, description="Largest request body accepted; larger → 413.")
     body_budget_bytes: int = Field(
@@ -65,7 +66,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS (`*` for any); empty: no CORS headers."
     )
     workers: int = Field(
-        1, ge=1, description="Worker processes `python -m api` (the container's start command) serves with."
+        1, ge=1, le=1024, description="Worker processes `python -m api` (the container's start command) serves with."
     )
     header_timeout: float = Field(
         10.0,
@@ -153,6 +154,16 @@ class Settings(BaseSettings):
     def _split_list(cls, value: Any) -> Any:
         """A JSON list, or comma-separated values (blank entries dropped), when given as a string."""
         return split_list(value) if isinstance(value, str) else value
+
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        """An IP address, as granian binds it (a host name is refused here rather than in a traceback)."""
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"not an IP address: {value!r} (127.0.0.1, 0.0.0.0, ::1, …)") from None
+        return value
 
     @field_validator("cluster")
     @classmethod

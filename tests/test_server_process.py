@@ -52,7 +52,13 @@ def test_the_command_line_sets_the_port_and_refuses_what_it_does_not_know(tmp_pa
         wait_healthy(f"http://127.0.0.1:{port}", [process], lambda: "python -m api --port did not serve there")
     finally:
         stop(process)
-    for argv, said in ((["--prot", "8001"], "unrecognized arguments: --prot"), (["--port", "99999"], "JACSPEC_PORT")):
+    refusals = [
+        (["--prot", "8001"], "unrecognized arguments: --prot"),
+        (["--port", "99999"], "JACSPEC_PORT"),
+        (["--workers", "1" + "0" * 400], "JACSPEC_WORKERS"),  # not granian's OverflowError
+        (["--host", "nosuchhost.invalid"], "JACSPEC_HOST: Value error, not an IP address"),
+    ]
+    for argv, said in refusals:
         command = [sys.executable, "-m", "api", *argv]
         refused = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2
